@@ -1,0 +1,163 @@
+//! The Segment tracking API's JSON, as borrowed types: strings point into the request body where they can, and
+//! `properties`, `traits`, `context` stay raw JSON text (parsed once, stored as is — research/perf-baselines.md §3).
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+/// The body of `POST /v1/batch`: the events stay raw so that one bad event is refused alone, not the whole batch.
+#[derive(Debug, Deserialize)]
+pub struct BatchEnvelope<'a> {
+    #[serde(borrow, default)]
+    pub batch: Option<Vec<&'a RawValue>>,
+    #[serde(rename = "sentAt", borrow, default, deserialize_with = "opt_text")]
+    pub sent_at: Option<Cow<'a, str>>,
+    #[serde(rename = "writeKey", borrow, default, deserialize_with = "opt_text")]
+    pub write_key: Option<Cow<'a, str>>,
+    /// Merged into every event's `context` (event keys win).
+    #[serde(borrow, default)]
+    pub context: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub integrations: Option<&'a RawValue>,
+}
+
+/// One event of any call type, before validation. Every field is optional here; [`crate::validate_event`] decides.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireEvent<'a> {
+    #[serde(rename = "type", borrow, default, deserialize_with = "opt_text")]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "opt_text")]
+    pub message_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub anonymous_id: Option<IdValue<'a>>,
+    #[serde(borrow, default)]
+    pub user_id: Option<IdValue<'a>>,
+    #[serde(borrow, default)]
+    pub previous_id: Option<IdValue<'a>>,
+    #[serde(borrow, default)]
+    pub group_id: Option<IdValue<'a>>,
+    /// The track call's event name.
+    #[serde(borrow, default, deserialize_with = "opt_text")]
+    pub event: Option<Cow<'a, str>>,
+    /// The page or screen name.
+    #[serde(borrow, default, deserialize_with = "opt_text")]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "opt_text")]
+    pub category: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "opt_text")]
+    pub timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "opt_text")]
+    pub original_timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "opt_text")]
+    pub sent_at: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub properties: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub traits: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub context: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub integrations: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "opt_text")]
+    pub write_key: Option<Cow<'a, str>>,
+}
+
+/// An identifier as libraries send it: a string, or a number (several Segment libraries accept numeric user IDs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdValue<'a>(pub Cow<'a, str>);
+
+impl<'a> IdValue<'a> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for IdValue<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IdVisitor;
+        impl<'de> Visitor<'de> for IdVisitor {
+            type Value = IdValue<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(IdValue(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(IdValue(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(IdValue(Cow::Owned(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(IdValue(Cow::Owned(v.to_string())))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(IdValue(Cow::Owned(v.to_string())))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(IdValue(Cow::Owned(v.to_string())))
+            }
+        }
+        deserializer.deserialize_any(IdVisitor)
+    }
+}
+
+/// Deserialises an optional string, borrowing from the input when it has no escapes. (serde's `borrow` attribute
+/// borrows a bare `Cow<str>` but not one inside an `Option`.)
+fn opt_text<'de: 'a, 'a, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    struct TextVisitor;
+    impl<'de> Visitor<'de> for TextVisitor {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v)))
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(TextVisitor)
+        }
+    }
+    deserializer.deserialize_option(TextVisitor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn borrows_plain_strings_and_accepts_numeric_ids() {
+        let body = r#"{"type":"track","event":"Signed Up","userId":42,"anonymousId":"a-1","properties":{"plan":"pro"}}"#;
+        let ev: WireEvent = serde_json::from_str(body).unwrap();
+        assert!(matches!(ev.event, Some(Cow::Borrowed("Signed Up"))));
+        assert_eq!(ev.user_id.unwrap().as_str(), "42");
+        assert_eq!(ev.properties.unwrap().get(), r#"{"plan":"pro"}"#);
+    }
+
+    #[test]
+    fn nulls_are_absent() {
+        let ev: WireEvent = serde_json::from_str(r#"{"type":null,"userId":null,"properties":null}"#).unwrap();
+        assert!(ev.kind.is_none() && ev.user_id.is_none() && ev.properties.is_none());
+    }
+
+    #[test]
+    fn wrong_types_fail_to_parse() {
+        assert!(serde_json::from_str::<WireEvent>(r#"{"event":5}"#).is_err());
+        assert!(serde_json::from_str::<WireEvent>(r#"{"userId":{"a":1}}"#).is_err());
+    }
+}
