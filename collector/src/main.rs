@@ -1,1 +1,142 @@
-fn main() {}
+//! `footprint`: the collector binary. Thin: parse the command line, load the config, start storage, the writer
+//! and the HTTP server, and shut them down in order.
+
+mod config;
+mod enrich;
+mod http;
+mod ingest;
+mod metrics;
+mod store;
+mod writer;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use config::{Config, LogFormat, Overrides, Secret};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "footprint", version, about = "Footprint: privacy-first, self-hosted customer-data collection")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the collector: ingest API, demo site and dashboard.
+    Serve {
+        /// TOML config file (or FOOTPRINT_CONFIG).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Address to listen on, HOST:PORT (or FOOTPRINT_LISTEN; default 127.0.0.1:8080; port 0 picks a free one).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Directory for the database (or FOOTPRINT_DATA_DIR; default ./footprint-data).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config, listen, data_dir } => serve(Overrides { config, listen, data_dir }),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("footprint: error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(flags: Overrides) -> anyhow::Result<()> {
+    let config = Config::load(&flags, &|name| std::env::var(name).ok())?;
+    init_logging(config.log_format);
+    if let Some(url) = &config.database_url {
+        if !url.starts_with("sqlite:") {
+            anyhow::bail!("FOOTPRINT_DATABASE_URL / database_url: only the embedded SQLite store is available in this version (got a {} URL)", url.split(':').next().unwrap_or("?"));
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(run(config))
+}
+
+async fn run(mut config: Config) -> anyhow::Result<()> {
+    let metrics = Arc::new(metrics::Metrics::default());
+    let store = store::sqlite::SqliteStore::open(&config.data_dir).with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
+    let db_path = store.path().to_path_buf();
+    let (writer, writer_thread) = writer::Writer::start(Box::new(store), config.dedupe_window_days, config.queue_capacity_bytes, metrics.clone(), now_ms)?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let generated_token = config.admin_token.is_none();
+    let admin_token = config.admin_token.get_or_insert_with(|| Secret::new(random_hex(16))).clone();
+
+    println!("Footprint collector listening on http://{address}");
+    println!("  data:      {}", db_path.display());
+    for site in &config.sites {
+        println!("  site {:?}: write key {}  (consent {:?}, retention {} days, origins: {})", site.id, site.write_key, site.consent_mode, site.retention_days, if site.origins.is_empty() { "none (server-side only)".to_owned() } else { site.origins.join(", ") });
+    }
+    if config.demo_site {
+        println!("  demo site: http://{address}/demo/   dashboard: http://{address}/");
+    }
+    if generated_token {
+        println!("  admin token (generated for this run; set FOOTPRINT_ADMIN_TOKEN to fix it): {}", admin_token.expose());
+    }
+    let state = Arc::new(http::AppState::new(config, writer, metrics, db_path));
+    if state.www_dir.is_none() {
+        tracing::warn!("no www directory found; the demo site and dashboard are not served (set www_dir)");
+    }
+    tracing::info!(%address, "collector started");
+    http::serve(listener, state, shutdown_signal()).await;
+    tracing::info!("stopped accepting; draining the write queue");
+    // The last Writer handle goes with the state; the writer thread then drains its queue and exits.
+    tokio::task::spawn_blocking(move || writer_thread.join()).await?.map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    tracing::info!("collector stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown requested");
+}
+
+fn init_logging(format: LogFormat) {
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_max_level(tracing::Level::INFO);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Wall-clock time in epoch milliseconds: the one clock of the collector.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A random UUIDv4, for events that arrive without a `messageId`.
+pub fn new_message_id() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("the OS random source works");
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex(&b);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b).expect("the OS random source works");
+    hex(&b)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

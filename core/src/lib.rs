@@ -12,4 +12,4 @@ pub mod wire;
 
 pub use reason::RejectCode;
 pub use validate::{validate_event, CallKind, Rejection, ValidEvent};
-pub use wire::{BatchEnvelope, WireEvent};
+pub use wire::{BatchEnvelope, IdValue, RawObject, WireEvent};

@@ -105,6 +105,75 @@ impl<'de: 'a, 'a> Deserialize<'de> for IdValue<'a> {
     }
 }
 
+/// A JSON object kept as its members' raw text, in order: cheap to edit (drop or add a member) and to write back.
+#[derive(Debug, Default)]
+pub struct RawObject<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> RawObject<'a> {
+    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    /// Removes a member and returns its raw value.
+    pub fn take(&mut self, key: &str) -> Option<&'a RawValue> {
+        let at = self.0.iter().position(|(k, _)| k == key)?;
+        Some(self.0.remove(at).1)
+    }
+
+    /// Adds the members of `other` whose keys are not present yet (Segment's batch-level context rule).
+    pub fn fill_from(&mut self, other: &RawObject<'a>) {
+        for (k, v) in &other.0 {
+            if self.get(k).is_none() {
+                self.0.push((k.clone(), v));
+            }
+        }
+    }
+
+    /// The object as JSON text.
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(2 + self.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>());
+        out.push('{');
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            // serde_json escapes the key exactly as JSON requires.
+            out.push_str(&serde_json::to_string(k.as_ref()).expect("a string serialises"));
+            out.push(':');
+            out.push_str(v.get());
+        }
+        out.push('}');
+        out
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = RawObject<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(Key(key)) = map.next_key::<Key>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    members.push((key, value));
+                }
+                Ok(RawObject(members))
+            }
+        }
+        struct Key<'a>(Cow<'a, str>);
+        impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                opt_text(deserializer)?.map(Key).ok_or_else(|| de::Error::custom("object key must be a string"))
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
 /// Deserialises an optional string, borrowing from the input when it has no escapes. (serde's `borrow` attribute
 /// borrows a bare `Cow<str>` but not one inside an `Option`.)
 fn opt_text<'de: 'a, 'a, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Cow<'a, str>>, D::Error> {
@@ -147,6 +216,15 @@ mod tests {
         assert!(matches!(ev.event, Some(Cow::Borrowed("Signed Up"))));
         assert_eq!(ev.user_id.unwrap().as_str(), "42");
         assert_eq!(ev.properties.unwrap().get(), r#"{"plan":"pro"}"#);
+    }
+
+    #[test]
+    fn raw_object_edits_and_round_trips() {
+        let mut ctx: RawObject = serde_json::from_str(r#"{"ip":"1.2.3.4","page":{"url":"https://a/"},"k\"ey":[1, 2]}"#).unwrap();
+        assert_eq!(ctx.take("ip").unwrap().get(), r#""1.2.3.4""#);
+        let batch: RawObject = serde_json::from_str(r#"{"page":{"url":"https://b/"},"locale":"de"}"#).unwrap();
+        ctx.fill_from(&batch);
+        assert_eq!(ctx.to_json(), r#"{"page":{"url":"https://a/"},"k\"ey":[1, 2],"locale":"de"}"#);
     }
 
     #[test]

@@ -1,0 +1,232 @@
+//! Enrichment at ingest: the client IP (trusted proxies only, truncated), the user agent (browser, OS, device,
+//! bot flag) and the page, referrer and campaign fields. Pure functions, except the user-agent cache.
+
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+/// The address of the visitor: the peer, or — only when the peer is a trusted proxy — the right-most address in
+/// `X-Forwarded-For` that is not itself a trusted proxy. Untrusted peers cannot spoof their address this way.
+pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let Some(header) = forwarded_for else { return peer };
+    let mut client = peer;
+    for hop in header.rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(&ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+/// The network an address belongs to, as stored: IPv4 to `/v4_prefix`, IPv6 to `/v6_prefix` (default /24, /48).
+pub fn truncate_ip(ip: IpAddr, v4_prefix: u8, v6_prefix: u8) -> IpAddr {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) => {
+            let mask = if v4_prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(v4_prefix.min(32))) };
+            IpAddr::V4((u32::from(v4) & mask).into())
+        }
+        IpAddr::V6(v6) => {
+            let mask = if v6_prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(v6_prefix.min(128))) };
+            IpAddr::V6((u128::from(v6) & mask).into())
+        }
+    }
+}
+
+/// What the user agent says about the visitor's software.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UserAgentInfo {
+    pub browser: Option<String>,
+    pub os: Option<String>,
+    /// `desktop`, `mobile`, `tablet`, `bot` or `other`.
+    pub device: &'static str,
+    pub bot: bool,
+}
+
+/// Parses a user agent. Bots are marked, never dropped.
+pub fn parse_user_agent(ua: &str) -> UserAgentInfo {
+    let lower = ua.to_ascii_lowercase();
+    let parsed = woothee::parser::Parser::new().parse(ua);
+    let by_name = ["bot", "crawler", "spider", "slurp", "facebookexternalhit", "python-requests", "curl/", "wget/", "headlesschrome"]
+        .iter()
+        .any(|needle| lower.contains(needle));
+    let category = parsed.as_ref().map(|r| r.category).unwrap_or("");
+    let bot = by_name || category == "crawler";
+    let known = |s: &str| (!s.is_empty() && s != "UNKNOWN").then(|| s.to_owned());
+    let device = if bot {
+        "bot"
+    } else if lower.contains("ipad") || lower.contains("tablet") || (lower.contains("android") && !lower.contains("mobile")) {
+        "tablet"
+    } else {
+        match category {
+            "pc" => "desktop",
+            "smartphone" | "mobilephone" => "mobile",
+            _ => "other",
+        }
+    };
+    UserAgentInfo {
+        browser: parsed.as_ref().and_then(|r| known(r.name)),
+        os: parsed.as_ref().and_then(|r| known(r.os)),
+        device,
+        bot,
+    }
+}
+
+/// A bounded cache in front of [`parse_user_agent`]: real traffic repeats a few thousand agents, and parsing one
+/// costs microseconds. When full, it starts over (simple, and bounded).
+#[derive(Default)]
+pub struct UserAgentCache {
+    entries: Mutex<HashMap<Box<str>, Arc<UserAgentInfo>>>,
+}
+
+impl UserAgentCache {
+    const CAPACITY: usize = 4_096;
+
+    pub fn get(&self, ua: &str) -> Arc<UserAgentInfo> {
+        if let Some(hit) = self.entries.lock().expect("ua cache").get(ua) {
+            return hit.clone();
+        }
+        let info = Arc::new(parse_user_agent(ua));
+        let mut entries = self.entries.lock().expect("ua cache");
+        if entries.len() >= Self::CAPACITY {
+            entries.clear();
+        }
+        entries.insert(ua.into(), info.clone());
+        info
+    }
+}
+
+/// The host of an absolute http(s) URL, lower-cased, without port or credentials.
+pub fn url_host(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit('@').next()?;
+    let host = if host_port.starts_with('[') {
+        host_port.split(']').next().map(|h| format!("{h}]"))?
+    } else {
+        host_port.split(':').next()?.to_owned()
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// The path of an absolute URL (`/` when it has none).
+pub fn url_path(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
+    let after_host = &rest[rest.find(['/', '?', '#']).unwrap_or(rest.len())..];
+    let path = after_host.split(['?', '#']).next().unwrap_or("");
+    Some(if path.is_empty() { "/".to_owned() } else { path.to_owned() })
+}
+
+/// Campaign fields, from `context.campaign` or the page URL's `utm_*` parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Campaign {
+    pub source: Option<String>,
+    pub medium: Option<String>,
+    pub name: Option<String>,
+    pub term: Option<String>,
+    pub content: Option<String>,
+}
+
+impl Campaign {
+    pub fn is_empty(&self) -> bool {
+        *self == Campaign::default()
+    }
+}
+
+/// Reads `utm_source`, `utm_medium`, `utm_campaign`, `utm_term` and `utm_content` from a URL's query string.
+pub fn campaign_from_url(url: &str) -> Campaign {
+    let mut campaign = Campaign::default();
+    let Some((_, after)) = url.split_once('?') else { return campaign };
+    let query = after.split('#').next().unwrap_or("");
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        let slot = match key.as_ref() {
+            "utm_source" => &mut campaign.source,
+            "utm_medium" => &mut campaign.medium,
+            "utm_campaign" => &mut campaign.name,
+            "utm_term" => &mut campaign.term,
+            "utm_content" => &mut campaign.content,
+            _ => continue,
+        };
+        if slot.is_none() && !value.is_empty() {
+            *slot = Some(value.chars().take(200).collect());
+        }
+    }
+    campaign
+}
+
+/// Truncates to at most `max` bytes on a character boundary.
+pub fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn client_ip_trusts_only_listed_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert_eq!(client_ip(ip("203.0.113.9"), Some("1.2.3.4"), &trusted), ip("203.0.113.9"), "untrusted peer cannot spoof");
+        assert_eq!(client_ip(ip("10.0.0.2"), Some("1.2.3.4, 198.51.100.7, 10.0.0.5"), &trusted), ip("198.51.100.7"));
+        assert_eq!(client_ip(ip("10.0.0.2"), None, &trusted), ip("10.0.0.2"));
+        assert_eq!(client_ip(ip("10.0.0.2"), Some("garbage"), &trusted), ip("10.0.0.2"));
+    }
+
+    #[test]
+    fn truncation_keeps_only_the_network() {
+        assert_eq!(truncate_ip(ip("203.0.113.77"), 24, 48), ip("203.0.113.0"));
+        assert_eq!(truncate_ip(ip("203.0.113.77"), 16, 48), ip("203.0.0.0"));
+        assert_eq!(truncate_ip(ip("2001:db8:abcd:1234::1"), 24, 48), ip("2001:db8:abcd::"));
+        assert_eq!(truncate_ip(ip("::ffff:203.0.113.77"), 24, 48), ip("203.0.113.0"));
+        assert_eq!(truncate_ip(ip("203.0.113.77"), 32, 128), ip("203.0.113.77"));
+        assert_eq!(truncate_ip(ip("203.0.113.77"), 0, 0), ip("0.0.0.0"));
+    }
+
+    #[test]
+    fn user_agents() {
+        let chrome = parse_user_agent("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36");
+        assert_eq!((chrome.browser.as_deref(), chrome.os.as_deref(), chrome.device, chrome.bot), (Some("Chrome"), Some("Windows 10"), "desktop", false));
+        let iphone = parse_user_agent("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1");
+        assert_eq!((iphone.device, iphone.bot), ("mobile", false));
+        let google = parse_user_agent("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)");
+        assert_eq!((google.device, google.bot), ("bot", true));
+        assert!(parse_user_agent("curl/8.0").bot);
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(url_host("https://User:pw@Shop.Example:8443/a?b#c").as_deref(), Some("shop.example"));
+        assert_eq!(url_host("http://[::1]:8080/").as_deref(), Some("[::1]"));
+        assert_eq!(url_host("android-app://com.x"), None);
+        assert_eq!(url_path("https://shop.example").as_deref(), Some("/"));
+        assert_eq!(url_path("https://shop.example/a/b?x=1#y").as_deref(), Some("/a/b"));
+        let c = campaign_from_url("https://shop.example/?utm_source=news%20letter&utm_medium=email&utm_campaign=spring&x=1#utm_term=no");
+        assert_eq!(c, Campaign { source: Some("news letter".into()), medium: Some("email".into()), name: Some("spring".into()), term: None, content: None });
+        assert_eq!(clip("héllo", 2), "h");
+    }
+}

@@ -1,0 +1,104 @@
+//! The storage boundary: the rows ingest produces and the operations the writer and the queries need.
+//! This module and its children are the only code that knows SQL.
+
+pub mod sqlite;
+
+use footprint_core::{CallKind, RejectCode};
+use std::sync::Arc;
+
+/// Flag bits of [`StoredEvent::flags`].
+pub mod flags {
+    /// The corrected timestamp lay too far in the future and was set to the receive time.
+    pub const CLAMPED_FUTURE: i64 = 1;
+    /// The user agent is a bot's (kept and counted, excluded from stats).
+    pub const BOT: i64 = 2;
+    /// The event came without a `messageId`; the collector made one (so retries of it cannot be deduplicated).
+    pub const GENERATED_MESSAGE_ID: i64 = 4;
+}
+
+/// One accepted event, as stored. Raw IPs and raw user agents never get here: `ip` is already truncated.
+#[derive(Debug, Clone, Default)]
+pub struct StoredEvent {
+    pub site: Arc<str>,
+    pub message_id: String,
+    pub kind: Option<CallKind>,
+    pub name: Option<String>,
+    pub category: Option<String>,
+    pub anonymous_id: Option<String>,
+    pub user_id: Option<String>,
+    pub previous_id: Option<String>,
+    pub group_id: Option<String>,
+    pub timestamp: i64,
+    pub original_timestamp: Option<i64>,
+    pub sent_at: Option<i64>,
+    pub received_at: i64,
+    pub flags: i64,
+    pub url: Option<String>,
+    pub path: Option<String>,
+    pub title: Option<String>,
+    pub referrer: Option<String>,
+    pub referrer_host: Option<String>,
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+    pub utm_term: Option<String>,
+    pub utm_content: Option<String>,
+    pub ip: Option<String>,
+    pub browser: Option<String>,
+    pub os: Option<String>,
+    pub device: Option<&'static str>,
+    pub properties: Option<String>,
+    pub traits: Option<String>,
+    pub context: Option<String>,
+    pub integrations: Option<String>,
+}
+
+impl StoredEvent {
+    /// Rough size in memory, for the writer queue's byte budget.
+    pub fn approx_bytes(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        256 + self.message_id.len()
+            + opt(&self.name)
+            + opt(&self.url)
+            + opt(&self.referrer)
+            + opt(&self.properties)
+            + opt(&self.traits)
+            + opt(&self.context)
+            + opt(&self.integrations)
+    }
+}
+
+/// A refused event, kept for inspection with its reason ("failed events"). Never silently dropped.
+#[derive(Debug, Clone)]
+pub struct QuarantinedEvent {
+    pub site: Arc<str>,
+    pub received_at: i64,
+    pub message_id: Option<String>,
+    pub code: &'static str,
+    pub reason: String,
+    /// The event's JSON text as received (or the start of an unparseable body).
+    pub payload: String,
+}
+
+impl QuarantinedEvent {
+    pub fn new(site: Arc<str>, received_at: i64, message_id: Option<String>, code: RejectCode, reason: String, payload: String) -> Self {
+        QuarantinedEvent { site, received_at, message_id, code: code.as_str(), reason, payload }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot prepare the data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+}
+
+/// What the group-commit writer needs from a store.
+pub trait EventStore: Send {
+    /// Stores accepted and quarantined events in one transaction; returns only once it is durable.
+    fn commit(&mut self, events: &[StoredEvent], quarantine: &[QuarantinedEvent]) -> Result<(), StoreError>;
+    /// Calls `each(site, message_id, received_at)` for every event received at or after `since_ms`, so the
+    /// deduplication window survives restarts.
+    fn for_each_recent_message_id(&mut self, since_ms: i64, each: &mut dyn FnMut(&str, &str, i64)) -> Result<(), StoreError>;
+}

@@ -1,0 +1,330 @@
+//! The single writer: a bounded queue in front of one thread that group-commits everything waiting, deduplicates
+//! by `messageId` within the window, and only then answers each request. 2xx therefore means "durable".
+
+use crate::metrics::Metrics;
+use crate::store::{EventStore, QuarantinedEvent, StoreError, StoredEvent};
+use std::collections::hash_map::RandomState;
+use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+
+/// Rows per transaction at most; more waiting work goes into the next commit.
+const MAX_ROWS_PER_COMMIT: usize = 4_000;
+const DAY_MS: i64 = 86_400_000;
+
+/// The fate of one accepted event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    Accepted,
+    Duplicate,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the write queue is full")]
+    QueueFull,
+    #[error("storage failed: {0}")]
+    Storage(String),
+    #[error("the collector is shutting down")]
+    ShuttingDown,
+}
+
+struct WriteJob {
+    events: Vec<StoredEvent>,
+    quarantine: Vec<QuarantinedEvent>,
+    reply: oneshot::Sender<Result<Vec<Stored>, String>>,
+    _permit: OwnedSemaphorePermit,
+    bytes: i64,
+}
+
+/// The request side of the writer. Cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::UnboundedSender<WriteJob>,
+    capacity: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+impl Writer {
+    /// Starts the writer thread. `capacity_bytes` bounds the memory of waiting jobs; past it, `submit` fails fast.
+    pub fn start(
+        mut store: Box<dyn EventStore>,
+        dedupe_window_days: u32,
+        capacity_bytes: usize,
+        metrics: Arc<Metrics>,
+        now_ms: fn() -> i64,
+    ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
+        let mut recent = RecentIds::new(dedupe_window_days);
+        let since = now_ms() - i64::from(dedupe_window_days) * DAY_MS;
+        store.for_each_recent_message_id(since, &mut |site, id, received_at| {
+            recent.insert(received_at, recent.key(site, id));
+        })?;
+        metrics.dedupe_ids.store(recent.len() as i64, Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let thread_metrics = metrics.clone();
+        let handle = std::thread::Builder::new()
+            .name("footprint-writer".into())
+            .spawn(move || run(store, recent, rx, thread_metrics, now_ms))
+            .expect("spawn writer thread");
+        let capacity = Arc::new(Semaphore::new(capacity_bytes.div_ceil(1024).max(1)));
+        Ok((Writer { tx, capacity, metrics }, handle))
+    }
+
+    /// Queues the events of one request and waits until they are committed. Returns one [`Stored`] per event.
+    pub async fn submit(&self, events: Vec<StoredEvent>, quarantine: Vec<QuarantinedEvent>) -> Result<Vec<Stored>, SubmitError> {
+        let bytes: usize = events.iter().map(StoredEvent::approx_bytes).sum::<usize>()
+            + quarantine.iter().map(|q| q.payload.len() + q.reason.len() + 128).sum::<usize>();
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let permit = self.capacity.clone().try_acquire_many_owned(kib).map_err(|_| SubmitError::QueueFull)?;
+        self.metrics.queue_bytes.fetch_add(bytes as i64, Relaxed);
+        let (reply, answer) = oneshot::channel();
+        let job = WriteJob { events, quarantine, reply, _permit: permit, bytes: bytes as i64 };
+        if self.tx.send(job).is_err() {
+            return Err(SubmitError::ShuttingDown);
+        }
+        match answer.await {
+            Ok(Ok(stored)) => Ok(stored),
+            Ok(Err(message)) => Err(SubmitError::Storage(message)),
+            Err(_) => Err(SubmitError::ShuttingDown),
+        }
+    }
+}
+
+fn run(mut store: Box<dyn EventStore>, mut recent: RecentIds, mut rx: mpsc::UnboundedReceiver<WriteJob>, metrics: Arc<Metrics>, now_ms: fn() -> i64) {
+    // Ends when every Writer handle is dropped and the queue is drained: that is graceful shutdown.
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        let mut rows = jobs[0].events.len() + jobs[0].quarantine.len();
+        while rows < MAX_ROWS_PER_COMMIT {
+            match rx.try_recv() {
+                Ok(job) => {
+                    rows += job.events.len() + job.quarantine.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_group(&mut *store, &mut recent, jobs, &metrics, now_ms());
+    }
+}
+
+fn commit_group(store: &mut dyn EventStore, recent: &mut RecentIds, jobs: Vec<WriteJob>, metrics: &Metrics, now: i64) {
+    let started = Instant::now();
+    recent.expire(now);
+    let mut fresh_keys: HashSet<u128, IdentityHash> = HashSet::default();
+    let mut to_store = Vec::new();
+    let mut to_quarantine = Vec::new();
+    let mut answers = Vec::with_capacity(jobs.len());
+    let mut new_ids = Vec::new();
+    for job in jobs {
+        let mut statuses = Vec::with_capacity(job.events.len());
+        for event in job.events {
+            let key = recent.key(&event.site, &event.message_id);
+            if recent.contains(key) || !fresh_keys.insert(key) {
+                statuses.push(Stored::Duplicate);
+            } else {
+                new_ids.push((event.received_at, key));
+                statuses.push(Stored::Accepted);
+                to_store.push(event);
+            }
+        }
+        to_quarantine.extend(job.quarantine);
+        metrics.queue_bytes.fetch_sub(job.bytes, Relaxed);
+        answers.push((job.reply, statuses, job._permit));
+    }
+    let result = store.commit(&to_store, &to_quarantine);
+    let micros = started.elapsed().as_micros() as u64;
+    Metrics::add(&metrics.commits, 1);
+    Metrics::add(&metrics.commit_micros_total, micros);
+    metrics.commit_micros_max.fetch_max(micros, Relaxed);
+    match result {
+        Ok(()) => {
+            Metrics::add(&metrics.commit_rows, (to_store.len() + to_quarantine.len()) as u64);
+            for (received_at, key) in new_ids {
+                recent.insert(received_at, key);
+            }
+            metrics.dedupe_ids.store(recent.len() as i64, Relaxed);
+            for (reply, statuses, _permit) in answers {
+                let _ = reply.send(Ok(statuses));
+            }
+        }
+        Err(error) => {
+            Metrics::add(&metrics.commit_failures, 1);
+            tracing::error!(%error, rows = to_store.len() + to_quarantine.len(), "group commit failed; its requests get 503");
+            let message = error.to_string();
+            for (reply, _, _permit) in answers {
+                let _ = reply.send(Err(message.clone()));
+            }
+        }
+    }
+}
+
+/// The messageIds seen within the dedupe window, as 128-bit keyed hashes in one set per day (so expiry drops whole
+/// days). The keys are random per process: the set is rebuilt from the store at start.
+struct RecentIds {
+    window_days: u32,
+    days: VecDeque<(i64, HashSet<u128, IdentityHash>)>,
+    hash_lo: RandomState,
+    hash_hi: RandomState,
+}
+
+impl RecentIds {
+    fn new(window_days: u32) -> Self {
+        RecentIds { window_days, days: VecDeque::new(), hash_lo: RandomState::new(), hash_hi: RandomState::new() }
+    }
+
+    fn key(&self, site: &str, message_id: &str) -> u128 {
+        let half = |state: &RandomState| {
+            let mut h = state.build_hasher();
+            h.write(site.as_bytes());
+            h.write_u8(0xff);
+            h.write(message_id.as_bytes());
+            h.finish()
+        };
+        (u128::from(half(&self.hash_hi)) << 64) | u128::from(half(&self.hash_lo))
+    }
+
+    fn contains(&self, key: u128) -> bool {
+        self.days.iter().any(|(_, set)| set.contains(&key))
+    }
+
+    fn insert(&mut self, received_at: i64, key: u128) {
+        let day = received_at.div_euclid(DAY_MS);
+        let at = match self.days.iter().position(|(d, _)| *d == day) {
+            Some(at) => at,
+            None => {
+                self.days.push_back((day, HashSet::default()));
+                self.days.make_contiguous().sort_by_key(|(d, _)| *d);
+                self.days.iter().position(|(d, _)| *d == day).expect("just inserted")
+            }
+        };
+        self.days[at].1.insert(key);
+    }
+
+    /// Forgets days that lie entirely before the window.
+    fn expire(&mut self, now: i64) {
+        let oldest_kept = (now - i64::from(self.window_days) * DAY_MS).div_euclid(DAY_MS);
+        while self.days.front().is_some_and(|(d, _)| *d < oldest_kept) {
+            self.days.pop_front();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.days.iter().map(|(_, s)| s.len()).sum()
+    }
+}
+
+/// The keys are already uniform hashes: use their low bits as the table hash.
+#[derive(Default, Clone, Copy)]
+struct IdentityHash;
+
+impl BuildHasher for IdentityHash {
+    type Hasher = IdentityHasher;
+    fn build_hasher(&self) -> IdentityHasher {
+        IdentityHasher(0)
+    }
+}
+
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A store that keeps rows in memory and can be told to fail, to test the writer's own logic.
+    #[derive(Clone, Default)]
+    struct MemoryStore {
+        rows: Arc<Mutex<Vec<StoredEvent>>>,
+        fail: Arc<Mutex<bool>>,
+    }
+
+    impl EventStore for MemoryStore {
+        fn commit(&mut self, events: &[StoredEvent], _q: &[QuarantinedEvent]) -> Result<(), StoreError> {
+            if *self.fail.lock().unwrap() {
+                return Err(StoreError::Sqlite(rusqlite::Error::InvalidQuery));
+            }
+            self.rows.lock().unwrap().extend_from_slice(events);
+            Ok(())
+        }
+        fn for_each_recent_message_id(&mut self, since: i64, each: &mut dyn FnMut(&str, &str, i64)) -> Result<(), StoreError> {
+            for e in self.rows.lock().unwrap().iter().filter(|e| e.received_at >= since) {
+                each(&e.site, &e.message_id, e.received_at);
+            }
+            Ok(())
+        }
+    }
+
+    fn event(site: &str, id: &str, received_at: i64) -> StoredEvent {
+        StoredEvent { site: site.into(), message_id: id.into(), received_at, ..Default::default() }
+    }
+
+    fn fixed_now() -> i64 {
+        10 * DAY_MS
+    }
+
+    #[tokio::test]
+    async fn dedupes_within_a_request_across_requests_and_across_restarts() {
+        let store = MemoryStore::default();
+        let (writer, thread) = Writer::start(Box::new(store.clone()), 7, 1 << 20, Default::default(), fixed_now).unwrap();
+        let now = fixed_now();
+        let first = writer.submit(vec![event("a", "m1", now), event("a", "m1", now), event("b", "m1", now)], vec![]).await.unwrap();
+        assert_eq!(first, vec![Stored::Accepted, Stored::Duplicate, Stored::Accepted]);
+        let again = writer.submit(vec![event("a", "m1", now), event("a", "m2", now)], vec![]).await.unwrap();
+        assert_eq!(again, vec![Stored::Duplicate, Stored::Accepted]);
+        drop(writer);
+        thread.join().unwrap();
+        let (writer, _thread) = Writer::start(Box::new(store.clone()), 7, 1 << 20, Default::default(), fixed_now).unwrap();
+        let after_restart = writer.submit(vec![event("a", "m2", now), event("a", "m3", now)], vec![]).await.unwrap();
+        assert_eq!(after_restart, vec![Stored::Duplicate, Stored::Accepted]);
+        assert_eq!(store.rows.lock().unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_reports_an_error_and_forgets_nothing() {
+        let store = MemoryStore::default();
+        let (writer, _thread) = Writer::start(Box::new(store.clone()), 7, 1 << 20, Default::default(), fixed_now).unwrap();
+        *store.fail.lock().unwrap() = true;
+        let failed = writer.submit(vec![event("a", "m1", fixed_now())], vec![]).await;
+        assert!(matches!(failed, Err(SubmitError::Storage(_))));
+        *store.fail.lock().unwrap() = false;
+        // The retry of the failed event must be accepted, not called a duplicate.
+        let retried = writer.submit(vec![event("a", "m1", fixed_now())], vec![]).await.unwrap();
+        assert_eq!(retried, vec![Stored::Accepted]);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_instead_of_growing() {
+        let (writer, _thread) = Writer::start(Box::new(MemoryStore::default()), 7, 1024, Default::default(), fixed_now).unwrap();
+        let big = StoredEvent { properties: Some("x".repeat(4096)), ..event("a", "m", fixed_now()) };
+        assert!(matches!(writer.submit(vec![big], vec![]).await, Err(SubmitError::QueueFull)));
+    }
+
+    #[test]
+    fn old_days_expire() {
+        let mut recent = RecentIds::new(7);
+        let k = recent.key("a", "m");
+        recent.insert(0, k);
+        recent.expire(7 * DAY_MS);
+        assert!(recent.contains(k));
+        recent.expire(8 * DAY_MS);
+        assert!(!recent.contains(k));
+    }
+}
