@@ -1,1 +1,77 @@
-fn main() {}
+//! `cargo xtask <command>`: the project's automation, in Rust so it runs wherever cargo does.
+//!
+//! - `run [ARGS…]`   build everything and run the collector (`footprint serve ARGS…`) with the demo site.
+//! - `test`          install what the tests need, build, and run every test (what CI runs).
+//! - `bench …`       benchmarks that print numbers (see README).
+
+mod ensure;
+
+use anyhow::{bail, Context as _};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("run") => run(&args[1..]),
+        Some("test") => test(),
+        Some("help") | Some("--help") | Some("-h") | None => {
+            println!("usage: cargo xtask <run [serve args…] | test>");
+            Ok(())
+        }
+        Some(other) => Err(anyhow::anyhow!("unknown command {other:?}; try `cargo xtask help`")),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the parent of `xtask/`).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+/// The cargo that runs us, so toolchain overrides carry through.
+pub fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+/// Where cargo puts build output (honours `CARGO_TARGET_DIR`).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).map(|p| if p.is_absolute() { p } else { root().join(p) }).unwrap_or_else(|| root().join("target"))
+}
+
+/// Runs a command, echoing it first; fails with its exit status.
+pub fn run_step(what: &str, command: &mut Command) -> anyhow::Result<()> {
+    eprintln!("==> {what}");
+    let status = command.status().with_context(|| format!("cannot start: {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+fn run(serve_args: &[String]) -> anyhow::Result<()> {
+    run_step("build the collector (release)", cargo().args(["build", "--release", "-p", "footprint-collector"]))?;
+    let binary = target_dir().join("release/footprint");
+    eprintln!("==> {} serve {}", binary.display(), serve_args.join(" "));
+    let status = Command::new(&binary).arg("serve").args(serve_args).current_dir(root()).status().context("cannot start the collector")?;
+    if !status.success() {
+        bail!("the collector exited with {status}");
+    }
+    Ok(())
+}
+
+fn test() -> anyhow::Result<()> {
+    ensure::npm_packages()?;
+    run_step("build the collector", cargo().args(["build", "-p", "footprint-collector"]))?;
+    run_step("cargo test (unit, property and end-to-end tests)", cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    eprintln!("==> all tests passed");
+    Ok(())
+}
