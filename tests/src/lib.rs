@@ -1,1 +1,348 @@
-//! Shared harness for the end-to-end tests (see `tests/`).
+//! The end-to-end harness: starts the real `footprint` binary on port 0 with a temporary data directory, talks
+//! to it over real HTTP (a minimal HTTP/1.1 client, so tests can also send broken requests), and reads what it
+//! stored straight from its SQLite file.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The collector binary, built once per test run with the same cargo and profile as the tests.
+pub fn collector_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            if let Some(path) = std::env::var_os("FOOTPRINT_BIN") {
+                return PathBuf::from(path);
+            }
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = Command::new(cargo).args(["build", "--quiet", "-p", "footprint-collector"]).current_dir(&root).status().expect("run cargo build");
+            assert!(status.success(), "building the collector failed");
+            let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).map(|p| if p.is_absolute() { p } else { root.join(p) }).unwrap_or_else(|| root.join("target"));
+            target.join("debug/footprint")
+        })
+        .clone()
+}
+
+/// A fresh, empty directory under the system temp dir, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!("footprint-e2e-{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running collector.
+pub struct Collector {
+    child: Option<Child>,
+    pub addr: String,
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    dir: Option<TempDir>,
+    config: Option<String>,
+}
+
+/// A config with one site `shop` (write key `wk_shop`, origin `https://shop.example`) and a second site `blog`.
+pub const TWO_SITES: &str = r#"
+admin_token = "test-admin-token-0123456789"
+[[sites]]
+id = "shop"
+write_key = "wk_shop"
+origins = ["https://shop.example"]
+[[sites]]
+id = "blog"
+write_key = "wk_blog"
+origins = ["https://blog.example", "http://localhost:3000"]
+"#;
+
+impl Collector {
+    /// Starts the collector with no config file at all (the demo site).
+    pub fn start_default() -> Collector {
+        Self::start_in(TempDir::new("default"), None)
+    }
+
+    /// Starts the collector with this config file text (listen and data_dir are set by the harness).
+    pub fn start(config: &str) -> Collector {
+        Self::start_in(TempDir::new("cfg"), Some(config.to_owned()))
+    }
+
+    fn start_in(dir: TempDir, config: Option<String>) -> Collector {
+        let mut command = Command::new(collector_binary());
+        command.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(dir.path().join("data"));
+        if let Some(text) = &config {
+            let path = dir.path().join("footprint.toml");
+            std::fs::write(&path, text).unwrap();
+            command.arg("--config").arg(path);
+        }
+        command.env_remove("FOOTPRINT_CONFIG").env_remove("FOOTPRINT_LISTEN").env_remove("FOOTPRINT_DATA_DIR").env_remove("FOOTPRINT_ADMIN_TOKEN");
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start the collector");
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        reader.read_line(&mut first).expect("read the collector's first line");
+        let Some(addr) = first.trim().strip_prefix("Footprint collector listening on http://") else {
+            let mut err = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut err).ok();
+            panic!("collector did not start: {first:?}\n{err}");
+        };
+        let addr = addr.to_owned();
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(vec![first.trim().to_owned()]));
+        let lines = stdout.clone();
+        // Keep draining both pipes so the collector never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in reader.lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("FOOTPRINT_E2E_LOGS").is_some() {
+                    eprintln!("[collector] {line}");
+                }
+            }
+        });
+        Collector { child: Some(child), addr, stdout, dir: Some(dir), config }
+    }
+
+    /// What the collector printed on stdout so far.
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 10 s) until the printed lines satisfy `ready`, and returns them.
+    pub fn stdout_when(&self, ready: impl Fn(&[String]) -> bool) -> Vec<String> {
+        wait_until(10, "collector output", || ready(&self.stdout()));
+        self.stdout()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns the exit status's success.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return true };
+        Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(Instant::now() < deadline, "collector did not stop within 20 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops (if running) and starts again on the same data directory and config.
+    pub fn restart(self) -> Collector {
+        let mut this = self;
+        this.stop();
+        let dir = this.dir.take().expect("data dir");
+        Self::start_in(dir, this.config.take())
+    }
+
+    /// The temporary directory holding the data dir and config.
+    pub fn dir(&self) -> &Path {
+        self.dir.as_ref().expect("data dir").path()
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir().join("data/footprint.db")
+    }
+
+    /// A read-only connection to the collector's database.
+    pub fn db(&self) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open_with_flags(self.db_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        conn
+    }
+
+    /// One integer from the database.
+    pub fn count(&self, sql: &str) -> i64 {
+        self.db().query_row(sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    pub fn request(&self) -> RequestBuilder {
+        RequestBuilder { addr: self.addr.clone(), method: "GET".into(), path: "/".into(), headers: vec![], body: vec![] }
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.request().path(path).send()
+    }
+
+    /// `POST path` with `Authorization: Basic base64(key:)` and a JSON body.
+    pub fn post_json(&self, path: &str, key: &str, body: &str) -> Response {
+        self.request().method("POST").path(path).basic(key).header("Content-Type", "application/json").body(body).send()
+    }
+
+    /// Fails the test unless `/healthz` answers 200: the server survived whatever came before.
+    pub fn assert_alive(&self) {
+        assert_eq!(self.get("/healthz").status, 200, "collector stopped serving");
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub struct RequestBuilder {
+    addr: String,
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl RequestBuilder {
+    pub fn method(mut self, m: &str) -> Self {
+        self.method = m.into();
+        self
+    }
+    pub fn path(mut self, p: &str) -> Self {
+        self.path = p.into();
+        self
+    }
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+    pub fn basic(self, user: &str) -> Self {
+        use base64::Engine as _;
+        let value = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:")));
+        self.header("Authorization", &value)
+    }
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// The request bytes, with `Content-Length` for the body.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut head = format!("{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.method, self.path, self.addr);
+        for (name, value) in &self.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if !self.body.is_empty() || self.method == "POST" {
+            head.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(&self.body);
+        bytes
+    }
+
+    pub fn send(self) -> Response {
+        send_raw(&self.addr, &self.to_bytes(), false)
+    }
+}
+
+/// Sends raw bytes and reads the response. With `half_close`, the write side is shut after sending (a client
+/// that stops mid-body).
+pub fn send_raw(addr: &str, bytes: &[u8], half_close: bool) -> Response {
+    let mut stream = TcpStream::connect(addr).expect("connect to the collector");
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream.write_all(bytes).unwrap();
+    if half_close {
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    Response::parse(&raw)
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    fn parse(raw: &[u8]) -> Response {
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no HTTP response: {:?}", String::from_utf8_lossy(raw)));
+        let head = String::from_utf8_lossy(&raw[..split]);
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned())).collect();
+        Response { status, headers, body: raw[split + 4..].to_vec() }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == &name.to_ascii_lowercase()).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("response is not JSON ({e}): {}", self.text()))
+    }
+
+    /// The `status` of each entry of `results`.
+    pub fn statuses(&self) -> Vec<String> {
+        self.json()["results"].as_array().expect("results array").iter().map(|r| r["status"].as_str().unwrap().to_owned()).collect()
+    }
+
+    /// The `code` of the response (whole-request errors) or of result `i`.
+    pub fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or("").to_owned()
+    }
+}
+
+/// A valid track event with this messageId.
+pub fn track(message_id: &str) -> String {
+    format!(r#"{{"type":"track","event":"Order Completed","anonymousId":"anon-1","messageId":"{message_id}","properties":{{"revenue":12.5}},"timestamp":"2026-01-01T00:00:00.000Z"}}"#)
+}
+
+/// A batch body of these events.
+pub fn batch(events: &[String]) -> String {
+    format!(r#"{{"batch":[{}],"sentAt":"2026-01-01T00:00:01.000Z"}}"#, events.join(","))
+}
+
+/// gzip-compresses bytes.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// Waits until `condition` holds, failing after `seconds`.
+pub fn wait_until(seconds: u64, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
