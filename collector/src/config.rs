@@ -33,7 +33,8 @@ struct FileConfig {
     #[serde(default)]
     sites: Vec<SiteConfig>,
     dedupe_window_days: Option<u32>,
-    queue_capacity_mb: Option<usize>,
+    /// May be fractional (0.25 = 256 KiB); at least 0.1.
+    queue_capacity_mb: Option<f64>,
     ipv4_prefix: Option<u8>,
     ipv6_prefix: Option<u8>,
     www_dir: Option<PathBuf>,
@@ -182,7 +183,7 @@ impl Config {
             sites,
             demo_site,
             dedupe_window_days: file.dedupe_window_days.unwrap_or(7).max(1),
-            queue_capacity_bytes: file.queue_capacity_mb.unwrap_or(64).max(1) * 1024 * 1024,
+            queue_capacity_bytes: (file.queue_capacity_mb.unwrap_or(64.0).max(0.1) * 1024.0 * 1024.0) as usize,
             ipv4_prefix,
             ipv6_prefix,
             www_dir: env("FOOTPRINT_WWW_DIR").map(PathBuf::from).or(file.www_dir),

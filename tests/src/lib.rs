@@ -137,6 +137,11 @@ impl Collector {
         self.child.as_ref().expect("running").id()
     }
 
+    /// Sends a signal (`KILL`, `TERM`) without waiting; `kill9`/`stop` reap the process afterwards.
+    pub fn signal(&self, name: &str) {
+        Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().unwrap();
+    }
+
     /// SIGKILL: no chance to flush anything.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -270,15 +275,21 @@ impl RequestBuilder {
 /// Sends raw bytes and reads the response. With `half_close`, the write side is shut after sending (a client
 /// that stops mid-body).
 pub fn send_raw(addr: &str, bytes: &[u8], half_close: bool) -> Response {
-    let mut stream = TcpStream::connect(addr).expect("connect to the collector");
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    stream.write_all(bytes).unwrap();
+    try_send_raw(addr, bytes, half_close).expect("an HTTP response")
+}
+
+/// Like [`send_raw`], but a refused connection or a missing response is an error, not a panic.
+pub fn try_send_raw(addr: &str, bytes: &[u8], half_close: bool) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    // The server may answer (413) and close before reading everything; the answer is still there to read.
+    let _ = stream.write_all(bytes);
     if half_close {
-        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        stream.shutdown(std::net::Shutdown::Write)?;
     }
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
-    Response::parse(&raw)
+    Response::try_parse(&raw).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no HTTP response"))
 }
 
 #[derive(Debug, Clone)]
@@ -289,13 +300,13 @@ pub struct Response {
 }
 
 impl Response {
-    fn parse(raw: &[u8]) -> Response {
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no HTTP response: {:?}", String::from_utf8_lossy(raw)));
+    fn try_parse(raw: &[u8]) -> Option<Response> {
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
         let head = String::from_utf8_lossy(&raw[..split]);
         let mut lines = head.split("\r\n");
-        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
         let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned())).collect();
-        Response { status, headers, body: raw[split + 4..].to_vec() }
+        Some(Response { status, headers, body: raw[split + 4..].to_vec() })
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

@@ -148,7 +148,12 @@ async fn ingest(req: Request<Incoming>, route: Route, state: &AppState, peer: So
     let is_bot: Vec<bool> = processed.events.iter().map(|e| e.flags & crate::store::flags::BOT != 0).collect();
     let stored = match state.writer.submit(processed.events, processed.quarantine).await {
         Ok(stored) => stored,
-        Err(error) => return refuse_events(&decoded, &submit_refusal(&error)),
+        Err(error) => {
+            if matches!(error, SubmitError::QueueFull) {
+                Metrics::add(&state.metrics.requests_queue_full, 1);
+            }
+            return refuse_events(&decoded, &submit_refusal(&error));
+        }
     };
     let bots = stored.iter().zip(is_bot).filter(|(s, bot)| **s == Stored::Accepted && *bot).count();
     answer(&processed.slots, &stored, &state.metrics, bots)
