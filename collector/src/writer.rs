@@ -259,7 +259,7 @@ mod tests {
     impl EventStore for MemoryStore {
         fn commit(&mut self, events: &[StoredEvent], _q: &[QuarantinedEvent]) -> Result<(), StoreError> {
             if *self.fail.lock().unwrap() {
-                return Err(StoreError::Sqlite(rusqlite::Error::InvalidQuery));
+                return Err(StoreError::Unavailable("disk on fire".into()));
             }
             self.rows.lock().unwrap().extend_from_slice(events);
             Ok(())

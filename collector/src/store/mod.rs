@@ -90,6 +90,8 @@ impl QuarantinedEvent {
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     #[error("cannot prepare the data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
 }
