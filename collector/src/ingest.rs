@@ -46,6 +46,9 @@ pub struct Decoded<'a> {
 pub fn decode(body: &str, route: Route) -> Result<Decoded<'_>, DecodeError> {
     match route {
         Route::Batch => {
+            if !body.trim_start().starts_with('{') {
+                return Err(decode_error("invalid_json", "body must be a JSON object with a \"batch\" array"));
+            }
             let envelope: BatchEnvelope = serde_json::from_str(body).map_err(|e| decode_error("invalid_json", format!("body is not a batch object: {e}")))?;
             let events = envelope.batch.ok_or_else(|| decode_error("missing_batch", "body has no \"batch\" array"))?;
             if events.is_empty() {
@@ -274,4 +277,85 @@ fn lenient_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Strin
         Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> RequestFacts<'static> {
+        RequestFacts {
+            site: "shop".into(),
+            received_at_ms: 1_000_000,
+            client_ip: "198.51.100.99".parse().unwrap(),
+            user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"),
+            ipv4_prefix: 24,
+            ipv6_prefix: 48,
+        }
+    }
+
+    fn run(body: &str, route: Route) -> Processed {
+        let decoded = decode(body, route).expect("decodes");
+        let mut n = 0;
+        process(&decoded, route, &facts(), &UserAgentCache::default(), &mut || {
+            n += 1;
+            format!("generated-{n}")
+        })
+    }
+
+    #[track_caller]
+    fn check_decode_error(body: &str, route: Route, code: &str) {
+        assert_eq!(decode(body, route).unwrap_err().code, code, "{body}");
+    }
+
+    #[test]
+    fn decode_refuses_what_is_not_events() {
+        check_decode_error("", Route::Batch, "invalid_json");
+        check_decode_error("[]", Route::Batch, "invalid_json");
+        check_decode_error(r#"{"batch":{}}"#, Route::Batch, "invalid_json");
+        check_decode_error(r#"{"sentAt":"2024-01-01T00:00:00Z"}"#, Route::Batch, "missing_batch");
+        check_decode_error(r#"{"batch":[]}"#, Route::Batch, "empty_batch");
+        check_decode_error(r#"{"batch":[{}],"sentAt":"then"}"#, Route::Batch, "invalid_timestamp");
+        check_decode_error(r#""track""#, Route::Single(CallKind::Track), "invalid_json");
+        let single = decode(r#"{"writeKey":"wk","event":"E"}"#, Route::Single(CallKind::Track)).unwrap();
+        assert_eq!((single.events.len(), single.write_key.as_deref()), (1, Some("wk")));
+    }
+
+    #[test]
+    fn batch_context_and_sent_at_apply_to_every_event() {
+        let body = r#"{"batch":[
+            {"type":"track","event":"A","anonymousId":"a","messageId":"m1","timestamp":"1970-01-01T00:16:30.000Z"},
+            {"type":"track","event":"B","anonymousId":"a","context":{"locale":"fr"}}
+        ],"sentAt":"1970-01-01T00:16:35.000Z","context":{"locale":"de","ip":"203.0.113.5"}}"#;
+        let out = run(body, Route::Batch);
+        assert_eq!(out.slots, vec![Slot::Pending { message_id: "m1".into() }, Slot::Pending { message_id: "generated-1".into() }]);
+        let (a, b) = (&out.events[0], &out.events[1]);
+        assert_eq!(a.context.as_deref(), Some(r#"{"locale":"de"}"#), "batch context merged, ip removed");
+        assert_eq!(b.context.as_deref(), Some(r#"{"locale":"fr"}"#), "the event's own context wins");
+        assert_eq!(a.ip.as_deref(), Some("203.0.113.0"), "context.ip wins over the connection, truncated");
+        assert_eq!(a.timestamp, 1_000_000 - 5_000, "skew-corrected with the batch sentAt");
+        assert_eq!(b.flags & flags::GENERATED_MESSAGE_ID, flags::GENERATED_MESSAGE_ID);
+        assert_eq!((a.browser.as_deref(), a.device), (Some("Chrome"), Some("desktop")));
+    }
+
+    #[test]
+    fn page_fields_come_from_context_or_page_properties() {
+        let from_props = run(r#"{"anonymousId":"a","messageId":"p","properties":{"url":"https://s.example/a/b?utm_source=x","referrer":"https://ref.example/","title":"T"}}"#, Route::Single(CallKind::Page));
+        let e = &from_props.events[0];
+        assert_eq!((e.path.as_deref(), e.referrer_host.as_deref(), e.utm_source.as_deref(), e.title.as_deref()), (Some("/a/b"), Some("ref.example"), Some("x"), Some("T")));
+        // context.campaign beats the URL's parameters; non-string values are ignored, not refused.
+        let ctx = run(r#"{"event":"E","anonymousId":"a","context":{"page":{"url":"https://s.example/?utm_source=url","path":7},"campaign":{"source":"ctx","medium":"cpc"}}}"#, Route::Single(CallKind::Track));
+        let e = &ctx.events[0];
+        assert_eq!((e.utm_source.as_deref(), e.utm_medium.as_deref(), e.path.as_deref()), (Some("ctx"), Some("cpc"), Some("/")));
+    }
+
+    #[test]
+    fn rejected_events_are_quarantined_with_their_payload() {
+        let out = run(r#"{"batch":[{"type":"track","messageId":"bad","anonymousId":"a"},7]}"#, Route::Batch);
+        assert!(out.events.is_empty());
+        assert_eq!(out.quarantine.len(), 2);
+        assert_eq!((out.quarantine[0].code, out.quarantine[0].message_id.as_deref()), ("missing_event_name", Some("bad")));
+        assert_eq!((out.quarantine[1].code, out.quarantine[1].payload.as_str()), ("invalid_event", "7"));
+        assert!(matches!(&out.slots[1], Slot::Rejected { message_id, .. } if message_id == "generated-1"));
+    }
 }

@@ -204,7 +204,7 @@ mod tests {
         {
             let mut store = SqliteStore::open(&dir).unwrap();
             let events: Vec<StoredEvent> = (0..3)
-                .map(|i| StoredEvent { site: site.clone(), message_id: format!("m{i}"), received_at: 1_000 * i, ..Default::default() })
+                .map(|i| StoredEvent { site: site.clone(), message_id: format!("m{i}"), kind: Some(footprint_core::CallKind::Track), received_at: 1_000 * i, ..Default::default() })
                 .collect();
             let q = QuarantinedEvent::new(site.clone(), 5, None, footprint_core::RejectCode::MissingType, "no type".into(), "{}".into());
             store.commit(&events, &[q]).unwrap();
