@@ -73,6 +73,7 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     let generated_token = config.admin_token.is_none();
     let admin_token = config.admin_token.get_or_insert_with(|| Secret::new(random_hex(16))).clone();
+    // The state holds the token that admin requests are checked against: the configured or the generated one.
 
     println!("Footprint collector listening on http://{address}");
     println!("  data:      {}", db_path.display());

@@ -3,6 +3,7 @@
 //! Pure by construction: nothing here reads a clock, draws a random number or touches I/O. Time comes
 //! in as arguments (epoch milliseconds); the callers own the side effects. Builds for `wasm32` and native.
 
+pub mod consent;
 pub mod json_shape;
 pub mod limits;
 pub mod reason;

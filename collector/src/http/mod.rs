@@ -1,5 +1,6 @@
 //! The only code that knows hyper: the accept loop with its limits, the router, and graceful shutdown.
 
+mod admin;
 mod ingest;
 pub mod reply;
 mod static_files;
@@ -117,6 +118,9 @@ async fn route(req: Request<Incoming>, state: &AppState, peer: SocketAddr) -> Re
         return ingest::handle(req, state, peer).await;
     }
     Metrics::add(&state.metrics.requests_other, 1);
+    if path.starts_with("/admin/") {
+        return admin::handle(req, state).await;
+    }
     match (req.method(), path.as_str()) {
         (&Method::GET, "/healthz") => reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         (&Method::GET, "/readyz") => readyz(state).await,

@@ -90,6 +90,8 @@ impl QuarantinedEvent {
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A store that cannot be reached at all (a networked database; the writer's tests).
+    #[cfg_attr(not(test), allow(dead_code))]
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     #[error("cannot prepare the data directory {path}: {source}")]

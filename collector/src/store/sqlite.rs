@@ -6,8 +6,9 @@ use rusqlite::{params, Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 
 /// Schema migrations, applied in order at start; each runs once, in a transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
     "CREATE TABLE events (
         id INTEGER PRIMARY KEY,
         site TEXT NOT NULL,
@@ -57,7 +58,96 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         payload TEXT NOT NULL
     );
     CREATE INDEX quarantine_received_at ON quarantine(received_at);",
-)];
+    ),
+    (
+        2,
+        "-- Who the event counts as: 'a:<anonymousId>', 'u:<userId>' (no anonymousId) or 'c:<cookieless daily hash>'.
+    ALTER TABLE events ADD COLUMN visitor TEXT;
+    -- context.sessionId as the SDK sends it (only with analytics consent); NULL otherwise.
+    ALTER TABLE events ADD COLUMN session_id TEXT;
+    -- Consent in force for the event: 1 analytics, 2 marketing, 4 personalization.
+    ALTER TABLE events ADD COLUMN consent INTEGER NOT NULL DEFAULT 0;
+    -- The profile of the identifier the event was resolved through (see profiles.root for the person).
+    ALTER TABLE events ADD COLUMN profile_id INTEGER;
+    CREATE INDEX events_site_time ON events(site, timestamp);
+    CREATE INDEX events_profile ON events(profile_id) WHERE profile_id IS NOT NULL;
+    -- A profile is a connected component of identifiers; merged profiles share a root.
+    CREATE TABLE profiles (
+        id INTEGER PRIMARY KEY,
+        site TEXT NOT NULL,
+        root INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        merge_count INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX profiles_root ON profiles(root);
+    -- kind: anonymous_id, user_id, email, phone (HMAC of the normalised value), external:NAME.
+    CREATE TABLE identities (
+        site TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        value TEXT NOT NULL,
+        profile_id INTEGER NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        PRIMARY KEY (site, kind, value)
+    ) WITHOUT ROWID;
+    CREATE INDEX identities_profile ON identities(profile_id);
+    -- Traits, last write wins by event time.
+    CREATE TABLE profile_traits (
+        profile_id INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        PRIMARY KEY (profile_id, key)
+    ) WITHOUT ROWID;
+    -- Every merge, refusal and unmerge, with the event that caused it.
+    CREATE TABLE identity_log (
+        id INTEGER PRIMARY KEY,
+        site TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        code TEXT,
+        profile_id INTEGER,
+        other_profile_id INTEGER,
+        identifier_kind TEXT,
+        message_id TEXT,
+        detail TEXT
+    );
+    CREATE INDEX identity_log_profile ON identity_log(profile_id);
+    CREATE TABLE merges (
+        id INTEGER PRIMARY KEY,
+        site TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        winner INTEGER NOT NULL,
+        loser INTEGER NOT NULL,
+        moved TEXT NOT NULL,
+        message_id TEXT,
+        undone_at INTEGER
+    );
+    -- Append-only proof of consent (GDPR Art. 7): every change, per profile or cookieless visitor.
+    CREATE TABLE consent_ledger (
+        id INTEGER PRIMARY KEY,
+        site TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        profile_id INTEGER,
+        visitor TEXT,
+        categories INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        policy_version TEXT,
+        message_id TEXT
+    );
+    CREATE INDEX consent_ledger_profile ON consent_ledger(profile_id);
+    -- Erased identifiers, as keyed hashes: new events carrying them are refused.
+    CREATE TABLE suppressions (
+        site TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (site, kind, hash)
+    ) WITHOUT ROWID;",
+    ),
+];
 
 const INSERT_EVENT: &str = "INSERT INTO events (site, message_id, type, name, category, anonymous_id, user_id, previous_id,
     group_id, timestamp, original_timestamp, sent_at, received_at, flags, url, path, title, referrer, referrer_host,
