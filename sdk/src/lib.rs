@@ -1,4 +1,28 @@
-//! The Footprint browser SDK. Until the SDK issue lands this crate only proves that `footprint-core` builds for
-//! `wasm32-unknown-unknown` alongside the browser code that will use it.
+//! The Footprint browser SDK: Rust compiled to WebAssembly (DESIGN.md §2).
+//!
+//! The pure modules (everything but `api` and `browser`) hold the logic and are unit-tested natively with
+//! `cargo test -p footprint-sdk`; `browser/` is the only code that touches Web APIs; `api` holds the only
+//! `#[wasm_bindgen]` exports. `js/` (beside `src/`) has the stub snippet, the script-tag loader and the npm entry.
+
+pub mod consent;
+pub mod delivery;
+pub mod element;
+pub mod ids;
+pub mod json;
+pub mod navigation;
+pub mod options;
+pub mod queue;
+pub mod tracker;
+pub mod url;
 
 pub use footprint_core::limits;
+
+#[cfg(target_arch = "wasm32")]
+mod api;
+#[cfg(target_arch = "wasm32")]
+mod browser;
+
+/// talc instead of std's dlmalloc: about 7 KB smaller in the module (research/wasm-toolchain.md §3).
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();

@@ -1,0 +1,210 @@
+//! Consent decisions: which categories are granted, what may touch the device, and how the state goes on the wire.
+//!
+//! Categories follow DESIGN.md §2: `necessary` (always), `analytics`, `marketing`, `personalization`. They map to
+//! Google Consent Mode v2 (`analytics_storage` ← analytics; `ad_storage`/`ad_user_data`/`ad_personalization` ←
+//! marketing; `personalization_storage` ← personalization) and travel as Segment's `context.consent.categoryPreferences`.
+
+use crate::json;
+
+/// The site's consent mode (`data-consent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Nothing identifying and nothing written to the device until the visitor grants `analytics` (the EU default).
+    Required,
+    /// Every category is assumed granted until the visitor says otherwise.
+    Implied,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "required" => Some(Mode::Required),
+            "implied" => Some(Mode::Implied),
+            _ => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Required => "required",
+            Mode::Implied => "implied",
+        }
+    }
+}
+
+/// The three optional categories (`necessary` is always granted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Categories {
+    pub analytics: bool,
+    pub marketing: bool,
+    pub personalization: bool,
+}
+
+impl Categories {
+    pub const NONE: Categories = Categories { analytics: false, marketing: false, personalization: false };
+    pub const ALL: Categories = Categories { analytics: true, marketing: true, personalization: true };
+
+    /// The compact form kept on the device after a grant: three digits, `amp` order (`"101"`).
+    pub fn to_record(self) -> String {
+        [self.analytics, self.marketing, self.personalization].iter().map(|&b| if b { '1' } else { '0' }).collect()
+    }
+
+    pub fn from_record(s: &str) -> Option<Categories> {
+        let b = s.as_bytes();
+        if b.len() != 3 || !b.iter().all(|c| matches!(c, b'0' | b'1')) {
+            return None;
+        }
+        Some(Categories { analytics: b[0] == b'1', marketing: b[1] == b'1', personalization: b[2] == b'1' })
+    }
+}
+
+/// A `consent({...})` call: categories left out keep their current value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Update {
+    pub analytics: Option<bool>,
+    pub marketing: Option<bool>,
+    pub personalization: Option<bool>,
+}
+
+/// Where the current state came from; sent as `context.consent.source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The mode's default: nothing decided yet.
+    Default,
+    /// A grant remembered on the device from an earlier visit.
+    Stored,
+    /// A `consent()` call on this page.
+    Explicit,
+}
+
+/// The consent state of this page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Consent {
+    pub mode: Mode,
+    /// What the visitor chose (or the mode's default), before Global Privacy Control is applied.
+    chosen: Categories,
+    /// `navigator.globalPrivacyControl`: switches `marketing` off whatever else says.
+    pub gpc: bool,
+    pub source: Source,
+}
+
+impl Consent {
+    /// The state at page load: a remembered grant wins over the mode's default.
+    pub fn initial(mode: Mode, remembered: Option<Categories>, gpc: bool) -> Consent {
+        match remembered {
+            Some(chosen) => Consent { mode, chosen, gpc, source: Source::Stored },
+            None => Consent {
+                mode,
+                chosen: if mode == Mode::Implied { Categories::ALL } else { Categories::NONE },
+                gpc,
+                source: Source::Default,
+            },
+        }
+    }
+
+    /// The state after a `consent()` call.
+    pub fn updated(self, update: Update) -> Consent {
+        let c = self.chosen;
+        let chosen = Categories {
+            analytics: update.analytics.unwrap_or(c.analytics),
+            marketing: update.marketing.unwrap_or(c.marketing),
+            personalization: update.personalization.unwrap_or(c.personalization),
+        };
+        Consent { chosen, source: Source::Explicit, ..self }
+    }
+
+    /// The categories in force: the choice, with `marketing` off under Global Privacy Control.
+    pub fn granted(&self) -> Categories {
+        Categories { marketing: self.chosen.marketing && !self.gpc, ..self.chosen }
+    }
+
+    /// Whether anything may be written to or read as an identifier from the device (storage, persistent IDs,
+    /// the persistent queue). Only `analytics` consent allows it.
+    pub fn allows_device_storage(&self) -> bool {
+        self.granted().analytics
+    }
+
+    /// What to remember on the device after this state was reached, or `None` when nothing may be written.
+    pub fn record(&self) -> Option<String> {
+        self.allows_device_storage().then(|| self.chosen.to_record())
+    }
+
+    /// `{"categoryPreferences":{…},"mode":…,"source":…,"gpc":…}` for `context.consent`.
+    pub fn write_json(&self, out: &mut String) {
+        let g = self.granted();
+        out.push_str("{\"categoryPreferences\":{\"necessary\":true");
+        json::push_bool_member(out, "analytics", g.analytics);
+        json::push_bool_member(out, "marketing", g.marketing);
+        json::push_bool_member(out, "personalization", g.personalization);
+        out.push('}');
+        json::push_member(out, "mode", self.mode.as_str());
+        json::push_member(
+            out,
+            "source",
+            match self.source {
+                Source::Default => "default",
+                Source::Stored => "stored",
+                Source::Explicit => "explicit",
+            },
+        );
+        json::push_bool_member(out, "gpc", self.gpc);
+        out.push('}');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn required_mode_grants_nothing_until_asked() {
+        let c = Consent::initial(Mode::Required, None, false);
+        assert_eq!(c.granted(), Categories::NONE);
+        assert!(!c.allows_device_storage());
+        assert_eq!(c.record(), None);
+        let c = c.updated(Update { analytics: Some(true), ..Update::default() });
+        assert_eq!(c.granted(), Categories { analytics: true, marketing: false, personalization: false });
+        assert_eq!(c.record().as_deref(), Some("100"));
+    }
+
+    #[test]
+    fn implied_mode_grants_everything_until_denied() {
+        let c = Consent::initial(Mode::Implied, None, false);
+        assert_eq!(c.granted(), Categories::ALL);
+        let c = c.updated(Update { analytics: Some(false), ..Update::default() });
+        assert!(!c.allows_device_storage());
+        assert_eq!(c.record(), None, "a denial is never written to the device");
+        assert!(c.granted().marketing);
+    }
+
+    #[test]
+    fn gpc_switches_marketing_off_whatever_was_chosen() {
+        for mode in [Mode::Required, Mode::Implied] {
+            let c = Consent::initial(mode, None, true).updated(Update { analytics: Some(true), marketing: Some(true), personalization: Some(true) });
+            assert_eq!(c.granted(), Categories { analytics: true, marketing: false, personalization: true });
+        }
+        let remembered = Consent::initial(Mode::Required, Categories::from_record("111"), true);
+        assert!(!remembered.granted().marketing);
+        assert_eq!(remembered.source, Source::Stored);
+    }
+
+    #[test]
+    fn records_round_trip_and_junk_is_ignored() {
+        for c in [Categories::NONE, Categories::ALL, Categories { analytics: true, marketing: false, personalization: true }] {
+            assert_eq!(Categories::from_record(&c.to_record()), Some(c));
+        }
+        for junk in ["", "11", "1111", "abc", "1 1"] {
+            assert_eq!(Categories::from_record(junk), None, "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn wire_form() {
+        let mut out = String::new();
+        Consent::initial(Mode::Required, None, true).write_json(&mut out);
+        assert_eq!(
+            out,
+            r#"{"categoryPreferences":{"necessary":true,"analytics":false,"marketing":false,"personalization":false},"mode":"required","source":"default","gpc":true}"#
+        );
+    }
+}

@@ -1,0 +1,679 @@
+//! The tracker: builds events, keeps identity and consent, and drives the outbox. Sans-IO: time, randomness and
+//! storage come through [`Device`], so the whole state machine runs in native unit tests; `browser/` implements
+//! `Device` on the real Web APIs and carries out the sends this module prepares.
+
+use crate::consent::{Categories, Consent, Update};
+use crate::element::Step;
+use crate::navigation::{Navigation, Trigger};
+use crate::options::Options;
+use crate::queue::{Outbox, StorageOp, STORED_BATCH_PREFIX};
+use crate::{ids, json, url};
+use footprint_core::limits::{BEACON_BUDGET_BYTES, MAX_EVENT_BYTES, MAX_URL_BYTES};
+use footprint_core::time::format_rfc3339_ms;
+
+/// Storage keys. Everything the SDK keeps on the device starts with `fp_`.
+pub const KEY_ANONYMOUS_ID: &str = "fp_id";
+pub const KEY_SESSION: &str = "fp_s";
+pub const KEY_USER_ID: &str = "fp_u";
+pub const KEY_CONSENT: &str = "fp_c";
+
+/// A session ends after this much inactivity.
+pub const SESSION_TIMEOUT_MS: f64 = 30.0 * 60_000.0;
+/// The session's last-activity time is written to the device at most this often.
+const SESSION_WRITE_EVERY_MS: f64 = 60_000.0;
+/// Click-ID parameters (ads): scrubbed from URLs unless `marketing` is granted.
+const CLICK_ID_PARAMS: &[&str] = &["gclid", "dclid", "gbraid", "wbraid", "fbclid", "msclkid", "ttclid", "twclid", "li_fat_id", "yclid"];
+
+const LIBRARY: &str = concat!("{\"name\":\"footprint-sdk\",\"version\":\"", env!("CARGO_PKG_VERSION"), "\"}");
+
+/// What the tracker needs from its environment.
+pub trait Device {
+    /// Epoch milliseconds.
+    fn now(&self) -> f64;
+    /// Fills `out` with cryptographically random bytes.
+    fn random(&mut self, out: &mut [u8]);
+    fn load(&self, key: &str) -> Option<String>;
+    fn store(&mut self, key: &str, value: &str);
+    fn remove(&mut self, key: &str);
+    /// Every storage key that starts with `prefix`.
+    fn keys(&self, prefix: &str) -> Vec<String>;
+}
+
+/// What the browser says about the page; URLs absolute, not yet scrubbed.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub url: String,
+    pub referrer: String,
+    pub title: String,
+}
+
+/// Facts about the device sent in `context` (no fingerprinting detail beyond what Segment sends).
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    pub locale: String,
+    pub screen_width: u32,
+    pub screen_height: u32,
+    pub gpc: bool,
+}
+
+/// A clicked link or button, as the browser layer saw it.
+#[derive(Debug, Clone, Default)]
+pub struct Click {
+    /// Ancestors from the element up, for the selector.
+    pub path: Vec<Step>,
+    pub text: String,
+    /// The link's absolute `href`, for links.
+    pub href: Option<String>,
+    pub download_attribute: bool,
+}
+
+/// A submitted form.
+#[derive(Debug, Clone, Default)]
+pub struct FormSubmit {
+    pub path: Vec<Step>,
+    pub action: String,
+    pub method: String,
+}
+
+/// A request ready to go: the body and the batch it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub batch_key: String,
+    pub body: String,
+}
+
+pub struct Tracker {
+    pub options: Options,
+    env: Environment,
+    pub consent: Consent,
+    anonymous_id: Option<String>,
+    user_id: Option<String>,
+    /// Traits of an `identify` made before analytics consent: sent when consent comes, never stored.
+    waiting_identify: Option<Option<String>>,
+    session: Option<Session>,
+    page: Page,
+    nav: Navigation,
+    /// `context` of the next event, built once per page and consent state.
+    context: String,
+    engagement: Engagement,
+    pub outbox: Outbox,
+}
+
+#[derive(Debug, Clone)]
+struct Session {
+    id: String,
+    last_activity: f64,
+    written_at: f64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Engagement {
+    visible_since: Option<f64>,
+    engaged_ms: f64,
+    /// Deepest scroll seen, in percent of the document height.
+    max_scroll_pct: u32,
+}
+
+impl Tracker {
+    /// Starts the tracker on a page: reads a remembered consent grant, and with analytics consent the IDs and the
+    /// queued backlog; sends the initial page view when page views are captured.
+    pub fn start(options: Options, env: Environment, page: Page, visible: bool, dev: &mut impl Device) -> Tracker {
+        let remembered = dev.load(KEY_CONSENT).and_then(|r| Categories::from_record(&r));
+        let consent = Consent::initial(options.consent, remembered, env.gpc);
+        let now = dev.now();
+        let mut t = Tracker {
+            options,
+            env,
+            consent,
+            anonymous_id: None,
+            user_id: None,
+            waiting_identify: None,
+            session: None,
+            page,
+            nav: Navigation::default(),
+            context: String::new(),
+            engagement: Engagement { visible_since: visible.then_some(now), ..Engagement::default() },
+            outbox: Outbox::default(),
+        };
+        if t.consent.allows_device_storage() {
+            t.open_device(dev);
+            for key in dev.keys(STORED_BATCH_PREFIX) {
+                if let Some(stored) = dev.load(&key) {
+                    t.outbox.restore(&key[STORED_BATCH_PREFIX.len()..], &stored);
+                }
+            }
+        }
+        if t.options.capture.pageviews {
+            let url = t.page_url();
+            t.nav.is_new_page_view(&url, Trigger::Load);
+            t.page(dev, None, None);
+        }
+        t
+    }
+
+    /// Analytics consent is in force: read or create the anonymous ID and the session, read the user ID.
+    fn open_device(&mut self, dev: &mut impl Device) {
+        let now = dev.now();
+        let lifetime_ms = f64::from(self.options.id_lifetime_days) * 86_400_000.0;
+        let stored = dev.load(KEY_ANONYMOUS_ID).and_then(|v| {
+            let (id, created) = v.split_once('.')?;
+            let created: f64 = created.parse().ok()?;
+            (ids::is_uuid(id) && now - created < lifetime_ms && created <= now + 86_400_000.0).then(|| id.to_owned())
+        });
+        self.anonymous_id = Some(match stored {
+            Some(id) => id,
+            None => {
+                let id = self.new_uuid(dev);
+                dev.store(KEY_ANONYMOUS_ID, &stamp(&id, now));
+                id
+            }
+        });
+        self.session = dev.load(KEY_SESSION).and_then(|v| {
+            let (id, last) = v.split_once('.')?;
+            let last: f64 = last.parse().ok()?;
+            (ids::is_uuid(id) && now - last < SESSION_TIMEOUT_MS).then(|| Session { id: id.to_owned(), last_activity: last, written_at: last })
+        });
+        if self.user_id.is_none() {
+            self.user_id = dev.load(KEY_USER_ID).filter(|u| !u.is_empty() && u.len() <= 255);
+        }
+        self.context.clear();
+    }
+
+    fn new_uuid(&self, dev: &mut impl Device) -> String {
+        let mut bytes = [0u8; 16];
+        dev.random(&mut bytes);
+        ids::uuid_v4(bytes)
+    }
+
+    /// Extra scrub patterns in force: the site's, and ad click IDs unless marketing is granted.
+    fn scrub_list(&self) -> Vec<String> {
+        let mut list = self.options.scrub.clone();
+        if !self.consent.granted().marketing {
+            list.extend(CLICK_ID_PARAMS.iter().map(|s| (*s).to_owned()));
+        }
+        list
+    }
+
+    fn clean_url(&self, raw: &str) -> String {
+        let scrubbed = url::scrub(raw, &self.scrub_list()).into_owned();
+        truncate(scrubbed, MAX_URL_BYTES)
+    }
+
+    fn page_url(&self) -> String {
+        self.clean_url(&self.page.url)
+    }
+
+    // ----- the public calls -------------------------------------------------------------------------------------
+
+    /// `track(event, properties?)`. `properties` is JSON text (the JS side ran `JSON.stringify`).
+    pub fn track(&mut self, dev: &mut impl Device, event: &str, properties: Option<&str>) {
+        if event.trim().is_empty() {
+            return;
+        }
+        self.emit(dev, "track", &[("event", event)], Some(properties.unwrap_or("{}")), None);
+    }
+
+    /// `page(name?, properties?)`.
+    pub fn page(&mut self, dev: &mut impl Device, name: Option<&str>, properties: Option<&str>) {
+        let name = name.filter(|n| !n.trim().is_empty());
+        let fields: &[(&str, &str)] = match &name {
+            Some(n) => &[("name", n)],
+            None => &[],
+        };
+        self.emit(dev, "page", fields, Some(properties.unwrap_or("{}")), None);
+    }
+
+    /// `identify(userId?, traits?)`. Without analytics consent nothing identifying leaves the page: the call waits
+    /// in memory and is sent when consent is granted.
+    pub fn identify(&mut self, dev: &mut impl Device, user_id: Option<&str>, traits: Option<&str>) {
+        if let Some(u) = user_id.map(str::trim).filter(|u| !u.is_empty()) {
+            self.user_id = Some(u.to_owned());
+            if self.consent.allows_device_storage() {
+                dev.store(KEY_USER_ID, u);
+            }
+        }
+        if !self.consent.allows_device_storage() {
+            self.waiting_identify = Some(traits.map(str::to_owned));
+            return;
+        }
+        if self.user_id.is_some() || self.anonymous_id.is_some() {
+            self.emit(dev, "identify", &[], None, Some(traits.unwrap_or("{}")));
+        }
+    }
+
+    /// `alias(userId, previousId?)`: links `previousId` (default: the current user or anonymous ID) to `userId`.
+    /// Identity operation: sent only with analytics consent.
+    pub fn alias(&mut self, dev: &mut impl Device, user_id: &str, previous_id: Option<&str>) {
+        let user_id = user_id.trim();
+        if user_id.is_empty() || !self.consent.allows_device_storage() {
+            return;
+        }
+        let previous = previous_id.map(str::to_owned).or_else(|| self.user_id.clone()).or_else(|| self.anonymous_id.clone());
+        let Some(previous) = previous.filter(|p| !p.trim().is_empty()) else { return };
+        self.user_id = Some(user_id.to_owned());
+        dev.store(KEY_USER_ID, user_id);
+        self.emit(dev, "alias", &[("previousId", &previous)], None, None);
+    }
+
+    /// `group(groupId, traits?)`. Identity operation: sent only with analytics consent.
+    pub fn group(&mut self, dev: &mut impl Device, group_id: &str, traits: Option<&str>) {
+        let group_id = group_id.trim();
+        if group_id.is_empty() || !self.consent.allows_device_storage() {
+            return;
+        }
+        self.emit(dev, "group", &[("groupId", group_id)], None, Some(traits.unwrap_or("{}")));
+    }
+
+    /// `reset()`: logout. Forgets the user ID and traits, and starts a new anonymous ID and session.
+    pub fn reset(&mut self, dev: &mut impl Device) {
+        self.user_id = None;
+        self.waiting_identify = None;
+        self.session = None;
+        dev.remove(KEY_USER_ID);
+        dev.remove(KEY_SESSION);
+        if self.consent.allows_device_storage() {
+            let id = self.new_uuid(dev);
+            dev.store(KEY_ANONYMOUS_ID, &stamp(&id, dev.now()));
+            self.anonymous_id = Some(id);
+        }
+        self.context.clear();
+    }
+
+    /// `consent({analytics?, marketing?, personalization?})`. Granting analytics creates the device state;
+    /// withdrawing it erases everything the SDK kept on the device. The change is an event too.
+    pub fn consent(&mut self, dev: &mut impl Device, update: Update) {
+        let before = self.consent.allows_device_storage();
+        self.consent = self.consent.updated(update);
+        let after = self.consent.allows_device_storage();
+        match self.consent.record() {
+            Some(record) => {
+                dev.store(KEY_CONSENT, &record);
+                if !before {
+                    self.open_device(dev);
+                    if let Some(u) = &self.user_id {
+                        dev.store(KEY_USER_ID, u);
+                    }
+                }
+            }
+            None if before => self.erase_device(dev),
+            None => {}
+        }
+        self.context.clear();
+        let g = self.consent.granted();
+        let mut props = String::from("{");
+        json::push_bool_member(&mut props, "analytics", g.analytics);
+        json::push_bool_member(&mut props, "marketing", g.marketing);
+        json::push_bool_member(&mut props, "personalization", g.personalization);
+        props.push('}');
+        self.emit(dev, "track", &[("event", "Consent Updated")], Some(&props), None);
+        if after {
+            if let Some(traits) = self.waiting_identify.take() {
+                if self.user_id.is_some() {
+                    self.emit(dev, "identify", &[], None, Some(traits.as_deref().unwrap_or("{}")));
+                }
+            }
+        }
+    }
+
+    fn erase_device(&mut self, dev: &mut impl Device) {
+        for key in [KEY_ANONYMOUS_ID, KEY_SESSION, KEY_USER_ID, KEY_CONSENT] {
+            dev.remove(key);
+        }
+        for op in self.outbox.unstore_all() {
+            apply(dev, op);
+        }
+        self.anonymous_id = None;
+        self.session = None;
+    }
+
+    // ----- automatic capture ------------------------------------------------------------------------------------
+
+    /// The URL may have changed (History API, `popstate`, `hashchange`).
+    pub fn navigated(&mut self, dev: &mut impl Device, page: Page, trigger: Trigger) {
+        if !self.options.capture.pageviews {
+            self.page = page;
+            self.context.clear();
+            return;
+        }
+        let url = self.clean_url(&page.url);
+        if !self.nav.is_new_page_view(&url, trigger) {
+            return;
+        }
+        let now = dev.now();
+        self.send_engagement(dev, now);
+        // In a single-page app the previous view is the referrer of the next.
+        let referrer = self.page.url.clone();
+        self.page = Page { referrer, ..page };
+        self.context.clear();
+        self.page(dev, None, None);
+    }
+
+    pub fn clicked(&mut self, dev: &mut impl Device, click: &Click) {
+        if !self.options.capture.clicks {
+            return;
+        }
+        let origin = url::parts(&self.page.url).origin.to_owned();
+        let mut props = String::from("{");
+        json::push_member(&mut props, "selector", &crate::element::selector(&click.path));
+        json::push_member(&mut props, "text", &crate::element::short_text(&click.text));
+        if let Some(tag) = click.path.first() {
+            json::push_member(&mut props, "tag", &tag.tag);
+        }
+        let mut event = "Element Clicked";
+        if let Some(href) = &click.href {
+            let clean = self.clean_url(href);
+            match url::classify_link(href, &origin, click.download_attribute) {
+                url::LinkKind::Outbound => event = "Outbound Link Clicked",
+                url::LinkKind::Download => {
+                    event = "File Downloaded";
+                    if let Some(ext) = url::extension(url::parts(href).path) {
+                        json::push_member(&mut props, "extension", &ext);
+                    }
+                }
+                url::LinkKind::Internal => {}
+            }
+            json::push_member(&mut props, "href", &clean);
+        }
+        props.push('}');
+        self.emit(dev, "track", &[("event", event)], Some(&props), None);
+    }
+
+    pub fn form_submitted(&mut self, dev: &mut impl Device, form: &FormSubmit) {
+        if !self.options.capture.forms {
+            return;
+        }
+        let mut props = String::from("{");
+        json::push_member(&mut props, "selector", &crate::element::selector(&form.path));
+        if let Some(step) = form.path.first() {
+            if !step.id.is_empty() {
+                json::push_member(&mut props, "id", &crate::element::short_text(&step.id));
+            }
+        }
+        json::push_member(&mut props, "action", &self.clean_url(&form.action));
+        json::push_member(&mut props, "method", &form.method.to_ascii_lowercase());
+        props.push('}');
+        self.emit(dev, "track", &[("event", "Form Submitted")], Some(&props), None);
+    }
+
+    /// The visitor scrolled: `bottom` is how far down the viewport's bottom edge is, `height` the document height.
+    pub fn scrolled(&mut self, bottom: f64, height: f64) {
+        if height > 0.0 {
+            let pct = ((bottom / height) * 100.0).clamp(0.0, 100.0) as u32;
+            self.engagement.max_scroll_pct = self.engagement.max_scroll_pct.max(pct);
+        }
+    }
+
+    /// The page became visible again.
+    pub fn shown(&mut self, now: f64) {
+        if self.engagement.visible_since.is_none() {
+            self.engagement.visible_since = Some(now);
+        }
+    }
+
+    fn send_engagement(&mut self, dev: &mut impl Device, now: f64) {
+        let e = &mut self.engagement;
+        if let Some(since) = e.visible_since.take() {
+            e.engaged_ms += (now - since).max(0.0);
+        }
+        let (ms, pct) = (e.engaged_ms, e.max_scroll_pct);
+        let visible = e.visible_since.is_none();
+        *e = Engagement { visible_since: visible.then_some(now), ..Engagement::default() };
+        if !self.options.capture.engagement || ms < 1_000.0 {
+            return;
+        }
+        let mut props = String::from("{");
+        json::push_u64_member(&mut props, "engagedMs", ms as u64);
+        json::push_u64_member(&mut props, "scrollDepth", u64::from(pct));
+        props.push('}');
+        self.emit(dev, "track", &[("event", "Page Engaged")], Some(&props), None);
+    }
+
+    // ----- events -----------------------------------------------------------------------------------------------
+
+    fn emit(&mut self, dev: &mut impl Device, kind: &str, fields: &[(&str, &str)], properties: Option<&str>, traits: Option<&str>) {
+        let now = dev.now();
+        self.touch_session(dev, now);
+        if self.context.is_empty() {
+            self.context = self.build_context();
+        }
+        let mut random = [0u8; 16];
+        dev.random(&mut random);
+        let message_id = ids::uuid_v4(random);
+        let mut event = self.encode(kind, fields, properties, traits, &message_id, now);
+        if event.len() > MAX_EVENT_BYTES {
+            // Too large for the collector: keep the event, drop the payload, say so.
+            let marker = "{\"footprintDropped\":\"too_large\"}";
+            event = self.encode(kind, fields, properties.map(|_| marker), traits.map(|_| marker), &message_id, now);
+        }
+        self.outbox.push(event);
+    }
+
+    fn encode(&self, kind: &str, fields: &[(&str, &str)], properties: Option<&str>, traits: Option<&str>, message_id: &str, now: f64) -> String {
+        let mut out = String::with_capacity(self.context.len() + 256 + properties.map_or(0, str::len) + traits.map_or(0, str::len));
+        out.push('{');
+        json::push_member(&mut out, "type", kind);
+        for (k, v) in fields {
+            json::push_member(&mut out, k, v);
+        }
+        // Only objects: anything else JSON.stringify made of a bad argument is left out rather than refused.
+        if let Some(p) = properties.filter(|p| p.starts_with('{')) {
+            json::push_raw_member(&mut out, "properties", p);
+        }
+        if let Some(t) = traits.filter(|t| t.starts_with('{')) {
+            json::push_raw_member(&mut out, "traits", t);
+        }
+        json::push_member(&mut out, "messageId", message_id);
+        json::push_member(&mut out, "timestamp", &format_rfc3339_ms(now as i64));
+        if self.consent.allows_device_storage() {
+            if let Some(a) = &self.anonymous_id {
+                json::push_member(&mut out, "anonymousId", a);
+            }
+            if let Some(u) = &self.user_id {
+                json::push_member(&mut out, "userId", u);
+            }
+        }
+        json::push_raw_member(&mut out, "context", &self.context);
+        out.push('}');
+        out
+    }
+
+    fn touch_session(&mut self, dev: &mut impl Device, now: f64) {
+        if !self.consent.allows_device_storage() {
+            return;
+        }
+        let expired = self.session.as_ref().is_none_or(|s| now - s.last_activity >= SESSION_TIMEOUT_MS);
+        if expired {
+            let id = self.new_uuid(dev);
+            self.session = Some(Session { id, last_activity: now, written_at: f64::NEG_INFINITY });
+            self.context.clear();
+        }
+        let s = self.session.as_mut().expect("set above");
+        s.last_activity = now;
+        if now - s.written_at >= SESSION_WRITE_EVERY_MS {
+            s.written_at = now;
+            dev.store(KEY_SESSION, &stamp(&s.id, now));
+        }
+    }
+
+    fn build_context(&self) -> String {
+        let url = self.page_url();
+        let p = url::parts(&url);
+        let mut c = String::with_capacity(512);
+        c.push('{');
+        json::push_raw_member(&mut c, "library", LIBRARY);
+        c.push_str(",\"page\":{");
+        json::push_member(&mut c, "path", p.path);
+        json::push_member(&mut c, "referrer", &self.clean_url(&self.page.referrer));
+        json::push_member(&mut c, "search", p.search);
+        json::push_member(&mut c, "title", &truncate(self.page.title.clone(), 512));
+        json::push_member(&mut c, "url", &url);
+        c.push('}');
+        let mut campaign = String::from("{");
+        for (field, param) in url::CAMPAIGN_PARAMS {
+            if let Some(v) = url::query_param(p.search, param) {
+                json::push_member(&mut campaign, field, &truncate(v.to_owned(), 256));
+            }
+        }
+        if campaign.len() > 1 {
+            campaign.push('}');
+            json::push_raw_member(&mut c, "campaign", &campaign);
+        }
+        if !self.env.locale.is_empty() {
+            json::push_member(&mut c, "locale", &truncate(self.env.locale.clone(), 35));
+        }
+        if self.env.screen_width > 0 {
+            c.push_str(",\"screen\":{");
+            json::push_u64_member(&mut c, "width", u64::from(self.env.screen_width));
+            json::push_u64_member(&mut c, "height", u64::from(self.env.screen_height));
+            c.push('}');
+        }
+        c.push_str(",\"consent\":");
+        self.consent.write_json(&mut c);
+        match &self.session {
+            Some(s) if self.consent.allows_device_storage() => json::push_member(&mut c, "sessionId", &s.id),
+            // No analytics consent: no identifiers at all; the collector counts the visit cookielessly.
+            _ if !self.consent.allows_device_storage() => json::push_bool_member(&mut c, "cookieless", true),
+            _ => {}
+        }
+        c.push('}');
+        c
+    }
+
+    // ----- delivery ---------------------------------------------------------------------------------------------
+
+    /// True when enough events wait that a batch should go now rather than at the next timer tick.
+    pub fn batch_full(&self) -> bool {
+        self.outbox.pending_len() >= self.options.batch_size
+    }
+
+    /// Seals waiting events into batches (writing them to the device when consent allows).
+    pub fn seal(&mut self, dev: &mut impl Device) {
+        if self.outbox.pending_len() == 0 {
+            return;
+        }
+        let persist = self.consent.allows_device_storage();
+        let ops = self.outbox.seal(
+            || {
+                let mut bytes = [0u8; 16];
+                dev.random(&mut bytes);
+                ids::uuid_v4(bytes)
+            },
+            persist,
+        );
+        for op in ops {
+            apply(dev, op);
+        }
+    }
+
+    /// The next request to send with `fetch`, if one may go now.
+    pub fn next_request(&mut self, dev: &mut impl Device) -> Option<Request> {
+        self.seal(dev);
+        let now = dev.now();
+        let sent_at = format_rfc3339_ms(now as i64);
+        let write_key = self.options.write_key.clone();
+        let batch = self.outbox.start_send(now)?;
+        Some(Request { batch_key: batch.key.clone(), body: batch.body(&sent_at, &write_key) })
+    }
+
+    /// The answer to a request: `status` is `None` for a network failure. Returns the wait before the next attempt
+    /// when the batch will be retried.
+    pub fn answered(&mut self, dev: &mut impl Device, batch_key: &str, status: Option<u16>, retry_after: Option<&str>) -> Option<f64> {
+        if self.outbox.in_flight() != Some(batch_key) {
+            // A batch that already left by beacon: nothing to do.
+            return None;
+        }
+        match crate::delivery::classify(status) {
+            crate::delivery::Outcome::Done | crate::delivery::Outcome::Refused => {
+                if let Some(op) = self.outbox.delivered(batch_key) {
+                    apply(dev, op);
+                }
+                None
+            }
+            crate::delivery::Outcome::Retry => {
+                self.outbox.failed(batch_key);
+                let mut r = [0u8; 4];
+                dev.random(&mut r);
+                let jitter = f64::from(u32::from_le_bytes(r)) / 4_294_967_296.0;
+                let after = retry_after.and_then(crate::delivery::parse_retry_after);
+                let delay = crate::delivery::retry_delay_ms(self.outbox.attempt, jitter, after);
+                self.outbox.retry_at = dev.now() + delay;
+                Some(delay)
+            }
+        }
+    }
+
+    /// The page is being hidden (tab switch, navigation, close): report engagement and hand every waiting batch
+    /// to `beacon` (which returns whether the browser took it), within the browser's 64 KiB budget. Batches the
+    /// browser refused stay queued (and on the device, with consent) for the next send or the next page.
+    pub fn hidden(&mut self, dev: &mut impl Device, mut beacon: impl FnMut(&str) -> bool) {
+        let now = dev.now();
+        self.send_engagement(dev, now);
+        self.engagement.visible_since = None;
+        self.seal(dev);
+        let sent_at = format_rfc3339_ms(now as i64);
+        let mut budget = BEACON_BUDGET_BYTES;
+        let mut handed = Vec::new();
+        for batch in self.outbox.batches() {
+            let body = batch.body(&sent_at, &self.options.write_key);
+            if body.len() > budget {
+                break;
+            }
+            if !beacon(&body) {
+                break;
+            }
+            budget -= body.len();
+            handed.push(batch.key.clone());
+        }
+        for key in handed {
+            if self.outbox.in_flight() == Some(key.as_str()) {
+                // Its fetch may still answer; the batch is gone either way, and messageId dedupes a double arrival.
+                if let Some(op) = self.outbox.delivered(&key) {
+                    apply(dev, op);
+                }
+            } else if let Some(op) = self.outbox.remove(&key) {
+                apply(dev, op);
+            }
+        }
+    }
+
+    /// The browser came back online: retry at once.
+    pub fn online(&mut self) {
+        self.outbox.retry_now();
+    }
+
+    /// The current anonymous ID (only ever set with analytics consent).
+    pub fn anonymous_id(&self) -> Option<&str> {
+        self.anonymous_id.as_deref()
+    }
+}
+
+fn apply(dev: &mut impl Device, op: StorageOp) {
+    match op {
+        StorageOp::Write { key, value } => dev.store(&key, &value),
+        StorageOp::Remove { key } => dev.remove(&key),
+    }
+}
+
+/// `id.time` — an ID with the epoch-ms time it was made or last used.
+fn stamp(id: &str, ms: f64) -> String {
+    let mut s = String::with_capacity(id.len() + 16);
+    s.push_str(id);
+    s.push('.');
+    json::push_u64(&mut s, ms.max(0.0) as u64);
+    s
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut at = max;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests;

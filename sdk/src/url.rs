@@ -1,0 +1,218 @@
+//! URL rules: scrubbing query parameters that look like personal data or secrets, the parts Segment's
+//! `context.page` wants, campaign (UTM) parameters, and how a link is classified (outbound, download).
+//!
+//! The browser hands over absolute URLs (`location.href`, `a.href`), so this only splits text; it never resolves.
+
+use std::borrow::Cow;
+
+/// Parameter names dropped from every URL before it leaves the page: a name is dropped when it contains one of these
+/// (case-insensitive). Sites add their own with the `scrub` option.
+pub const SCRUB_CONTAINS: &[&str] = &[
+    "email", "mail", "token", "passw", "pwd", "secret", "auth", "session", "credential", "phone", "ssn", "card",
+    "iban", "signature", "apikey", "api_key", "access_key", "private", "jwt",
+];
+
+/// Parameter names dropped when they are exactly one of these (too short to match as parts of other names).
+pub const SCRUB_EXACT: &[&str] =
+    &["sid", "key", "code", "tel", "otp", "sig", "pin", "name", "firstname", "first_name", "lastname", "last_name",
+      "fullname", "address", "dob", "birthdate", "zip", "postcode", "state"];
+
+/// File extensions whose links count as downloads.
+pub const DOWNLOAD_EXTENSIONS: &[&str] = &[
+    "pdf", "zip", "gz", "tgz", "bz2", "xz", "7z", "rar", "dmg", "exe", "msi", "pkg", "deb", "rpm", "apk", "iso", "csv",
+    "xls", "xlsx", "doc", "docx", "ppt", "pptx", "odt", "ods", "txt", "rtf", "epub", "mp3", "wav", "mp4", "mov", "avi",
+    "mkv", "webm",
+];
+
+/// `url` without query parameters (in the query and in a `#a=b&c=d` fragment) whose name is sensitive by the
+/// built-in lists or `extra`, and without any parameter whose value looks like an e-mail address.
+pub fn scrub<'a>(url: &'a str, extra: &[String]) -> Cow<'a, str> {
+    let (before_hash, fragment) = split_once(url, '#');
+    let (base, query) = split_once(before_hash, '?');
+    let query_clean = query.map(|q| clean_params(q, extra));
+    // A fragment is scrubbed when it reads like parameters (OAuth's implicit flow puts tokens there).
+    let fragment_clean = fragment.map(|f| if f.contains('=') { clean_params(f.trim_start_matches(['/', '?']), extra) } else { Cow::Borrowed(f) });
+    let unchanged = matches!(query_clean, None | Some(Cow::Borrowed(_))) && matches!(fragment_clean, None | Some(Cow::Borrowed(_)));
+    if unchanged {
+        return Cow::Borrowed(url);
+    }
+    let mut out = String::with_capacity(url.len());
+    out.push_str(base);
+    if let Some(q) = query_clean.filter(|q| !q.is_empty()) {
+        out.push('?');
+        out.push_str(&q);
+    }
+    if let Some(f) = fragment_clean.filter(|f| !f.is_empty()) {
+        out.push('#');
+        out.push_str(&f);
+    }
+    Cow::Owned(out)
+}
+
+fn clean_params<'a>(params: &'a str, extra: &[String]) -> Cow<'a, str> {
+    if !params.split('&').any(|p| is_sensitive(p, extra)) {
+        return Cow::Borrowed(params);
+    }
+    let mut out = String::with_capacity(params.len());
+    for p in params.split('&').filter(|p| !p.is_empty() && !is_sensitive(p, extra)) {
+        if !out.is_empty() {
+            out.push('&');
+        }
+        out.push_str(p);
+    }
+    Cow::Owned(out)
+}
+
+fn is_sensitive(param: &str, extra: &[String]) -> bool {
+    let (name, value) = split_once(param, '=');
+    let name = name.to_ascii_lowercase().replace("%5f", "_");
+    if SCRUB_CONTAINS.iter().any(|s| name.contains(s)) || SCRUB_EXACT.contains(&name.as_str()) {
+        return true;
+    }
+    if extra.iter().any(|s| !s.is_empty() && name.contains(s.as_str())) {
+        return true;
+    }
+    value.is_some_and(looks_like_email)
+}
+
+/// `local@domain.tld`, raw or with `@` percent-encoded.
+fn looks_like_email(value: &str) -> bool {
+    let lower = value.to_ascii_lowercase();
+    let at = lower.find('@').map(|i| (i, 1)).or_else(|| lower.find("%40").map(|i| (i, 3)));
+    match at {
+        Some((i, len)) => i > 0 && lower[i + len..].contains('.'),
+        None => false,
+    }
+}
+
+fn split_once(s: &str, c: char) -> (&str, Option<&str>) {
+    match s.find(c) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    }
+}
+
+/// The parts of an absolute URL (`scheme://host/path?query#fragment`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Parts<'a> {
+    /// `scheme://host[:port]`, lower-cased by the browser already.
+    pub origin: &'a str,
+    /// Starts with `/`.
+    pub path: &'a str,
+    /// `?…` or empty.
+    pub search: &'a str,
+    /// `#…` or empty.
+    pub hash: &'a str,
+}
+
+pub fn parts(url: &str) -> Parts<'_> {
+    let (before_hash, hash_at) = match url.find('#') {
+        Some(i) => (&url[..i], i),
+        None => (url, url.len()),
+    };
+    let hash = &url[hash_at..];
+    let (before_query, search) = match before_hash.find('?') {
+        Some(i) => (&before_hash[..i], &before_hash[i..]),
+        None => (before_hash, ""),
+    };
+    let after_scheme = before_query.find("://").map(|i| i + 3).unwrap_or(0);
+    let path_at = before_query[after_scheme..].find('/').map(|i| i + after_scheme).unwrap_or(before_query.len());
+    let path = &before_query[path_at..];
+    Parts { origin: &before_query[..path_at], path: if path.is_empty() { "/" } else { path }, search, hash }
+}
+
+/// The value of query parameter `name` in `search` (`?a=b&…`), if present and non-empty. Values stay encoded.
+pub fn query_param<'a>(search: &'a str, name: &str) -> Option<&'a str> {
+    search.trim_start_matches('?').split('&').find_map(|p| {
+        let (k, v) = split_once(p, '=');
+        (k == name).then_some(v).flatten().filter(|v| !v.is_empty())
+    })
+}
+
+/// Segment's `context.campaign` names and the UTM parameters they come from.
+pub const CAMPAIGN_PARAMS: [(&str, &str); 5] =
+    [("source", "utm_source"), ("medium", "utm_medium"), ("name", "utm_campaign"), ("term", "utm_term"), ("content", "utm_content")];
+
+/// What a clicked link is, for the event it produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKind {
+    /// A file download: a `download` attribute or a known file extension.
+    Download,
+    /// A link to another origin (http/https only; `mailto:` and `tel:` are not followed).
+    Outbound,
+    /// Anything else.
+    Internal,
+}
+
+/// Classifies a link's absolute `href` seen from a page at `page_origin`.
+pub fn classify_link(href: &str, page_origin: &str, has_download_attribute: bool) -> LinkKind {
+    let p = parts(href);
+    if has_download_attribute || extension(p.path).is_some_and(|e| DOWNLOAD_EXTENSIONS.contains(&e.as_str())) {
+        return LinkKind::Download;
+    }
+    let web = href.starts_with("http://") || href.starts_with("https://");
+    if web && !p.origin.eq_ignore_ascii_case(page_origin) {
+        LinkKind::Outbound
+    } else {
+        LinkKind::Internal
+    }
+}
+
+/// The lower-cased extension of the last path segment, if it has one.
+pub fn extension(path: &str) -> Option<String> {
+    let last = path.rsplit('/').next()?;
+    let dot = last.rfind('.')?;
+    let ext = &last[dot + 1..];
+    (!ext.is_empty() && ext.len() <= 5).then(|| ext.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(url: &str, extra: &[&str], expected: &str) {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        assert_eq!(scrub(url, &extra), expected, "{url}");
+    }
+
+    #[test]
+    fn scrubs_personal_data_and_secrets_from_queries() {
+        check("https://a.example/p", &[], "https://a.example/p");
+        check("https://a.example/p?q=shoes&page=2", &[], "https://a.example/p?q=shoes&page=2");
+        check("https://a.example/p?email=x%40y.z&q=1", &[], "https://a.example/p?q=1");
+        check("https://a.example/p?q=1&Access_Token=abc", &[], "https://a.example/p?q=1");
+        check("https://a.example/p?password=hunter2", &[], "https://a.example/p");
+        check("https://a.example/p?u=jo@mail.example&x=1", &[], "https://a.example/p?x=1");
+        check("https://a.example/p?code=123&state=s#top", &[], "https://a.example/p#top");
+        check("https://a.example/cb#access_token=t&expires_in=3600", &[], "https://a.example/cb#expires_in=3600");
+        check("https://a.example/p?ref=abc&orderid=9", &["orderid"], "https://a.example/p?ref=abc");
+        check("https://a.example/p?key=1&monkey=2", &[], "https://a.example/p?monkey=2");
+        check("https://a.example/p?&&q=1&", &[], "https://a.example/p?&&q=1&");
+        check("https://a.example/p?at=@home", &[], "https://a.example/p?at=@home");
+    }
+
+    #[test]
+    fn splits_urls_into_page_parts() {
+        let p = parts("https://a.example:8080/shop/cart?x=1#top");
+        assert_eq!(p, Parts { origin: "https://a.example:8080", path: "/shop/cart", search: "?x=1", hash: "#top" });
+        assert_eq!(parts("https://a.example").path, "/");
+        assert_eq!(parts("https://a.example?x").search, "?x");
+        assert_eq!(query_param("?utm_source=news&utm_medium=", "utm_source"), Some("news"));
+        assert_eq!(query_param("?utm_source=news&utm_medium=", "utm_medium"), None);
+        assert_eq!(query_param("", "utm_source"), None);
+    }
+
+    #[test]
+    fn classifies_links() {
+        let here = "https://shop.example";
+        assert_eq!(classify_link("https://shop.example/about", here, false), LinkKind::Internal);
+        assert_eq!(classify_link("https://other.example/", here, false), LinkKind::Outbound);
+        assert_eq!(classify_link("http://shop.example/", here, false), LinkKind::Outbound);
+        assert_eq!(classify_link("https://shop.example/files/Report.PDF?v=2", here, false), LinkKind::Download);
+        assert_eq!(classify_link("https://cdn.example/app.dmg", here, false), LinkKind::Download);
+        assert_eq!(classify_link("https://shop.example/export", here, true), LinkKind::Download);
+        assert_eq!(classify_link("mailto:a@b.example", here, false), LinkKind::Internal);
+        assert_eq!(extension("/a.b/c"), None);
+    }
+}
