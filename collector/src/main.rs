@@ -4,6 +4,7 @@
 mod config;
 mod enrich;
 mod http;
+mod identity;
 mod ingest;
 mod metrics;
 mod store;
