@@ -39,6 +39,8 @@ struct FileConfig {
     ipv6_prefix: Option<u8>,
     www_dir: Option<PathBuf>,
     log_format: Option<LogFormat>,
+    hmac_key: Option<String>,
+    pii_fields: Option<Vec<String>>,
 }
 
 /// Whether the site asks visitors before anything identifying is kept (`required`, the EU default) or not.
@@ -116,6 +118,10 @@ pub struct Config {
     pub ipv6_prefix: u8,
     pub www_dir: Option<PathBuf>,
     pub log_format: LogFormat,
+    /// The pseudonymisation key; `None`: kept in `<data_dir>/hmac.key`, made on first start.
+    pub hmac_key: Option<Secret>,
+    /// Trait and property keys whose values are stored only as keyed hashes.
+    pub pii_fields: Vec<String>,
 }
 
 impl Config {
@@ -188,6 +194,11 @@ impl Config {
             ipv6_prefix,
             www_dir: env("FOOTPRINT_WWW_DIR").map(PathBuf::from).or(file.www_dir),
             log_format,
+            hmac_key: match env("FOOTPRINT_HMAC_KEY").or(file.hmac_key).filter(|k| !k.is_empty()) {
+                Some(key) if key.len() < 32 => bail!("hmac_key must be at least 32 characters long"),
+                key => key.map(Secret::new),
+            },
+            pii_fields: file.pii_fields.unwrap_or_else(|| vec!["email".into(), "phone".into()]),
         })
     }
 

@@ -168,6 +168,39 @@ pub fn campaign_from_url(url: &str) -> Campaign {
     campaign
 }
 
+/// Advertising click identifiers: they single out one ad click, so they are kept only with marketing consent.
+pub const CLICK_ID_PARAMS: &[&str] = &[
+    "gclid", "gclsrc", "dclid", "gbraid", "wbraid", "fbclid", "msclkid", "ttclid", "twclid", "li_fat_id", "yclid", "igshid",
+    "mc_eid", "_hsenc", "_hsmi", "epik", "rdt_cid", "sccid", "irclickid",
+];
+
+/// The URL without advertising click identifiers in its query string.
+pub fn strip_click_ids(url: &str) -> String {
+    let Some((base, rest)) = url.split_once('?') else { return url.to_owned() };
+    let (query, fragment) = match rest.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (rest, None),
+    };
+    let is_click_id = |param: &str| {
+        let name = param.split('=').next().unwrap_or("");
+        CLICK_ID_PARAMS.iter().any(|c| name.eq_ignore_ascii_case(c))
+    };
+    if !query.split('&').any(is_click_id) {
+        return url.to_owned();
+    }
+    let kept: Vec<&str> = query.split('&').filter(|p| !p.is_empty() && !is_click_id(p)).collect();
+    let mut out = base.to_owned();
+    if !kept.is_empty() {
+        out.push('?');
+        out.push_str(&kept.join("&"));
+    }
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
+}
+
 /// Truncates to at most `max` bytes on a character boundary.
 pub fn clip(s: &str, max: usize) -> String {
     if s.len() <= max {
@@ -228,5 +261,8 @@ mod tests {
         let c = campaign_from_url("https://shop.example/?utm_source=news%20letter&utm_medium=email&utm_campaign=spring&x=1#utm_term=no");
         assert_eq!(c, Campaign { source: Some("news letter".into()), medium: Some("email".into()), name: Some("spring".into()), term: None, content: None });
         assert_eq!(clip("héllo", 2), "h");
+        assert_eq!(strip_click_ids("https://s.example/?utm_source=g&gclid=abc&x=1#top"), "https://s.example/?utm_source=g&x=1#top");
+        assert_eq!(strip_click_ids("https://s.example/p?fbclid=1"), "https://s.example/p");
+        assert_eq!(strip_click_ids("https://s.example/p?q=1"), "https://s.example/p?q=1");
     }
 }

@@ -2,11 +2,14 @@
 //! or "to quarantine". Pure apart from the user-agent cache; the clock and the ID generator come in as arguments.
 
 use crate::enrich::{self, Campaign, UserAgentCache};
-use crate::store::{flags, QuarantinedEvent, StoredEvent};
+use crate::identity::{normalize_email, normalize_phone, IdKind, Identifier};
+use crate::pseudonymise::{cookieless_visitor, Pseudonymizer, HASH_PREFIX};
+use crate::store::{flags, ConsentChange, IdentityInput, QuarantinedEvent, StoredEvent};
+use footprint_core::consent::{self, Categories};
 use footprint_core::limits::{MAX_BATCH_EVENTS, MAX_URL_BYTES};
 use footprint_core::time::corrected_timestamp;
 use footprint_core::validate::timestamp_field;
-use footprint_core::{validate_event, BatchEnvelope, CallKind, RawObject, RejectCode, Rejection, WireEvent};
+use footprint_core::{validate_event, BatchEnvelope, CallKind, IdentityRule, RawObject, RejectCode, Rejection, WireEvent};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -85,6 +88,22 @@ pub struct RequestFacts<'a> {
     pub user_agent: Option<&'a str>,
     pub ipv4_prefix: u8,
     pub ipv6_prefix: u8,
+    pub privacy: PrivacyFacts<'a>,
+}
+
+/// What the privacy rules need: the site's consent mode, where the request came from, today's cookieless salt,
+/// the pseudonymisation key, and the erased identifiers.
+pub struct PrivacyFacts<'a> {
+    pub consent_mode: consent::Mode,
+    pub channel: consent::Channel,
+    /// `Sec-GPC: 1` on the request.
+    pub gpc_header: bool,
+    pub salt: [u8; 16],
+    pub pseudonymizer: &'a Pseudonymizer,
+    /// Trait and property keys whose values are stored only as keyed hashes (`email`, `phone` by default).
+    pub pii_fields: &'a [String],
+    /// Whether an identifier (as stored: email/phone hashed) belongs to an erased person.
+    pub is_suppressed: &'a (dyn Fn(&Identifier) -> bool + Sync),
 }
 
 /// The answer slot of one input event, in input order.
@@ -127,14 +146,9 @@ pub fn process(decoded: &Decoded<'_>, route: Route, facts: &RequestFacts<'_>, ua
             }
             Err((message_id, rejection)) => {
                 let message_id = message_id.unwrap_or_else(&mut *new_message_id);
-                out.quarantine.push(QuarantinedEvent::new(
-                    facts.site.clone(),
-                    facts.received_at_ms,
-                    Some(message_id.clone()),
-                    rejection.code,
-                    rejection.reason.clone(),
-                    raw.get().to_owned(),
-                ));
+                // An erased person's event is recorded as refused, without its content.
+                let payload = if rejection.code == RejectCode::ErasedIdentity { String::new() } else { raw.get().to_owned() };
+                out.quarantine.push(QuarantinedEvent::new(facts.site.clone(), facts.received_at_ms, Some(message_id.clone()), rejection.code, rejection.reason.clone(), payload));
                 out.slots.push(Slot::Rejected { message_id, code: rejection.code.as_str(), reason: rejection.reason });
             }
         }
@@ -157,29 +171,34 @@ type RowResult = Result<StoredEvent, (Option<String>, Rejection)>;
 fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>, facts: &RequestFacts<'_>, ua_cache: &UserAgentCache) -> RowResult {
     let wire: WireEvent = serde_json::from_str(raw.get()).map_err(|e| (message_id_of(raw), Rejection::new(RejectCode::InvalidEvent, format!("event does not match the spec: {e}"))))?;
     let message_id = wire.message_id.as_deref().map(str::to_owned);
-    let event = validate_event(raw.get().len(), wire, route_kind).map_err(|r| (message_id.filter(|_| r.code != RejectCode::MessageIdTooLong), r))?;
-
-    let mut context: RawObject = match event.context {
-        Some(raw) => serde_json::from_str(raw.get()).map_err(|e| (event.message_id.as_deref().map(str::to_owned), Rejection::new(RejectCode::NotAnObject, format!("\"context\": {e}"))))?,
-        None => RawObject::default(),
-    };
+    // Consent comes first: it decides whether the event needs an identity at all.
+    let mut context: RawObject = wire.context.filter(|c| c.get().starts_with('{')).and_then(|c| serde_json::from_str(c.get()).ok()).unwrap_or_default();
     if let Some(batch_context) = &decoded.context {
         context.fill_from(batch_context);
     }
+    let stated = context.get("consent").and_then(consent::parse_stated);
+    let privacy = &facts.privacy;
+    let granted = consent::decide(stated, privacy.consent_mode, privacy.channel, privacy.gpc_header);
+    let rule = if granted.analytics { IdentityRule::Required } else { IdentityRule::Optional };
+    let mut event = validate_event(raw.get().len(), wire, route_kind, rule).map_err(|r| (message_id.clone().filter(|_| r.code != RejectCode::MessageIdTooLong), r))?;
+
     // The raw IP and user agent are used here and never stored (DESIGN.md §5).
     let context_ip = context.take("ip").and_then(|v| serde_json::from_str::<&str>(v.get()).ok()).and_then(|s| s.trim().parse::<IpAddr>().ok());
     let context_ua = context.take("userAgent").and_then(|v| serde_json::from_str::<Cow<str>>(v.get()).ok());
-    let ip = enrich::truncate_ip(context_ip.unwrap_or(facts.client_ip), facts.ipv4_prefix, facts.ipv6_prefix);
+    let raw_ip = context_ip.unwrap_or(facts.client_ip);
+    let ip = enrich::truncate_ip(raw_ip, facts.ipv4_prefix, facts.ipv6_prefix);
     let user_agent = context_ua.as_deref().or(facts.user_agent);
     let ua = user_agent.map(|ua| ua_cache.get(ua));
 
-    let mut page: PageFields = context.get("page").and_then(|v| serde_json::from_str(v.get()).ok()).unwrap_or_default();
+    let consent_context = context.get("consent");
+    let session_id = context.take("sessionId").and_then(|v| serde_json::from_str::<String>(v.get()).ok()).filter(|s| !s.is_empty() && s.len() <= 100);
+    let mut page: PageFields = context.take("page").and_then(|v| serde_json::from_str(v.get()).ok()).unwrap_or_default();
     if matches!(event.kind, CallKind::Page | CallKind::Screen) && page.url.is_none() {
         if let Some(props) = event.properties {
             page = serde_json::from_str(props.get()).unwrap_or_default();
         }
     }
-    let context_campaign: CampaignFields = context.get("campaign").and_then(|v| serde_json::from_str(v.get()).ok()).unwrap_or_default();
+    let context_campaign: CampaignFields = context.take("campaign").and_then(|v| serde_json::from_str(v.get()).ok()).unwrap_or_default();
     let mut campaign = Campaign {
         source: context_campaign.source,
         medium: context_campaign.medium,
@@ -192,10 +211,62 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
             campaign = enrich::campaign_from_url(url);
         }
     }
-    let url = page.url.as_deref().map(|u| enrich::clip(u, MAX_URL_BYTES));
+    let scrub = |u: &str| {
+        let clipped = enrich::clip(u, MAX_URL_BYTES);
+        if granted.marketing {
+            clipped
+        } else {
+            enrich::strip_click_ids(&clipped)
+        }
+    };
+    let url = page.url.as_deref().map(scrub);
     let path = page.path.map(|p| enrich::clip(&p, MAX_URL_BYTES)).or_else(|| url.as_deref().and_then(enrich::url_path));
-    let referrer = page.referrer.filter(|r| !r.is_empty()).map(|r| enrich::clip(&r, MAX_URL_BYTES));
+    let referrer = page.referrer.filter(|r| !r.is_empty()).map(|r| scrub(&r));
     let referrer_host = referrer.as_deref().and_then(enrich::url_host);
+
+    // What consent does not allow is dropped here, before anything reaches the writer.
+    let (visitor, identity, traits) = if granted.analytics {
+        let pseudo = privacy.pseudonymizer;
+        let personal = |kind: &str, id: Cow<'_, str>| -> String {
+            if normalize_email(&id).is_some() {
+                pseudo.hash(kind, &id.trim().to_lowercase())
+            } else {
+                id.into_owned()
+            }
+        };
+        event.anonymous_id = event.anonymous_id.take().map(|v| Cow::Owned(personal("anonymous_id", v)));
+        event.user_id = event.user_id.take().map(|v| Cow::Owned(personal("user_id", v)));
+        event.previous_id = event.previous_id.take().map(|v| Cow::Owned(personal("anonymous_id", v)));
+        let traits = event.traits.map(|t| pseudonymise_fields(t.get(), privacy));
+        let context_traits = context.take("traits").map(|t| pseudonymise_fields(t.get(), privacy));
+        // context.traits feed the profile (pseudonymised) and are not kept on the event.
+        let identity = identity_input(&event, traits.as_deref(), context_traits.as_deref(), &context, pseudo);
+        if let Some(erased) = identity.identifiers.iter().find(|id| (privacy.is_suppressed)(id)) {
+            let reason = format!("this event carries an erased {}; nothing of it was stored", erased.kind.as_string());
+            return Err((message_id, Rejection::new(RejectCode::ErasedIdentity, reason)));
+        }
+        let visitor = match (&event.anonymous_id, &event.user_id) {
+            (Some(a), _) => format!("a:{a}"),
+            (None, Some(u)) => format!("u:{u}"),
+            (None, None) => unreachable!("validation requires an identity with analytics consent"),
+        };
+        (visitor, Some(identity), traits)
+    } else {
+        event.anonymous_id = None;
+        event.user_id = None;
+        event.previous_id = None;
+        for key in ["traits", "externalIds", "device", "sessionId"] {
+            context.take(key);
+        }
+        let visitor = cookieless_visitor(&privacy.salt, &facts.site, &raw_ip.to_string(), user_agent.unwrap_or(""));
+        (visitor, None, None)
+    };
+    if !granted.marketing {
+        // Advertising identifiers and ad-network click references.
+        context.take("referrer");
+        context.take("device");
+    }
+    let consent_change = consent_change_of(&event, consent_context, granted);
 
     let sent_at = event.sent_at_ms.or(decoded.sent_at_ms);
     let time = corrected_timestamp(facts.received_at_ms, event.original_timestamp_ms, sent_at);
@@ -236,10 +307,131 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
         browser: ua.as_ref().and_then(|u| u.browser.clone()),
         os: ua.as_ref().and_then(|u| u.os.clone()),
         device: ua.as_ref().map(|u| u.device),
-        properties: event.properties.map(|r| r.get().to_owned()),
-        traits: event.traits.map(|r| r.get().to_owned()),
+        properties: event.properties.map(|r| pseudonymise_fields(r.get(), privacy)),
+        traits,
         context: (!context.0.is_empty()).then(|| context.to_json()),
         integrations,
+        visitor: Some(visitor),
+        session_id: session_id.filter(|_| granted.analytics),
+        consent: granted.bits(),
+        identity,
+        consent_change,
+    })
+}
+
+/// The identity side of a consented event: its identifiers (email and phone as keyed hashes, junk filtered by the
+/// identity rules later) and the traits it sets on the profile.
+fn identity_input(event: &footprint_core::ValidEvent<'_>, traits: Option<&str>, context_traits: Option<&str>, context: &RawObject<'_>, pseudo: &Pseudonymizer) -> IdentityInput {
+    let mut identifiers = Vec::new();
+    if let Some(a) = &event.anonymous_id {
+        identifiers.push(Identifier::new(IdKind::AnonymousId, a.as_ref()));
+    }
+    if let Some(u) = &event.user_id {
+        identifiers.push(Identifier::new(IdKind::UserId, u.as_ref()));
+    }
+    if let Some(p) = &event.previous_id {
+        // alias(previousId → userId): the previous ID is the anonymous history being claimed.
+        identifiers.push(Identifier::new(IdKind::AnonymousId, p.as_ref()));
+    }
+    // Identify traits win over context.traits; the hashed values are already in place.
+    let merged = merge_objects(context_traits, traits);
+    if let Some(obj) = merged.as_deref().and_then(|t| serde_json::from_str::<RawObject>(t).ok()) {
+        for (key, kind) in [("email", IdKind::Email), ("phone", IdKind::Phone)] {
+            if let Some(hash) = obj.get(key).and_then(|v| serde_json::from_str::<String>(v.get()).ok()).filter(|v| v.starts_with(HASH_PREFIX)) {
+                identifiers.push(Identifier::new(kind, hash));
+            }
+        }
+    }
+    if let Some(list) = context.get("externalIds").and_then(|v| serde_json::from_str::<Vec<ExternalId>>(v.get()).ok()) {
+        for ext in list.into_iter().take(10) {
+            if let (Some(id), Some(kind)) = (ext.id, ext.kind) {
+                if !kind.is_empty() && kind.len() <= 64 && !id.is_empty() && id.len() <= 255 {
+                    let value = if kind.to_ascii_lowercase().contains("email") { normalize_email(&id).map(|e| pseudo.hash("email", &e)).unwrap_or(id) } else { id };
+                    identifiers.push(Identifier::new(IdKind::External(kind), value));
+                }
+            }
+        }
+    }
+    let primary = event
+        .user_id
+        .as_ref()
+        .map(|u| Identifier::new(IdKind::UserId, u.as_ref()))
+        .or_else(|| event.anonymous_id.as_ref().map(|a| Identifier::new(IdKind::AnonymousId, a.as_ref())));
+    IdentityInput { identifiers, primary, traits: merged }
+}
+
+#[derive(Deserialize)]
+struct ExternalId {
+    #[serde(default, deserialize_with = "lenient_string")]
+    id: Option<String>,
+    #[serde(rename = "type", default, deserialize_with = "lenient_string")]
+    kind: Option<String>,
+}
+
+/// `base` with the members of `over` laid on top (both JSON objects; either may be absent).
+fn merge_objects(base: Option<&str>, over: Option<&str>) -> Option<String> {
+    match (base, over) {
+        (None, None) => None,
+        (Some(one), None) | (None, Some(one)) => Some(one.to_owned()),
+        (Some(base), Some(over)) => {
+            let (Ok(base), Ok(mut over)) = (serde_json::from_str::<RawObject>(base), serde_json::from_str::<RawObject>(over)) else { return Some(over.to_owned()) };
+            over.fill_from(&base);
+            Some(over.to_json())
+        }
+    }
+}
+
+/// A JSON object with the values of the configured personal fields (`email`, `phone`, …) replaced by keyed
+/// hashes. Emails and phones are normalised first, so the hash matches however the value was typed.
+fn pseudonymise_fields(json: &str, privacy: &PrivacyFacts<'_>) -> String {
+    if !privacy.pii_fields.iter().any(|f| json.contains(&format!("\"{f}\""))) {
+        return json.to_owned();
+    }
+    let Ok(mut obj) = serde_json::from_str::<RawObject>(json) else { return json.to_owned() };
+    let mut hashed: Vec<(usize, String)> = Vec::new();
+    for (i, (key, value)) in obj.0.iter().enumerate() {
+        if !privacy.pii_fields.iter().any(|f| f.eq_ignore_ascii_case(key)) {
+            continue;
+        }
+        let Ok(text) = serde_json::from_str::<String>(value.get()) else { continue };
+        if text.starts_with(HASH_PREFIX) {
+            continue;
+        }
+        let field = key.to_ascii_lowercase();
+        let normalised = match field.as_str() {
+            "email" => normalize_email(&text).unwrap_or_else(|| text.trim().to_owned()),
+            "phone" => normalize_phone(&text).unwrap_or_else(|| text.trim().to_owned()),
+            _ => text.trim().to_owned(),
+        };
+        hashed.push((i, serde_json::to_string(&privacy.pseudonymizer.hash(&field, &normalised)).expect("string")));
+    }
+    let owned: Vec<Box<RawValue>> = hashed.iter().map(|(_, h)| RawValue::from_string(h.clone()).expect("a JSON string")).collect();
+    for ((i, _), value) in hashed.iter().zip(owned.iter()) {
+        obj.0[*i].1 = value;
+    }
+    obj.to_json()
+}
+
+/// A consent-change event (the SDK's `Consent Updated`, Segment's `Segment Consent Preference Updated`) becomes a
+/// ledger entry with the categories now in force.
+fn consent_change_of(event: &footprint_core::ValidEvent<'_>, consent_context: Option<&RawValue>, granted: Categories) -> Option<ConsentChange> {
+    let name = event.name.as_deref()?;
+    if event.kind != CallKind::Track || !matches!(name, "Consent Updated" | "Segment Consent Preference Updated") {
+        return None;
+    }
+    #[derive(Deserialize, Default)]
+    struct Meta {
+        #[serde(default, deserialize_with = "lenient_string")]
+        source: Option<String>,
+        #[serde(rename = "policyVersion", default, deserialize_with = "lenient_string")]
+        policy_version: Option<String>,
+    }
+    let from_context: Meta = consent_context.and_then(|c| serde_json::from_str(c.get()).ok()).unwrap_or_default();
+    let from_props: Meta = event.properties.and_then(|p| serde_json::from_str(p.get()).ok()).unwrap_or_default();
+    Some(ConsentChange {
+        categories: granted.bits(),
+        source: from_context.source.or(from_props.source).unwrap_or_else(|| "event".to_owned()),
+        policy_version: from_context.policy_version.or(from_props.policy_version),
     })
 }
 
@@ -283,7 +475,14 @@ fn lenient_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Strin
 mod tests {
     use super::*;
 
-    fn facts() -> RequestFacts<'static> {
+    static PSEUDONYMIZER: std::sync::LazyLock<Pseudonymizer> = std::sync::LazyLock::new(|| Pseudonymizer::new(b"test-key-0123456789-0123456789-01"));
+    static PII: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| vec!["email".into(), "phone".into()]);
+
+    fn nothing_suppressed(_: &Identifier) -> bool {
+        false
+    }
+
+    fn facts_with(mode: consent::Mode, channel: consent::Channel) -> RequestFacts<'static> {
         RequestFacts {
             site: "shop".into(),
             received_at_ms: 1_000_000,
@@ -291,13 +490,30 @@ mod tests {
             user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"),
             ipv4_prefix: 24,
             ipv6_prefix: 48,
+            privacy: PrivacyFacts {
+                consent_mode: mode,
+                channel,
+                gpc_header: false,
+                salt: [7; 16],
+                pseudonymizer: &PSEUDONYMIZER,
+                pii_fields: &PII,
+                is_suppressed: &nothing_suppressed,
+            },
         }
     }
 
+    fn facts() -> RequestFacts<'static> {
+        facts_with(consent::Mode::Required, consent::Channel::Server)
+    }
+
     fn run(body: &str, route: Route) -> Processed {
+        run_with(body, route, &facts())
+    }
+
+    fn run_with(body: &str, route: Route, facts: &RequestFacts<'_>) -> Processed {
         let decoded = decode(body, route).expect("decodes");
         let mut n = 0;
-        process(&decoded, route, &facts(), &UserAgentCache::default(), &mut || {
+        process(&decoded, route, facts, &UserAgentCache::default(), &mut || {
             n += 1;
             format!("generated-{n}")
         })
@@ -347,6 +563,65 @@ mod tests {
         let ctx = run(r#"{"event":"E","anonymousId":"a","context":{"page":{"url":"https://s.example/?utm_source=url","path":7},"campaign":{"source":"ctx","medium":"cpc"}}}"#, Route::Single(CallKind::Track));
         let e = &ctx.events[0];
         assert_eq!((e.utm_source.as_deref(), e.utm_medium.as_deref(), e.path.as_deref()), (Some("ctx"), Some("cpc"), Some("/")));
+    }
+
+    #[test]
+    fn without_analytics_consent_nothing_identifying_is_kept() {
+        let body = r#"{"type":"identify","userId":"alice@example.com","anonymousId":"anon-77","traits":{"email":"alice@example.com","plan":"pro"},
+            "context":{"sessionId":"s-1","traits":{"name":"Alice"},"externalIds":[{"id":"x","type":"crm"}],"device":{"advertisingId":"ad-1"},"ip":"203.0.113.9",
+            "consent":{"categoryPreferences":{"analytics":false,"marketing":false}},"page":{"url":"https://s.example/?gclid=click-1&q=1"}}}"#;
+        let out = run_with(body, Route::Single(CallKind::Identify), &facts_with(consent::Mode::Implied, consent::Channel::Browser));
+        let e = &out.events[0];
+        assert_eq!((e.anonymous_id.as_deref(), e.user_id.as_deref(), e.traits.as_deref(), e.session_id.as_deref()), (None, None, None, None));
+        assert!(e.identity.is_none(), "no identity edges");
+        assert!(e.visitor.as_deref().unwrap().starts_with("c:"), "counted cookielessly");
+        assert_eq!(e.consent, 4, "personalization was not stated: the implied mode grants it");
+        let stored = format!("{e:?}");
+        for secret in ["alice", "anon-77", "s-1", "Alice", "ad-1", "203.0.113.9", "click-1"] {
+            assert!(!stored.contains(secret), "{secret} survived: {stored}");
+        }
+        assert_eq!(e.url.as_deref(), Some("https://s.example/?q=1"), "click IDs need marketing consent");
+    }
+
+    #[test]
+    fn cookieless_events_need_no_identity_and_hash_per_salt() {
+        let browser = facts_with(consent::Mode::Required, consent::Channel::Browser);
+        let out = run_with(r#"{"name":"Home"}"#, Route::Single(CallKind::Page), &browser);
+        assert_eq!(out.events.len(), 1, "{:?}", out.slots);
+        let again = run_with(r#"{"name":"Home"}"#, Route::Single(CallKind::Page), &browser);
+        assert_eq!(out.events[0].visitor, again.events[0].visitor, "same visitor, same day, same hash");
+        let mut tomorrow = facts_with(consent::Mode::Required, consent::Channel::Browser);
+        tomorrow.privacy.salt = [8; 16];
+        let next_day = run_with(r#"{"name":"Home"}"#, Route::Single(CallKind::Page), &tomorrow);
+        assert_ne!(out.events[0].visitor, next_day.events[0].visitor);
+        // A server-side library stating nothing still needs an identity.
+        assert!(run(r#"{"name":"Home"}"#, Route::Single(CallKind::Page)).events.is_empty());
+    }
+
+    #[test]
+    fn with_consent_personal_values_are_pseudonymised_and_identifiers_collected() {
+        let body = r#"{"type":"identify","userId":"Alice@Example.com","anonymousId":"anon-1","traits":{"email":" Alice@Example.COM ","phone":"+49 30 1234567","plan":"pro"},
+            "context":{"externalIds":[{"id":"crm-9","type":"crm_id"}],"consent":{"categoryPreferences":{"analytics":true}}}}"#;
+        let out = run(body, Route::Single(CallKind::Identify));
+        let e = &out.events[0];
+        let email_hash = PSEUDONYMIZER.hash("email", "alice@example.com");
+        assert_eq!(e.user_id.as_deref(), Some(PSEUDONYMIZER.hash("user_id", "alice@example.com").as_str()), "an e-mail used as user ID is hashed");
+        let traits: serde_json::Value = serde_json::from_str(e.traits.as_deref().unwrap()).unwrap();
+        assert_eq!(traits["email"], email_hash.as_str());
+        assert_eq!(traits["phone"], PSEUDONYMIZER.hash("phone", "+49301234567").as_str());
+        assert_eq!(traits["plan"], "pro");
+        let kinds: Vec<String> = e.identity.as_ref().unwrap().identifiers.iter().map(|i| i.kind.as_string()).collect();
+        assert_eq!(kinds, ["anonymous_id", "user_id", "email", "phone", "external:crm_id"]);
+        assert_eq!(e.visitor.as_deref(), Some("a:anon-1"));
+        assert!(!format!("{e:?}").to_lowercase().contains("alice@example.com"));
+    }
+
+    #[test]
+    fn consent_changes_become_ledger_entries() {
+        let body = r#"{"event":"Consent Updated","anonymousId":"a","context":{"consent":{"categoryPreferences":{"analytics":true,"marketing":false,"personalization":true},"source":"explicit","policyVersion":"2026-01"}}}"#;
+        let out = run(body, Route::Single(CallKind::Track));
+        assert_eq!(out.events[0].consent_change, Some(ConsentChange { categories: 5, source: "explicit".into(), policy_version: Some("2026-01".into()) }));
+        assert_eq!(run(r#"{"event":"Clicked","anonymousId":"a"}"#, Route::Single(CallKind::Track)).events[0].consent_change, None);
     }
 
     #[test]

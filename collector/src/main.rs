@@ -7,6 +7,7 @@ mod http;
 mod identity;
 mod ingest;
 mod metrics;
+mod pseudonymise;
 mod store;
 mod writer;
 
@@ -87,7 +88,9 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
     if generated_token {
         println!("  admin token (generated for this run; set FOOTPRINT_ADMIN_TOKEN to fix it): {}", admin_token.expose());
     }
-    let state = Arc::new(http::AppState::new(config, writer, metrics, db_path));
+    let key = hmac_key(&config)?;
+    let suppressions = store::sqlite::SqliteReader::open(&db_path)?.suppressions()?;
+    let state = Arc::new(http::AppState::new(config, writer, metrics, db_path, pseudonymise::Pseudonymizer::new(&key), suppressions));
     if state.www_dir.is_none() {
         tracing::warn!("no www directory found; the demo site and dashboard are not served (set www_dir)");
     }
@@ -131,6 +134,37 @@ pub fn new_message_id() -> String {
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex(&b);
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// A fresh random salt for cookieless counting.
+pub fn random_salt() -> [u8; 16] {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).expect("the OS random source works");
+    salt
+}
+
+/// The pseudonymisation key: configured, else `<data_dir>/hmac.key` (made with 256 random bits on first start,
+/// readable by the owner only). Either way it is never stored in the database.
+fn hmac_key(config: &Config) -> anyhow::Result<Vec<u8>> {
+    if let Some(key) = &config.hmac_key {
+        return Ok(key.expose().as_bytes().to_vec());
+    }
+    let path = config.data_dir.join("hmac.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().len() >= 32 => Ok(text.trim().as_bytes().to_vec()),
+        Ok(_) => anyhow::bail!("{} is shorter than 32 characters; fix or delete it", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let key = random_hex(32);
+            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).with_context(|| format!("cannot create {}", path.display()))?;
+            file.write_all(key.as_bytes())?;
+            file.sync_all()?;
+            println!("  pseudonymisation key created in {} (back it up; set FOOTPRINT_HMAC_KEY to keep it elsewhere)", path.display());
+            Ok(key.into_bytes())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
 }
 
 fn random_hex(bytes: usize) -> String {

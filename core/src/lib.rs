@@ -12,5 +12,5 @@ pub mod validate;
 pub mod wire;
 
 pub use reason::RejectCode;
-pub use validate::{validate_event, CallKind, Rejection, ValidEvent};
+pub use validate::{validate_event, CallKind, IdentityRule, Rejection, ValidEvent};
 pub use wire::{BatchEnvelope, IdValue, RawObject, WireEvent};

@@ -43,10 +43,12 @@ pub enum RejectCode {
     UnknownWriteKey,
     /// The request's origin is not allowed for the site (the whole request was refused with 403).
     OriginNotAllowed,
+    /// The event carries an identifier whose person was erased; nothing of it is stored.
+    ErasedIdentity,
 }
 
 impl RejectCode {
-    pub const ALL: [RejectCode; 20] = [
+    pub const ALL: [RejectCode; 21] = [
         Self::InvalidEvent,
         Self::MissingType,
         Self::UnknownType,
@@ -67,6 +69,7 @@ impl RejectCode {
         Self::BatchTooLarge,
         Self::UnknownWriteKey,
         Self::OriginNotAllowed,
+        Self::ErasedIdentity,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -91,6 +94,7 @@ impl RejectCode {
             Self::BatchTooLarge => "batch_too_large",
             Self::UnknownWriteKey => "unknown_write_key",
             Self::OriginNotAllowed => "origin_not_allowed",
+            Self::ErasedIdentity => "erased_identity",
         }
     }
 }

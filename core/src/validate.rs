@@ -46,6 +46,14 @@ impl CallKind {
     }
 }
 
+/// Whether an event must carry `userId` or `anonymousId`. Events without analytics consent are counted
+/// cookielessly and need neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityRule {
+    Required,
+    Optional,
+}
+
 /// A refused event: the stable code and a sentence for humans.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
@@ -83,7 +91,7 @@ pub struct ValidEvent<'a> {
 
 /// Validates one parsed event. `route_kind` is the call type implied by a single-call endpoint (`/v1/track`…); it
 /// wins over the body's `type`. `raw_len` is the length of the event's JSON text.
-pub fn validate_event<'a>(raw_len: usize, ev: WireEvent<'a>, route_kind: Option<CallKind>) -> Result<ValidEvent<'a>, Rejection> {
+pub fn validate_event<'a>(raw_len: usize, ev: WireEvent<'a>, route_kind: Option<CallKind>, identity: IdentityRule) -> Result<ValidEvent<'a>, Rejection> {
     use RejectCode::*;
     if raw_len > MAX_EVENT_BYTES {
         return Err(Rejection::new(EventTooLarge, format!("event is {raw_len} bytes; the limit is {MAX_EVENT_BYTES}")));
@@ -105,7 +113,7 @@ pub fn validate_event<'a>(raw_len: usize, ev: WireEvent<'a>, route_kind: Option<
     let user_id = identifier("userId", ev.user_id)?;
     let previous_id = identifier("previousId", ev.previous_id)?;
     let group_id = identifier("groupId", ev.group_id)?;
-    if anonymous_id.is_none() && user_id.is_none() {
+    if identity == IdentityRule::Required && anonymous_id.is_none() && user_id.is_none() {
         return Err(Rejection::new(MissingIdentity, "event needs a non-empty \"userId\" or \"anonymousId\""));
     }
     let name = match kind {
@@ -217,7 +225,7 @@ mod tests {
 
     fn run(json: &str, route: Option<CallKind>) -> Result<CallKind, RejectCode> {
         let ev: WireEvent = serde_json::from_str(json).expect("test input parses");
-        validate_event(json.len(), ev, route).map(|v| v.kind).map_err(|r| r.code)
+        validate_event(json.len(), ev, route, IdentityRule::Required).map(|v| v.kind).map_err(|r| r.code)
     }
 
     #[track_caller]
@@ -265,15 +273,21 @@ mod tests {
     }
 
     #[test]
+    fn cookieless_events_need_no_identity() {
+        let ev: WireEvent = serde_json::from_str(r#"{"type":"page"}"#).unwrap();
+        assert!(validate_event(10, ev, None, IdentityRule::Optional).is_ok());
+    }
+
+    #[test]
     fn oversize_event_is_refused_before_anything_else() {
         let ev = WireEvent::default();
-        assert_eq!(validate_event(MAX_EVENT_BYTES + 1, ev, None).unwrap_err().code, RejectCode::EventTooLarge);
+        assert_eq!(validate_event(MAX_EVENT_BYTES + 1, ev, None, IdentityRule::Required).unwrap_err().code, RejectCode::EventTooLarge);
     }
 
     #[test]
     fn route_kind_wins_and_ids_are_trimmed() {
         let ev: WireEvent = serde_json::from_str(r#"{"type":"page","event":"E","userId":" u1 "}"#).unwrap();
-        let valid = validate_event(10, ev, Some(CallKind::Track)).unwrap();
+        let valid = validate_event(10, ev, Some(CallKind::Track), IdentityRule::Required).unwrap();
         assert_eq!(valid.kind, CallKind::Track);
         assert_eq!(valid.user_id.as_deref(), Some("u1"));
     }
@@ -282,7 +296,7 @@ mod tests {
         #[test]
         fn validation_never_panics(json in r#"\{("[a-zA-Z]{1,12}":("[^"\\]{0,20}"|[0-9]{1,5}|null|\{\}|\[\]),?){0,8}\}"#) {
             if let Ok(ev) = serde_json::from_str::<WireEvent>(&json) {
-                let _ = validate_event(json.len(), ev, None);
+                let _ = validate_event(json.len(), ev, None, IdentityRule::Required);
             }
         }
     }

@@ -4,7 +4,8 @@
 use super::reply::{self, Body, EventResult, IngestBody, Refusal};
 use super::{AppState, Site};
 use crate::enrich;
-use crate::ingest::{self, Decoded, RequestFacts, Route, Slot};
+use crate::ingest::{self, Decoded, PrivacyFacts, RequestFacts, Route, Slot};
+use footprint_core::consent;
 use crate::metrics::Metrics;
 use crate::store::QuarantinedEvent;
 use crate::writer::{Stored, SubmitError};
@@ -136,6 +137,9 @@ async fn ingest(req: Request<Incoming>, route: Route, state: &AppState, peer: So
         }
     }
     let client_ip = enrich::client_ip(peer.ip(), header_str(&headers, "x-forwarded-for"), &state.config.trusted_proxies);
+    let day = received_at_ms.div_euclid(86_400_000);
+    let salt = state.salts.salt(&site.id, day, &mut crate::random_salt).expect("today's salt always exists");
+    let is_suppressed = |id: &crate::identity::Identifier| state.is_suppressed(&site.id, id);
     let facts = RequestFacts {
         site: site.id.clone(),
         received_at_ms,
@@ -143,6 +147,18 @@ async fn ingest(req: Request<Incoming>, route: Route, state: &AppState, peer: So
         user_agent: header_str(&headers, header::USER_AGENT),
         ipv4_prefix: state.config.ipv4_prefix,
         ipv6_prefix: state.config.ipv6_prefix,
+        privacy: PrivacyFacts {
+            consent_mode: match site.config.consent_mode {
+                crate::config::ConsentMode::Required => consent::Mode::Required,
+                crate::config::ConsentMode::Implied => consent::Mode::Implied,
+            },
+            channel: if origin.is_some() { consent::Channel::Browser } else { consent::Channel::Server },
+            gpc_header: header_str(&headers, "sec-gpc").is_some_and(|v| v.trim() == "1"),
+            salt,
+            pseudonymizer: &state.pseudonymizer,
+            pii_fields: &state.config.pii_fields,
+            is_suppressed: &is_suppressed,
+        },
     };
     let processed = ingest::process(&decoded, route, &facts, &state.ua_cache, &mut crate::new_message_id);
     let is_bot: Vec<bool> = processed.events.iter().map(|e| e.flags & crate::store::flags::BOT != 0).collect();

@@ -7,7 +7,9 @@ mod static_files;
 
 use crate::config::{Config, SiteConfig};
 use crate::enrich::UserAgentCache;
+use crate::identity::Identifier;
 use crate::metrics::Metrics;
+use crate::pseudonymise::{Pseudonymizer, SaltBook};
 use crate::store::sqlite::SqliteReader;
 use crate::writer::Writer;
 use hyper::body::Incoming;
@@ -16,7 +18,8 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use reply::Body;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,6 +45,10 @@ pub struct AppState {
     pub ua_cache: UserAgentCache,
     pub db_path: PathBuf,
     pub www_dir: Option<PathBuf>,
+    pub pseudonymizer: Pseudonymizer,
+    pub salts: SaltBook,
+    /// Erased identifiers: (site, kind, keyed hash of the stored value). Loaded at start, added to by erasure.
+    pub suppressions: RwLock<HashSet<(String, String, String)>>,
 }
 
 /// A configured site, ready for lookups.
@@ -57,14 +64,38 @@ impl Site {
 }
 
 impl AppState {
-    pub fn new(config: Config, writer: Writer, metrics: Arc<Metrics>, db_path: PathBuf) -> AppState {
+    pub fn new(config: Config, writer: Writer, metrics: Arc<Metrics>, db_path: PathBuf, pseudonymizer: Pseudonymizer, suppressions: HashSet<(String, String, String)>) -> AppState {
         let sites_by_key = config
             .sites
             .iter()
             .map(|s| (s.write_key.clone(), Arc::new(Site { id: s.id.as_str().into(), config: s.clone() })))
             .collect();
         let www_dir = config.resolved_www_dir();
-        AppState { config, sites_by_key, writer, metrics, ua_cache: UserAgentCache::default(), db_path, www_dir }
+        AppState {
+            config,
+            sites_by_key,
+            writer,
+            metrics,
+            ua_cache: UserAgentCache::default(),
+            db_path,
+            www_dir,
+            pseudonymizer,
+            salts: SaltBook::default(),
+            suppressions: RwLock::new(suppressions),
+        }
+    }
+
+    /// The suppression key of an identifier: never the value itself.
+    pub fn suppression_hash(&self, id: &Identifier) -> String {
+        self.pseudonymizer.hash(&format!("suppress:{}", id.kind.as_string()), &id.value)
+    }
+
+    pub fn is_suppressed(&self, site: &str, id: &Identifier) -> bool {
+        let set = self.suppressions.read().expect("suppressions");
+        if set.is_empty() {
+            return false;
+        }
+        set.contains(&(site.to_owned(), id.kind.as_string(), self.suppression_hash(id)))
     }
 }
 

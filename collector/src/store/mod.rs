@@ -1,6 +1,7 @@
 //! The storage boundary: the rows ingest produces and the operations the writer and the queries need.
 //! This module and its children are the only code that knows SQL.
 
+mod identity;
 pub mod sqlite;
 
 use footprint_core::{CallKind, RejectCode};
@@ -51,6 +52,33 @@ pub struct StoredEvent {
     pub traits: Option<String>,
     pub context: Option<String>,
     pub integrations: Option<String>,
+    /// The unique-visitor key: `a:<anonymousId>`, `u:<userId>` or `c:<cookieless daily hash>`.
+    pub visitor: Option<String>,
+    pub session_id: Option<String>,
+    /// Consent in force, as `footprint_core::consent::Categories::bits`.
+    pub consent: i64,
+    /// What identity resolution needs; `None` without analytics consent (no identity edges).
+    pub identity: Option<IdentityInput>,
+    /// Set when the event records a consent change (appended to the consent ledger).
+    pub consent_change: Option<ConsentChange>,
+}
+
+/// The identity side of an event: its identifiers (email and phone already hashed) and the traits it sets.
+#[derive(Debug, Clone, Default)]
+pub struct IdentityInput {
+    pub identifiers: Vec<crate::identity::Identifier>,
+    /// The identifier the event is filed under: its user ID, else its anonymous ID.
+    pub primary: Option<crate::identity::Identifier>,
+    /// A JSON object of traits (already pseudonymised), merged into the profile last-write-wins by event time.
+    pub traits: Option<String>,
+}
+
+/// A consent change, as the ledger records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentChange {
+    pub categories: i64,
+    pub source: String,
+    pub policy_version: Option<String>,
 }
 
 impl StoredEvent {

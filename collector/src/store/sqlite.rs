@@ -1,7 +1,9 @@
 //! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`, one writer connection (group commit)
 //! and short-lived reader connections for queries.
 
+use super::identity::{self, IdentityCache};
 use super::{EventStore, QuarantinedEvent, StoreError, StoredEvent};
+use crate::identity::Limits;
 use rusqlite::{params, Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 
@@ -152,8 +154,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
 const INSERT_EVENT: &str = "INSERT INTO events (site, message_id, type, name, category, anonymous_id, user_id, previous_id,
     group_id, timestamp, original_timestamp, sent_at, received_at, flags, url, path, title, referrer, referrer_host,
     utm_source, utm_medium, utm_campaign, utm_term, utm_content, ip, browser, os, device, properties, traits, context,
-    integrations) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-    ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)";
+    integrations, visitor, session_id, consent, profile_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+    ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36)";
+
+const INSERT_LEDGER: &str = "INSERT INTO consent_ledger (site, at, profile_id, visitor, categories, source, policy_version, message_id)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 const INSERT_QUARANTINE: &str =
     "INSERT INTO quarantine (site, received_at, message_id, code, reason, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
@@ -161,6 +166,8 @@ const INSERT_QUARANTINE: &str =
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
+    identities: IdentityCache,
+    limits: Limits,
 }
 
 impl SqliteStore {
@@ -174,8 +181,10 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "busy_timeout", 5_000)?;
         conn.pragma_update(None, "cache_size", -32_768)?;
+        // Deleted rows (erasure, retention) are overwritten, not left readable in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         migrate(&mut conn)?;
-        Ok(SqliteStore { conn, path })
+        Ok(SqliteStore { conn, path, identities: IdentityCache::default(), limits: Limits::default() })
     }
 
     pub fn path(&self) -> &Path {
@@ -197,52 +206,12 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 
 impl EventStore for SqliteStore {
     fn commit(&mut self, events: &[StoredEvent], quarantine: &[QuarantinedEvent]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut insert = tx.prepare_cached(INSERT_EVENT)?;
-            for e in events {
-                insert.execute(params![
-                    &*e.site,
-                    e.message_id,
-                    e.kind.map(|k| k.as_str()),
-                    e.name,
-                    e.category,
-                    e.anonymous_id,
-                    e.user_id,
-                    e.previous_id,
-                    e.group_id,
-                    e.timestamp,
-                    e.original_timestamp,
-                    e.sent_at,
-                    e.received_at,
-                    e.flags,
-                    e.url,
-                    e.path,
-                    e.title,
-                    e.referrer,
-                    e.referrer_host,
-                    e.utm_source,
-                    e.utm_medium,
-                    e.utm_campaign,
-                    e.utm_term,
-                    e.utm_content,
-                    e.ip,
-                    e.browser,
-                    e.os,
-                    e.device,
-                    e.properties,
-                    e.traits,
-                    e.context,
-                    e.integrations,
-                ])?;
-            }
-            let mut insert = tx.prepare_cached(INSERT_QUARANTINE)?;
-            for q in quarantine {
-                insert.execute(params![&*q.site, q.received_at, q.message_id, q.code, q.reason, q.payload])?;
-            }
+        let result = commit_in_transaction(&mut self.conn, &mut self.identities, &self.limits, events, quarantine);
+        if result.is_err() {
+            // The transaction rolled back: what the cache learnt in it is not true.
+            self.identities.clear();
         }
-        tx.commit()?;
-        Ok(())
+        result
     }
 
     fn for_each_recent_message_id(&mut self, since_ms: i64, each: &mut dyn FnMut(&str, &str, i64)) -> Result<(), StoreError> {
@@ -257,6 +226,65 @@ impl EventStore for SqliteStore {
     }
 }
 
+fn commit_in_transaction(conn: &mut Connection, identities: &mut IdentityCache, limits: &Limits, events: &[StoredEvent], quarantine: &[QuarantinedEvent]) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    {
+        for e in events {
+            let profile_id = match &e.identity {
+                Some(input) => identity::resolve(&tx, identities, limits, &e.site, input, e.timestamp, &e.message_id)?,
+                None => None,
+            };
+            tx.prepare_cached(INSERT_EVENT)?.execute(params![
+                &*e.site,
+                e.message_id,
+                e.kind.map(|k| k.as_str()),
+                e.name,
+                e.category,
+                e.anonymous_id,
+                e.user_id,
+                e.previous_id,
+                e.group_id,
+                e.timestamp,
+                e.original_timestamp,
+                e.sent_at,
+                e.received_at,
+                e.flags,
+                e.url,
+                e.path,
+                e.title,
+                e.referrer,
+                e.referrer_host,
+                e.utm_source,
+                e.utm_medium,
+                e.utm_campaign,
+                e.utm_term,
+                e.utm_content,
+                e.ip,
+                e.browser,
+                e.os,
+                e.device,
+                e.properties,
+                e.traits,
+                e.context,
+                e.integrations,
+                e.visitor,
+                e.session_id,
+                e.consent,
+                profile_id,
+            ])?;
+            if let Some(change) = &e.consent_change {
+                tx.prepare_cached(INSERT_LEDGER)?.execute(params![&*e.site, e.timestamp, profile_id, e.visitor, change.categories, change.source, change.policy_version, e.message_id])?;
+            }
+        }
+        let mut insert = tx.prepare_cached(INSERT_QUARANTINE)?;
+        for q in quarantine {
+            insert.execute(params![&*q.site, q.received_at, q.message_id, q.code, q.reason, q.payload])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 /// A read-only connection for health checks and queries; WAL lets it read while the writer writes.
 pub struct SqliteReader {
     conn: Connection,
@@ -267,6 +295,13 @@ impl SqliteReader {
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         conn.pragma_update(None, "busy_timeout", 5_000)?;
         Ok(SqliteReader { conn })
+    }
+
+    /// Every suppression entry, as (site, kind, hash).
+    pub fn suppressions(&self) -> Result<std::collections::HashSet<(String, String, String)>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT site, kind, hash FROM suppressions")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Succeeds when the database answers a query.

@@ -1,0 +1,144 @@
+//! Pseudonymisation (DESIGN.md §5): keyed HMAC-SHA-256 of personal values, with the key held outside the
+//! database, and the cookieless visitor hash with per-site random salts that rotate daily and live only in memory.
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Hashes personal values under the secret key. Equal inputs give equal outputs, so hashed values still join
+/// (identity graph, erasure, suppression), but nobody without the key can recompute or reverse them.
+pub struct Pseudonymizer {
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Pseudonymizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pseudonymizer(<key redacted>)")
+    }
+}
+
+/// The prefix of every hashed value, so stored data says what it is.
+pub const HASH_PREFIX: &str = "hmac:";
+
+impl Pseudonymizer {
+    pub fn new(key: &[u8]) -> Self {
+        Pseudonymizer { key: key.to_vec() }
+    }
+
+    /// `hmac:` + 32 hex digits (128 bits) of HMAC-SHA-256(key, domain ‖ 0 ‖ value). The domain (`email`,
+    /// `phone`, `user_id`, …) keeps equal values of different kinds apart.
+    pub fn hash(&self, domain: &str, value: &str) -> String {
+        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes keys of any length");
+        mac.update(domain.as_bytes());
+        mac.update(&[0]);
+        mac.update(value.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut out = String::with_capacity(HASH_PREFIX.len() + 32);
+        out.push_str(HASH_PREFIX);
+        for b in &digest[..16] {
+            out.push_str(&format!("{b:02x}"));
+        }
+        out
+    }
+}
+
+/// The cookieless visitor key of one request: `c:` + 16 hex digits of HMAC-SHA-256(salt, site ‖ IP ‖ user agent).
+/// With the salt gone (it never leaves memory and is replaced daily), nobody can recompute it.
+pub fn cookieless_visitor(salt: &[u8; 16], site: &str, ip: &str, user_agent: &str) -> String {
+    let mut mac = HmacSha256::new_from_slice(salt).expect("HMAC takes keys of any length");
+    for part in [site, ip, user_agent] {
+        mac.update(part.as_bytes());
+        mac.update(&[0]);
+    }
+    let digest = mac.finalize().into_bytes();
+    let mut out = String::from("c:");
+    for b in &digest[..8] {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// Per-site random salts by UTC day: the current and the previous day's only, in memory only.
+#[derive(Default)]
+pub struct SaltBook {
+    sites: Mutex<HashMap<String, SiteSalts>>,
+}
+
+#[derive(Clone, Copy)]
+struct SiteSalts {
+    day: i64,
+    current: [u8; 16],
+    previous: Option<(i64, [u8; 16])>,
+}
+
+impl SaltBook {
+    /// The salt of `site` for `day` (days since the epoch, UTC). A new day draws a fresh salt with `random`; the
+    /// day before is kept as `previous`, anything older is forgotten. Asking for yesterday gives `previous`;
+    /// asking for an older day gives `None` (its salt no longer exists).
+    pub fn salt(&self, site: &str, day: i64, random: &mut dyn FnMut() -> [u8; 16]) -> Option<[u8; 16]> {
+        let mut sites = self.sites.lock().expect("salt book");
+        let entry = sites.entry(site.to_owned()).or_insert_with(|| SiteSalts { day, current: random(), previous: None });
+        if day > entry.day {
+            let previous = (day == entry.day + 1).then_some((entry.day, entry.current));
+            *entry = SiteSalts { day, current: random(), previous };
+        }
+        if day == entry.day {
+            Some(entry.current)
+        } else {
+            entry.previous.filter(|(d, _)| *d == day).map(|(_, s)| s)
+        }
+    }
+
+    /// How many salts exist for `site` (1 or 2).
+    #[cfg(test)]
+    fn held(&self, site: &str) -> usize {
+        self.sites.lock().unwrap().get(site).map_or(0, |s| 1 + usize::from(s.previous.is_some()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_keyed_and_domain_separated() {
+        let a = Pseudonymizer::new(b"key-a");
+        let b = Pseudonymizer::new(b"key-b");
+        let h = a.hash("email", "alice@example.com");
+        assert!(h.starts_with("hmac:") && h.len() == 37);
+        assert_eq!(h, a.hash("email", "alice@example.com"));
+        assert_ne!(h, b.hash("email", "alice@example.com"));
+        assert_ne!(h, a.hash("user_id", "alice@example.com"));
+        assert!(!format!("{a:?}").contains("key-a"));
+    }
+
+    #[test]
+    fn salts_rotate_daily_and_old_ones_are_gone() {
+        let book = SaltBook::default();
+        let mut n = 0u8;
+        let mut random = || {
+            n += 1;
+            [n; 16]
+        };
+        let day1 = book.salt("shop", 100, &mut random).unwrap();
+        assert_eq!(book.salt("shop", 100, &mut random), Some(day1), "stable within a day");
+        let day2 = book.salt("shop", 101, &mut random).unwrap();
+        assert_ne!(day1, day2);
+        assert_eq!(book.salt("shop", 100, &mut random), Some(day1), "yesterday's is still there");
+        assert_eq!(book.held("shop"), 2);
+        let day3 = book.salt("shop", 102, &mut random).unwrap();
+        assert_eq!(book.salt("shop", 100, &mut random), None, "the day before yesterday is gone for good");
+        assert_eq!(book.held("shop"), 2);
+        assert_ne!(book.salt("blog", 102, &mut random).unwrap(), day3, "each site has its own");
+        // A gap of days keeps no previous salt.
+        book.salt("shop", 110, &mut random).unwrap();
+        assert_eq!(book.held("shop"), 1);
+        let v1 = cookieless_visitor(&day1, "shop", "203.0.113.7", "UA");
+        let v2 = cookieless_visitor(&day2, "shop", "203.0.113.7", "UA");
+        assert_ne!(v1, v2, "the same visitor hashes differently on another day");
+        assert_eq!(v1, cookieless_visitor(&day1, "shop", "203.0.113.7", "UA"));
+    }
+}

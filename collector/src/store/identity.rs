@@ -1,0 +1,250 @@
+//! The identity graph in SQL: looking identifiers up, carrying out the plans of `crate::identity::plan`,
+//! merges, unmerges and trait updates. Runs inside the writer's transaction; the cache is only ever touched by
+//! the writer thread, so it stays coherent (it is dropped whenever a transaction fails).
+
+use super::IdentityInput;
+use crate::identity::{self, IdKind, Identifier, Limits, Plan, ProfileSummary, Refusal, Target};
+use footprint_core::RawObject;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+
+/// Identifier → profile, profile → root and root → summary, for the hot path.
+#[derive(Default)]
+pub struct IdentityCache {
+    ids: HashMap<(String, String, String), i64>,
+    roots: HashMap<i64, i64>,
+    summaries: HashMap<i64, ProfileSummary>,
+}
+
+impl IdentityCache {
+    const MAX_IDS: usize = 500_000;
+
+    pub fn clear(&mut self) {
+        self.ids.clear();
+        self.roots.clear();
+        self.summaries.clear();
+    }
+}
+
+fn key(site: &str, id: &Identifier) -> (String, String, String) {
+    (site.to_owned(), id.kind.as_string(), id.value.clone())
+}
+
+fn profile_of(conn: &Connection, cache: &mut IdentityCache, site: &str, id: &Identifier) -> rusqlite::Result<Option<i64>> {
+    let k = key(site, id);
+    if let Some(&pid) = cache.ids.get(&k) {
+        return Ok(Some(pid));
+    }
+    let found: Option<i64> = conn
+        .prepare_cached("SELECT profile_id FROM identities WHERE site = ?1 AND kind = ?2 AND value = ?3")?
+        .query_row(params![k.0, k.1, k.2], |r| r.get(0))
+        .optional()?;
+    if let Some(pid) = found {
+        if cache.ids.len() >= IdentityCache::MAX_IDS {
+            cache.clear();
+        }
+        cache.ids.insert(k, pid);
+    }
+    Ok(found)
+}
+
+pub(super) fn root_of(conn: &Connection, cache: &mut IdentityCache, profile: i64) -> rusqlite::Result<i64> {
+    if let Some(&root) = cache.roots.get(&profile) {
+        return Ok(root);
+    }
+    let root: i64 = conn.prepare_cached("SELECT root FROM profiles WHERE id = ?1")?.query_row([profile], |r| r.get(0))?;
+    cache.roots.insert(profile, root);
+    Ok(root)
+}
+
+fn summary(conn: &Connection, cache: &mut IdentityCache, root: i64) -> rusqlite::Result<ProfileSummary> {
+    if let Some(s) = cache.summaries.get(&root) {
+        return Ok(s.clone());
+    }
+    let mut s = ProfileSummary { root, ..Default::default() };
+    s.merge_count = conn.prepare_cached("SELECT merge_count FROM profiles WHERE id = ?1")?.query_row([root], |r| r.get(0))?;
+    let mut stmt = conn.prepare_cached("SELECT i.kind, i.value FROM identities i JOIN profiles p ON p.id = i.profile_id WHERE p.root = ?1")?;
+    let mut rows = stmt.query([root])?;
+    while let Some(row) = rows.next()? {
+        let kind: String = row.get(0)?;
+        if kind == "user_id" {
+            s.user_ids.push(row.get(1)?);
+        }
+        *s.counts.entry(kind).or_default() += 1;
+    }
+    cache.summaries.insert(root, s.clone());
+    Ok(s)
+}
+
+/// Resolves one event's identity: plans with the pure rules, applies the plan, logs merges and refusals, updates
+/// traits. Returns the profile the event is filed under (where its primary identifier lives), or `None` when the
+/// event has no usable identifier.
+pub(super) fn resolve(conn: &Connection, cache: &mut IdentityCache, limits: &Limits, site: &str, input: &IdentityInput, at: i64, message_id: &str) -> rusqlite::Result<Option<i64>> {
+    let mut known = Vec::new();
+    for id in &input.identifiers {
+        if identity::is_junk(&id.value) {
+            continue;
+        }
+        if let Some(pid) = profile_of(conn, cache, site, id)? {
+            let root = root_of(conn, cache, pid)?;
+            known.push((id.clone(), summary(conn, cache, root)?));
+        }
+    }
+    let plan = identity::plan(&input.identifiers, &known, limits);
+    let Some(target) = apply(conn, cache, site, &plan, at, message_id)? else { return Ok(None) };
+    if let Some(traits) = &input.traits {
+        set_traits(conn, target, traits, at)?;
+    }
+    let filed_under = match &input.primary {
+        Some(primary) if !identity::is_junk(&primary.value) => profile_of(conn, cache, site, primary)?,
+        _ => None,
+    };
+    Ok(Some(filed_under.unwrap_or(target)))
+}
+
+/// Carries out a plan; returns the target root.
+fn apply(conn: &Connection, cache: &mut IdentityCache, site: &str, plan: &Plan, at: i64, message_id: &str) -> rusqlite::Result<Option<i64>> {
+    let target = match plan.target {
+        Target::Existing(root) => root,
+        Target::New if plan.attach.is_empty() => {
+            log(conn, site, at, "refuse", plan.refusals.first().map(refusal_code), None, None, None, message_id)?;
+            return Ok(None);
+        }
+        Target::New => {
+            conn.prepare_cached("INSERT INTO profiles (site, root, created_at, first_seen, last_seen) VALUES (?1, 0, ?2, ?2, ?2)")?.execute(params![site, at])?;
+            let id = conn.last_insert_rowid();
+            conn.prepare_cached("UPDATE profiles SET root = id WHERE id = ?1")?.execute([id])?;
+            cache.roots.insert(id, id);
+            cache.summaries.insert(id, ProfileSummary { root: id, ..Default::default() });
+            id
+        }
+    };
+    for &loser in &plan.merge {
+        merge(conn, cache, site, target, loser, at, message_id)?;
+    }
+    for id in &plan.attach {
+        conn.prepare_cached("INSERT INTO identities (site, kind, value, profile_id, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?5)")?
+            .execute(params![site, id.kind.as_string(), id.value, target, at])?;
+        cache.ids.insert(key(site, id), target);
+        if let Some(s) = cache.summaries.get_mut(&target) {
+            if id.kind == IdKind::UserId {
+                s.user_ids.push(id.value.clone());
+            }
+            *s.counts.entry(id.kind.as_string()).or_default() += 1;
+        }
+    }
+    for refusal in &plan.refusals {
+        let (kind, other) = match refusal {
+            Refusal::Identifier { identifier, .. } => (Some(identifier.kind.as_string()), None),
+            Refusal::Merge { profile, .. } => (None, Some(*profile)),
+        };
+        log(conn, site, at, "refuse", Some(refusal_code(refusal)), Some(target), other, kind, message_id)?;
+    }
+    Ok(Some(target))
+}
+
+fn refusal_code(r: &Refusal) -> &'static str {
+    match r {
+        Refusal::Identifier { code, .. } | Refusal::Merge { code, .. } => code.as_str(),
+    }
+}
+
+fn merge(conn: &Connection, cache: &mut IdentityCache, site: &str, winner: i64, loser: i64, at: i64, message_id: &str) -> rusqlite::Result<()> {
+    let moved: Vec<i64> = conn.prepare_cached("SELECT id FROM profiles WHERE root = ?1")?.query_map([loser], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let loser_merges: i64 = conn.prepare_cached("SELECT merge_count FROM profiles WHERE id = ?1")?.query_row([loser], |r| r.get(0))?;
+    conn.prepare_cached("UPDATE profiles SET root = ?1 WHERE root = ?2")?.execute([winner, loser])?;
+    conn.prepare_cached("UPDATE profiles SET merge_count = merge_count + ?2 + 1 WHERE id = ?1")?.execute([winner, loser_merges])?;
+    conn.prepare_cached(
+        "INSERT INTO profile_traits (profile_id, key, value, ts) SELECT ?1, key, value, ts FROM profile_traits WHERE profile_id = ?2
+         ON CONFLICT (profile_id, key) DO UPDATE SET value = excluded.value, ts = excluded.ts WHERE excluded.ts > profile_traits.ts",
+    )?
+    .execute([winner, loser])?;
+    conn.prepare_cached("DELETE FROM profile_traits WHERE profile_id = ?1")?.execute([loser])?;
+    let moved_json = serde_json::to_string(&moved).expect("ids serialise");
+    conn.prepare_cached("INSERT INTO merges (site, at, winner, loser, moved, message_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+        .execute(params![site, at, winner, loser, moved_json, message_id])?;
+    log(conn, site, at, "merge", None, Some(winner), Some(loser), None, message_id)?;
+    for pid in &moved {
+        cache.roots.insert(*pid, winner);
+    }
+    if let Some(lost) = cache.summaries.remove(&loser) {
+        let merged = cache.summaries.entry(winner).or_insert_with(|| ProfileSummary { root: winner, ..Default::default() });
+        for u in lost.user_ids {
+            if !merged.user_ids.contains(&u) {
+                merged.user_ids.push(u);
+            }
+        }
+        for (k, n) in lost.counts {
+            *merged.counts.entry(k).or_default() += n;
+        }
+        merged.merge_count += lost.merge_count + 1;
+    } else {
+        cache.summaries.remove(&winner);
+    }
+    Ok(())
+}
+
+/// Sets traits on a profile, each key last-write-wins by event time.
+fn set_traits(conn: &Connection, root: i64, traits_json: &str, ts: i64) -> rusqlite::Result<()> {
+    let Ok(traits) = serde_json::from_str::<RawObject>(traits_json) else { return Ok(()) };
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO profile_traits (profile_id, key, value, ts) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (profile_id, key) DO UPDATE SET value = excluded.value, ts = excluded.ts WHERE excluded.ts >= profile_traits.ts",
+    )?;
+    for (k, v) in &traits.0 {
+        upsert.execute(params![root, k.as_ref(), v.get(), ts])?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn log(conn: &Connection, site: &str, at: i64, action: &str, code: Option<&str>, profile: Option<i64>, other: Option<i64>, kind: Option<String>, message_id: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT INTO identity_log (site, at, action, code, profile_id, other_profile_id, identifier_kind, message_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?
+        .execute(params![site, at, action, code, profile, other, kind, message_id])?;
+    Ok(())
+}
+
+/// Why an unmerge could not be done.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UnmergeError {
+    NotFound,
+    AlreadyUndone,
+}
+
+/// Splits a merge back apart: the profiles that came with the loser get their own root again, and both sides'
+/// traits are recomputed from their own events (identify traits, by event time). Events follow their profiles:
+/// each event is filed under the profile of the identifier it came with.
+pub(super) fn unmerge(conn: &Connection, cache: &mut IdentityCache, merge_id: i64, at: i64) -> rusqlite::Result<Result<(i64, i64), UnmergeError>> {
+    let row: Option<(String, i64, i64, String, Option<i64>)> = conn
+        .query_row("SELECT site, winner, loser, moved, undone_at FROM merges WHERE id = ?1", [merge_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .optional()?;
+    let Some((site, winner, loser, moved, undone)) = row else { return Ok(Err(UnmergeError::NotFound)) };
+    if undone.is_some() {
+        return Ok(Err(UnmergeError::AlreadyUndone));
+    }
+    let moved: Vec<i64> = serde_json::from_str(&moved).unwrap_or_default();
+    let winner_root: i64 = conn.query_row("SELECT root FROM profiles WHERE id = ?1", [winner], |r| r.get(0))?;
+    for pid in &moved {
+        conn.execute("UPDATE profiles SET root = ?1 WHERE id = ?2", [loser, *pid])?;
+    }
+    conn.execute("UPDATE merges SET undone_at = ?1 WHERE id = ?2", [at, merge_id])?;
+    for root in [winner_root, loser] {
+        rebuild_traits(conn, root)?;
+    }
+    log(conn, &site, at, "unmerge", None, Some(winner_root), Some(loser), None, "")?;
+    cache.clear();
+    Ok(Ok((winner_root, loser)))
+}
+
+/// Recomputes a profile's traits from the identify events of all profiles under `root`, in event-time order.
+fn rebuild_traits(conn: &Connection, root: i64) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM profile_traits WHERE profile_id IN (SELECT id FROM profiles WHERE root = ?1)", [root])?;
+    let mut stmt = conn.prepare(
+        "SELECT traits, timestamp FROM events WHERE profile_id IN (SELECT id FROM profiles WHERE root = ?1) AND traits IS NOT NULL ORDER BY timestamp",
+    )?;
+    let rows: Vec<(String, i64)> = stmt.query_map([root], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    for (traits, ts) in rows {
+        set_traits(conn, root, &traits, ts)?;
+    }
+    Ok(())
+}
