@@ -8,6 +8,7 @@ mod identity;
 mod ingest;
 mod metrics;
 mod pseudonymise;
+mod stats;
 mod store;
 mod writer;
 

@@ -14,6 +14,9 @@ pub async fn handle(req: Request<Incoming>, state: &AppState) -> Response<Body> 
     let path = req.uri().path().trim_start_matches("/admin/v1").to_owned();
     match (req.method(), path.as_str()) {
         (&Method::GET, "/sites") => sites(state),
+        (&Method::GET, p) if p.starts_with("/stats/") => super::stats::stats(p, req.uri().query(), state).await,
+        (&Method::GET, "/quarantine") => super::stats::quarantine(req.uri().query(), state).await,
+        (&Method::GET, "/consent-ledger") => super::stats::consent_ledger(req.uri().query(), state).await,
         _ => reply::not_found(req.uri().path()),
     }
 }

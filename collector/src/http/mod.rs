@@ -4,6 +4,7 @@ mod admin;
 mod ingest;
 pub mod reply;
 mod static_files;
+mod stats;
 
 use crate::config::{Config, SiteConfig};
 use crate::enrich::UserAgentCache;

@@ -3,6 +3,7 @@
 
 mod identity;
 pub mod sqlite;
+pub mod stats;
 
 use footprint_core::{CallKind, RejectCode};
 use std::sync::Arc;

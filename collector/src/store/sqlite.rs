@@ -149,6 +149,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         PRIMARY KEY (site, kind, hash)
     ) WITHOUT ROWID;",
     ),
+    (3, super::stats::SCHEMA),
 ];
 
 const INSERT_EVENT: &str = "INSERT INTO events (site, message_id, type, name, category, anonymous_id, user_id, previous_id,
@@ -281,6 +282,7 @@ fn commit_in_transaction(conn: &mut Connection, identities: &mut IdentityCache, 
             insert.execute(params![&*q.site, q.received_at, q.message_id, q.code, q.reason, q.payload])?;
         }
     }
+    super::stats::record(&tx, events.len())?;
     tx.commit()?;
     Ok(())
 }

@@ -1,0 +1,941 @@
+//! The stats tables and their SQL: visits and hourly rollups maintained in the writer's transaction
+//! ([`record`]), and the read queries behind `/admin/v1/stats/*`, `/admin/v1/quarantine` and
+//! `/admin/v1/consent-ledger`. Design: ARCHITECTURE.md § Stats.
+
+use super::StoreError;
+use crate::stats::sketch::{visitor_hash, Sketch};
+use crate::stats::{self, Dim, StatsQuery, Step, HOUR_MS};
+use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// Migration 3: the stats tables.
+pub const SCHEMA: &str = "
+    -- One row per visit (bots excluded): the dimensions fixed at its start, its counters and its steps.
+    CREATE TABLE stats_visits (
+        id INTEGER PRIMARY KEY,
+        site TEXT NOT NULL,
+        visitor TEXT NOT NULL,
+        sdk_session TEXT,
+        start INTEGER NOT NULL,
+        last INTEGER NOT NULL,
+        pageviews INTEGER NOT NULL DEFAULT 0,
+        events INTEGER NOT NULL DEFAULT 0,
+        engaged_ms INTEGER NOT NULL DEFAULT 0,
+        engaged_n INTEGER NOT NULL DEFAULT 0,
+        scroll_sum INTEGER NOT NULL DEFAULT 0,
+        entry_page TEXT NOT NULL,
+        exit_page TEXT NOT NULL,
+        referrer TEXT NOT NULL,
+        utm_source TEXT NOT NULL,
+        utm_medium TEXT NOT NULL,
+        utm_campaign TEXT NOT NULL,
+        device TEXT NOT NULL,
+        browser TEXT NOT NULL,
+        os TEXT NOT NULL,
+        country TEXT NOT NULL DEFAULT '',
+        steps TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX stats_visits_site_start ON stats_visits(site, start);
+    -- The visit each recently active visitor is in; pruned to the last hours, so it stays small.
+    CREATE TABLE stats_open (
+        site TEXT NOT NULL,
+        visitor TEXT NOT NULL,
+        visit_id INTEGER NOT NULL,
+        last INTEGER NOT NULL,
+        PRIMARY KEY (site, visitor)
+    ) WITHOUT ROWID;
+    -- Additive counters per UTC hour and dimension value (dim numbers: stats::Dim).
+    CREATE TABLE stats_rollup (
+        site TEXT NOT NULL,
+        dim INTEGER NOT NULL,
+        hour INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        pageviews INTEGER NOT NULL DEFAULT 0,
+        sessions INTEGER NOT NULL DEFAULT 0,
+        bounces INTEGER NOT NULL DEFAULT 0,
+        duration_ms INTEGER NOT NULL DEFAULT 0,
+        events INTEGER NOT NULL DEFAULT 0,
+        engaged_ms INTEGER NOT NULL DEFAULT 0,
+        engaged_n INTEGER NOT NULL DEFAULT 0,
+        scroll_sum INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (site, dim, hour, value)
+    ) WITHOUT ROWID;
+    -- Unique-visitor sketches (stats::sketch) for the same keys.
+    CREATE TABLE stats_sketch (
+        site TEXT NOT NULL,
+        dim INTEGER NOT NULL,
+        hour INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        sketch BLOB NOT NULL,
+        PRIMARY KEY (site, dim, hour, value)
+    ) WITHOUT ROWID;
+    CREATE INDEX quarantine_site_code ON quarantine(site, code, id);
+    CREATE INDEX consent_ledger_site ON consent_ledger(site, id);";
+
+/// The events a commit inserted (the last `inserted` rows of `events`), as the stats need them.
+const RECENT_EVENTS: &str = "SELECT site, type, name, COALESCE(visitor, 'a:' || anonymous_id, 'u:' || user_id), session_id, timestamp,
+    COALESCE(path, ''), COALESCE(url, ''), COALESCE(referrer_host, ''), COALESCE(utm_source, ''), COALESCE(utm_medium, ''),
+    COALESCE(utm_campaign, ''), COALESCE(device, ''), COALESCE(browser, ''), COALESCE(os, ''), properties
+    FROM events WHERE id > ?1 AND flags & 2 = 0 AND type IN ('page', 'screen', 'track')";
+
+const VISIT_COLUMNS: &str = "id, visitor, sdk_session, start, last, pageviews, events, engaged_ms, engaged_n, scroll_sum, entry_page, exit_page,
+    referrer, utm_source, utm_medium, utm_campaign, device, browser, os, country, steps";
+
+/// How often (in inserted event ids) visits idle for longer than [`OPEN_KEEP_MS`] leave `stats_open`.
+const PRUNE_EVERY: i64 = 4096;
+const OPEN_KEEP_MS: i64 = 3 * HOUR_MS;
+
+struct Recent {
+    site: String,
+    pageview: bool,
+    name: Option<String>,
+    visitor: String,
+    sdk_session: Option<String>,
+    ts: i64,
+    path: String,
+    url: String,
+    referrer: String,
+    utm: [String; 3],
+    device: String,
+    browser: String,
+    os: String,
+    properties: Option<String>,
+}
+
+/// A visit row.
+#[derive(Debug, Clone, Default)]
+struct Visit {
+    id: Option<i64>,
+    visitor: String,
+    sdk_session: Option<String>,
+    start: i64,
+    last: i64,
+    pageviews: i64,
+    events: i64,
+    engaged_ms: i64,
+    engaged_n: i64,
+    scroll_sum: i64,
+    /// entry page, referrer, utm source/medium/campaign, device, browser, os (the order of `Dim::OF_SESSION`).
+    dims: [String; 8],
+    exit_page: String,
+    country: String,
+    steps: String,
+}
+
+impl Visit {
+    fn from_row(row: &rusqlite::Row) -> rusqlite::Result<Visit> {
+        Ok(Visit {
+            id: Some(row.get(0)?),
+            visitor: row.get(1)?,
+            sdk_session: row.get(2)?,
+            start: row.get(3)?,
+            last: row.get(4)?,
+            pageviews: row.get(5)?,
+            events: row.get(6)?,
+            engaged_ms: row.get(7)?,
+            engaged_n: row.get(8)?,
+            scroll_sum: row.get(9)?,
+            dims: [row.get(10)?, row.get(12)?, row.get(13)?, row.get(14)?, row.get(15)?, row.get(16)?, row.get(17)?, row.get(18)?],
+            exit_page: row.get(11)?,
+            country: row.get(19)?,
+            steps: row.get(20)?,
+        })
+    }
+
+    fn dim(&self, dim: Dim) -> &str {
+        match dim {
+            Dim::ExitPage => &self.exit_page,
+            Dim::Country => &self.country,
+            _ => Dim::OF_SESSION.iter().position(|d| *d == dim).map_or("", |i| &self.dims[i]),
+        }
+    }
+
+    fn bounces(&self) -> i64 {
+        i64::from(stats::is_bounce(self.pageviews))
+    }
+
+    fn duration(&self) -> i64 {
+        self.last - self.start
+    }
+}
+
+/// Additive counters of a rollup row (or of any set of visits).
+#[derive(Debug, Clone, Default)]
+struct Counters {
+    pageviews: i64,
+    sessions: i64,
+    bounces: i64,
+    duration_ms: i64,
+    events: i64,
+    engaged_ms: i64,
+    engaged_n: i64,
+    scroll_sum: i64,
+}
+
+impl Counters {
+    fn add(&mut self, o: &Counters) {
+        self.pageviews += o.pageviews;
+        self.sessions += o.sessions;
+        self.bounces += o.bounces;
+        self.duration_ms += o.duration_ms;
+        self.events += o.events;
+        self.engaged_ms += o.engaged_ms;
+        self.engaged_n += o.engaged_n;
+        self.scroll_sum += o.scroll_sum;
+    }
+
+    fn is_zero(&self) -> bool {
+        [self.pageviews, self.sessions, self.bounces, self.duration_ms, self.events, self.engaged_ms, self.engaged_n, self.scroll_sum].iter().all(|v| *v == 0)
+    }
+}
+
+type Key = (String, Dim, i64, String);
+
+#[derive(Default)]
+struct Deltas {
+    counters: HashMap<Key, Counters>,
+    visitors: HashMap<Key, Vec<u32>>,
+}
+
+impl Deltas {
+    fn counters(&mut self, site: &str, dim: Dim, hour: i64, value: &str) -> &mut Counters {
+        self.counters.entry((site.to_owned(), dim, hour, value.to_owned())).or_default()
+    }
+    fn visitor(&mut self, site: &str, dim: Dim, hour: i64, value: &str, hash: u32) {
+        self.visitors.entry((site.to_owned(), dim, hour, value.to_owned())).or_default().push(hash);
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Engagement {
+    #[serde(rename = "engagedMs")]
+    engaged_ms: Option<f64>,
+    #[serde(rename = "scrollDepth")]
+    scroll_depth: Option<f64>,
+}
+
+/// Updates visits and rollups for the events the current transaction just inserted: the last `inserted` rows of
+/// `events`. Called by the SQLite store's `commit` before it commits, so stats and events commit together.
+pub fn record(conn: &Connection, inserted: usize) -> Result<(), StoreError> {
+    if inserted == 0 {
+        return Ok(());
+    }
+    let max_id: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
+    let first_id = max_id - inserted as i64;
+    let mut recent = Vec::with_capacity(inserted);
+    {
+        let mut stmt = conn.prepare_cached(RECENT_EVENTS)?;
+        let mut rows = stmt.query([first_id])?;
+        while let Some(r) = rows.next()? {
+            let Some(visitor) = r.get::<_, Option<String>>(3)? else { continue };
+            let kind: String = r.get(1)?;
+            recent.push(Recent {
+                site: r.get(0)?,
+                pageview: kind != "track",
+                name: r.get(2)?,
+                visitor,
+                sdk_session: r.get(4)?,
+                ts: r.get(5)?,
+                path: r.get(6)?,
+                url: r.get(7)?,
+                referrer: r.get(8)?,
+                utm: [r.get(9)?, r.get(10)?, r.get(11)?],
+                device: r.get(12)?,
+                browser: r.get(13)?,
+                os: r.get(14)?,
+                properties: r.get(15)?,
+            });
+        }
+    }
+    recent.sort_by(|a, b| (&a.site, &a.visitor, a.ts).cmp(&(&b.site, &b.visitor, b.ts)));
+    let mut deltas = Deltas::default();
+    let mut i = 0;
+    while i < recent.len() {
+        let j = i + recent[i..].iter().take_while(|e| e.site == recent[i].site && e.visitor == recent[i].visitor).count();
+        record_visitor(conn, &recent[i..j], &mut deltas)?;
+        i = j;
+    }
+    write_deltas(conn, deltas)?;
+    if max_id / PRUNE_EVERY != first_id / PRUNE_EVERY {
+        if let Some(newest) = recent.iter().map(|e| e.ts).max() {
+            conn.execute("DELETE FROM stats_open WHERE last < ?1", [newest - OPEN_KEEP_MS])?;
+        }
+    }
+    Ok(())
+}
+
+/// One visitor's new events, in time order: continue or open visits, and collect the rollup changes.
+fn record_visitor(conn: &Connection, events: &[Recent], deltas: &mut Deltas) -> Result<(), StoreError> {
+    let (site, visitor) = (&events[0].site, &events[0].visitor);
+    let hash = visitor_hash(visitor);
+    let open: Option<Visit> = conn
+        .prepare_cached(&format!("SELECT {VISIT_COLUMNS} FROM stats_visits WHERE id = (SELECT visit_id FROM stats_open WHERE site = ?1 AND visitor = ?2)"))?
+        .query_row(params![site, visitor], Visit::from_row)
+        .optional()?;
+    // (the visit as it was before this commit, the visit now)
+    let mut touched: Vec<(Option<Visit>, Visit)> = Vec::new();
+    let mut current: Option<(Option<Visit>, Visit)> = open.map(|v| (Some(v.clone()), v));
+    for e in events {
+        let hour = e.ts.div_euclid(HOUR_MS);
+        let custom = !e.pageview && e.name.as_deref().is_some_and(stats::is_custom_event);
+        let engagement = (!e.pageview && e.name.as_deref() == Some(stats::ENGAGEMENT_EVENT)).then(|| parse_engagement(e.properties.as_deref())).flatten();
+        // Event-time rollups: all visitors, page views per page, custom events per name, engagement per page.
+        deltas.visitor(site, Dim::Total, hour, "", hash);
+        if e.pageview {
+            deltas.counters(site, Dim::Total, hour, "").pageviews += 1;
+            deltas.counters(site, Dim::Page, hour, &e.path).pageviews += 1;
+            deltas.visitor(site, Dim::Page, hour, &e.path, hash);
+        }
+        if custom {
+            let name = e.name.as_deref().unwrap_or_default();
+            deltas.counters(site, Dim::Total, hour, "").events += 1;
+            deltas.counters(site, Dim::Event, hour, name).events += 1;
+            deltas.visitor(site, Dim::Event, hour, name, hash);
+        }
+        if let Some((ms, scroll)) = engagement {
+            for (dim, value) in [(Dim::Total, ""), (Dim::Page, e.path.as_str())] {
+                let c = deltas.counters(site, dim, hour, value);
+                c.engaged_ms += ms;
+                c.engaged_n += 1;
+                c.scroll_sum += scroll;
+            }
+        }
+        // The visit: continue the open one, or start one with a page view; other events outside a visit stay out.
+        let continuing = current.as_ref().is_some_and(|(_, v)| {
+            stats::continues(&stats::OpenVisit { start: v.start, last: v.last, sdk_session: v.sdk_session.clone() }, e.ts, e.sdk_session.as_deref())
+        });
+        if !continuing {
+            if !e.pageview {
+                continue;
+            }
+            if let Some(done) = current.take() {
+                touched.push(done);
+            }
+            let referrer = if !e.referrer.is_empty() && host_of(&e.url).eq_ignore_ascii_case(&e.referrer) { String::new() } else { e.referrer.clone() };
+            let [s, m, c] = e.utm.clone();
+            let visit = Visit {
+                visitor: visitor.clone(),
+                sdk_session: e.sdk_session.clone(),
+                start: e.ts,
+                last: e.ts,
+                dims: [e.path.clone(), referrer, s, m, c, e.device.clone(), e.browser.clone(), e.os.clone()],
+                exit_page: e.path.clone(),
+                ..Visit::default()
+            };
+            for (k, dim) in Dim::OF_SESSION.iter().enumerate() {
+                deltas.visitor(site, *dim, hour, &visit.dims[k], hash);
+            }
+            current = Some((None, visit));
+        }
+        let (_, v) = current.as_mut().expect("a visit is open here");
+        v.last = v.last.max(e.ts);
+        if v.sdk_session.is_none() {
+            v.sdk_session = e.sdk_session.clone();
+        }
+        if e.pageview {
+            v.pageviews += 1;
+            v.exit_page = e.path.clone();
+            stats::push_visit_step(&mut v.steps, &format!("p:{}", e.path));
+        } else if custom {
+            v.events += 1;
+            stats::push_visit_step(&mut v.steps, &format!("e:{}", e.name.as_deref().unwrap_or_default()));
+        }
+        if let Some((ms, scroll)) = engagement {
+            v.engaged_ms += ms;
+            v.engaged_n += 1;
+            v.scroll_sum += scroll;
+        }
+    }
+    touched.extend(current);
+    for (before, mut after) in touched {
+        visit_deltas(site, before.as_ref(), &after, deltas);
+        match after.id {
+            Some(id) => {
+                conn.prepare_cached(
+                    "UPDATE stats_visits SET sdk_session = ?2, last = ?3, pageviews = ?4, events = ?5, engaged_ms = ?6, engaged_n = ?7,
+                     scroll_sum = ?8, exit_page = ?9, steps = ?10 WHERE id = ?1",
+                )?
+                .execute(params![id, after.sdk_session, after.last, after.pageviews, after.events, after.engaged_ms, after.engaged_n, after.scroll_sum, after.exit_page, after.steps])?;
+            }
+            None => {
+                conn.prepare_cached(
+                    "INSERT INTO stats_visits (site, visitor, sdk_session, start, last, pageviews, events, engaged_ms, engaged_n,
+                     scroll_sum, entry_page, exit_page, referrer, utm_source, utm_medium, utm_campaign, device, browser, os, steps)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                )?
+                .execute(params![
+                    site, after.visitor, after.sdk_session, after.start, after.last, after.pageviews, after.events, after.engaged_ms,
+                    after.engaged_n, after.scroll_sum, after.dims[0], after.exit_page, after.dims[1], after.dims[2], after.dims[3],
+                    after.dims[4], after.dims[5], after.dims[6], after.dims[7], after.steps
+                ])?;
+                after.id = Some(conn.last_insert_rowid());
+            }
+        }
+        conn.prepare_cached(
+            "INSERT INTO stats_open (site, visitor, visit_id, last) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (site, visitor) DO UPDATE SET visit_id = excluded.visit_id, last = excluded.last WHERE excluded.last >= stats_open.last",
+        )?
+        .execute(params![site, after.visitor, after.id, after.last])?;
+    }
+    Ok(())
+}
+
+/// The rollup change a visit's update makes, counted in the hour it started.
+fn visit_deltas(site: &str, before: Option<&Visit>, after: &Visit, deltas: &mut Deltas) {
+    let hour = after.start.div_euclid(HOUR_MS);
+    let diff = Counters {
+        pageviews: after.pageviews - before.map_or(0, |b| b.pageviews),
+        sessions: i64::from(before.is_none()),
+        bounces: after.bounces() - before.map_or(0, Visit::bounces),
+        duration_ms: after.duration() - before.map_or(0, Visit::duration),
+        ..Counters::default()
+    };
+    if !diff.is_zero() {
+        let total = Counters { pageviews: 0, ..diff.clone() };
+        deltas.counters(site, Dim::Total, hour, "").add(&total);
+        for (k, dim) in Dim::OF_SESSION.iter().enumerate() {
+            deltas.counters(site, *dim, hour, &after.dims[k]).add(&diff);
+        }
+    }
+    let old_exit = before.map(|b| b.exit_page.as_str());
+    if old_exit != Some(after.exit_page.as_str()) {
+        if let Some(old) = old_exit {
+            let c = deltas.counters(site, Dim::ExitPage, hour, old);
+            c.sessions -= 1;
+            c.pageviews -= before.map_or(0, |b| b.pageviews);
+        }
+        let c = deltas.counters(site, Dim::ExitPage, hour, &after.exit_page);
+        c.sessions += 1;
+        c.pageviews += after.pageviews;
+    } else {
+        deltas.counters(site, Dim::ExitPage, hour, &after.exit_page).pageviews += diff.pageviews;
+    }
+}
+
+fn parse_engagement(properties: Option<&str>) -> Option<(i64, i64)> {
+    let e: Engagement = serde_json::from_str(properties?).ok()?;
+    let ms = e.engaged_ms.filter(|v| v.is_finite() && *v >= 0.0)?.min(24.0 * 3_600_000.0) as i64;
+    let scroll = e.scroll_depth.filter(|v| v.is_finite()).unwrap_or(0.0).clamp(0.0, 100.0) as i64;
+    Some((ms, scroll))
+}
+
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    host.rsplit_once('@').map_or(host, |(_, h)| h).split(':').next().unwrap_or("")
+}
+
+fn write_deltas(conn: &Connection, deltas: Deltas) -> Result<(), StoreError> {
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO stats_rollup (site, dim, hour, value, pageviews, sessions, bounces, duration_ms, events, engaged_ms, engaged_n, scroll_sum)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (site, dim, hour, value) DO UPDATE SET pageviews = pageviews + excluded.pageviews,
+         sessions = sessions + excluded.sessions, bounces = bounces + excluded.bounces, duration_ms = duration_ms + excluded.duration_ms,
+         events = events + excluded.events, engaged_ms = engaged_ms + excluded.engaged_ms, engaged_n = engaged_n + excluded.engaged_n,
+         scroll_sum = scroll_sum + excluded.scroll_sum",
+    )?;
+    for ((site, dim, hour, value), c) in deltas.counters.into_iter().filter(|(_, c)| !c.is_zero()) {
+        upsert.execute(params![site, dim as i64, hour, value, c.pageviews, c.sessions, c.bounces, c.duration_ms, c.events, c.engaged_ms, c.engaged_n, c.scroll_sum])?;
+    }
+    let mut read = conn.prepare_cached("SELECT sketch FROM stats_sketch WHERE site = ?1 AND dim = ?2 AND hour = ?3 AND value = ?4")?;
+    let mut write = conn.prepare_cached("INSERT OR REPLACE INTO stats_sketch (site, dim, hour, value, sketch) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+    for ((site, dim, hour, value), hashes) in deltas.visitors {
+        let key = params![site, dim as i64, hour, value];
+        let mut sketch = read.query_row(key, |r| r.get::<_, Vec<u8>>(0)).optional()?.map(|b| Sketch::from_bytes(&b)).unwrap_or_default();
+        let before = sketch.clone();
+        hashes.into_iter().for_each(|h| sketch.insert(h));
+        if sketch != before {
+            write.execute(params![site, dim as i64, hour, value, sketch.to_bytes()])?;
+        }
+    }
+    Ok(())
+}
+
+/// Forgets a visitor's visits (erasure). Rollup counts and sketches hold no visitor keys and stay.
+#[allow(dead_code)] // called by the erasure path
+pub fn forget_visitor(conn: &Connection, site: &str, visitor: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM stats_visits WHERE site = ?1 AND visitor = ?2", params![site, visitor])?;
+    conn.execute("DELETE FROM stats_open WHERE site = ?1 AND visitor = ?2", params![site, visitor])?;
+    Ok(())
+}
+
+// ----- reading ---------------------------------------------------------------------------------------------------
+
+/// A read-only connection for stats queries.
+pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.pragma_update(None, "busy_timeout", 5_000)?;
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    Ok(conn)
+}
+
+/// The headline numbers of a set of visits.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Totals {
+    pub visitors: u64,
+    pub pageviews: i64,
+    pub sessions: i64,
+    pub bounce_rate: f64,
+    /// Average visit duration.
+    pub visit_duration_ms: i64,
+    pub views_per_visit: f64,
+    /// Custom events (not the SDK's engagement and consent events).
+    pub events: i64,
+    /// Average engaged time per page view that reported it.
+    pub engaged_ms: i64,
+    /// Average scroll depth in percent.
+    pub scroll_depth: f64,
+}
+
+#[derive(Default, Clone)]
+struct Acc {
+    c: Counters,
+    visitors: Sketch,
+}
+
+impl Acc {
+    fn totals(&self) -> Totals {
+        let c = &self.c;
+        let per = |a: i64, b: i64| if b > 0 { (a as f64 / b as f64).round() as i64 } else { 0 };
+        Totals {
+            visitors: self.visitors.count(),
+            pageviews: c.pageviews,
+            sessions: c.sessions,
+            bounce_rate: stats::ratio(c.bounces as f64, c.sessions as f64),
+            visit_duration_ms: per(c.duration_ms, c.sessions),
+            views_per_visit: (stats::ratio(c.pageviews as f64, c.sessions as f64) * 100.0).round() / 100.0,
+            events: c.events,
+            engaged_ms: per(c.engaged_ms, c.engaged_n),
+            scroll_depth: (stats::ratio(c.scroll_sum as f64, c.engaged_n as f64) * 100.0).round() / 100.0,
+        }
+    }
+
+    fn add_visit(&mut self, v: &Visit) {
+        self.c.add(&Counters {
+            pageviews: v.pageviews,
+            sessions: 1,
+            bounces: v.bounces(),
+            duration_ms: v.duration(),
+            events: v.events,
+            engaged_ms: v.engaged_ms,
+            engaged_n: v.engaged_n,
+            scroll_sum: v.scroll_sum,
+        });
+        self.visitors.insert(visitor_hash(&v.visitor));
+    }
+}
+
+/// One bucket of a time series.
+#[derive(Debug, Serialize)]
+pub struct Point {
+    pub bucket: String,
+    #[serde(flatten)]
+    pub totals: Totals,
+}
+
+/// One row of a breakdown.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub value: String,
+    #[serde(flatten)]
+    pub totals: Totals,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Heatmap {
+    /// `[weekday (0 = Monday)][local hour]`.
+    pub pageviews: Vec<Vec<i64>>,
+    pub visitors: Vec<Vec<u64>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventRow {
+    pub name: String,
+    pub events: i64,
+    pub visitors: u64,
+    /// Share of all visitors in the range who did it.
+    pub conversion_rate: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Events {
+    pub visitors: u64,
+    pub events: Vec<EventRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FunnelStep {
+    pub step: String,
+    pub visitors: u64,
+    /// Share of the first step's visitors who got here.
+    pub conversion_rate: f64,
+    /// Visitors of the previous step who did not get here.
+    pub dropped: u64,
+}
+
+/// The stats queries, each over one site and range. Unfiltered queries read the hourly rollups; a query with
+/// filters (or a funnel) reads the range's visits.
+pub struct StatsReader<'a> {
+    conn: &'a Connection,
+    q: &'a StatsQuery,
+}
+
+impl<'a> StatsReader<'a> {
+    pub fn new(conn: &'a Connection, q: &'a StatsQuery) -> Self {
+        StatsReader { conn, q }
+    }
+
+    fn filtered(&self) -> bool {
+        !self.q.filters.is_empty()
+    }
+
+    pub fn overview(&self) -> Result<Totals, StoreError> {
+        if self.filtered() {
+            let mut acc = Acc::default();
+            self.for_each_visit(|v| acc.add_visit(v))?;
+            return Ok(acc.totals());
+        }
+        let by_hour = self.rollup_by_hour()?;
+        let mut acc = Acc::default();
+        for (_, a) in by_hour {
+            acc.c.add(&a.c);
+            acc.visitors.merge(&a.visitors);
+        }
+        Ok(acc.totals())
+    }
+
+    pub fn timeseries(&self) -> Result<Vec<Point>, StoreError> {
+        let buckets = self.q.range.buckets(self.q.interval);
+        let (first, _) = self.q.range.hours();
+        let mut accs = vec![Acc::default(); buckets.labels.len()];
+        let bucket_of = |hour: i64| buckets.of_hour.get((hour - first) as usize).copied();
+        if self.filtered() {
+            self.for_each_visit(|v| {
+                if let Some(b) = bucket_of(v.start.div_euclid(HOUR_MS)) {
+                    accs[b].add_visit(v);
+                }
+            })?;
+        } else {
+            for (hour, a) in self.rollup_by_hour()? {
+                if let Some(b) = bucket_of(hour) {
+                    accs[b].c.add(&a.c);
+                    accs[b].visitors.merge(&a.visitors);
+                }
+            }
+        }
+        Ok(buckets.labels.iter().zip(accs).map(|(l, a)| Point { bucket: l.clone(), totals: a.totals() }).collect())
+    }
+
+    pub fn heatmap(&self) -> Result<Heatmap, StoreError> {
+        let mut cells: Vec<Acc> = vec![Acc::default(); 7 * 24];
+        let range = &self.q.range;
+        if self.filtered() {
+            self.for_each_visit(|v| {
+                let (d, h) = range.weekday_hour(v.start.div_euclid(HOUR_MS));
+                cells[d * 24 + h].add_visit(v);
+            })?;
+        } else {
+            for (hour, a) in self.rollup_by_hour()? {
+                let (d, h) = range.weekday_hour(hour);
+                cells[d * 24 + h].c.add(&a.c);
+                cells[d * 24 + h].visitors.merge(&a.visitors);
+            }
+        }
+        Ok(Heatmap {
+            pageviews: cells.chunks(24).map(|day| day.iter().map(|a| a.c.pageviews).collect()).collect(),
+            visitors: cells.chunks(24).map(|day| day.iter().map(|a| a.visitors.count()).collect()).collect(),
+        })
+    }
+
+    /// Top values of a dimension, ranked by visits (page views for pages, events for events).
+    pub fn breakdown(&self, dim: Dim) -> Result<Vec<Row>, StoreError> {
+        let limit = self.q.limit;
+        let rank = |t: &Totals| match dim {
+            Dim::Page => (t.pageviews, t.visitors as i64),
+            Dim::Event => (t.events, t.visitors as i64),
+            _ => (t.sessions, t.visitors as i64),
+        };
+        let mut rows: Vec<Row> = if self.filtered() {
+            let mut accs: HashMap<String, Acc> = HashMap::new();
+            self.for_each_visit(|v| match dim {
+                Dim::Page | Dim::Event => {
+                    let prefix = if dim == Dim::Page { "p:" } else { "e:" };
+                    let mut seen: Vec<&str> = Vec::new();
+                    for token in v.steps.split('\n').filter_map(|s| s.strip_prefix(prefix)) {
+                        let acc = accs.entry(token.to_owned()).or_default();
+                        if dim == Dim::Page { acc.c.pageviews += 1 } else { acc.c.events += 1 }
+                        if !seen.contains(&token) {
+                            seen.push(token);
+                            acc.c.sessions += 1;
+                            acc.visitors.insert(visitor_hash(&v.visitor));
+                        }
+                    }
+                }
+                _ => accs.entry(v.dim(dim).to_owned()).or_default().add_visit(v),
+            })?;
+            accs.into_iter().map(|(value, a)| Row { value, totals: a.totals() }).collect()
+        } else {
+            let (first, end) = self.q.range.hours();
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT value, SUM(pageviews), SUM(sessions), SUM(bounces), SUM(duration_ms), SUM(events), SUM(engaged_ms), SUM(engaged_n),
+                 SUM(scroll_sum) FROM stats_rollup WHERE site = ?1 AND dim = ?2 AND hour >= ?3 AND hour < ?4 GROUP BY value
+                 ORDER BY CASE ?2 WHEN 1 THEN SUM(pageviews) WHEN 12 THEN SUM(events) ELSE SUM(sessions) END DESC, value LIMIT ?5",
+            )?;
+            let mut accs: BTreeMap<String, Acc> = BTreeMap::new();
+            let mut order = Vec::new();
+            let mut rows = stmt.query(params![self.q.site, dim as i64, first, end, limit as i64])?;
+            while let Some(r) = rows.next()? {
+                let value: String = r.get(0)?;
+                order.push(value.clone());
+                accs.insert(value, Acc { c: counters_at(r, 1)?, visitors: Sketch::default() });
+            }
+            drop(rows);
+            if dim != Dim::ExitPage && !order.is_empty() {
+                let marks = vec!["?"; order.len()].join(", ");
+                let sql = format!("SELECT value, sketch FROM stats_sketch WHERE site = ? AND dim = ? AND hour >= ? AND hour < ? AND value IN ({marks})");
+                let mut stmt = self.conn.prepare(&sql)?;
+                let head: [&dyn rusqlite::ToSql; 4] = [&self.q.site, &(dim as i64), &first, &end];
+                let args = head.into_iter().chain(order.iter().map(|v| v as &dyn rusqlite::ToSql));
+                let mut rows = stmt.query(params_from_iter(args))?;
+                while let Some(r) = rows.next()? {
+                    let value: String = r.get(0)?;
+                    if let Some(acc) = accs.get_mut(&value) {
+                        acc.visitors.merge(&Sketch::from_bytes(r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?));
+                    }
+                }
+            }
+            order.into_iter().map(|value| { let totals = accs[&value].totals(); Row { value, totals } }).collect()
+        };
+        rows.sort_by(|a, b| rank(&b.totals).cmp(&rank(&a.totals)).then_with(|| a.value.cmp(&b.value)));
+        rows.truncate(limit);
+        Ok(rows)
+    }
+
+    /// Custom events with visitors and conversion rates; `goals` (when given) lists exactly those events.
+    pub fn events(&self) -> Result<Events, StoreError> {
+        let visitors = self.overview()?.visitors;
+        let rows = self.breakdown(Dim::Event)?;
+        let mut events: Vec<EventRow> = rows
+            .into_iter()
+            .filter(|r| self.q.goals.is_empty() || self.q.goals.contains(&r.value))
+            .map(|r| EventRow { conversion_rate: stats::ratio(r.totals.visitors as f64, visitors as f64), name: r.value, events: r.totals.events, visitors: r.totals.visitors })
+            .collect();
+        for goal in &self.q.goals {
+            if !events.iter().any(|e| &e.name == goal) {
+                events.push(EventRow { name: goal.clone(), events: 0, visitors: 0, conversion_rate: 0.0 });
+            }
+        }
+        Ok(Events { visitors, events })
+    }
+
+    /// Visitors who completed each step of `q.steps` in order within one visit.
+    pub fn funnel(&self) -> Result<Vec<FunnelStep>, StoreError> {
+        let steps = &self.q.steps;
+        let mut reached: Vec<Sketch> = vec![Sketch::default(); steps.len()];
+        if let Some(first) = steps.first() {
+            let token = format!("\n{}\n", first.token());
+            self.for_each_visit_where(Some(&token), |v| {
+                let done = stats::funnel_progress(steps, &v.steps);
+                let h = visitor_hash(&v.visitor);
+                reached.iter_mut().take(done).for_each(|s| s.insert(h));
+            })?;
+        }
+        let first = reached.first().map_or(0, Sketch::count);
+        let mut previous = first;
+        Ok(steps
+            .iter()
+            .zip(reached)
+            .map(|(step, s): (&Step, Sketch)| {
+                let n = s.count().min(previous);
+                let out = FunnelStep { step: step.label(), visitors: n, conversion_rate: stats::ratio(n as f64, first as f64), dropped: previous - n };
+                previous = n;
+                out
+            })
+            .collect())
+    }
+
+    /// Per UTC hour of the range, the site's totals and visitor sketch.
+    fn rollup_by_hour(&self) -> Result<BTreeMap<i64, Acc>, StoreError> {
+        let (first, end) = self.q.range.hours();
+        let mut out: BTreeMap<i64, Acc> = BTreeMap::new();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT hour, pageviews, sessions, bounces, duration_ms, events, engaged_ms, engaged_n, scroll_sum
+             FROM stats_rollup WHERE site = ?1 AND dim = 0 AND hour >= ?2 AND hour < ?3",
+        )?;
+        let mut rows = stmt.query(params![self.q.site, first, end])?;
+        while let Some(r) = rows.next()? {
+            out.entry(r.get(0)?).or_default().c = counters_at(r, 1)?;
+        }
+        let mut stmt = self.conn.prepare_cached("SELECT hour, sketch FROM stats_sketch WHERE site = ?1 AND dim = 0 AND hour >= ?2 AND hour < ?3")?;
+        let mut rows = stmt.query(params![self.q.site, first, end])?;
+        while let Some(r) = rows.next()? {
+            let sketch = Sketch::from_bytes(r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?);
+            out.entry(r.get(0)?).or_default().visitors = sketch;
+        }
+        Ok(out)
+    }
+
+    fn for_each_visit(&self, each: impl FnMut(&Visit)) -> Result<(), StoreError> {
+        self.for_each_visit_where(None, each)
+    }
+
+    /// Every visit that started in the range and meets the filters (and contains `step`, when given).
+    fn for_each_visit_where(&self, step: Option<&str>, mut each: impl FnMut(&Visit)) -> Result<(), StoreError> {
+        let mut sql = format!("SELECT {VISIT_COLUMNS} FROM stats_visits WHERE site = ? AND start >= ? AND start < ?");
+        let mut args: Vec<String> = vec![self.q.site.clone(), self.q.range.start_ms.to_string(), self.q.range.end_ms.to_string()];
+        for (dim, value) in &self.q.filters {
+            match dim {
+                Dim::Page => {
+                    sql.push_str(" AND instr(steps, ?) > 0");
+                    args.push(format!("\np:{value}\n"));
+                }
+                Dim::Event => {
+                    sql.push_str(" AND instr(steps, ?) > 0");
+                    args.push(format!("\ne:{value}\n"));
+                }
+                Dim::Total => {}
+                other => {
+                    sql.push_str(&format!(" AND {} = ?", other.name()));
+                    args.push(value.clone());
+                }
+            }
+        }
+        if let Some(step) = step {
+            sql.push_str(" AND instr(steps, ?) > 0");
+            args.push(step.to_owned());
+        }
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        // start/end compare as integers: bind them as such.
+        let bound: Vec<Box<dyn rusqlite::ToSql>> = args
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| if i == 1 || i == 2 { Box::new(a.parse::<i64>().unwrap_or(0)) as Box<dyn rusqlite::ToSql> } else { Box::new(a) })
+            .collect();
+        let mut rows = stmt.query(params_from_iter(bound.iter()))?;
+        while let Some(r) = rows.next()? {
+            each(&Visit::from_row(r)?);
+        }
+        Ok(())
+    }
+}
+
+fn counters_at(r: &rusqlite::Row, at: usize) -> rusqlite::Result<Counters> {
+    Ok(Counters {
+        pageviews: r.get(at)?,
+        sessions: r.get(at + 1)?,
+        bounces: r.get(at + 2)?,
+        duration_ms: r.get(at + 3)?,
+        events: r.get(at + 4)?,
+        engaged_ms: r.get(at + 5)?,
+        engaged_n: r.get(at + 6)?,
+        scroll_sum: r.get(at + 7)?,
+    })
+}
+
+/// Visitors active in the last [`stats::LIVE_WINDOW_MS`] before `now_ms`.
+pub fn live_visitors(conn: &Connection, site: &str, now_ms: i64) -> Result<u64, StoreError> {
+    let n: i64 = conn.query_row("SELECT COUNT(*) FROM stats_open WHERE site = ?1 AND last >= ?2", params![site, now_ms - stats::LIVE_WINDOW_MS], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+#[derive(Debug, Serialize)]
+pub struct QuarantineSample {
+    pub id: i64,
+    pub received_at: i64,
+    pub message_id: Option<String>,
+    pub reason: String,
+    pub payload: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QuarantineCode {
+    pub code: String,
+    pub count: i64,
+    pub last_received_at: i64,
+    pub samples: Vec<QuarantineSample>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Quarantine {
+    pub total: i64,
+    pub codes: Vec<QuarantineCode>,
+}
+
+/// Longest payload sample returned (the stored payload can be up to an event's size limit).
+const SAMPLE_PAYLOAD_CHARS: usize = 2_000;
+
+/// Failed events of a site received in `[since_ms, until_ms)`: counts per reason code, newest samples of each.
+pub fn quarantine(conn: &Connection, site: &str, since_ms: i64, until_ms: i64, samples: usize) -> Result<Quarantine, StoreError> {
+    let mut codes = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT code, COUNT(*), MAX(received_at) FROM quarantine WHERE site = ?1 AND received_at >= ?2 AND received_at < ?3
+             GROUP BY code ORDER BY COUNT(*) DESC, code",
+        )?;
+        let mut rows = stmt.query(params![site, since_ms, until_ms])?;
+        while let Some(r) = rows.next()? {
+            codes.push(QuarantineCode { code: r.get(0)?, count: r.get(1)?, last_received_at: r.get(2)?, samples: Vec::new() });
+        }
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, received_at, message_id, reason, substr(payload, 1, ?5) FROM quarantine
+         WHERE site = ?1 AND code = ?2 AND received_at >= ?3 AND received_at < ?4 ORDER BY id DESC LIMIT ?6",
+    )?;
+    for c in &mut codes {
+        let rows = stmt.query_map(params![site, c.code, since_ms, until_ms, SAMPLE_PAYLOAD_CHARS as i64, samples as i64], |r| {
+            Ok(QuarantineSample { id: r.get(0)?, received_at: r.get(1)?, message_id: r.get(2)?, reason: r.get(3)?, payload: r.get(4)? })
+        })?;
+        c.samples = rows.collect::<Result<_, _>>()?;
+    }
+    Ok(Quarantine { total: codes.iter().map(|c| c.count).sum(), codes })
+}
+
+#[derive(Debug, Serialize)]
+pub struct LedgerEntry {
+    pub id: i64,
+    pub at: i64,
+    pub profile_id: Option<i64>,
+    /// `c:` (cookieless) visitors are shown as such, without their hash.
+    pub visitor: Option<String>,
+    pub categories: Vec<&'static str>,
+    pub source: String,
+    pub policy_version: Option<String>,
+    pub message_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ledger {
+    pub entries: Vec<LedgerEntry>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<i64>,
+}
+
+/// The consent ledger of a site, newest first, `limit` entries older than `cursor` (an entry id).
+pub fn consent_ledger(conn: &Connection, site: &str, profile_id: Option<i64>, cursor: Option<i64>, limit: usize) -> Result<Ledger, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, profile_id, visitor, categories, source, policy_version, message_id FROM consent_ledger
+         WHERE site = ?1 AND id < ?2 AND (?3 IS NULL OR profile_id = ?3) ORDER BY id DESC LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(params![site, cursor.unwrap_or(i64::MAX), profile_id, limit as i64 + 1], |r| {
+        let bits: i64 = r.get(4)?;
+        let visitor: Option<String> = r.get(3)?;
+        Ok(LedgerEntry {
+            id: r.get(0)?,
+            at: r.get(1)?,
+            profile_id: r.get(2)?,
+            visitor: visitor.map(|v| if v.starts_with("c:") { "c:(cookieless)".to_owned() } else { v }),
+            categories: [(1, "analytics"), (2, "marketing"), (4, "personalization")].into_iter().filter(|(b, _)| bits & b != 0).map(|(_, n)| n).collect(),
+            source: r.get(5)?,
+            policy_version: r.get(6)?,
+            message_id: r.get(7)?,
+        })
+    })?;
+    let mut entries: Vec<LedgerEntry> = rows.collect::<Result<_, _>>()?;
+    let next_cursor = (entries.len() > limit).then(|| {
+        entries.truncate(limit);
+        entries.last().map(|e| e.id)
+    }).flatten();
+    Ok(Ledger { entries, next_cursor })
+}
