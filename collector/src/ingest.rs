@@ -3,7 +3,7 @@
 
 use crate::enrich::{self, Campaign, UserAgentCache};
 use crate::identity::{normalize_email, normalize_phone, IdKind, Identifier};
-use crate::pseudonymise::{cookieless_visitor, Pseudonymizer, HASH_PREFIX};
+use crate::pseudonymise::{cookieless_visitor, stored_identifier, Pseudonymizer, HASH_PREFIX};
 use crate::store::{flags, ConsentChange, IdentityInput, QuarantinedEvent, StoredEvent};
 use footprint_core::consent::{self, Categories};
 use footprint_core::limits::{MAX_BATCH_EVENTS, MAX_URL_BYTES};
@@ -227,16 +227,12 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
     // What consent does not allow is dropped here, before anything reaches the writer.
     let (visitor, identity, traits) = if granted.analytics {
         let pseudo = privacy.pseudonymizer;
-        let personal = |kind: &str, id: Cow<'_, str>| -> String {
-            if normalize_email(&id).is_some() {
-                pseudo.hash(kind, &id.trim().to_lowercase())
-            } else {
-                id.into_owned()
-            }
+        let personal = |kind: IdKind, id: Cow<'_, str>| -> Cow<'static, str> {
+            Cow::Owned(stored_identifier(kind, &id, pseudo).map_or_else(|| id.into_owned(), |i| i.value))
         };
-        event.anonymous_id = event.anonymous_id.take().map(|v| Cow::Owned(personal("anonymous_id", v)));
-        event.user_id = event.user_id.take().map(|v| Cow::Owned(personal("user_id", v)));
-        event.previous_id = event.previous_id.take().map(|v| Cow::Owned(personal("anonymous_id", v)));
+        event.anonymous_id = event.anonymous_id.take().map(|v| personal(IdKind::AnonymousId, v));
+        event.user_id = event.user_id.take().map(|v| personal(IdKind::UserId, v));
+        event.previous_id = event.previous_id.take().map(|v| personal(IdKind::AnonymousId, v));
         let traits = event.traits.map(|t| pseudonymise_fields(t.get(), privacy));
         let context_traits = context.take("traits").map(|t| pseudonymise_fields(t.get(), privacy));
         // context.traits feed the profile (pseudonymised) and are not kept on the event.
@@ -346,8 +342,9 @@ fn identity_input(event: &footprint_core::ValidEvent<'_>, traits: Option<&str>, 
         for ext in list.into_iter().take(10) {
             if let (Some(id), Some(kind)) = (ext.id, ext.kind) {
                 if !kind.is_empty() && kind.len() <= 64 && !id.is_empty() && id.len() <= 255 {
-                    let value = if kind.to_ascii_lowercase().contains("email") { normalize_email(&id).map(|e| pseudo.hash("email", &e)).unwrap_or(id) } else { id };
-                    identifiers.push(Identifier::new(IdKind::External(kind), value));
+                    if let Some(external) = stored_identifier(IdKind::External(kind), &id, pseudo) {
+                        identifiers.push(external);
+                    }
                 }
             }
         }

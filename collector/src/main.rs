@@ -95,6 +95,7 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
     if state.www_dir.is_none() {
         tracing::warn!("no www directory found; the demo site and dashboard are not served (set www_dir)");
     }
+    tokio::spawn(retention(state.clone()));
     tracing::info!(%address, "collector started");
     http::serve(listener, state, shutdown_signal()).await;
     tracing::info!("stopped accepting; draining the write queue");
@@ -102,6 +103,36 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || writer_thread.join()).await?.map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
     tracing::info!("collector stopped");
     Ok(())
+}
+
+/// Deletes what is older than each site's `retention_days`: at start, then hourly. In chunks, through the writer,
+/// so ingest keeps flowing between them.
+async fn retention(state: Arc<http::AppState>) {
+    const CHUNK: usize = 5_000;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3_600));
+    loop {
+        tick.tick().await;
+        for site in &state.config.sites {
+            let cutoff = now_ms() - i64::from(site.retention_days) * 86_400_000;
+            loop {
+                let id = site.id.clone();
+                match state.writer.exclusive(move |store| store.delete_older_than(&id, cutoff, CHUNK)).await {
+                    Ok(Ok(deleted)) => {
+                        metrics::Metrics::add(&state.metrics.retention_deleted, deleted as u64);
+                        if deleted < CHUNK {
+                            break;
+                        }
+                    }
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, site = %site.id, "retention pass failed");
+                        break;
+                    }
+                    Err(_) => return,
+                }
+            }
+        }
+        metrics::Metrics::add(&state.metrics.retention_runs, 1);
+    }
 }
 
 async fn shutdown_signal() {

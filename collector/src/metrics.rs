@@ -20,6 +20,8 @@ pub struct Metrics {
     pub commit_failures: AtomicU64,
     pub commit_micros_total: AtomicU64,
     pub commit_micros_max: AtomicU64,
+    pub retention_deleted: AtomicU64,
+    pub retention_runs: AtomicU64,
     pub queue_bytes: AtomicI64,
     pub dedupe_ids: AtomicI64,
 }
@@ -52,6 +54,8 @@ impl Metrics {
             ("{status=\"rejected\"}", &self.events_rejected),
         ]);
         counter("footprint_bot_events_total", "Accepted events whose user agent is a bot's (kept, flagged).", &[("", &self.events_bot)]);
+        counter("footprint_retention_deleted_total", "Events and quarantine rows deleted by retention.", &[("", &self.retention_deleted)]);
+        counter("footprint_retention_runs_total", "Completed retention passes.", &[("", &self.retention_runs)]);
         counter("footprint_commits_total", "Group commits to storage.", &[("", &self.commits)]);
         counter("footprint_commit_rows_total", "Rows written by group commits.", &[("", &self.commit_rows)]);
         counter("footprint_commit_failures_total", "Group commits that failed (their requests got 503).", &[("", &self.commit_failures)]);

@@ -1,6 +1,7 @@
 //! Pseudonymisation (DESIGN.md §5): keyed HMAC-SHA-256 of personal values, with the key held outside the
 //! database, and the cookieless visitor hash with per-site random salts that rotate daily and live only in memory.
 
+use crate::identity::{normalize_email, normalize_phone, IdKind, Identifier};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use std::collections::HashMap;
@@ -10,6 +11,7 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// Hashes personal values under the secret key. Equal inputs give equal outputs, so hashed values still join
 /// (identity graph, erasure, suppression), but nobody without the key can recompute or reverse them.
+#[derive(Clone)]
 pub struct Pseudonymizer {
     key: Vec<u8>,
 }
@@ -43,6 +45,28 @@ impl Pseudonymizer {
         }
         out
     }
+}
+
+/// An identifier as the store keeps it, from its raw value: e-mail addresses and phone numbers normalised and
+/// hashed; a user or anonymous ID that is an e-mail address hashed too (raw e-mails never reach the disk); an
+/// external ID hashed when its type names e-mail. `None` when the value cannot be that kind.
+pub fn stored_identifier(kind: IdKind, raw: &str, pseudo: &Pseudonymizer) -> Option<Identifier> {
+    let trimmed = raw.trim();
+    let value = match &kind {
+        IdKind::Email => pseudo.hash("email", &normalize_email(trimmed)?),
+        IdKind::Phone => pseudo.hash("phone", &normalize_phone(trimmed)?),
+        IdKind::AnonymousId | IdKind::UserId if trimmed.starts_with(HASH_PREFIX) => trimmed.to_owned(),
+        IdKind::AnonymousId | IdKind::UserId => match normalize_email(trimmed) {
+            Some(email) => pseudo.hash(&kind.as_string(), &email),
+            None => trimmed.to_owned(),
+        },
+        IdKind::External(name) if name.to_ascii_lowercase().contains("email") => match normalize_email(trimmed) {
+            Some(email) => pseudo.hash("email", &email),
+            None => trimmed.to_owned(),
+        },
+        IdKind::External(_) => trimmed.to_owned(),
+    };
+    (!value.is_empty()).then(|| Identifier::new(kind, value))
 }
 
 /// The cookieless visitor key of one request: `c:` + 16 hex digits of HMAC-SHA-256(salt, site ‖ IP ‖ user agent).
@@ -113,6 +137,18 @@ mod tests {
         assert_ne!(h, b.hash("email", "alice@example.com"));
         assert_ne!(h, a.hash("user_id", "alice@example.com"));
         assert!(!format!("{a:?}").contains("key-a"));
+    }
+
+    #[test]
+    fn stored_identifiers_never_hold_raw_emails() {
+        let p = Pseudonymizer::new(b"k");
+        let email = stored_identifier(IdKind::Email, " Alice@Example.com", &p).unwrap();
+        assert_eq!(email.value, p.hash("email", "alice@example.com"));
+        assert_eq!(stored_identifier(IdKind::UserId, "alice@example.com", &p).unwrap().value, p.hash("user_id", "alice@example.com"));
+        assert_eq!(stored_identifier(IdKind::UserId, "u-1", &p).unwrap().value, "u-1");
+        assert_eq!(stored_identifier(IdKind::External("email_md5".into()), "A@b.co", &p).unwrap().value, p.hash("email", "a@b.co"));
+        assert_eq!(stored_identifier(IdKind::Email, "nope", &p), None);
+        assert_eq!(stored_identifier(IdKind::Phone, "+1 (555) 010-9999", &p).unwrap().value, p.hash("phone", "+15550109999"));
     }
 
     #[test]

@@ -32,6 +32,13 @@ pub enum SubmitError {
     ShuttingDown,
 }
 
+/// Work for the writer thread: events to commit, or an exclusive operation on the store (erasure, unmerge,
+/// retention) that runs between group commits.
+enum Job {
+    Write(WriteJob),
+    Exclusive(Box<dyn FnOnce(&mut dyn EventStore) + Send>),
+}
+
 struct WriteJob {
     events: Vec<StoredEvent>,
     quarantine: Vec<QuarantinedEvent>,
@@ -43,7 +50,7 @@ struct WriteJob {
 /// The request side of the writer. Cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::UnboundedSender<WriteJob>,
+    tx: mpsc::UnboundedSender<Job>,
     capacity: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 }
@@ -73,6 +80,16 @@ impl Writer {
         Ok((Writer { tx, capacity, metrics }, handle))
     }
 
+    /// Runs `operation` on the writer thread, alone with the store, and returns its result.
+    pub async fn exclusive<T: Send + 'static>(&self, operation: impl FnOnce(&mut dyn EventStore) -> T + Send + 'static) -> Result<T, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Exclusive(Box::new(move |store| {
+            let _ = reply.send(operation(store));
+        }));
+        self.tx.send(job).map_err(|_| SubmitError::ShuttingDown)?;
+        answer.await.map_err(|_| SubmitError::ShuttingDown)
+    }
+
     /// Queues the events of one request and waits until they are committed. Returns one [`Stored`] per event.
     pub async fn submit(&self, events: Vec<StoredEvent>, quarantine: Vec<QuarantinedEvent>) -> Result<Vec<Stored>, SubmitError> {
         let bytes: usize = events.iter().map(StoredEvent::approx_bytes).sum::<usize>()
@@ -82,7 +99,7 @@ impl Writer {
         self.metrics.queue_bytes.fetch_add(bytes as i64, Relaxed);
         let (reply, answer) = oneshot::channel();
         let job = WriteJob { events, quarantine, reply, _permit: permit, bytes: bytes as i64 };
-        if self.tx.send(job).is_err() {
+        if self.tx.send(Job::Write(job)).is_err() {
             return Err(SubmitError::ShuttingDown);
         }
         match answer.await {
@@ -93,21 +110,38 @@ impl Writer {
     }
 }
 
-fn run(mut store: Box<dyn EventStore>, mut recent: RecentIds, mut rx: mpsc::UnboundedReceiver<WriteJob>, metrics: Arc<Metrics>, now_ms: fn() -> i64) {
+fn run(mut store: Box<dyn EventStore>, mut recent: RecentIds, mut rx: mpsc::UnboundedReceiver<Job>, metrics: Arc<Metrics>, now_ms: fn() -> i64) {
     // Ends when every Writer handle is dropped and the queue is drained: that is graceful shutdown.
-    while let Some(first) = rx.blocking_recv() {
+    let mut next = rx.blocking_recv();
+    while let Some(job) = next.take() {
+        let first = match job {
+            Job::Exclusive(operation) => {
+                operation(&mut *store);
+                next = rx.blocking_recv();
+                continue;
+            }
+            Job::Write(first) => first,
+        };
         let mut jobs = vec![first];
         let mut rows = jobs[0].events.len() + jobs[0].quarantine.len();
         while rows < MAX_ROWS_PER_COMMIT {
             match rx.try_recv() {
-                Ok(job) => {
+                Ok(Job::Write(job)) => {
                     rows += job.events.len() + job.quarantine.len();
                     jobs.push(job);
+                }
+                Ok(exclusive) => {
+                    // Runs right after this group.
+                    next = Some(exclusive);
+                    break;
                 }
                 Err(_) => break,
             }
         }
         commit_group(&mut *store, &mut recent, jobs, &metrics, now_ms());
+        if next.is_none() {
+            next = rx.blocking_recv();
+        }
     }
 }
 
@@ -263,6 +297,15 @@ mod tests {
             }
             self.rows.lock().unwrap().extend_from_slice(events);
             Ok(())
+        }
+        fn unmerge(&mut self, _: i64, _: i64) -> Result<Result<(i64, i64), crate::store::UnmergeError>, StoreError> {
+            unreachable!("the writer tests do not unmerge")
+        }
+        fn erase(&mut self, _: &crate::store::ErasureRequest, _: &dyn Fn(&crate::identity::Identifier) -> String, _: i64) -> Result<crate::store::ErasureReport, StoreError> {
+            unreachable!("the writer tests do not erase")
+        }
+        fn delete_older_than(&mut self, _: &str, _: i64, _: usize) -> Result<usize, StoreError> {
+            unreachable!("the writer tests do not expire data")
         }
         fn for_each_recent_message_id(&mut self, since: i64, each: &mut dyn FnMut(&str, &str, i64)) -> Result<(), StoreError> {
             for e in self.rows.lock().unwrap().iter().filter(|e| e.received_at >= since) {

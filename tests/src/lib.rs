@@ -357,3 +357,50 @@ pub fn wait_until(seconds: u64, what: &str, mut condition: impl FnMut() -> bool)
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The admin token of [`TWO_SITES`].
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+impl Collector {
+    /// `GET` an admin route with the admin token.
+    pub fn admin_get(&self, path: &str) -> Response {
+        self.request().path(path).header("Authorization", &format!("Bearer {ADMIN_TOKEN}")).send()
+    }
+
+    /// `POST` JSON to an admin route with the admin token.
+    pub fn admin_post(&self, path: &str, body: &str) -> Response {
+        self.request().method("POST").path(path).header("Authorization", &format!("Bearer {ADMIN_TOKEN}")).header("Content-Type", "application/json").body(body).send()
+    }
+
+    /// The profile holding an identifier, as the lookup API returns it (`None` on 404).
+    pub fn lookup(&self, kind: &str, value: &str) -> Option<serde_json::Value> {
+        let path = format!("/admin/v1/profiles/lookup?type={kind}&value={}", url_encode(value));
+        let r = self.admin_get(&path);
+        match r.status {
+            200 => Some(r.json()),
+            404 => None,
+            other => panic!("lookup answered {other}: {}", r.text()),
+        }
+    }
+
+    /// Everything stored on disk (database file and its WAL), for byte searches after a clean stop.
+    pub fn database_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for suffix in ["", "-wal", "-shm"] {
+            if let Ok(b) = std::fs::read(format!("{}{suffix}", self.db_path().display())) {
+                bytes.extend(b);
+            }
+        }
+        bytes
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn url_encode(value: &str) -> String {
+    value.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains_bytes(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}

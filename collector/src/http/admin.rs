@@ -2,18 +2,27 @@
 //! routes to [`handle`]'s match.
 
 use super::reply::{self, Body, Refusal};
-use super::AppState;
+use super::{profiles, AppState};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap};
 use hyper::{Method, Request, Response, StatusCode};
+use std::sync::Arc;
 
-pub async fn handle(req: Request<Incoming>, state: &AppState) -> Response<Body> {
+pub async fn handle(req: Request<Incoming>, state: &Arc<AppState>) -> Response<Body> {
     if let Err(refusal) = authorize(req.headers(), state) {
         return reply::refusal(&refusal, vec![]);
     }
     let path = req.uri().path().trim_start_matches("/admin/v1").to_owned();
     match (req.method(), path.as_str()) {
         (&Method::GET, "/sites") => sites(state),
+        (&Method::GET, "/profiles/lookup") => profiles::lookup(req, state).await,
+        (&Method::GET, p) if p.starts_with("/profiles/") => {
+            let rest = p["/profiles/".len()..].to_owned();
+            profiles::by_id(req, state, &rest).await
+        }
+        (&Method::POST, p) if p.starts_with("/merges/") && p.ends_with("/undo") => profiles::undo_merge(state, &p["/merges/".len()..p.len() - "/undo".len()]).await,
+        (&Method::GET, "/export") => profiles::export(req, state).await,
+        (&Method::POST, "/erase") => profiles::erase(req, state).await,
         (&Method::GET, p) if p.starts_with("/stats/") => super::stats::stats(p, req.uri().query(), state).await,
         (&Method::GET, "/quarantine") => super::stats::quarantine(req.uri().query(), state).await,
         (&Method::GET, "/consent-ledger") => super::stats::consent_ledger(req.uri().query(), state).await,

@@ -2,6 +2,7 @@
 
 mod admin;
 mod ingest;
+mod profiles;
 pub mod reply;
 mod static_files;
 mod stats;
@@ -143,7 +144,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl s
     }
 }
 
-async fn route(req: Request<Incoming>, state: &AppState, peer: SocketAddr) -> Response<Body> {
+async fn route(req: Request<Incoming>, state: &Arc<AppState>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_owned();
     if path.starts_with("/v1/") {
         Metrics::add(&state.metrics.requests_ingest, 1);

@@ -2,7 +2,12 @@
 //! This module and its children are the only code that knows SQL.
 
 mod identity;
+mod privacy;
+pub mod profiles;
 pub mod sqlite;
+
+pub use identity::UnmergeError;
+pub use privacy::{ErasureReport, ErasureRequest};
 pub mod stats;
 
 use footprint_core::{CallKind, RejectCode};
@@ -131,6 +136,13 @@ pub enum StoreError {
 pub trait EventStore: Send {
     /// Stores accepted and quarantined events in one transaction; returns only once it is durable.
     fn commit(&mut self, events: &[StoredEvent], quarantine: &[QuarantinedEvent]) -> Result<(), StoreError>;
+    /// Splits merge `merge_id` back apart; returns (winner root, loser root).
+    fn unmerge(&mut self, merge_id: i64, now: i64) -> Result<Result<(i64, i64), UnmergeError>, StoreError>;
+    /// Erases a person everywhere and records suppression entries (`suppression_hash` makes their keys).
+    fn erase(&mut self, request: &ErasureRequest, suppression_hash: &dyn Fn(&crate::identity::Identifier) -> String, now: i64) -> Result<ErasureReport, StoreError>;
+    /// Deletes up to `limit` events of `site` older than `cutoff_ms` (event time) and quarantine rows received
+    /// before it; returns how many.
+    fn delete_older_than(&mut self, site: &str, cutoff_ms: i64, limit: usize) -> Result<usize, StoreError>;
     /// Calls `each(site, message_id, received_at)` for every event received at or after `since_ms`, so the
     /// deduplication window survives restarts.
     fn for_each_recent_message_id(&mut self, since_ms: i64, each: &mut dyn FnMut(&str, &str, i64)) -> Result<(), StoreError>;

@@ -215,6 +215,25 @@ impl EventStore for SqliteStore {
         result
     }
 
+    fn unmerge(&mut self, merge_id: i64, now: i64) -> Result<Result<(i64, i64), super::UnmergeError>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let result = identity::unmerge(&tx, &mut self.identities, merge_id, now)?;
+        tx.commit()?;
+        Ok(result)
+    }
+
+    fn erase(&mut self, request: &super::ErasureRequest, suppression_hash: &dyn Fn(&crate::identity::Identifier) -> String, now: i64) -> Result<super::ErasureReport, StoreError> {
+        let result = super::privacy::erase(&mut self.conn, &mut self.identities, request, suppression_hash, now);
+        if result.is_err() {
+            self.identities.clear();
+        }
+        Ok(result?)
+    }
+
+    fn delete_older_than(&mut self, site: &str, cutoff_ms: i64, limit: usize) -> Result<usize, StoreError> {
+        Ok(super::privacy::delete_older_than(&self.conn, site, cutoff_ms, limit)?)
+    }
+
     fn for_each_recent_message_id(&mut self, since_ms: i64, each: &mut dyn FnMut(&str, &str, i64)) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare("SELECT site, message_id, received_at FROM events WHERE received_at >= ?1")?;
         let mut rows = stmt.query([since_ms])?;
@@ -297,6 +316,10 @@ impl SqliteReader {
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         conn.pragma_update(None, "busy_timeout", 5_000)?;
         Ok(SqliteReader { conn })
+    }
+
+    pub(super) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// Every suppression entry, as (site, kind, hash).

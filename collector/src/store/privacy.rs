@@ -1,0 +1,102 @@
+//! Data-subject erasure and retention in SQL. Both run on the writer thread (`Writer::exclusive`), so they never
+//! race ingest; deleted content is overwritten (`secure_delete`) and the WAL is truncated afterwards, so a byte
+//! search of the database files finds nothing of what was removed.
+
+use super::identity::IdentityCache;
+use crate::identity::{IdKind, Identifier};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+
+/// Who to erase.
+pub struct ErasureRequest {
+    /// The sites to erase the person from (one, or every configured site).
+    pub sites: Vec<String>,
+    /// The identifier as stored (email and phone already hashed).
+    pub identifier: Identifier,
+    /// Raw strings to look for in quarantined payloads (the value as given, the person's raw IDs).
+    pub raw_values: Vec<String>,
+}
+
+/// What an erasure removed: counts only, so it can be logged without personal data.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ErasureReport {
+    pub sites: usize,
+    pub profiles: usize,
+    pub identifiers: usize,
+    pub events: usize,
+    pub quarantined: usize,
+    pub ledger_entries: usize,
+    /// (site, kind, hash) suppression entries added; refused from now on.
+    #[serde(skip)]
+    pub suppressions: Vec<(String, String, String)>,
+}
+
+pub(super) fn erase(conn: &mut Connection, cache: &mut IdentityCache, request: &ErasureRequest, suppression_hash: &dyn Fn(&Identifier) -> String, now: i64) -> rusqlite::Result<ErasureReport> {
+    let tx = conn.transaction()?;
+    let mut report = ErasureReport::default();
+    let kind = request.identifier.kind.as_string();
+    for site in &request.sites {
+        let profile: Option<i64> = tx
+            .query_row("SELECT profile_id FROM identities WHERE site = ?1 AND kind = ?2 AND value = ?3", params![site, kind, request.identifier.value], |r| r.get(0))
+            .optional()?;
+        let mut identifiers = vec![request.identifier.clone()];
+        if let Some(pid) = profile {
+            let root: i64 = tx.query_row("SELECT root FROM profiles WHERE id = ?1", [pid], |r| r.get(0))?;
+            let profiles: Vec<i64> = tx.prepare("SELECT id FROM profiles WHERE root = ?1")?.query_map([root], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            let in_list = vec!["?"; profiles.len()].join(",");
+            let mut stmt = tx.prepare(&format!("SELECT kind, value FROM identities WHERE profile_id IN ({in_list})"))?;
+            let found: Vec<(String, String)> = stmt.query_map(params_from_iter(&profiles), |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+            for (k, v) in found {
+                if let Some(kind) = IdKind::parse(&k) {
+                    let id = Identifier::new(kind, v);
+                    if !identifiers.contains(&id) {
+                        identifiers.push(id);
+                    }
+                }
+            }
+            let each = |sql: &str| -> rusqlite::Result<usize> { tx.execute(&sql.replace("{in}", &in_list), params_from_iter(&profiles)) };
+            report.events += each("DELETE FROM events WHERE profile_id IN ({in})")?;
+            report.ledger_entries += each("DELETE FROM consent_ledger WHERE profile_id IN ({in})")?;
+            tx.execute(
+                &format!("DELETE FROM identity_log WHERE profile_id IN ({in_list}) OR other_profile_id IN ({in_list})"),
+                params_from_iter(profiles.iter().chain(profiles.iter())),
+            )?;
+            tx.execute(&format!("DELETE FROM merges WHERE winner IN ({in_list}) OR loser IN ({in_list})"), params_from_iter(profiles.iter().chain(profiles.iter())))?;
+            each("DELETE FROM profile_traits WHERE profile_id IN ({in})")?;
+            report.identifiers += each("DELETE FROM identities WHERE profile_id IN ({in})")?;
+            report.profiles += each("DELETE FROM profiles WHERE id IN ({in})")?;
+        }
+        // Events filed under no profile (junk-only identities) that still carry one of the person's raw IDs.
+        for id in identifiers.iter().filter(|i| matches!(i.kind, IdKind::AnonymousId | IdKind::UserId)) {
+            let column = if id.kind == IdKind::UserId { "user_id" } else { "anonymous_id" };
+            report.events += tx.execute(&format!("DELETE FROM events WHERE site = ?1 AND {column} = ?2"), params![site, id.value])?;
+        }
+        let needles: Vec<&str> = identifiers.iter().filter(|i| !i.kind.is_hashed()).map(|i| i.value.as_str()).chain(request.raw_values.iter().map(String::as_str)).filter(|v| v.len() >= 3).collect();
+        for needle in needles {
+            report.quarantined += tx.execute("DELETE FROM quarantine WHERE site = ?1 AND instr(payload, ?2) > 0", params![site, needle])?;
+        }
+        for id in &identifiers {
+            let entry = (site.clone(), id.kind.as_string(), suppression_hash(id));
+            tx.execute("INSERT OR IGNORE INTO suppressions (site, kind, hash, at) VALUES (?1, ?2, ?3, ?4)", params![entry.0, entry.1, entry.2, now])?;
+            report.suppressions.push(entry);
+        }
+        report.sites += 1;
+    }
+    tx.commit()?;
+    cache.clear();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(report)
+}
+
+/// Deletes up to `limit` events of `site` that happened before `cutoff_ms` (event time) and quarantine rows
+/// received before it; returns how many.
+pub(super) fn delete_older_than(conn: &Connection, site: &str, cutoff_ms: i64, limit: usize) -> rusqlite::Result<usize> {
+    let events = conn.execute(
+        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE site = ?2 AND timestamp < ?1 LIMIT ?3)",
+        params![cutoff_ms, site, limit as i64],
+    )?;
+    let quarantined = conn.execute(
+        "DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine WHERE received_at < ?1 AND site = ?2 ORDER BY received_at LIMIT ?3)",
+        params![cutoff_ms, site, limit as i64],
+    )?;
+    Ok(events + quarantined)
+}
