@@ -95,9 +95,12 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
     if state.www_dir.is_none() {
         tracing::warn!("no www directory found; the demo site and dashboard are not served (set www_dir)");
     }
-    tokio::spawn(retention(state.clone()));
+    let retention_task = tokio::spawn(retention(state.clone()));
     tracing::info!(%address, "collector started");
     http::serve(listener, state, shutdown_signal()).await;
+    // The retention task holds a handle to the writer; it must go before the writer can drain and stop.
+    retention_task.abort();
+    let _ = retention_task.await;
     tracing::info!("stopped accepting; draining the write queue");
     // The last Writer handle goes with the state; the writer thread then drains its queue and exits.
     tokio::task::spawn_blocking(move || writer_thread.join()).await?.map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;

@@ -157,6 +157,8 @@ async fn route(req: Request<Incoming>, state: &Arc<AppState>, peer: SocketAddr) 
     match (req.method(), path.as_str()) {
         (&Method::GET, "/healthz") => reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         (&Method::GET, "/readyz") => readyz(state).await,
+        // The site honours Global Privacy Control signals (Sec-GPC / navigator.globalPrivacyControl).
+        (&Method::GET, "/.well-known/gpc.json") => reply::json(StatusCode::OK, &serde_json::json!({"gpc": true, "lastUpdate": "2026-11-23"})),
         (&Method::GET, "/metrics") => reply::text(StatusCode::OK, "text/plain; version=0.0.4", state.metrics.render()),
         (&Method::GET | &Method::HEAD, _) => static_files::serve(state.www_dir.as_deref(), &path).await,
         _ => reply::refusal(&reply::Refusal::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{} is not allowed on {path}", req.method())), vec![]),

@@ -6,6 +6,9 @@ use super::identity::IdentityCache;
 use crate::identity::{IdKind, Identifier};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
+/// Tables outside the event log that hold visitor keys (`a:<anonymousId>`, `u:<userId>`): the stats visits.
+const VISITOR_KEYED_TABLES: &[&str] = &["stats_visits", "stats_open"];
+
 /// Who to erase.
 pub struct ErasureRequest {
     /// The sites to erase the person from (one, or every configured site).
@@ -65,10 +68,16 @@ pub(super) fn erase(conn: &mut Connection, cache: &mut IdentityCache, request: &
             report.identifiers += each("DELETE FROM identities WHERE profile_id IN ({in})")?;
             report.profiles += each("DELETE FROM profiles WHERE id IN ({in})")?;
         }
-        // Events filed under no profile (junk-only identities) that still carry one of the person's raw IDs.
+        // Events filed under no profile (junk-only identities) that still carry one of the person's raw IDs, and
+        // everything keyed by the person's visitor key (visits of the stats rollups, ledger entries).
         for id in identifiers.iter().filter(|i| matches!(i.kind, IdKind::AnonymousId | IdKind::UserId)) {
-            let column = if id.kind == IdKind::UserId { "user_id" } else { "anonymous_id" };
+            let (column, prefix) = if id.kind == IdKind::UserId { ("user_id", "u:") } else { ("anonymous_id", "a:") };
             report.events += tx.execute(&format!("DELETE FROM events WHERE site = ?1 AND {column} = ?2"), params![site, id.value])?;
+            let visitor = format!("{prefix}{}", id.value);
+            report.ledger_entries += tx.execute("DELETE FROM consent_ledger WHERE site = ?1 AND visitor = ?2", params![site, visitor])?;
+            for table in VISITOR_KEYED_TABLES {
+                tx.execute(&format!("DELETE FROM {table} WHERE site = ?1 AND visitor = ?2"), params![site, visitor])?;
+            }
         }
         let needles: Vec<&str> = identifiers.iter().filter(|i| !i.kind.is_hashed()).map(|i| i.value.as_str()).chain(request.raw_values.iter().map(String::as_str)).filter(|v| v.len() >= 3).collect();
         for needle in needles {
