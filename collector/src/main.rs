@@ -1,6 +1,7 @@
 //! `footprint`: the collector binary. Thin: parse the command line, load the config, start storage, the writer
 //! and the HTTP server, and shut them down in order.
 
+mod admin_client;
 mod config;
 mod enrich;
 mod http;
@@ -39,12 +40,62 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Export everything stored about a person (GDPR Art. 15/20), from the running collector.
+    Export {
+        #[command(flatten)]
+        person: Person,
+        /// Newline-delimited JSON (one record per line) instead of one JSON document.
+        #[arg(long)]
+        ndjson: bool,
+        /// Write to this file instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Erase a person everywhere and refuse their identifiers from now on (GDPR Art. 17).
+    Erase {
+        #[command(flatten)]
+        person: Person,
+        /// Do it without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Who, and which collector.
+#[derive(clap::Args)]
+struct Person {
+    /// anonymous_id, user_id, email, phone or external:NAME
+    #[arg(long = "type", value_name = "TYPE")]
+    kind: String,
+    /// The identifier as the person gave it (raw e-mail, phone, ID).
+    #[arg(long)]
+    value: String,
+    /// Only this site (default: every site).
+    #[arg(long)]
+    site: Option<String>,
+    /// The collector's address (default: `listen` from the config, or 127.0.0.1:8080).
+    #[arg(long, value_name = "HOST:PORT")]
+    server: Option<String>,
+    /// Config file, for `listen` and `admin_token` (or FOOTPRINT_CONFIG).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl Person {
+    fn target(&self) -> anyhow::Result<admin_client::Target> {
+        let config = Config::load(&Overrides { config: self.config.clone(), ..Default::default() }, &|name| std::env::var(name).ok())?;
+        let token = config.admin_token.as_ref().map(|t| t.expose().to_owned()).context("no admin token: set FOOTPRINT_ADMIN_TOKEN or admin_token in the config (the one `footprint serve` uses)")?;
+        let address = self.server.clone().map(|s| s.trim_start_matches("http://").trim_end_matches('/').to_owned()).unwrap_or_else(|| config.listen.to_string());
+        Ok(admin_client::Target { address, token })
+    }
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config, listen, data_dir } => serve(Overrides { config, listen, data_dir }),
+        Command::Export { person, ndjson, output } => export(&person, ndjson, output),
+        Command::Erase { person, yes } => erase(&person, yes),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -53,6 +104,38 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn export(person: &Person, ndjson: bool, output: Option<PathBuf>) -> anyhow::Result<()> {
+    let target = person.target()?;
+    eprintln!("footprint: exporting {} from {} …", person.kind, target.address);
+    let bytes = match &output {
+        Some(path) => {
+            let mut file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            admin_client::export(&target, &person.kind, &person.value, person.site.as_deref(), ndjson, &mut file)?
+        }
+        None => admin_client::export(&target, &person.kind, &person.value, person.site.as_deref(), ndjson, &mut std::io::stdout().lock())?,
+    };
+    eprintln!("footprint: exported {bytes} bytes{}", output.map(|p| format!(" to {}", p.display())).unwrap_or_default());
+    Ok(())
+}
+
+fn erase(person: &Person, yes: bool) -> anyhow::Result<()> {
+    let target = person.target()?;
+    if !yes {
+        eprint!("Erase every event, identifier and trait of this {} on {}? This cannot be undone. Type 'erase' to go on: ", person.kind, person.site.as_deref().unwrap_or("every site"));
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim() != "erase" {
+            anyhow::bail!("nothing erased");
+        }
+    }
+    let report = admin_client::erase(&target, &person.kind, &person.value, person.site.as_deref())?;
+    println!(
+        "erased: {} profile(s), {} identifier(s), {} event(s), {} quarantined event(s), {} consent record(s); the identifiers are suppressed from now on",
+        report["profiles"], report["identifiers"], report["events"], report["quarantined"], report["ledger_entries"]
+    );
+    Ok(())
 }
 
 fn serve(flags: Overrides) -> anyhow::Result<()> {

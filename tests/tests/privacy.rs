@@ -152,3 +152,24 @@ fn retention_deletes_old_events() {
     assert_eq!(c.count("SELECT COUNT(*) FROM events WHERE message_id = 'new'"), 1);
     assert!(c.get("/metrics").text().contains("footprint_retention_deleted_total"));
 }
+
+#[test]
+fn export_and_erase_from_the_command_line() {
+    let c = Collector::start(TWO_SITES);
+    c.post_json("/v1/identify", "wk_shop", r#"{"userId":"cli-user","traits":{"email":"cli@example.com"},"messageId":"cli-1"}"#);
+    let run = |args: &[&str]| {
+        std::process::Command::new(collector_binary()).args(args).args(["--server", &c.addr]).env("FOOTPRINT_ADMIN_TOKEN", ADMIN_TOKEN).env_remove("FOOTPRINT_CONFIG").output().unwrap()
+    };
+    let out = run(&["export", "--type", "email", "--value", "CLI@example.com"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let export: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(export["events"][0]["messageId"], "cli-1");
+    let out = run(&["erase", "--type", "user_id", "--value", "cli-user", "--yes"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 event(s)"), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = run(&["export", "--type", "email", "--value", "cli@example.com"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("profile_not_found"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(collector_binary()).args(["export", "--type", "email", "--value", "x@example.com", "--server", &c.addr]).env("FOOTPRINT_ADMIN_TOKEN", "wrong-token-0123456789").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_admin_token"));
+}
