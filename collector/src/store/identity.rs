@@ -248,3 +248,134 @@ fn rebuild_traits(conn: &Connection, root: i64) -> rusqlite::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod laws {
+    //! The laws of identity resolution, over random event sequences, against the real SQLite store.
+    use super::super::sqlite::SqliteStore;
+    use super::super::{EventStore, IdentityInput, StoredEvent};
+    use crate::identity::{IdKind, Identifier};
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// Identifiers of a small universe: persons 0..3, each with anonymous IDs and an e-mail hash.
+    fn ident(person: usize, slot: usize) -> Identifier {
+        match slot {
+            0 => Identifier::new(IdKind::UserId, format!("user-{person}")),
+            1 => Identifier::new(IdKind::Email, format!("hmac:email-{person}")),
+            n => Identifier::new(IdKind::AnonymousId, format!("anon-{person}-{n}")),
+        }
+    }
+
+    fn event(n: usize, ids: Vec<Identifier>) -> StoredEvent {
+        let primary = ids.iter().find(|i| i.kind == IdKind::UserId).or_else(|| ids.iter().find(|i| i.kind == IdKind::AnonymousId)).cloned();
+        StoredEvent {
+            site: "s".into(),
+            message_id: format!("m{n}"),
+            kind: Some(footprint_core::CallKind::Identify),
+            timestamp: n as i64,
+            received_at: n as i64,
+            identity: Some(IdentityInput { identifiers: ids, primary, traits: None }),
+            ..Default::default()
+        }
+    }
+
+    fn store() -> (SqliteStore, std::path::PathBuf) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!("fp-laws-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let _ = std::fs::remove_dir_all(&dir);
+        (SqliteStore::open(&dir).unwrap(), dir)
+    }
+
+    /// identifier → root, and root → its user IDs.
+    fn partition(store: &SqliteStore) -> (BTreeMap<String, i64>, BTreeMap<i64, BTreeSet<String>>) {
+        let conn = rusqlite::Connection::open(store.path()).unwrap();
+        let mut stmt = conn.prepare("SELECT i.kind || '=' || i.value, p.root, i.kind, i.value FROM identities i JOIN profiles p ON p.id = i.profile_id").unwrap();
+        let mut roots = BTreeMap::new();
+        let mut users: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))).unwrap() {
+            let (id, root, kind, value) = row.unwrap();
+            roots.insert(id, root);
+            let entry = users.entry(root).or_default();
+            if kind == "user_id" {
+                entry.insert(value);
+            }
+        }
+        (roots, users)
+    }
+
+    /// Groups of identifiers that share a root (the partition without the arbitrary profile numbers).
+    fn groups(roots: &BTreeMap<String, i64>) -> BTreeSet<BTreeSet<String>> {
+        let mut by_root: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+        for (id, root) in roots {
+            by_root.entry(*root).or_default().insert(id.clone());
+        }
+        by_root.into_values().collect()
+    }
+
+    fn events_strategy(consistent: bool) -> impl Strategy<Value = Vec<Vec<Identifier>>> {
+        // Each event: a person and 1–3 identifier slots. Inconsistent events may mix two persons' identifiers.
+        let one = (0..3usize, 0..3usize, proptest::collection::vec(0..5usize, 1..4)).prop_map(move |(p, q, slots)| {
+            slots.iter().enumerate().map(|(i, &slot)| ident(if !consistent && i == 1 { q } else { p }, slot)).collect::<Vec<_>>()
+        });
+        proptest::collection::vec(one, 1..25)
+    }
+
+    fn run(events: &[Vec<Identifier>]) -> (SqliteStore, std::path::PathBuf) {
+        let (mut s, dir) = store();
+        let rows: Vec<StoredEvent> = events.iter().enumerate().map(|(n, ids)| event(n, ids.clone())).collect();
+        s.commit(&rows, &[]).unwrap();
+        (s, dir)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn no_profile_ever_holds_two_user_ids_and_events_land_with_their_identifier(events in events_strategy(false)) {
+            let (s, dir) = run(&events);
+            let (roots, users) = partition(&s);
+            for (root, ids) in &users {
+                prop_assert!(ids.len() <= 1, "profile {root} holds {ids:?}");
+            }
+            // Each event is filed under the profile (root) its primary identifier belongs to now.
+            let conn = rusqlite::Connection::open(s.path()).unwrap();
+            for (n, ids) in events.iter().enumerate() {
+                let primary = ids.iter().find(|i| i.kind == IdKind::UserId).or_else(|| ids.iter().find(|i| i.kind == IdKind::AnonymousId));
+                let Some(primary) = primary else { continue };
+                let event_root: i64 = conn.query_row("SELECT p.root FROM events e JOIN profiles p ON p.id = e.profile_id WHERE e.message_id = ?1", [format!("m{n}")], |r| r.get(0)).unwrap();
+                prop_assert_eq!(Some(&event_root), roots.get(&format!("{}={}", primary.kind.as_string(), primary.value)));
+            }
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+
+        #[test]
+        fn merges_are_order_independent_and_idempotent(events in events_strategy(true), seed in any::<u64>()) {
+            let (s1, d1) = run(&events);
+            let mut shuffled = events.clone();
+            // A deterministic shuffle from the seed.
+            let mut x = seed | 1;
+            for i in (1..shuffled.len()).rev() {
+                x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+                shuffled.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+            let (s2, d2) = run(&shuffled);
+            let (g1, g2) = (groups(&partition(&s1).0), groups(&partition(&s2).0));
+            prop_assert_eq!(&g1, &g2);
+            // Consistent events never join two persons: each group holds one person's identifiers.
+            for group in &g1 {
+                // "user_id=user-0", "email=hmac:email-0", "anonymous_id=anon-0-2": the digit after the first '-'.
+                let owners: BTreeSet<&str> = group.iter().map(|id| if let Some(rest) = id.split_once("-") { &rest.1[..1] } else { "?" }).collect();
+                prop_assert_eq!(owners.len(), 1, "{:?}", group);
+            }
+            // Replaying everything again changes nothing.
+            let mut s1 = s1;
+            let replay: Vec<StoredEvent> = events.iter().enumerate().map(|(n, ids)| event(n + 1000, ids.clone())).collect();
+            s1.commit(&replay, &[]).unwrap();
+            prop_assert_eq!(groups(&partition(&s1).0), g1);
+            std::fs::remove_dir_all(d1).unwrap();
+            std::fs::remove_dir_all(d2).unwrap();
+        }
+    }
+}
