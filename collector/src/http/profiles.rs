@@ -51,15 +51,18 @@ fn identifier(state: &AppState, kind: Option<&str>, value: Option<&str>) -> Resu
     Ok((id, value.to_owned()))
 }
 
+/// The person named by the query's `type`, `value` and optional `site`: their stored identifier and the sites
+/// to search.
+fn person(state: &AppState, q: &HashMap<String, String>) -> Result<(Identifier, Vec<String>), Refusal> {
+    let (id, _) = identifier(state, q.get("type").map(String::as_str), q.get("value").map(String::as_str))?;
+    Ok((id, sites(state, q.get("site").map(String::as_str))?))
+}
+
 /// `GET /admin/v1/profiles/lookup?type=…&value=…[&site=…]`
 pub async fn lookup(req: Request<Incoming>, state: &AppState) -> Response<Body> {
     let q = query_params(&req);
-    let (id, _) = match identifier(state, q.get("type").map(String::as_str), q.get("value").map(String::as_str)) {
+    let (id, sites) = match person(state, &q) {
         Ok(found) => found,
-        Err(refusal) => return reply::refusal(&refusal, vec![]),
-    };
-    let sites = match sites(state, q.get("site").map(String::as_str)) {
-        Ok(sites) => sites,
         Err(refusal) => return reply::refusal(&refusal, vec![]),
     };
     let result = read(state, move |r| match r.find_profile(&sites, &id)? {
@@ -126,12 +129,8 @@ pub async fn undo_merge(state: &AppState, merge_id: &str) -> Response<Body> {
 /// `GET /admin/v1/export?type=…&value=…[&site=…][&format=ndjson]`: everything about the person.
 pub async fn export(req: Request<Incoming>, state: &AppState) -> Response<Body> {
     let q = query_params(&req);
-    let (id, _) = match identifier(state, q.get("type").map(String::as_str), q.get("value").map(String::as_str)) {
+    let (id, sites) = match person(state, &q) {
         Ok(found) => found,
-        Err(refusal) => return reply::refusal(&refusal, vec![]),
-    };
-    let sites = match sites(state, q.get("site").map(String::as_str)) {
-        Ok(sites) => sites,
         Err(refusal) => return reply::refusal(&refusal, vec![]),
     };
     let ndjson = q.get("format").is_some_and(|f| f == "ndjson");
