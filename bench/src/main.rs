@@ -99,6 +99,9 @@ fn parse_options() -> Result<Options, String> {
 struct Tally {
     requests: u64,
     events_sent: u64,
+    /// Accepted events whose answer arrived within the measured window: the throughput, whatever the loop.
+    accepted_in_window: u64,
+    requests_in_window: u64,
     accepted: u64,
     duplicate: u64,
     rejected: u64,
@@ -119,6 +122,8 @@ impl Tally {
     fn merge(&mut self, other: Tally) {
         self.requests += other.requests;
         self.events_sent += other.events_sent;
+        self.accepted_in_window += other.accepted_in_window;
+        self.requests_in_window += other.requests_in_window;
         self.accepted += other.accepted;
         self.duplicate += other.duplicate;
         self.rejected += other.rejected;
@@ -324,6 +329,12 @@ async fn worker(plan: Arc<Plan>, index: usize, mut sender: SendRequest<Full<Byte
         })
         .await;
         let done = Instant::now();
+        if done >= plan.measure_from && done < plan.end {
+            tally.requests_in_window += 1;
+            if let Ok(Ok((200..=299, _, body))) = &outcome {
+                tally.accepted_in_window += count_occurrences(body, b"\"accepted\"") as u64;
+            }
+        }
         if !counted {
             if !matches!(outcome, Ok(Ok(_))) {
                 broken = true;
@@ -389,20 +400,24 @@ fn report(opts: &Options, mut t: Tally, first: Sample, last: Sample, mean_bytes:
         (b1 - b0) as f64 / (t1 - t0).max(1) as f64 * cpu_count() as f64
     });
     let peak_rss_kb = opts.server_pid.and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok()).and_then(|s| status_kb(&s, "VmHWM:"));
-    let events_per_s = t.accepted as f64 / wall;
-    let requests_per_s = t.requests as f64 / wall;
+    let events_per_s = t.accepted_in_window as f64 / wall;
+    let requests_per_s = t.requests_in_window as f64 / wall;
     let server_pct = server_cpu.map(|c| 100.0 * c / wall);
     let gen_pct = gen_cpu.map(|c| 100.0 * c / wall);
     // Whatever else ran on the box during the window (other builds), in % of one core.
     let foreign_pct = box_busy.map(|b| (100.0 * b - server_pct.unwrap_or(0.0) - gen_pct.unwrap_or(0.0)).max(0.0));
-    let us_per_event = server_cpu.filter(|_| t.accepted > 0).map(|c| c * 1e6 / t.accepted as f64);
+    let us_per_event = server_cpu.filter(|_| t.accepted_in_window > 0).map(|c| c * 1e6 / t.accepted_in_window as f64);
     let (p50, p90, p99, max) = (percentile(&t.latency_us, 50.0), percentile(&t.latency_us, 90.0), percentile(&t.latency_us, 99.0), t.latency_us.last().copied().unwrap_or(0));
     let s = &t.scheduled_latency_us;
     let (sp50, sp99, smax) = (percentile(s, 50.0), percentile(s, 99.0), s.last().copied().unwrap_or(0));
     let other: u64 = t.other.values().sum();
     let opt = |v: Option<f64>, digits: usize| v.map(|v| format!("{v:.digits$}")).unwrap_or_else(|| "-".into());
 
-    eprintln!("  requests   {} in {:.2} s = {:.0} req/s; events accepted {} = {:.0} events/s (duplicate {}, rejected {})", t.requests, wall, requests_per_s, t.accepted, events_per_s, t.duplicate, t.rejected);
+    eprintln!(
+        "  throughput {:.0} req/s, {:.0} accepted events/s (answers that arrived within the {:.2} s window)",
+        requests_per_s, events_per_s, wall
+    );
+    eprintln!("  requests   {} sent in the window, {} events: accepted {}, duplicate {}, rejected {}", t.requests, t.events_sent, t.accepted, t.duplicate, t.rejected);
     eprintln!("  statuses   2xx {}  503 {} ({} with Retry-After)  other {} {:?}  transport errors {}", t.ok, t.unavailable, t.unavailable_retry_after, other, t.other, t.errors);
     eprintln!("  latency    p50 {}  p90 {}  p99 {}  max {} (µs, send → response)", p50, p90, p99, max);
     if opts.rate > 0.0 {
