@@ -4,7 +4,9 @@
 //! - `test`          install what the tests need, build, and run every test (what CI runs).
 //! - `bench …`       benchmarks that print numbers (see README).
 
+mod bench;
 mod ensure;
+mod sdk;
 
 use anyhow::{bail, Context as _};
 use std::path::{Path, PathBuf};
@@ -15,8 +17,11 @@ fn main() -> std::process::ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
         Some("test") => test(),
+        Some("build-sdk") => sdk::build(),
+        Some("bench-sdk") => sdk::bench(&args[1..]),
+        Some("bench") => bench::bench(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
-            println!("usage: cargo xtask <run [serve args…] | test>");
+            println!("usage: cargo xtask <run [serve args…] | test | bench [--quick]>");
             Ok(())
         }
         Some(other) => Err(anyhow::anyhow!("unknown command {other:?}; try `cargo xtask help`")),
@@ -58,6 +63,7 @@ pub fn run_step(what: &str, command: &mut Command) -> anyhow::Result<()> {
 }
 
 fn run(serve_args: &[String]) -> anyhow::Result<()> {
+    sdk::build()?;
     run_step("build the collector (release)", cargo().args(["build", "--release", "-p", "footprint-collector"]))?;
     let binary = target_dir().join("release/footprint");
     eprintln!("==> {} serve {}", binary.display(), serve_args.join(" "));
@@ -71,7 +77,9 @@ fn run(serve_args: &[String]) -> anyhow::Result<()> {
 fn test() -> anyhow::Result<()> {
     ensure::npm_packages()?;
     run_step("build the collector", cargo().args(["build", "-p", "footprint-collector"]))?;
+    sdk::build()?;
     run_step("cargo test (unit, property and end-to-end tests)", cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    sdk::test(&target_dir().join("debug/footprint"))?;
     eprintln!("==> all tests passed");
     Ok(())
 }
