@@ -3,10 +3,15 @@
 //! - `run [ARGS…]`   build everything and run the collector (`footprint serve ARGS…`) with the demo site.
 //! - `test`          install what the tests need, build, and run every test (what CI runs).
 //! - `bench …`       benchmarks that print numbers (see README).
+//! - `demo-data`     a month of traffic for the demo site, through the ingest API.
+//! - `bench-stats`   10 million events, then every stats query timed.
 
 mod bench;
+mod dashboard;
+mod demo_data;
 mod ensure;
 mod sdk;
+mod stats_bench;
 
 use anyhow::{bail, Context as _};
 use std::path::{Path, PathBuf};
@@ -20,6 +25,8 @@ fn main() -> std::process::ExitCode {
         Some("build-sdk") => sdk::build(),
         Some("bench-sdk") => sdk::bench(&args[1..]),
         Some("bench") => bench::bench(&args[1..]),
+        Some("demo-data") => demo_data::command(&args[1..]),
+        Some("bench-stats") => stats_bench::bench(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!("usage: cargo xtask <run [serve args…] | test | bench [--quick]>");
             Ok(())
@@ -64,10 +71,13 @@ pub fn run_step(what: &str, command: &mut Command) -> anyhow::Result<()> {
 
 fn run(serve_args: &[String]) -> anyhow::Result<()> {
     sdk::build()?;
+    dashboard::build()?;
     run_step("build the collector (release)", cargo().args(["build", "--release", "-p", "footprint-collector"]))?;
     let binary = target_dir().join("release/footprint");
     eprintln!("==> {} serve {}", binary.display(), serve_args.join(" "));
-    let status = Command::new(&binary).arg("serve").args(serve_args).current_dir(root()).status().context("cannot start the collector")?;
+    let mut collector = Command::new(&binary).arg("serve").args(serve_args).current_dir(root()).spawn().context("cannot start the collector")?;
+    demo_data::seed_in_background(serve_args);
+    let status = collector.wait()?;
     if !status.success() {
         bail!("the collector exited with {status}");
     }
@@ -78,6 +88,8 @@ fn test() -> anyhow::Result<()> {
     ensure::npm_packages()?;
     run_step("build the collector", cargo().args(["build", "-p", "footprint-collector"]))?;
     sdk::build()?;
+    dashboard::build()?;
+    ensure::chromium()?;
     run_step("cargo test (unit, property and end-to-end tests)", cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
     sdk::test(&target_dir().join("debug/footprint"))?;
     eprintln!("==> all tests passed");
