@@ -272,3 +272,26 @@ fn consent_ledger_pages_newest_first() {
     let r = api.get("/admin/v1/consent-ledger?site=shop&limit=0");
     assert_eq!((r.status, r.code()), (400, "invalid_limit".to_owned()));
 }
+
+#[test]
+fn events_sent_one_at_a_time_give_the_same_numbers_as_one_batch() {
+    // Visits that grow across commits: bounces turn into non-bounces, exit pages move, durations grow.
+    let c = Collector::start(TWO_SITES);
+    for e in fixture() {
+        let r = c.post_json("/v1/batch", "wk_shop", &json!({ "batch": [e] }).to_string());
+        assert_eq!(r.statuses(), vec!["accepted"], "{}", r.text());
+    }
+    let one_by_one = Api(&c);
+    let batched = loaded();
+    let batched = Api(&batched);
+    for path in [
+        format!("/admin/v1/stats/overview?{NY}"),
+        format!("/admin/v1/stats/timeseries?{NY}&interval=hour"),
+        format!("/admin/v1/stats/breakdown?{NY}&by=exit_page"),
+        format!("/admin/v1/stats/breakdown?{NY}&by=entry_page"),
+        format!("/admin/v1/stats/breakdown?{NY}&by=referrer"),
+        format!("/admin/v1/stats/overview?{NY}&device=desktop"),
+    ] {
+        assert_eq!(one_by_one.ok(&path), batched.ok(&path), "{path}");
+    }
+}
