@@ -6,55 +6,35 @@
 
 use crate::json;
 
-/// The site's consent mode (`data-consent`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Nothing identifying and nothing written to the device until the visitor grants `analytics` (the EU default).
-    Required,
-    /// Every category is assumed granted until the visitor says otherwise.
-    Implied,
-}
+pub use footprint_core::consent::{Categories, Mode};
 
-impl Mode {
-    pub fn parse(s: &str) -> Option<Mode> {
-        match s {
-            "required" => Some(Mode::Required),
-            "implied" => Some(Mode::Implied),
-            _ => None,
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Mode::Required => "required",
-            Mode::Implied => "implied",
-        }
+/// `data-consent` / `consent` option text.
+pub fn parse_mode(s: &str) -> Option<Mode> {
+    match s {
+        "required" => Some(Mode::Required),
+        "implied" => Some(Mode::Implied),
+        _ => None,
     }
 }
 
-/// The three optional categories (`necessary` is always granted).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Categories {
-    pub analytics: bool,
-    pub marketing: bool,
-    pub personalization: bool,
+fn mode_str(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Required => "required",
+        Mode::Implied => "implied",
+    }
 }
 
-impl Categories {
-    pub const NONE: Categories = Categories { analytics: false, marketing: false, personalization: false };
-    pub const ALL: Categories = Categories { analytics: true, marketing: true, personalization: true };
+/// The compact form kept on the device after a grant: the category bits (core's encoding) as one digit.
+pub fn to_record(c: Categories) -> String {
+    let mut s = String::new();
+    crate::json::push_u64(&mut s, c.bits() as u64);
+    s
+}
 
-    /// The compact form kept on the device after a grant: three digits, `amp` order (`"101"`).
-    pub fn to_record(self) -> String {
-        [self.analytics, self.marketing, self.personalization].iter().map(|&b| if b { '1' } else { '0' }).collect()
-    }
-
-    pub fn from_record(s: &str) -> Option<Categories> {
-        let b = s.as_bytes();
-        if b.len() != 3 || !b.iter().all(|c| matches!(c, b'0' | b'1')) {
-            return None;
-        }
-        Some(Categories { analytics: b[0] == b'1', marketing: b[1] == b'1', personalization: b[2] == b'1' })
+pub fn from_record(s: &str) -> Option<Categories> {
+    match s.as_bytes() {
+        [d @ b'0'..=b'7'] => Some(Categories::from_bits(i64::from(d - b'0'))),
+        _ => None,
     }
 }
 
@@ -126,7 +106,7 @@ impl Consent {
 
     /// What to remember on the device after this state was reached, or `None` when nothing may be written.
     pub fn record(&self) -> Option<String> {
-        self.allows_device_storage().then(|| self.chosen.to_record())
+        self.allows_device_storage().then(|| to_record(self.chosen))
     }
 
     /// `{"categoryPreferences":{…},"mode":…,"source":…,"gpc":…}` for `context.consent`.
@@ -137,7 +117,7 @@ impl Consent {
         json::push_bool_member(out, "marketing", g.marketing);
         json::push_bool_member(out, "personalization", g.personalization);
         out.push('}');
-        json::push_member(out, "mode", self.mode.as_str());
+        json::push_member(out, "mode", mode_str(self.mode));
         json::push_member(
             out,
             "source",
@@ -164,7 +144,7 @@ mod tests {
         assert_eq!(c.record(), None);
         let c = c.updated(Update { analytics: Some(true), ..Update::default() });
         assert_eq!(c.granted(), Categories { analytics: true, marketing: false, personalization: false });
-        assert_eq!(c.record().as_deref(), Some("100"));
+        assert_eq!(c.record().as_deref(), Some("1"));
     }
 
     #[test]
@@ -183,7 +163,7 @@ mod tests {
             let c = Consent::initial(mode, None, true).updated(Update { analytics: Some(true), marketing: Some(true), personalization: Some(true) });
             assert_eq!(c.granted(), Categories { analytics: true, marketing: false, personalization: true });
         }
-        let remembered = Consent::initial(Mode::Required, Categories::from_record("111"), true);
+        let remembered = Consent::initial(Mode::Required, from_record("7"), true);
         assert!(!remembered.granted().marketing);
         assert_eq!(remembered.source, Source::Stored);
     }
@@ -191,10 +171,10 @@ mod tests {
     #[test]
     fn records_round_trip_and_junk_is_ignored() {
         for c in [Categories::NONE, Categories::ALL, Categories { analytics: true, marketing: false, personalization: true }] {
-            assert_eq!(Categories::from_record(&c.to_record()), Some(c));
+            assert_eq!(from_record(&to_record(c)), Some(c));
         }
-        for junk in ["", "11", "1111", "abc", "1 1"] {
-            assert_eq!(Categories::from_record(junk), None, "{junk:?}");
+        for junk in ["", "11", "8", "abc", "-1"] {
+            assert_eq!(from_record(junk), None, "{junk:?}");
         }
     }
 

@@ -18,10 +18,10 @@ pub fn short_text(raw: &str) -> String {
             break;
         }
     }
-    match out.char_indices().nth(MAX_TEXT_CHARS) {
-        Some((i, _)) => out[..i].to_owned(),
-        None => out,
+    if let Some((i, _)) = out.char_indices().nth(MAX_TEXT_CHARS) {
+        out.truncate(i);
     }
+    out
 }
 
 /// One element on the way from the clicked element up to the document.
@@ -71,7 +71,7 @@ pub fn selector(steps: &[Step]) -> String {
         parts.push(part);
     }
     parts.reverse();
-    parts.join(" > ")
+    crate::text::join(&parts, " > ")
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ pub fn push_str(out: &mut String, s: &str) {
             0..=0x1f => "",
             _ => continue,
         };
-        out.push_str(&s[start..i]);
+        out.push_str(s.get(start..i).unwrap_or(""));
         if escape.is_empty() {
             out.push_str("\\u00");
             out.push(hex_digit(b >> 4));
@@ -29,7 +29,7 @@ pub fn push_str(out: &mut String, s: &str) {
         }
         start = i + 1;
     }
-    out.push_str(&s[start..]);
+    out.push_str(s.get(start..).unwrap_or(""));
     out.push('"');
 }
 
@@ -64,6 +64,12 @@ pub fn push_u64_member(out: &mut String, key: &str, n: u64) {
     push_separator(out);
     push_key(out, key);
     push_u64(out, n);
+}
+
+/// Appends `,"key":` (the comma unless the object just opened), for a value the caller writes.
+pub fn push_key_after_comma(out: &mut String, key: &str) {
+    push_separator(out);
+    push_key(out, key);
 }
 
 /// A comma, unless the object or array just opened.
@@ -104,6 +110,30 @@ pub fn push_padded(out: &mut String, n: u64, width: usize) {
     }
 }
 
+/// Appends epoch milliseconds as `"YYYY-MM-DDTHH:MM:SS.mmmZ"` (quoted), the form `footprint_core::time` formats
+/// and parses; written here without `core::fmt`, and tested against core's formatter.
+pub fn push_timestamp(out: &mut String, ms: f64) {
+    let ms = ms.max(0.0) as u64;
+    let (secs, millis) = (ms / 1_000, ms % 1_000);
+    let (days, sod) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm, non-negative days only).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    out.push('"');
+    for (n, width, sep) in [(year, 4, '-'), (month, 2, '-'), (day, 2, 'T'), (sod / 3_600, 2, ':'), (sod / 60 % 60, 2, ':'), (sod % 60, 2, '.'), (millis, 3, 'Z')] {
+        push_padded(out, n, width);
+        out.push(sep);
+    }
+    out.push('"');
+}
+
 pub fn hex_digit(n: u8) -> char {
     (if n < 10 { b'0' + n } else { b'a' + n - 10 }) as char
 }
@@ -137,6 +167,20 @@ mod tests {
         push_raw_member(&mut out, "d", "{}");
         out.push('}');
         assert_eq!(out, r#"{"a":"x","b":true,"c":0,"d":{}}"#);
+    }
+
+    #[test]
+    fn timestamps_match_the_core_formatter() {
+        let mut ms = 0i64;
+        while ms < 7_000_000_000_000 {
+            let mut out = String::new();
+            push_timestamp(&mut out, ms as f64);
+            assert_eq!(out, format!("\"{}\"", footprint_core::time::format_rfc3339_ms(ms)), "{ms}");
+            ms = ms * 3 + 86_399_999;
+        }
+        let mut out = String::new();
+        push_timestamp(&mut out, 1_709_210_096_789.0);
+        assert_eq!(out, "\"2024-02-29T12:34:56.789Z\"");
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod json;
 pub mod navigation;
 pub mod options;
 pub mod queue;
+pub mod text;
 pub mod tracker;
 pub mod url;
 

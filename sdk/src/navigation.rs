@@ -15,9 +15,9 @@ pub enum Trigger {
 /// The page identity a page view is counted for: the URL without its fragment, unless the fragment is a route
 /// (`#/…` or `#!…`, as hash routers write them).
 pub fn page_key(url: &str) -> &str {
-    match url.find('#') {
-        Some(i) if url[i + 1..].starts_with('/') || url[i + 1..].starts_with('!') => url,
-        Some(i) => &url[..i],
+    match url.split_once('#') {
+        Some((_, fragment)) if fragment.starts_with('/') || fragment.starts_with('!') => url,
+        Some((base, _)) => base,
         None => url,
     }
 }

@@ -1,7 +1,7 @@
 //! The SDK's options, parsed from `(name, value)` text pairs: the script tag's `data-*` attributes and the npm
 //! package's `init({...})` both arrive in this form. Invalid options are the only errors the SDK ever raises.
 
-use crate::consent::Mode;
+use crate::consent::{parse_mode, Mode};
 
 /// What is captured automatically. All on by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +73,7 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Options, OptionError> {
         match name.as_str() {
             "writeKey" => o.write_key = v.to_owned(),
             "collector" => o.collector = v.trim_end_matches('/').to_owned(),
-            "consent" => o.consent = Mode::parse(v).ok_or_else(|| error("invalid_consent_mode", name))?,
+            "consent" => o.consent = parse_mode(v).ok_or_else(|| error("invalid_consent_mode", name))?,
             "flushInterval" => o.flush_interval_ms = number(v, 0, 600_000).ok_or_else(|| error("invalid_number", name))? as f64,
             "batchSize" => o.batch_size = number(v, 1, 500).ok_or_else(|| error("invalid_number", name))? as usize,
             "idLifetimeDays" => o.id_lifetime_days = number(v, 1, 3_650).ok_or_else(|| error("invalid_number", name))?,

@@ -9,7 +9,6 @@
 
 use crate::json;
 use footprint_core::limits::{BEACON_BUDGET_BYTES, MAX_BATCH_EVENTS, MAX_REQUEST_BYTES};
-use std::collections::VecDeque;
 
 /// The largest batch, in bytes of event JSON: leaves room for the envelope inside the beacon budget (and so far
 /// below the collector's request limit).
@@ -41,7 +40,7 @@ pub struct Batch {
 impl Batch {
     /// The batch as stored: events one per line (event JSON never contains a raw newline).
     pub fn stored_form(&self) -> String {
-        self.events.join("\n")
+        crate::text::join(&self.events, "\n")
     }
 
     /// The request body: the Segment batch envelope, with `sentAt` set for this send.
@@ -73,7 +72,7 @@ pub enum StorageOp {
 pub struct Outbox {
     pending: Vec<String>,
     pending_bytes: usize,
-    batches: VecDeque<Batch>,
+    batches: Vec<Batch>,
     in_flight: Option<String>,
     /// Consecutive failed attempts of the front batch.
     pub attempt: u32,
@@ -135,7 +134,7 @@ impl Outbox {
                 self.stored_bytes += batch.bytes;
                 ops.push(StorageOp::Write { key: storage_key(&batch.key), value: batch.stored_form() });
             }
-            self.batches.push_back(batch);
+            self.batches.push(batch);
         }
         ops
     }
@@ -149,7 +148,7 @@ impl Outbox {
         let bytes = events.iter().map(|e| e.len() + 1).sum();
         self.queued += events.len();
         self.stored_bytes += bytes;
-        self.batches.push_back(Batch { key: key.to_owned(), events, bytes, stored: true });
+        self.batches.push(Batch { key: key.to_owned(), events, bytes, stored: true });
     }
 
     /// The next batch to send, if none is in flight and no retry wait is running; it is then in flight.
@@ -157,7 +156,7 @@ impl Outbox {
         if self.in_flight.is_some() || now < self.retry_at {
             return None;
         }
-        let front = self.batches.front()?;
+        let front = self.batches.first()?;
         self.in_flight = Some(front.key.clone());
         Some(front)
     }
@@ -187,7 +186,7 @@ impl Outbox {
     /// Removes a batch (delivered, or handed to the browser by beacon). Returns the storage removal, if stored.
     pub fn remove(&mut self, key: &str) -> Option<StorageOp> {
         let at = self.batches.iter().position(|b| b.key == key)?;
-        let batch = self.batches.remove(at)?;
+        let batch = self.batches.remove(at);
         self.queued -= batch.events.len();
         if batch.stored {
             self.stored_bytes -= batch.bytes;

@@ -2,14 +2,13 @@
 //! storage come through [`Device`], so the whole state machine runs in native unit tests; `browser/` implements
 //! `Device` on the real Web APIs and carries out the sends this module prepares.
 
-use crate::consent::{Categories, Consent, Update};
+use crate::consent::{from_record, Consent, Update};
 use crate::element::Step;
 use crate::navigation::{Navigation, Trigger};
 use crate::options::Options;
 use crate::queue::{Outbox, StorageOp, STORED_BATCH_PREFIX};
 use crate::{ids, json, url};
 use footprint_core::limits::{BEACON_BUDGET_BYTES, MAX_EVENT_BYTES, MAX_URL_BYTES};
-use footprint_core::time::format_rfc3339_ms;
 
 /// Storage keys. Everything the SDK keeps on the device starts with `fp_`.
 pub const KEY_ANONYMOUS_ID: &str = "fp_id";
@@ -118,7 +117,7 @@ impl Tracker {
     /// Starts the tracker on a page: reads a remembered consent grant, and with analytics consent the IDs and the
     /// queued backlog; sends the initial page view when page views are captured.
     pub fn start(options: Options, env: Environment, page: Page, visible: bool, dev: &mut impl Device) -> Tracker {
-        let remembered = dev.load(KEY_CONSENT).and_then(|r| Categories::from_record(&r));
+        let remembered = dev.load(KEY_CONSENT).and_then(|r| from_record(&r));
         let consent = Consent::initial(options.consent, remembered, env.gpc);
         let now = dev.now();
         let mut t = Tracker {
@@ -138,8 +137,8 @@ impl Tracker {
         if t.consent.allows_device_storage() {
             t.open_device(dev);
             for key in dev.keys(STORED_BATCH_PREFIX) {
-                if let Some(stored) = dev.load(&key) {
-                    t.outbox.restore(&key[STORED_BATCH_PREFIX.len()..], &stored);
+                if let (Some(batch_key), Some(stored)) = (key.strip_prefix(STORED_BATCH_PREFIX), dev.load(&key)) {
+                    t.outbox.restore(batch_key, &stored);
                 }
             }
         }
@@ -157,7 +156,7 @@ impl Tracker {
         let lifetime_ms = f64::from(self.options.id_lifetime_days) * 86_400_000.0;
         let stored = dev.load(KEY_ANONYMOUS_ID).and_then(|v| {
             let (id, created) = v.split_once('.')?;
-            let created: f64 = created.parse().ok()?;
+            let created = crate::text::parse_u64(created)? as f64;
             (ids::is_uuid(id) && now - created < lifetime_ms && created <= now + 86_400_000.0).then(|| id.to_owned())
         });
         self.anonymous_id = Some(match stored {
@@ -170,7 +169,7 @@ impl Tracker {
         });
         self.session = dev.load(KEY_SESSION).and_then(|v| {
             let (id, last) = v.split_once('.')?;
-            let last: f64 = last.parse().ok()?;
+            let last = crate::text::parse_u64(last)? as f64;
             (ids::is_uuid(id) && now - last < SESSION_TIMEOUT_MS).then(|| Session { id: id.to_owned(), last_activity: last, written_at: last })
         });
         if self.user_id.is_none() {
@@ -463,7 +462,8 @@ impl Tracker {
             json::push_raw_member(&mut out, "traits", t);
         }
         json::push_member(&mut out, "messageId", message_id);
-        json::push_member(&mut out, "timestamp", &format_rfc3339_ms(now as i64));
+        json::push_key_after_comma(&mut out, "timestamp");
+        json::push_timestamp(&mut out, now);
         if self.consent.allows_device_storage() {
             if let Some(a) = &self.anonymous_id {
                 json::push_member(&mut out, "anonymousId", a);
@@ -481,18 +481,20 @@ impl Tracker {
         if !self.consent.allows_device_storage() {
             return;
         }
-        let expired = self.session.as_ref().is_none_or(|s| now - s.last_activity >= SESSION_TIMEOUT_MS);
-        if expired {
-            let id = self.new_uuid(dev);
-            self.session = Some(Session { id, last_activity: now, written_at: f64::NEG_INFINITY });
-            self.context.clear();
-        }
-        let s = self.session.as_mut().expect("set above");
+        let mut session = match self.session.take() {
+            Some(s) if now - s.last_activity < SESSION_TIMEOUT_MS => s,
+            _ => {
+                self.context.clear();
+                Session { id: self.new_uuid(dev), last_activity: now, written_at: f64::NEG_INFINITY }
+            }
+        };
+        let s = &mut session;
         s.last_activity = now;
         if now - s.written_at >= SESSION_WRITE_EVERY_MS {
             s.written_at = now;
             dev.store(KEY_SESSION, &stamp(&s.id, now));
         }
+        self.session = Some(session);
     }
 
     fn build_context(&self) -> String {
@@ -569,7 +571,7 @@ impl Tracker {
     pub fn next_request(&mut self, dev: &mut impl Device) -> Option<Request> {
         self.seal(dev);
         let now = dev.now();
-        let sent_at = format_rfc3339_ms(now as i64);
+        let sent_at = timestamp(now);
         let write_key = self.options.write_key.clone();
         let batch = self.outbox.start_send(now)?;
         Some(Request { batch_key: batch.key.clone(), body: batch.body(&sent_at, &write_key) })
@@ -610,7 +612,7 @@ impl Tracker {
         self.send_engagement(dev, now);
         self.engagement.visible_since = None;
         self.seal(dev);
-        let sent_at = format_rfc3339_ms(now as i64);
+        let sent_at = timestamp(now);
         let mut budget = BEACON_BUDGET_BYTES;
         let mut handed = Vec::new();
         for batch in self.outbox.batches() {
@@ -661,6 +663,13 @@ fn stamp(id: &str, ms: f64) -> String {
     s.push('.');
     json::push_u64(&mut s, ms.max(0.0) as u64);
     s
+}
+
+/// The `sentAt` text for a send at `now`.
+fn timestamp(now: f64) -> String {
+    let mut quoted = String::with_capacity(26);
+    json::push_timestamp(&mut quoted, now);
+    quoted.trim_matches('"').to_owned()
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.

@@ -3,6 +3,7 @@
 //!
 //! The browser hands over absolute URLs (`location.href`, `a.href`), so this only splits text; it never resolves.
 
+use crate::text::{contains, find, split_at};
 use std::borrow::Cow;
 
 /// Parameter names dropped from every URL before it leaves the page: a name is dropped when it contains one of these
@@ -65,11 +66,11 @@ fn clean_params<'a>(params: &'a str, extra: &[String]) -> Cow<'a, str> {
 
 fn is_sensitive(param: &str, extra: &[String]) -> bool {
     let (name, value) = split_once(param, '=');
-    let name = name.to_ascii_lowercase().replace("%5f", "_");
-    if SCRUB_CONTAINS.iter().any(|s| name.contains(s)) || SCRUB_EXACT.contains(&name.as_str()) {
+    let name = name.to_ascii_lowercase();
+    if SCRUB_CONTAINS.iter().any(|s| contains(&name, s)) || SCRUB_EXACT.contains(&name.as_str()) {
         return true;
     }
-    if extra.iter().any(|s| !s.is_empty() && name.contains(s.as_str())) {
+    if extra.iter().any(|s| !s.is_empty() && contains(&name, s)) {
         return true;
     }
     value.is_some_and(looks_like_email)
@@ -77,17 +78,16 @@ fn is_sensitive(param: &str, extra: &[String]) -> bool {
 
 /// `local@domain.tld`, raw or with `@` percent-encoded.
 fn looks_like_email(value: &str) -> bool {
-    let lower = value.to_ascii_lowercase();
-    let at = lower.find('@').map(|i| (i, 1)).or_else(|| lower.find("%40").map(|i| (i, 3)));
+    let at = value.find('@').map(|i| (i, 1)).or_else(|| find(value, "%40").map(|i| (i, 3)));
     match at {
-        Some((i, len)) => i > 0 && lower[i + len..].contains('.'),
+        Some((i, len)) => i > 0 && value.bytes().skip(i + len).any(|b| b == b'.'),
         None => false,
     }
 }
 
 fn split_once(s: &str, c: char) -> (&str, Option<&str>) {
-    match s.find(c) {
-        Some(i) => (&s[..i], Some(&s[i + 1..])),
+    match s.split_once(c) {
+        Some((a, b)) => (a, Some(b)),
         None => (s, None),
     }
 }
@@ -106,19 +106,13 @@ pub struct Parts<'a> {
 }
 
 pub fn parts(url: &str) -> Parts<'_> {
-    let (before_hash, hash_at) = match url.find('#') {
-        Some(i) => (&url[..i], i),
-        None => (url, url.len()),
-    };
-    let hash = &url[hash_at..];
-    let (before_query, search) = match before_hash.find('?') {
-        Some(i) => (&before_hash[..i], &before_hash[i..]),
-        None => (before_hash, ""),
-    };
-    let after_scheme = before_query.find("://").map(|i| i + 3).unwrap_or(0);
-    let path_at = before_query[after_scheme..].find('/').map(|i| i + after_scheme).unwrap_or(before_query.len());
-    let path = &before_query[path_at..];
-    Parts { origin: &before_query[..path_at], path: if path.is_empty() { "/" } else { path }, search, hash }
+    let (before_hash, hash) = split_at(url, url.find('#').unwrap_or(url.len()));
+    let (before_query, search) = split_at(before_hash, before_hash.find('?').unwrap_or(before_hash.len()));
+    let after_scheme = find(before_query, "://").map_or(0, |i| i + 3);
+    let (scheme, rest) = split_at(before_query, after_scheme);
+    let path_at = rest.find('/').unwrap_or(rest.len());
+    let (origin, path) = split_at(before_query, scheme.len() + path_at);
+    Parts { origin, path: if path.is_empty() { "/" } else { path }, search, hash }
 }
 
 /// The value of query parameter `name` in `search` (`?a=b&…`), if present and non-empty. Values stay encoded.
@@ -161,8 +155,7 @@ pub fn classify_link(href: &str, page_origin: &str, has_download_attribute: bool
 /// The lower-cased extension of the last path segment, if it has one.
 pub fn extension(path: &str) -> Option<String> {
     let last = path.rsplit('/').next()?;
-    let dot = last.rfind('.')?;
-    let ext = &last[dot + 1..];
+    let (_, ext) = last.rsplit_once('.')?;
     (!ext.is_empty() && ext.len() <= 5).then(|| ext.to_ascii_lowercase())
 }
 

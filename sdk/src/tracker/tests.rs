@@ -135,7 +135,7 @@ fn granting_consent_creates_an_id_that_survives_a_reload() {
     }
     assert_eq!(events[1]["properties"], serde_json::json!({"analytics": true, "marketing": false, "personalization": false}));
     assert_eq!(events[2]["traits"]["plan"], "pro");
-    assert_eq!(dev.load(KEY_CONSENT).as_deref(), Some("100"));
+    assert_eq!(dev.load(KEY_CONSENT).as_deref(), Some("1"));
 
     // Reload: same device, no consent() call on the new page.
     dev.now += 5_000.0;
@@ -372,7 +372,7 @@ fn every_event_is_valid_for_the_collector() {
     for e in &events {
         let text = e.to_string();
         let wire: footprint_core::WireEvent = serde_json::from_str(&text).unwrap();
-        footprint_core::validate_event(text.len(), wire, None).unwrap_or_else(|r| panic!("{r:?}: {text}"));
+        footprint_core::validate_event(text.len(), wire, None, footprint_core::validate::IdentityRule::Required).unwrap_or_else(|r| panic!("{r:?}: {text}"));
     }
     assert!(events[2].get("properties").is_none());
     assert_eq!(events[3]["properties"]["footprintDropped"], "too_large");

@@ -1,0 +1,131 @@
+//! The browser SDK's build, checks and benchmark (issue 3).
+//!
+//! `build` — Rust → `wasm32-unknown-unknown` (size profile) → wasm-bindgen (this library, the exact version the SDK
+//! pins) → wasm-opt (npm `binaryen`) → a content-hashed `www/footprint.<hash>.wasm`, the script-tag build
+//! `www/footprint.js` (loader + glue, minified by esbuild) and the npm package files in `sdk/dist/npm/`.
+//! `test`  — the size check, the `tsc` check of the types, and the browser tests (Node + playwright-core + Chromium
+//! against the real collector).
+//! `bench` — bytes over the wire, time to ready, main-thread µs per `track()`.
+
+use crate::{cargo, ensure, root, run_step, target_dir};
+use anyhow::Context as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The cargo profile of the browser module, defined on the command line so the workspace's release profile (the
+/// collector's) stays as it is. `strip` stays off: wasm-opt needs the target-features section.
+const PROFILE: &str = "sdk-wasm";
+const PROFILE_CONFIG: &[&str] = &[
+    "profile.sdk-wasm.inherits=\"release\"",
+    "profile.sdk-wasm.opt-level=\"z\"",
+    "profile.sdk-wasm.lto=true",
+    "profile.sdk-wasm.codegen-units=1",
+    "profile.sdk-wasm.panic=\"abort\"",
+    "profile.sdk-wasm.debug=false",
+    "profile.sdk-wasm.strip=false",
+];
+
+fn node_tool(name: &str) -> PathBuf {
+    root().join("node_modules/.bin").join(name)
+}
+
+/// Builds the SDK: `www/footprint.js` + `www/footprint.<hash>.wasm`, and `sdk/dist/npm/`.
+pub fn build() -> anyhow::Result<()> {
+    ensure::npm_packages()?;
+    ensure::wasm_target()?;
+    let root = root();
+    let mut build = cargo();
+    build.args(["build", "-p", "footprint-sdk", "--lib", "--target", "wasm32-unknown-unknown", "--profile", PROFILE]);
+    for setting in PROFILE_CONFIG {
+        build.args(["--config", setting]);
+    }
+    run_step("build the browser SDK (wasm32, size profile)", &mut build)?;
+    let raw = target_dir().join("wasm32-unknown-unknown").join(PROFILE).join("footprint_sdk.wasm");
+
+    let dist = root.join("sdk/dist");
+    let glue = dist.join("glue");
+    let _ = std::fs::remove_dir_all(&glue);
+    std::fs::create_dir_all(&glue)?;
+    eprintln!("==> wasm-bindgen (web target)");
+    let mut bindgen = wasm_bindgen_cli_support::Bindgen::new();
+    bindgen.input_path(&raw).web(true)?.typescript(false).omit_default_module_path(false).out_name("footprint_sdk");
+    bindgen.generate(&glue).context("wasm-bindgen")?;
+
+    // Kept for size analysis (`wasm-opt -g` keeps its names).
+    let unoptimised = dist.join("footprint_sdk_bindgen.wasm");
+    std::fs::rename(glue.join("footprint_sdk_bg.wasm"), &unoptimised)?;
+    let optimised = dist.join("footprint_sdk_bg.wasm");
+    run_step(
+        "wasm-opt -Oz",
+        Command::new(node_tool("wasm-opt"))
+            .arg(&unoptimised)
+            .args(["-Oz", "--strip-debug", "--strip-producers", "--strip-target-features", "-o"])
+            .arg(&optimised),
+    )?;
+    let wasm = std::fs::read(&optimised)?;
+    // The glue loads `footprint_sdk_bg.wasm` by default (the npm package); the script tag names the hashed copy.
+    std::fs::copy(&optimised, glue.join("footprint_sdk_bg.wasm"))?;
+
+    let www = root.join("www");
+    for entry in std::fs::read_dir(&www)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.starts_with("footprint.") && name.ends_with(".wasm") {
+            std::fs::remove_file(www.join(&name))?;
+        }
+    }
+    let wasm_name = format!("footprint.{}.wasm", content_hash(&wasm));
+    std::fs::write(www.join(&wasm_name), &wasm)?;
+
+    let esbuild = |what: &str, entry: &str, args: &[&str]| {
+        run_step(what, Command::new(node_tool("esbuild")).current_dir(&root).arg(entry).args(["--minify", "--log-level=error", "--legal-comments=none", "--target=es2020"]).args(args))
+    };
+    let define = format!("--define:__FOOTPRINT_WASM__=\"{wasm_name}\"");
+    esbuild("esbuild: www/footprint.js (script tag)", "sdk/js/script.js", &["--bundle", "--format=iife", &define, "--outfile=www/footprint.js"])?;
+    esbuild("esbuild: sdk/dist/npm (ES module)", "sdk/js/npm.js", &["--bundle", "--format=esm", "--outfile=sdk/dist/npm/index.js"])?;
+    esbuild("esbuild: the stub snippet", "sdk/js/stub.js", &["--outfile=sdk/dist/stub.min.js"])?;
+    std::fs::copy(&optimised, dist.join("npm/footprint_sdk_bg.wasm"))?;
+    std::fs::copy(root.join("sdk/js/index.d.ts"), dist.join("npm/index.d.ts"))?;
+    eprintln!("==> SDK built: www/footprint.js, www/{wasm_name}, sdk/dist/npm/");
+    Ok(())
+}
+
+/// 40 bits of FNV-1a as 10 hex digits: enough to tell builds apart for cache busting.
+fn content_hash(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:010x}", h >> 24)
+}
+
+fn node(what: &str, script: &str, args: &[&str], collector: &Path) -> anyhow::Result<()> {
+    run_step(what, Command::new("node").current_dir(root()).arg(script).args(args).env("FOOTPRINT_BIN", collector))
+}
+
+/// The SDK's checks after a build: size (prints, fails above the ceiling), types, and the browser tests.
+pub fn test(collector: &Path) -> anyhow::Result<()> {
+    run_step("size check of what the script tag loads", Command::new("node").current_dir(root()).arg("tests/browser/size.mjs"))?;
+    run_step("tsc: sdk/js/index.d.ts against sdk/js/usage.ts", Command::new(node_tool("tsc")).current_dir(root()).args(["-p", "sdk/js"]))?;
+    ensure::chromium()?;
+    let mut tests: Vec<String> = std::fs::read_dir(root().join("tests/browser"))?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.ends_with(".test.mjs"))
+        .map(|n| format!("tests/browser/{n}"))
+        .collect();
+    tests.sort();
+    let mut command = Command::new("node");
+    command.current_dir(root()).args(["--test", "--test-concurrency=1"]).args(&tests).env("FOOTPRINT_BIN", collector);
+    run_step("browser tests (playwright-core + Chromium, real collector)", &mut command)
+}
+
+/// `cargo xtask bench-sdk [--quick]`.
+pub fn bench(args: &[String]) -> anyhow::Result<()> {
+    build()?;
+    run_step("build the collector (release)", cargo().args(["build", "--release", "-p", "footprint-collector"]))?;
+    ensure::chromium()?;
+    let collector = target_dir().join("release/footprint");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    node("size", "tests/browser/size.mjs", &[], &collector)?;
+    node("browser benchmark", "tests/browser/bench.mjs", &args, &collector)
+}
