@@ -183,7 +183,7 @@ impl Generator {
                 }
                 bytes += e.len();
                 batch.push(e);
-                if batch.len() >= 250 || bytes > 300_000 {
+                if batch.len() >= 500 || bytes > 400_000 {
                     sent += conn.send_batch(&plan.write_key, &batch)?;
                     batch.clear();
                     bytes = 0;

@@ -28,7 +28,7 @@ fn main() -> std::process::ExitCode {
         Some("demo-data") => demo_data::command(&args[1..]),
         Some("bench-stats") => stats_bench::bench(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
-            println!("usage: cargo xtask <run [serve args…] | test | bench [--quick]>");
+            println!("usage: cargo xtask <run [serve args…] | test | bench [--quick] | demo-data [--target HOST:PORT] | bench-stats [--events N]>");
             Ok(())
         }
         Some(other) => Err(anyhow::anyhow!("unknown command {other:?}; try `cargo xtask help`")),

@@ -48,7 +48,7 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
             eprintln!("==> reusing the events already in {}", dir.display());
         } else {
             eprintln!("==> loading {events} events over 30 days into {} (through POST /v1/batch)", dir.display());
-            let sent = demo_data::send(&Plan { target: target.clone(), events, connections: 3, ..Plan::default() })?;
+            let sent = demo_data::send(&Plan { target: target.clone(), events, connections: 16, ..Plan::default() })?;
             println!("loaded {} events in {:.0} s ({:.0} events/s, ingest with stats maintenance)", sent.events, sent.seconds, sent.events as f64 / sent.seconds);
         }
         time_queries(&target)
