@@ -390,10 +390,14 @@ fn visit_deltas(site: &str, before: Option<&Visit>, after: &Visit, deltas: &mut 
         sessions: i64::from(before.is_none()),
         bounces: after.bounces() - before.map_or(0, Visit::bounces),
         duration_ms: after.duration() - before.map_or(0, Visit::duration),
-        ..Counters::default()
+        events: after.events - before.map_or(0, |b| b.events),
+        engaged_ms: after.engaged_ms - before.map_or(0, |b| b.engaged_ms),
+        engaged_n: after.engaged_n - before.map_or(0, |b| b.engaged_n),
+        scroll_sum: after.scroll_sum - before.map_or(0, |b| b.scroll_sum),
     };
     if !diff.is_zero() {
-        let total = Counters { pageviews: 0, ..diff.clone() };
+        // The site's total counts page views, events and engagement when they happen; visits when they start.
+        let total = Counters { sessions: diff.sessions, bounces: diff.bounces, duration_ms: diff.duration_ms, ..Counters::default() };
         deltas.counters(site, Dim::Total, hour, "").add(&total);
         for (k, dim) in Dim::OF_SESSION.iter().enumerate() {
             deltas.counters(site, *dim, hour, &after.dims[k]).add(&diff);
@@ -587,8 +591,19 @@ impl<'a> StatsReader<'a> {
         StatsReader { conn, q }
     }
 
+    /// Whether the visits must be scanned: filters, except a single one on a dimension fixed at visit start,
+    /// whose rollup rows answer totals, series and the heatmap exactly.
     fn filtered(&self) -> bool {
-        !self.q.filters.is_empty()
+        !self.q.filters.is_empty() && self.rollup_key().is_none()
+    }
+
+    /// The rollup rows totals are read from: the site's, or those of the one visit-start filter.
+    fn rollup_key(&self) -> Option<(Dim, &str)> {
+        match self.q.filters.as_slice() {
+            [] => Some((Dim::Total, "")),
+            [(dim, value)] if Dim::OF_SESSION.contains(dim) => Some((*dim, value.as_str())),
+            _ => None,
+        }
     }
 
     pub fn overview(&self) -> Result<Totals, StoreError> {
@@ -651,13 +666,14 @@ impl<'a> StatsReader<'a> {
 
     /// Top values of a dimension, ranked by visits (page views for pages, events for events).
     pub fn breakdown(&self, dim: Dim) -> Result<Vec<Row>, StoreError> {
+        let scan = !self.q.filters.is_empty();
         let limit = self.q.limit;
         let rank = |t: &Totals| match dim {
             Dim::Page => (t.pageviews, t.visitors as i64),
             Dim::Event => (t.events, t.visitors as i64),
             _ => (t.sessions, t.visitors as i64),
         };
-        let mut rows: Vec<Row> = if self.filtered() {
+        let mut rows: Vec<Row> = if scan {
             let mut accs: HashMap<String, Acc> = HashMap::new();
             self.for_each_visit(|v| match dim {
                 Dim::Page | Dim::Event => {
@@ -758,18 +774,19 @@ impl<'a> StatsReader<'a> {
 
     /// Per UTC hour of the range, the site's totals and visitor sketch.
     fn rollup_by_hour(&self) -> Result<BTreeMap<i64, Acc>, StoreError> {
+        let (dim, value) = self.rollup_key().unwrap_or((Dim::Total, ""));
         let (first, end) = self.q.range.hours();
         let mut out: BTreeMap<i64, Acc> = BTreeMap::new();
         let mut stmt = self.conn.prepare_cached(
             "SELECT hour, pageviews, sessions, bounces, duration_ms, events, engaged_ms, engaged_n, scroll_sum
-             FROM stats_rollup WHERE site = ?1 AND dim = 0 AND hour >= ?2 AND hour < ?3",
+             FROM stats_rollup WHERE site = ?1 AND dim = ?2 AND hour >= ?3 AND hour < ?4 AND value = ?5",
         )?;
-        let mut rows = stmt.query(params![self.q.site, first, end])?;
+        let mut rows = stmt.query(params![self.q.site, dim as i64, first, end, value])?;
         while let Some(r) = rows.next()? {
             out.entry(r.get(0)?).or_default().c = counters_at(r, 1)?;
         }
-        let mut stmt = self.conn.prepare_cached("SELECT hour, sketch FROM stats_sketch WHERE site = ?1 AND dim = 0 AND hour >= ?2 AND hour < ?3")?;
-        let mut rows = stmt.query(params![self.q.site, first, end])?;
+        let mut stmt = self.conn.prepare_cached("SELECT hour, sketch FROM stats_sketch WHERE site = ?1 AND dim = ?2 AND hour >= ?3 AND hour < ?4 AND value = ?5")?;
+        let mut rows = stmt.query(params![self.q.site, dim as i64, first, end, value])?;
         while let Some(r) = rows.next()? {
             let sketch = Sketch::from_bytes(r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?);
             out.entry(r.get(0)?).or_default().visitors = sketch;
