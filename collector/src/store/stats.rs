@@ -675,7 +675,11 @@ impl<'a> StatsReader<'a> {
         };
         let mut rows: Vec<Row> = if scan {
             let mut accs: HashMap<String, Acc> = HashMap::new();
-            self.for_each_visit(|v| match dim {
+            let keep = match dim {
+                Dim::Page | Dim::Event => "steps",
+                other => other.name(),
+            };
+            self.for_each_visit_where(None, &[keep], |v| match dim {
                 Dim::Page | Dim::Event => {
                     let prefix = if dim == Dim::Page { "p:" } else { "e:" };
                     let mut seen: Vec<&str> = Vec::new();
@@ -752,7 +756,7 @@ impl<'a> StatsReader<'a> {
         let mut reached: Vec<Sketch> = vec![Sketch::default(); steps.len()];
         if let Some(first) = steps.first() {
             let token = format!("\n{}\n", first.token());
-            self.for_each_visit_where(Some(&token), |v| {
+            self.for_each_visit_where(Some(&token), &["steps"], |v| {
                 let done = stats::funnel_progress(steps, &v.steps);
                 let h = visitor_hash(&v.visitor);
                 reached.iter_mut().take(done).for_each(|s| s.insert(h));
@@ -795,12 +799,22 @@ impl<'a> StatsReader<'a> {
     }
 
     fn for_each_visit(&self, each: impl FnMut(&Visit)) -> Result<(), StoreError> {
-        self.for_each_visit_where(None, each)
+        self.for_each_visit_where(None, &[], each)
     }
 
-    /// Every visit that started in the range and meets the filters (and contains `step`, when given).
-    fn for_each_visit_where(&self, step: Option<&str>, mut each: impl FnMut(&Visit)) -> Result<(), StoreError> {
-        let mut sql = format!("SELECT {VISIT_COLUMNS} FROM stats_visits WHERE site = ? AND start >= ? AND start < ?");
+    /// Every visit that started in the range and meets the filters (and contains `step`, when given). Of the text
+    /// columns only those in `keep` are read; the others come back empty (decoding them is most of a scan's cost).
+    fn for_each_visit_where(&self, step: Option<&str>, keep: &[&str], mut each: impl FnMut(&Visit)) -> Result<(), StoreError> {
+        let columns: Vec<String> = VISIT_COLUMNS
+            .split(',')
+            .map(str::trim)
+            .map(|c| match c {
+                "sdk_session" => "NULL".to_owned(),
+                "entry_page" | "exit_page" | "referrer" | "utm_source" | "utm_medium" | "utm_campaign" | "device" | "browser" | "os" | "country" | "steps" if !keep.contains(&c) => "''".to_owned(),
+                c => c.to_owned(),
+            })
+            .collect();
+        let mut sql = format!("SELECT {} FROM stats_visits WHERE site = ? AND start >= ? AND start < ?", columns.join(", "));
         let mut args: Vec<String> = vec![self.q.site.clone(), self.q.range.start_ms.to_string(), self.q.range.end_ms.to_string()];
         for (dim, value) in &self.q.filters {
             match dim {
