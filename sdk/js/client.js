@@ -2,6 +2,8 @@
 // Tracking calls never throw into the host page: arguments are coerced, properties are turned into JSON text with
 // the browser's own JSON.stringify (fast, and a snapshot at call time), and every call is wrapped in try/catch.
 
+import { install } from "./capture.js";
+
 export const METHODS = ["track", "page", "identify", "alias", "group", "reset", "flush", "consent"];
 
 /** The option names `init` knows (camelCase; the script tag's data-* attributes map onto them). */
@@ -25,6 +27,12 @@ export function encodeOptions(options) {
     .filter((k) => options[k] != null)
     .map((k) => k + "=" + String(Array.isArray(options[k]) ? options[k].join(",") : options[k]).replace(/[\r\n]/g, " "))
     .join("\n");
+}
+
+/** Starts the module with `options` and installs the DOM listeners; throws only for invalid options. */
+export function start(w, options) {
+  install(w, w.init(encodeOptions(options)));
+  return bind(w);
 }
 
 /** The public functions, calling into the module's exports `w`. */

@@ -1,7 +1,7 @@
 // The npm package's ES module entry: the same functions as the script tag, plus init(options).
 // Calls made before init() has finished are queued and replayed in order.
 import load, * as w from "../dist/glue/footprint_sdk.js";
-import { METHODS, OPTIONS, bind, encodeOptions } from "./client.js";
+import { METHODS, OPTIONS, start } from "./client.js";
 
 let queue = [];
 let api = null;
@@ -44,8 +44,7 @@ export function init(options) {
   if (!known.writeKey) throw invalid("missing_write_key", "writeKey");
   if (known.collector == null && typeof location !== "undefined") known.collector = location.origin;
   started = load(options.wasmUrl ? { module_or_path: options.wasmUrl } : undefined).then(() => {
-    w.init(encodeOptions(known));
-    api = bind(w);
+    api = start(w, known);
     const q = queue;
     queue = null;
     q.forEach((call) => api[call[0]].apply(null, call[1]));

@@ -2,7 +2,7 @@
 // Takes over the stub's queue (window.footprint.q), loads the content-hashed .wasm next to this file, starts the
 // SDK from the data-* attributes, then replays the queued calls in order.
 import load, * as w from "../dist/glue/footprint_sdk.js";
-import { METHODS, OPTIONS, bind, encodeOptions } from "./client.js";
+import { METHODS, OPTIONS, start } from "./client.js";
 
 (function () {
   const script = document.currentScript;
@@ -21,8 +21,7 @@ import { METHODS, OPTIONS, bind, encodeOptions } from "./client.js";
   });
   load({ module_or_path: new URL(__FOOTPRINT_WASM__, script.src) })
     .then(() => {
-      w.init(encodeOptions(options));
-      const api = bind(w);
+      const api = start(w, options);
       Object.assign(fp, api);
       delete fp.q;
       queue.forEach((call) => api[call[0]].apply(null, call[1]));

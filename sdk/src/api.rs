@@ -1,20 +1,25 @@
-//! The module's only `#[wasm_bindgen]` exports. `js/client.js` wraps them into the public API (it stringifies
-//! properties and traits with the browser's native `JSON.stringify` and catches everything), so these take text.
+//! The module's only `#[wasm_bindgen]` exports. `js/client.js` wraps the public ones into the API (it stringifies
+//! properties and traits with the browser's native `JSON.stringify` and catches everything), so these take text;
+//! `js/capture.js` calls the capture ones (`navigated`, `click`, …) from its DOM listeners.
 
 use crate::browser::{self, call, with};
 use crate::consent::Update;
+use crate::navigation::Trigger;
+use crate::tracker::{Click, FormSubmit};
 use wasm_bindgen::prelude::*;
 
 /// Starts the SDK. `options` is `name=value` lines (`writeKey=wk_demo\ncollector=https://…`). Invalid options are
-/// the only error the SDK raises: an `Error` whose `code` names the problem (`missing_write_key`, …).
+/// the only error the SDK raises: an `Error` whose `code` names the problem (`missing_write_key`, …). Returns what
+/// `js/capture.js` should listen for: 1 page views, 2 clicks, 4 forms, 8 engagement.
 #[wasm_bindgen]
-pub fn init(options: &str) -> Result<(), JsValue> {
+pub fn init(options: &str) -> Result<u32, JsValue> {
     let pairs: Vec<(String, String)> =
         options.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
     match crate::options::parse(&pairs) {
         Ok(o) => {
+            let c = o.capture;
             browser::start(o);
-            Ok(())
+            Ok(u32::from(c.pageviews) | u32::from(c.clicks) << 1 | u32::from(c.forms) << 2 | u32::from(c.engagement) << 3)
         }
         Err(e) => {
             let mut message = String::from("footprint: invalid option ");
@@ -62,6 +67,54 @@ pub fn reset() {
 #[wasm_bindgen]
 pub fn flush() {
     with(&mut |rt| rt.flush());
+}
+
+/// The URL may have changed: 0 `pushState`, 1 `replaceState`, 2 `popstate`, 3 `hashchange`.
+#[wasm_bindgen]
+pub fn navigated(trigger: u8) {
+    let trigger = match trigger {
+        0 => Trigger::PushState,
+        1 => Trigger::ReplaceState,
+        2 => Trigger::PopState,
+        _ => Trigger::HashChange,
+    };
+    let Some(window) = web_sys::window() else { return };
+    let mut page = Some(browser::current_page(&window));
+    call(&mut |t, dev| t.navigated(dev, page.take().unwrap_or_default(), trigger));
+}
+
+/// A click on a link or button (`href` only for links; never an input's value).
+#[wasm_bindgen]
+pub fn click(selector: String, text: String, tag: String, href: Option<String>, download: bool) {
+    let mut click = Some(Click { selector, tag, text, href, download_attribute: download });
+    call(&mut |t, dev| {
+        if let Some(c) = click.take() {
+            t.clicked(dev, &c);
+        }
+    });
+}
+
+/// A form submission (no field values).
+#[wasm_bindgen]
+pub fn submit(selector: String, id: String, action: String, method: String) {
+    let form = FormSubmit { selector, id, action, method };
+    call(&mut |t, dev| t.form_submitted(dev, &form));
+}
+
+#[wasm_bindgen]
+pub fn hidden() {
+    with(&mut |rt| rt.hidden());
+}
+
+#[wasm_bindgen]
+pub fn shown() {
+    call(&mut |t, dev| t.shown(crate::tracker::Device::now(dev)));
+}
+
+/// The viewport's bottom edge and the document height, in CSS pixels.
+#[wasm_bindgen]
+pub fn scrolled(bottom: f64, height: f64) {
+    with(&mut |rt| rt.tracker.scrolled(bottom, height));
 }
 
 #[wasm_bindgen]

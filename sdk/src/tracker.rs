@@ -3,7 +3,6 @@
 //! `Device` on the real Web APIs and carries out the sends this module prepares.
 
 use crate::consent::{from_record, Consent, Update};
-use crate::element::Step;
 use crate::navigation::{Navigation, Trigger};
 use crate::options::Options;
 use crate::queue::{Outbox, StorageOp, STORED_BATCH_PREFIX};
@@ -55,11 +54,13 @@ pub struct Environment {
     pub gpc: bool,
 }
 
-/// A clicked link or button, as the browser layer saw it.
+/// A clicked link or button, as the page's capture code saw it.
 #[derive(Debug, Clone, Default)]
 pub struct Click {
-    /// Ancestors from the element up, for the selector.
-    pub path: Vec<Step>,
+    /// A stable CSS selector of the element.
+    pub selector: String,
+    /// Lower-case tag name.
+    pub tag: String,
     pub text: String,
     /// The link's absolute `href`, for links.
     pub href: Option<String>,
@@ -69,7 +70,8 @@ pub struct Click {
 /// A submitted form.
 #[derive(Debug, Clone, Default)]
 pub struct FormSubmit {
-    pub path: Vec<Step>,
+    pub selector: String,
+    pub id: String,
     pub action: String,
     pub method: String,
 }
@@ -353,11 +355,9 @@ impl Tracker {
         }
         let origin = url::parts(&self.page.url).origin.to_owned();
         let mut props = String::from("{");
-        json::push_member(&mut props, "selector", &crate::element::selector(&click.path));
+        json::push_member(&mut props, "selector", &truncate(click.selector.clone(), crate::element::MAX_SELECTOR_CHARS));
         json::push_member(&mut props, "text", &crate::element::short_text(&click.text));
-        if let Some(tag) = click.path.first() {
-            json::push_member(&mut props, "tag", &tag.tag);
-        }
+        json::push_member(&mut props, "tag", &truncate(click.tag.clone(), 16));
         let mut event = "Element Clicked";
         if let Some(href) = &click.href {
             let clean = self.clean_url(href);
@@ -382,11 +382,9 @@ impl Tracker {
             return;
         }
         let mut props = String::from("{");
-        json::push_member(&mut props, "selector", &crate::element::selector(&form.path));
-        if let Some(step) = form.path.first() {
-            if !step.id.is_empty() {
-                json::push_member(&mut props, "id", &crate::element::short_text(&step.id));
-            }
+        json::push_member(&mut props, "selector", &truncate(form.selector.clone(), crate::element::MAX_SELECTOR_CHARS));
+        if !form.id.is_empty() {
+            json::push_member(&mut props, "id", &crate::element::short_text(&form.id));
         }
         json::push_member(&mut props, "action", &self.clean_url(&form.action));
         json::push_member(&mut props, "method", &form.method.to_ascii_lowercase());

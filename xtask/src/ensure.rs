@@ -17,3 +17,26 @@ pub fn npm_packages() -> anyhow::Result<()> {
     }
     run_step("npm ci (test and build tools from package-lock.json)", Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&root))
 }
+
+/// Debian's Chromium for the browser tests: `apt-get install chromium` (as root) when `/usr/bin/chromium` is missing.
+pub fn chromium() -> anyhow::Result<()> {
+    if std::path::Path::new(CHROMIUM).exists() {
+        return Ok(());
+    }
+    run_step("apt-get update", Command::new("apt-get").arg("update"))?;
+    run_step("apt-get install chromium (browser tests)", Command::new("apt-get").args(["install", "-y", "--no-install-recommends", "chromium"]).env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Where Debian's Chromium lives; the browser tests launch it through playwright-core.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The `wasm32-unknown-unknown` standard library, for the browser SDK: `rustup target add` when it is missing.
+pub fn wasm_target() -> anyhow::Result<()> {
+    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output().map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-unknown-unknown"));
+    match installed {
+        Ok(true) => Ok(()),
+        Ok(false) => run_step("rustup target add wasm32-unknown-unknown", Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"])),
+        // No rustup (a distribution toolchain): let cargo say whether the target is there.
+        Err(_) => Ok(()),
+    }
+}

@@ -1,10 +1,11 @@
-//! The only code that touches Web APIs. It reads the page, installs the listeners (`capture`), runs the one timer,
-//! and carries out the sends the tracker prepares (`transport`). All state lives in one [`Runtime`] per page.
+//! The only Rust code that touches Web APIs. It reads the page, runs the one timer, and carries out the sends the
+//! tracker prepares (`transport`). All state lives in one [`Runtime`] per page. The DOM listeners are in
+//! `js/capture.js` (a few hundred bytes of JS instead of kilobytes of closures and bindings in the module); they
+//! call the exports in `api.rs`, which land here.
 //!
 //! Nothing here may throw into the host page: Web API errors are ignored, and a call that arrives while the runtime
 //! is busy (re-entrancy) is dropped rather than panicking.
 
-mod capture;
 mod device;
 mod transport;
 
@@ -49,7 +50,6 @@ pub fn start(options: Options) {
     let visible = document.as_ref().is_none_or(|d| !d.hidden());
     let mut dev = BrowserDevice::new(&window);
     let endpoint = format_endpoint(&options.collector);
-    let capture = options.capture;
     let tracker = Tracker::start(options, env, current_page(&window), visible, &mut dev);
     let on_timer = Closure::<dyn FnMut()>::new(|| {
         with(&mut |rt| {
@@ -62,7 +62,6 @@ pub fn start(options: Options) {
     RUNTIME.with(|r| {
         *r.borrow_mut() = Some(Runtime { tracker, dev, window: window.clone(), endpoint, timer: None, on_timer, flush_requested: false });
     });
-    capture::install(&window, capture);
     with(&mut |rt| rt.pump(Send::Now));
 }
 
@@ -169,7 +168,7 @@ impl Runtime {
     }
 
     /// The page is going out of sight (or away): the rest leaves by beacon.
-    fn hidden(&mut self) {
+    pub fn hidden(&mut self) {
         let online = self.window.navigator().on_line();
         let navigator = self.window.navigator();
         let endpoint = &self.endpoint;

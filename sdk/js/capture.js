@@ -1,0 +1,72 @@
+// Automatic capture: the DOM listeners. They only read the page and call the module's capture exports; every
+// decision (what is a page view, outbound link or download, what to scrub, what consent allows) is made in Rust.
+// Listeners are passive and in the capture phase: they never delay or cancel the page's handlers or navigation.
+const CLICKABLE = "a,button,[role=button],input[type=submit],input[type=button]";
+
+// Ids and classes that look generated (CSS-in-JS hashes, framework ids) change between builds: left out.
+const stable = (n) => /^[A-Za-z_-][\w-]{0,31}$/.test(n) && !/\d.*\d.*\d/.test(n) && !/^(css|sc)-/.test(n);
+
+/** A stable selector: up to 4 steps up, stopping at an element with a stable id. */
+export function selector(el) {
+  const parts = [];
+  for (let i = 0; el && i < 4; i++, el = el.parentElement) {
+    const tag = el.tagName.toLowerCase();
+    if (tag === "html" || tag === "body") break;
+    if (stable(el.id)) {
+      parts.unshift(tag + "#" + el.id);
+      break;
+    }
+    let part = tag;
+    (el.getAttribute("class") || "").split(/\s+/).filter(stable).slice(0, 2).forEach((c) => (part += "." + c));
+    const same = el.parentElement ? Array.prototype.filter.call(el.parentElement.children, (s) => s.tagName === el.tagName) : [];
+    if (same.length > 1) part += ":nth-of-type(" + (same.indexOf(el) + 1) + ")";
+    parts.unshift(part);
+  }
+  return parts.join(" > ");
+}
+
+/** Installs the listeners `flags` asks for (1 page views, 2 clicks, 4 forms, 8 engagement); `w` is the module. */
+export function install(w, flags) {
+  const on = (target, name, f) =>
+    target.addEventListener(
+      name,
+      (e) => {
+        try {
+          f(e);
+        } catch (_) {}
+      },
+      { capture: true, passive: true },
+    );
+  if (flags & 2)
+    on(document, "click", (e) => {
+      const el = e.target && e.target.closest && e.target.closest(CLICKABLE);
+      if (!el) return;
+      const tag = el.tagName.toLowerCase();
+      // Never an input's value: for inputs only their accessible label.
+      const text = tag === "input" ? el.getAttribute("aria-label") || el.title : el.textContent;
+      const link = tag === "a" && el.hasAttribute("href");
+      w.click(selector(el), (text || "").slice(0, 1000), tag, link ? el.href : undefined, link && el.hasAttribute("download"));
+    });
+  if (flags & 4)
+    on(document, "submit", (e) => {
+      const f = e.target;
+      if (f instanceof HTMLFormElement) w.submit(selector(f), f.id, f.action, f.method);
+    });
+  // Navigations are followed even without page-view capture: events must carry the current page.
+  ["pushState", "replaceState"].forEach((name, trigger) => {
+    const original = history[name];
+    history[name] = function () {
+      const result = original.apply(this, arguments);
+      try {
+        w.navigated(trigger);
+      } catch (_) {}
+      return result;
+    };
+  });
+  on(window, "popstate", () => w.navigated(2));
+  on(window, "hashchange", () => w.navigated(3));
+  on(document, "visibilitychange", () => (document.hidden ? w.hidden() : w.shown()));
+  on(window, "pagehide", () => w.hidden());
+  on(window, "online", () => w.flush());
+  if (flags & 8) on(window, "scroll", () => w.scrolled(scrollY + innerHeight, document.documentElement.scrollHeight));
+}
