@@ -41,6 +41,7 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     hmac_key: Option<String>,
     pii_fields: Option<Vec<String>>,
+    identity_resolution: Option<bool>,
 }
 
 /// Whether the site asks visitors before anything identifying is kept (`required`, the EU default) or not.
@@ -122,6 +123,8 @@ pub struct Config {
     pub hmac_key: Option<Secret>,
     /// Trait and property keys whose values are stored only as keyed hashes.
     pub pii_fields: Vec<String>,
+    /// Resolve consented events into profiles at ingest (default on; off only to measure what it costs).
+    pub identity_resolution: bool,
 }
 
 impl Config {
@@ -199,6 +202,7 @@ impl Config {
                 key => key.map(Secret::new),
             },
             pii_fields: file.pii_fields.unwrap_or_else(|| vec!["email".into(), "phone".into()]),
+            identity_resolution: file.identity_resolution.unwrap_or(true),
         })
     }
 

@@ -102,6 +102,8 @@ pub struct PrivacyFacts<'a> {
     pub pseudonymizer: &'a Pseudonymizer,
     /// Trait and property keys whose values are stored only as keyed hashes (`email`, `phone` by default).
     pub pii_fields: &'a [String],
+    /// Resolve identities (off only for measurements).
+    pub identity_resolution: bool,
     /// Whether an identifier (as stored: email/phone hashed) belongs to an erased person.
     pub is_suppressed: &'a (dyn Fn(&Identifier) -> bool + Sync),
 }
@@ -246,7 +248,7 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
             (None, Some(u)) => format!("u:{u}"),
             (None, None) => unreachable!("validation requires an identity with analytics consent"),
         };
-        (visitor, Some(identity), traits)
+        (visitor, privacy.identity_resolution.then_some(identity), traits)
     } else {
         event.anonymous_id = None;
         event.user_id = None;
@@ -494,6 +496,7 @@ mod tests {
                 salt: [7; 16],
                 pseudonymizer: &PSEUDONYMIZER,
                 pii_fields: &PII,
+                identity_resolution: true,
                 is_suppressed: &nothing_suppressed,
             },
         }

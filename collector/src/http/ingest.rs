@@ -157,6 +157,7 @@ async fn ingest(req: Request<Incoming>, route: Route, state: &AppState, peer: So
             salt,
             pseudonymizer: &state.pseudonymizer,
             pii_fields: &state.config.pii_fields,
+            identity_resolution: state.config.identity_resolution,
             is_suppressed: &is_suppressed,
         },
     };
