@@ -53,7 +53,9 @@ pub fn start(options: Options) {
     let tracker = Tracker::start(options, env, current_page(&window), visible, &mut dev);
     let on_timer = Closure::<dyn FnMut()>::new(|| {
         with(&mut |rt| {
+            // The timer was armed for the oldest waiting event's deadline (or a retry): send now.
             rt.timer = None;
+            rt.flush_requested = true;
             rt.pump(Send::Now);
         })
     })

@@ -1,0 +1,264 @@
+// The browser SDK in real headless Chromium against the real collector, checked by what the collector stored
+// (issue 3, item 6). Run by `cargo xtask test` after `cargo xtask build-sdk` (node --test tests/browser/).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { contextFor, events, launch, pageHtml, query, ready, startCollector, until } from "./harness.mjs";
+
+let browser;
+before(async () => {
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+});
+
+/** Runs `body` with a fresh collector and a browser context serving `html` under /t/. */
+async function withSdk(html, body, contextOptions = {}) {
+  const collector = await startCollector();
+  const context = await contextFor(browser, collector.url, html, contextOptions);
+  const errors = [];
+  try {
+    const page = await context.newPage();
+    page.on("pageerror", (e) => errors.push(String(e)));
+    await body({ collector, context, page, base: collector.url });
+    assert.deepEqual(errors, [], "no exception reached the page");
+  } finally {
+    await context.close();
+    await collector.stop();
+  }
+}
+
+const named = (db, name) => events(db, `name = '${name}'`);
+const noDuplicates = (rows) => assert.equal(new Set(rows.map((r) => r.message_id)).size, rows.length, "no duplicate messageId");
+
+test("page views: the initial load and SPA navigations, each once", async () => {
+  await withSdk(() => pageHtml({ data: { "flush-interval": "100" } }), async ({ collector, page, base }) => {
+    await page.goto(`${base}/t/home?utm_source=news&email=a%40b.example`);
+    await ready(page);
+    await page.evaluate(() => {
+      history.replaceState({}, "", location.href); // same URL: not a page view
+      history.pushState({}, "", "/t/products");
+      history.pushState({}, "", "/t/products"); // same URL again: not a page view
+      history.replaceState({}, "", "/t/products");
+      history.pushState({}, "", "/t/products/42");
+      location.hash = "reviews"; // an anchor, not a route
+    });
+    await page.goBack(); // popstate back to /t/products/42 (the hash step)
+    await page.goBack(); // popstate to /t/products
+    const rows = await until(() => {
+      const r = events(collector.db, "type = 'page'");
+      return r.length >= 4 && r;
+    });
+    await page.evaluate(() => footprint.flush());
+    await new Promise((r) => setTimeout(r, 300)); // a window for an unwanted duplicate to arrive (not a readiness wait)
+    const all = events(collector.db, "type = 'page'");
+    assert.deepEqual(all.map((e) => e.path), ["/t/home", "/t/products", "/t/products/42", "/t/products"]);
+    noDuplicates(all);
+    assert.equal(rows[0].url, `${base}/t/home?utm_source=news`, "the e-mail parameter is scrubbed");
+    assert.equal(rows[0].utm_source, "news");
+    assert.equal(rows[1].referrer, `${base}/t/home?utm_source=news`, "the previous view is the referrer");
+  });
+});
+
+test("clicks, outbound links and downloads; navigation still happens", async () => {
+  const body = `
+    <button id="buy" class="btn primary">Buy   now</button>
+    <nav id="top"><a id="internal" href="/t/about">About</a>
+    <a class="ext" href="http://outbound.test/landing?token=secret">Elsewhere</a>
+    <a id="file" href="/t/files/report.pdf" download>Report</a></nav>
+    <form id="signup" action="/t/join?email=x%40y.example" method="post" onsubmit="event.preventDefault()">
+      <input name="email" value="private@example.com"><button type="submit">Join</button></form>`;
+  await withSdk(
+    () => pageHtml({ data: { "flush-interval": "100" }, body }),
+    async ({ collector, context, page, base }) => {
+      await context.route("http://outbound.test/**", (r) => r.fulfill({ status: 200, contentType: "text/html", body: "<p>outbound</p>" }));
+      await page.goto(`${base}/t/shop`);
+      await ready(page);
+      await page.click("#buy");
+      await page.click("#file");
+      await page.click("form button");
+      await until(() => named(collector.db, "Form Submitted").length === 1);
+      await page.click("a.ext");
+      await page.waitForURL("http://outbound.test/**");
+      const outbound = await until(() => named(collector.db, "Outbound Link Clicked")[0], 10_000, "the outbound click");
+      assert.equal(outbound.properties.href, "http://outbound.test/landing", "token scrubbed");
+      assert.equal(outbound.properties.selector, "nav#top > a.ext:nth-of-type(2)");
+      const click = named(collector.db, "Element Clicked")[0];
+      assert.deepEqual(click.properties, { selector: "button#buy", text: "Buy now", tag: "button" });
+      const download = named(collector.db, "File Downloaded")[0];
+      assert.equal(download.properties.extension, "pdf");
+      assert.equal(download.properties.href, `${base}/t/files/report.pdf`);
+      const form = named(collector.db, "Form Submitted")[0];
+      assert.deepEqual(form.properties, { selector: "form#signup", id: "signup", action: `${base}/t/join`, method: "post" });
+      const stored = JSON.stringify(query(collector.db, "SELECT * FROM events"));
+      assert.ok(!stored.includes("private@example.com"), "input values never leave the page");
+    },
+  );
+});
+
+test("consent required and denied: no storage writes, no identifier in any stored event", async () => {
+  await withSdk(() => pageHtml({ data: { consent: "required", "flush-interval": "100" }, body: "<button id=b>B</button>" }), async ({ collector, page, base }) => {
+    await page.goto(`${base}/t/private`);
+    await ready(page);
+    await page.evaluate(() => {
+      footprint.consent({ analytics: false, marketing: false });
+      footprint.identify("user-1", { email: "a@b.example" });
+      footprint.track("Denied Event", { n: 1 });
+      footprint.reset();
+      footprint.flush();
+    });
+    await page.click("#b");
+    // Everything the page sent reached the collector: stored, or quarantined if the collector refuses anonymous events.
+    const arrived = () => query(collector.db, "SELECT count(*) AS n FROM events").concat(query(collector.db, "SELECT count(*) AS n FROM quarantine"));
+    await until(() => arrived().reduce((t, r) => t + r.n, 0) >= 4, 10_000, "page, consent, track and click events");
+    const storage = await page.evaluate(async () => ({
+      local: localStorage.length,
+      session: sessionStorage.length,
+      cookie: document.cookie,
+      idb: indexedDB.databases ? (await indexedDB.databases()).length : 0,
+    }));
+    assert.deepEqual(storage, { local: 0, session: 0, cookie: "", idb: 0 });
+    const rows = events(collector.db);
+    for (const e of rows) {
+      assert.equal(e.anonymous_id, null);
+      assert.equal(e.user_id, null);
+      assert.equal(e.context.consent.categoryPreferences.analytics, false);
+      assert.equal(e.context.cookieless, true);
+      assert.equal(e.session_id, null);
+    }
+    const quarantined = JSON.stringify(query(collector.db, "SELECT payload FROM quarantine"));
+    assert.ok(!quarantined.includes("anonymousId") && !quarantined.includes("user-1"), "nor in a quarantined one");
+    assert.ok(!JSON.stringify(rows).includes("user-1"), "identify waits for consent");
+  });
+});
+
+test("consent granted: the anonymous ID is stored and reused after a reload", async () => {
+  await withSdk(() => pageHtml({ data: { consent: "required", "flush-interval": "100" } }), async ({ collector, page, base }) => {
+    await page.goto(`${base}/t/a`);
+    await ready(page);
+    await page.evaluate(() => {
+      footprint.consent({ analytics: true });
+      footprint.track("Before Reload");
+    });
+    const stored = await page.evaluate(() => localStorage.getItem("fp_id"));
+    assert.match(stored, /^[0-9a-f-]{36}\.\d+$/);
+    const id = stored.split(".")[0];
+    await until(() => named(collector.db, "Before Reload").length === 1);
+    await page.reload();
+    await ready(page);
+    await page.evaluate(() => footprint.track("After Reload"));
+    const after = await until(() => named(collector.db, "After Reload")[0]);
+    assert.equal(named(collector.db, "Before Reload")[0].anonymous_id, id);
+    assert.equal(after.anonymous_id, id, "same ID after the reload, without a new consent() call");
+    assert.equal(after.context.consent.source, "stored");
+    assert.ok(after.session_id, "a session ID with consent");
+  });
+});
+
+test("Global Privacy Control keeps marketing off", async () => {
+  await withSdk(() => pageHtml({ data: { consent: "implied", "flush-interval": "100" } }), async ({ collector, context, page, base }) => {
+    await context.addInitScript(() => Object.defineProperty(Navigator.prototype, "globalPrivacyControl", { get: () => true }));
+    await page.goto(`${base}/t/gpc?gclid=ad-click-id`);
+    await ready(page);
+    await page.evaluate(() => {
+      footprint.consent({ analytics: true, marketing: true });
+      footprint.track("With GPC");
+    });
+    const e = await until(() => named(collector.db, "With GPC")[0]);
+    assert.equal(e.context.consent.gpc, true);
+    assert.equal(e.context.consent.categoryPreferences.marketing, false);
+    assert.equal(e.context.consent.categoryPreferences.analytics, true);
+    assert.ok(!e.url.includes("gclid"), "ad click IDs are scrubbed without marketing consent");
+  });
+});
+
+test("offline, then online: everything is delivered", async () => {
+  await withSdk(() => pageHtml({ data: { "flush-interval": "50" } }), async ({ collector, context, page, base }) => {
+    await page.goto(`${base}/t/offline`);
+    await ready(page);
+    await until(() => events(collector.db, "type = 'page'").length === 1);
+    let failed = 0;
+    page.on("requestfailed", (r) => r.url().includes("/v1/batch") && failed++);
+    await context.setOffline(true);
+    await page.evaluate(() => {
+      for (let i = 0; i < 25; i++) footprint.track("Offline " + i);
+    });
+    await until(() => failed >= 1, 10_000, "a failed send while offline");
+    assert.equal(named(collector.db, "Offline 0").length, 0);
+    await context.setOffline(false); // fires "online": the SDK retries at once
+    const rows = await until(() => {
+      const r = events(collector.db, "name LIKE 'Offline %'");
+      return r.length >= 25 && r;
+    }, 15_000, "the offline events");
+    assert.equal(rows.length, 25);
+    noDuplicates(rows);
+  });
+});
+
+test("a page load with a queued backlog delivers it once", async () => {
+  await withSdk(() => pageHtml({ data: { consent: "implied", "flush-interval": "50" } }), async ({ collector, context, base }) => {
+    let page = await context.newPage();
+    await page.goto(`${base}/t/backlog`);
+    await ready(page);
+    await until(() => events(collector.db, "type = 'page'").length === 1);
+    let failed = 0;
+    page.on("requestfailed", (r) => r.url().includes("/v1/batch") && failed++);
+    await context.setOffline(true);
+    await page.evaluate(() => {
+      for (let i = 0; i < 10; i++) footprint.track("Backlog " + i);
+    });
+    await until(() => failed >= 1, 10_000, "a failed send");
+    const keys = await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith("fp_q.")));
+    assert.equal(keys.length, 1, "the batch waits on the device");
+    await page.close(); // offline: no beacon; the batch stays on the device
+    await context.setOffline(false);
+    page = await context.newPage();
+    await page.goto(`${base}/t/backlog`);
+    await ready(page);
+    const rows = await until(() => {
+      const r = events(collector.db, "name LIKE 'Backlog %'");
+      return r.length >= 10 && r;
+    }, 15_000, "the backlog");
+    await until(() => page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith("fp_q.")).length === 0), 5_000, "the device copy removed");
+    assert.equal(events(collector.db, "name LIKE 'Backlog %'").length, 10, "delivered once");
+    noDuplicates(rows);
+  });
+});
+
+test("a burst of 3,000 track() calls: exactly 3,000 stored, no duplicates", async () => {
+  await withSdk(() => pageHtml(), async ({ collector, page, base }) => {
+    await page.goto(`${base}/t/burst`);
+    await ready(page);
+    await page.evaluate(() => {
+      for (let i = 0; i < 3000; i++) footprint.track("Burst", { i });
+    });
+    const rows = await until(() => {
+      const r = query(collector.db, "SELECT count(*) AS n, count(DISTINCT message_id) AS d FROM events WHERE name = 'Burst'")[0];
+      return r.n >= 3000 && r;
+    }, 30_000, "3,000 burst events");
+    assert.deepEqual(rows, { n: 3000, d: 3000 });
+    const seen = query(collector.db, "SELECT count(DISTINCT json_extract(properties, '$.i')) AS n FROM events WHERE name = 'Burst'")[0].n;
+    assert.equal(seen, 3000, "every call, not just 3,000 rows");
+  });
+});
+
+test("page hide mid-batch: the rest leaves by beacon", async () => {
+  // A long flush interval and a large batch size: nothing is sent by fetch before the page goes away.
+  await withSdk(() => pageHtml({ data: { "flush-interval": "600000", "batch-size": "500" } }), async ({ collector, page, base }) => {
+    const fetches = [];
+    page.on("request", (r) => r.url().includes("/v1/batch") && fetches.push(r.resourceType()));
+    await page.goto(`${base}/t/leaving`);
+    await ready(page);
+    await page.evaluate(() => {
+      for (let i = 0; i < 7; i++) footprint.track("Leaving " + i);
+    });
+    await page.goto("about:blank");
+    const rows = await until(() => {
+      const r = events(collector.db, "name LIKE 'Leaving %'");
+      return r.length >= 7 && r;
+    }, 10_000, "the events sent on page hide");
+    assert.equal(rows.length, 7);
+    assert.equal(events(collector.db, "type = 'page'").length, 1, "the page view went in the same beacon");
+    assert.ok(!fetches.includes("fetch"), `no fetch before the page hid: ${fetches}`);
+  });
+});
