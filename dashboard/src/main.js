@@ -313,7 +313,7 @@ async function lookup(type, value, out) {
   const more = h('button', { class: 'link' }, 'Load more');
   out.replaceChildren(h('section', { class: 'card profile', 'data-profile': p.id },
     h('div', { class: 'head' }, h('h2', null, `Profile #${p.id}`), h('span', { class: 'muted' }, `first seen ${dateTime(p.first_seen)} · last seen ${dateTime(p.last_seen)} · ${num(p.sessions ?? 0)} visits · ${num(p.events ?? 0)} events`)),
-    h('div', { class: 'cols' }, h('div', null, h('h3', null, 'Identifiers'), h('ul', { class: 'ids' }, ids)), h('div', null, h('h3', null, 'Traits'), kv(p.traits)),
+    h('div', { class: 'cols' }, h('div', null, h('h3', null, 'Identifiers'), h('ul', { class: 'ids' }, ids)), h('div', null, h('h3', null, 'Traits'), Object.keys(p.traits || {}).length ? kv(p.traits) : h('p', { class: 'muted' }, 'No traits.')),
       h('div', null, h('h3', null, 'Consent'), consentRows.length ? h('ul', { class: 'ids' }, consentRows.map((c) => h('li', null, dateTime(c.at), ' · ', granted(c.categories), c.source ? ` · ${c.source}` : ''))) : p.consent ? h('p', null, `${granted(p.consent.categories)} (as of ${dateTime(p.consent.as_of)})`) : h('p', { class: 'muted' }, 'No consent recorded.'))),
     h('h3', null, 'Timeline'), timeline, more));
   let cursor = '';
