@@ -405,8 +405,8 @@ mod tests {
     }
 }
 
-/// For `cargo xtask run`: when the collector starts with the default settings on an empty data directory, fill
-/// the demo site with a month of traffic once it answers, so the dashboard is not empty on first look.
+/// For `cargo xtask run`, before the collector starts: when it will start with the default settings on an empty
+/// data directory, fill the demo site with a month of traffic once it answers, so the dashboard is not empty.
 pub fn seed_in_background(serve_args: &[String]) {
     let custom = serve_args.iter().any(|a| a.starts_with("--config") || a.starts_with("--data-dir"))
         || std::env::var_os("FOOTPRINT_CONFIG").is_some()

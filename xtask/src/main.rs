@@ -75,8 +75,8 @@ fn run(serve_args: &[String]) -> anyhow::Result<()> {
     run_step("build the collector (release)", cargo().args(["build", "--release", "-p", "footprint-collector"]))?;
     let binary = target_dir().join("release/footprint");
     eprintln!("==> {} serve {}", binary.display(), serve_args.join(" "));
-    let mut collector = Command::new(&binary).arg("serve").args(serve_args).current_dir(root()).spawn().context("cannot start the collector")?;
     demo_data::seed_in_background(serve_args);
+    let mut collector = Command::new(&binary).arg("serve").args(serve_args).current_dir(root()).spawn().context("cannot start the collector")?;
     let status = collector.wait()?;
     if !status.success() {
         bail!("the collector exited with {status}");
