@@ -457,14 +457,6 @@ fn write_deltas(conn: &Connection, deltas: Deltas) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Forgets a visitor's visits (erasure). Rollup counts and sketches hold no visitor keys and stay.
-#[allow(dead_code)] // called by the erasure path
-pub fn forget_visitor(conn: &Connection, site: &str, visitor: &str) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM stats_visits WHERE site = ?1 AND visitor = ?2", params![site, visitor])?;
-    conn.execute("DELETE FROM stats_open WHERE site = ?1 AND visitor = ?2", params![site, visitor])?;
-    Ok(())
-}
-
 // ----- reading ---------------------------------------------------------------------------------------------------
 
 /// A read-only connection for stats queries.
