@@ -3,6 +3,7 @@
 // the browser's own JSON.stringify (fast, and a snapshot at call time), and every call is wrapped in try/catch.
 
 import { install } from "./capture.js";
+import { connect } from "./host.js";
 
 export const METHODS = ["track", "page", "identify", "alias", "group", "reset", "flush", "consent"];
 
@@ -31,7 +32,17 @@ export function encodeOptions(options) {
 
 /** Starts the module with `options` and installs the DOM listeners; throws only for invalid options. */
 export function start(w, options) {
-  install(w, w.init(encodeOptions(options)));
+  connect(w);
+  let flags;
+  try {
+    flags = w.init(encodeOptions(options));
+  } catch (thrown) {
+    const [code, option] = String(thrown).split(":");
+    const e = new Error("footprint: invalid option " + option + " (" + code + ")");
+    e.code = code;
+    throw e;
+  }
+  install(w, flags);
   return bind(w);
 }
 

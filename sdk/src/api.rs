@@ -9,8 +9,9 @@ use crate::tracker::{Click, FormSubmit};
 use wasm_bindgen::prelude::*;
 
 /// Starts the SDK. `options` is `name=value` lines (`writeKey=wk_demo\ncollector=https://…`). Invalid options are
-/// the only error the SDK raises: an `Error` whose `code` names the problem (`missing_write_key`, …). Returns what
-/// `js/capture.js` should listen for: 1 page views, 2 clicks, 4 forms, 8 engagement.
+/// the only error the SDK raises: the thrown value is `code:option` (`missing_write_key:writeKey`), which
+/// `js/client.js` turns into an `Error` with a `code`. Returns what `js/capture.js` should listen for: 1 page views,
+/// 2 clicks, 4 forms, 8 engagement.
 #[wasm_bindgen]
 pub fn init(options: &str) -> Result<u32, JsValue> {
     let pairs: Vec<(String, String)> =
@@ -22,14 +23,10 @@ pub fn init(options: &str) -> Result<u32, JsValue> {
             Ok(u32::from(c.pageviews) | u32::from(c.clicks) << 1 | u32::from(c.forms) << 2 | u32::from(c.engagement) << 3)
         }
         Err(e) => {
-            let mut message = String::from("footprint: invalid option ");
-            message.push_str(&e.option);
-            message.push_str(" (");
-            message.push_str(e.code);
-            message.push(')');
-            let error = js_sys::Error::new(&message);
-            let _ = js_sys::Reflect::set(&error, &JsValue::from_str("code"), &JsValue::from_str(e.code));
-            Err(error.into())
+            let mut thrown = String::from(e.code);
+            thrown.push(':');
+            thrown.push_str(&e.option);
+            Err(JsValue::from_str(&thrown))
         }
     }
 }
@@ -78,8 +75,7 @@ pub fn navigated(trigger: u8) {
         2 => Trigger::PopState,
         _ => Trigger::HashChange,
     };
-    let Some(window) = web_sys::window() else { return };
-    let mut page = Some(browser::current_page(&window));
+    let mut page = Some(browser::current_page());
     call(&mut |t, dev| t.navigated(dev, page.take().unwrap_or_default(), trigger));
 }
 
@@ -99,6 +95,18 @@ pub fn click(selector: String, text: String, tag: String, href: Option<String>, 
 pub fn submit(selector: String, id: String, action: String, method: String) {
     let form = FormSubmit { selector, id, action, method };
     call(&mut |t, dev| t.form_submitted(dev, &form));
+}
+
+/// The answer to a send (`js/host.js`): `status` 0 for a network error.
+#[wasm_bindgen]
+pub fn answered(batch_key: &str, status: u16, retry_after: Option<String>) {
+    with(&mut |rt| rt.answered(batch_key, status, retry_after.as_deref()));
+}
+
+/// The timer fired (`js/host.js`).
+#[wasm_bindgen]
+pub fn tick() {
+    with(&mut |rt| rt.tick());
 }
 
 #[wasm_bindgen]

@@ -40,3 +40,14 @@ pub fn wasm_target() -> anyhow::Result<()> {
         Err(_) => Ok(()),
     }
 }
+
+/// The `rust-src` component (std's sources), for the browser SDK's smaller build: true when it is there or could be
+/// installed, false otherwise (the SDK then builds against the shipped std).
+pub fn rust_src() -> bool {
+    let installed = Command::new("rustup").args(["component", "list", "--installed"]).output().map(|o| String::from_utf8_lossy(&o.stdout).contains("rust-src"));
+    match installed {
+        Ok(true) => true,
+        Ok(false) => run_step("rustup component add rust-src", Command::new("rustup").args(["component", "add", "rust-src"])).is_ok(),
+        Err(_) => false,
+    }
+}

@@ -20,10 +20,19 @@ const PROFILE_CONFIG: &[&str] = &[
     "profile.sdk-wasm.opt-level=\"z\"",
     "profile.sdk-wasm.lto=true",
     "profile.sdk-wasm.codegen-units=1",
-    "profile.sdk-wasm.panic=\"abort\"",
     "profile.sdk-wasm.debug=false",
     "profile.sdk-wasm.strip=false",
 ];
+
+/// The smaller build: std rebuilt for the module with `panic = "immediate-abort"` and without panic locations or
+/// `Debug` formatting, which removes std's panic-message machinery (about 2.3 KB brotli here). These are unstable
+/// flags of the project's one stable toolchain, enabled with `RUSTC_BOOTSTRAP=1` for this one build; it needs the
+/// `rust-src` component. When that cannot be had, the plain build below is used (and the size check says so).
+const SMALL_CONFIG: &[&str] = &[
+    "profile.sdk-wasm.panic=\"immediate-abort\"",
+    "target.wasm32-unknown-unknown.rustflags=[\"-Zlocation-detail=none\", \"-Zfmt-debug=none\"]",
+];
+const PLAIN_CONFIG: &[&str] = &["profile.sdk-wasm.panic=\"abort\""];
 
 fn node_tool(name: &str) -> PathBuf {
     root().join("node_modules/.bin").join(name)
@@ -34,13 +43,21 @@ pub fn build() -> anyhow::Result<()> {
     ensure::npm_packages()?;
     ensure::wasm_target()?;
     let root = root();
+    // Its own target dir: the rebuilt std and the unstable flags must not invalidate the workspace's artifacts.
+    let sdk_target = target_dir().join("sdk");
+    let small = ensure::rust_src();
     let mut build = cargo();
     build.args(["build", "-p", "footprint-sdk", "--lib", "--target", "wasm32-unknown-unknown", "--profile", PROFILE]);
-    for setting in PROFILE_CONFIG {
+    build.arg("--target-dir").arg(&sdk_target);
+    for setting in PROFILE_CONFIG.iter().chain(if small { SMALL_CONFIG } else { PLAIN_CONFIG }) {
         build.args(["--config", setting]);
     }
-    run_step("build the browser SDK (wasm32, size profile)", &mut build)?;
-    let raw = target_dir().join("wasm32-unknown-unknown").join(PROFILE).join("footprint_sdk.wasm");
+    if small {
+        build.env("RUSTC_BOOTSTRAP", "1").args(["-Zbuild-std=std,panic_abort", "-Zpanic-immediate-abort"]);
+    }
+    let what = if small { "build the browser SDK (wasm32, size profile, std rebuilt with immediate-abort)" } else { "build the browser SDK (wasm32, size profile)" };
+    run_step(what, &mut build)?;
+    let raw = sdk_target.join("wasm32-unknown-unknown").join(PROFILE).join("footprint_sdk.wasm");
 
     let dist = root.join("sdk/dist");
     let glue = dist.join("glue");
@@ -50,6 +67,26 @@ pub fn build() -> anyhow::Result<()> {
     let mut bindgen = wasm_bindgen_cli_support::Bindgen::new();
     bindgen.input_path(&raw).web(true)?.typescript(false).omit_default_module_path(false).out_name("footprint_sdk");
     bindgen.generate(&glue).context("wasm-bindgen")?;
+    // The glue imports `js/host.js` from its own copy under snippets/; point it at the source file instead, so the
+    // glue and js/client.js share one instance of it (client.js hands it the exports).
+    let glue_js = glue.join("footprint_sdk.js");
+    let text = std::fs::read_to_string(&glue_js)?;
+    // Only the `import … from` lines: the import object's keys must keep the module name the .wasm imports by.
+    let mut replaced = 0;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| match (line.starts_with("import "), line.find("./snippets/"), line.find("/js/host.js")) {
+            (true, Some(start), Some(end)) => {
+                replaced += 1;
+                format!("{}../../js/host.js{}", &line[..start], &line[end + "/js/host.js".len()..])
+            }
+            _ => line.to_owned(),
+        })
+        .collect();
+    anyhow::ensure!(replaced > 0, "the glue does not import js/host.js");
+    let text = lines.join("\n");
+    std::fs::write(&glue_js, text)?;
+    let _ = std::fs::remove_dir_all(glue.join("snippets"));
 
     // Kept for size analysis (`wasm-opt -g` keeps its names).
     let unoptimised = dist.join("footprint_sdk_bindgen.wasm");

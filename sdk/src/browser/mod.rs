@@ -1,29 +1,50 @@
-//! The only Rust code that touches Web APIs. It reads the page, runs the one timer, and carries out the sends the
-//! tracker prepares (`transport`). All state lives in one [`Runtime`] per page. The DOM listeners are in
-//! `js/capture.js` (a few hundred bytes of JS instead of kilobytes of closures and bindings in the module); they
-//! call the exports in `api.rs`, which land here.
-//!
-//! Nothing here may throw into the host page: Web API errors are ignored, and a call that arrives while the runtime
-//! is busy (re-entrancy) is dropped rather than panicking.
+//! The only Rust code that touches the browser, through the functions of `js/host.js` (storage, crypto, time,
+//! `fetch`, `sendBeacon`, one timer). It carries out the sends the tracker prepares and arms the timer; all state
+//! lives in one [`Runtime`] per page. The DOM listeners are in `js/capture.js`; they call the exports in `api.rs`,
+//! which land here. Nothing here may throw into the host page: a call that arrives while the runtime is busy
+//! (re-entrancy) is dropped rather than panicking.
 
 mod device;
-mod transport;
 
 use crate::options::Options;
+use crate::text::parse_u64;
 use crate::tracker::{Device, Environment, Page, Tracker};
 use device::BrowserDevice;
 use std::cell::RefCell;
-use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
+
+pub mod host {
+    //! The imports from `js/host.js`.
+    use wasm_bindgen::prelude::*;
+
+    #[wasm_bindgen(module = "/js/host.js")]
+    extern "C" {
+        pub fn now() -> f64;
+        pub fn random(bytes: &mut [u8]);
+        pub fn load(key: &str) -> Option<String>;
+        pub fn store(key: &str, value: &str);
+        pub fn remove(key: &str);
+        /// The keys starting with `prefix`, one per line.
+        pub fn keys(prefix: &str) -> String;
+        /// url, referrer, title — one per line.
+        pub fn page() -> String;
+        /// locale, screen width, screen height, GPC (1/0), visible (1/0) — one per line.
+        pub fn environment() -> String;
+        /// POSTs `body`; the answer comes back through the `answered` export.
+        pub fn send(url: &str, body: &str, key: &str);
+        /// `navigator.sendBeacon`; false when offline or refused.
+        pub fn beacon(url: &str, body: &str) -> bool;
+        /// (Re)arms the one timer; it calls the `tick` export.
+        pub fn arm(ms: f64);
+    }
+}
 
 pub struct Runtime {
     pub tracker: Tracker,
     pub dev: BrowserDevice,
-    window: web_sys::Window,
     /// `{collector}/v1/batch`.
     endpoint: String,
-    timer: Option<(i32, f64)>,
-    on_timer: js_sys::Function,
+    /// When the armed timer fires.
+    timer: Option<f64>,
     flush_requested: bool,
 }
 
@@ -36,52 +57,29 @@ pub fn start(options: Options) {
     if RUNTIME.with(|r| r.borrow().is_some()) {
         return;
     }
-    let Some(window) = web_sys::window() else { return };
-    let document = window.document();
-    let navigator = window.navigator();
-    let gpc = js_sys::Reflect::get(&navigator, &JsValue::from_str("globalPrivacyControl")).is_ok_and(|v| v.is_truthy());
-    let screen = window.screen().ok();
-    let env = Environment {
-        locale: navigator.language().unwrap_or_default(),
-        screen_width: screen.as_ref().and_then(|s| s.width().ok()).unwrap_or(0).max(0) as u32,
-        screen_height: screen.as_ref().and_then(|s| s.height().ok()).unwrap_or(0).max(0) as u32,
-        gpc,
-    };
-    let visible = document.as_ref().is_none_or(|d| !d.hidden());
-    let mut dev = BrowserDevice::new(&window);
-    let endpoint = format_endpoint(&options.collector);
-    let tracker = Tracker::start(options, env, current_page(&window), visible, &mut dev);
-    let on_timer = Closure::<dyn FnMut()>::new(|| {
-        with(&mut |rt| {
-            // The timer was armed for the oldest waiting event's deadline (or a retry): send now.
-            rt.timer = None;
-            rt.flush_requested = true;
-            rt.pump(Send::Now);
-        })
-    })
-    .into_js_value()
-    .unchecked_into();
+    let env = host::environment();
+    let mut lines = env.split('\n');
+    let mut next = || lines.next().unwrap_or("");
+    let locale = next().to_owned();
+    let mut number = || parse_u64(next()).unwrap_or(0);
+    let (screen_width, screen_height, gpc, visible) = (number() as u32, number() as u32, number() == 1, number() == 1);
+    let env = Environment { locale, screen_width, screen_height, gpc };
+    let mut dev = BrowserDevice::new();
+    let mut endpoint = options.collector.clone();
+    endpoint.push_str("/v1/batch");
+    let tracker = Tracker::start(options, env, current_page(), visible, &mut dev);
     RUNTIME.with(|r| {
-        *r.borrow_mut() = Some(Runtime { tracker, dev, window: window.clone(), endpoint, timer: None, on_timer, flush_requested: false });
+        *r.borrow_mut() = Some(Runtime { tracker, dev, endpoint, timer: None, flush_requested: false });
     });
     with(&mut |rt| rt.pump(Send::Now));
 }
 
-fn format_endpoint(collector: &str) -> String {
-    let mut s = String::with_capacity(collector.len() + 9);
-    s.push_str(collector);
-    s.push_str("/v1/batch");
-    s
-}
-
 /// What the browser says about the current page.
-pub fn current_page(window: &web_sys::Window) -> Page {
-    let document = window.document();
-    Page {
-        url: window.location().href().unwrap_or_default(),
-        referrer: document.as_ref().map(|d| d.referrer()).unwrap_or_default(),
-        title: document.as_ref().map(|d| d.title()).unwrap_or_default(),
-    }
+pub fn current_page() -> Page {
+    let text = host::page();
+    let mut lines = text.splitn(3, '\n');
+    let mut next = || lines.next().unwrap_or("").to_owned();
+    Page { url: next(), referrer: next(), title: next() }
 }
 
 /// Runs `f` on the runtime, if started and not busy. Every public call and every listener goes through here.
@@ -131,29 +129,21 @@ impl Runtime {
             now + self.tracker.options.flush_interval_ms
         };
         if due <= now && send == Send::Now {
-            self.send_next();
-        } else {
-            self.arm(due, now);
-        }
-    }
-
-    fn send_next(&mut self) {
-        self.flush_requested = false;
-        if let Some(request) = self.tracker.next_request(&mut self.dev) {
-            transport::send(&self.window, &self.endpoint, request);
-        }
-    }
-
-    /// Arms the timer for `due` unless it already fires no later.
-    fn arm(&mut self, due: f64, now: f64) {
-        if let Some((handle, at)) = self.timer {
-            if at <= due {
-                return;
+            self.flush_requested = false;
+            if let Some(request) = self.tracker.next_request(&mut self.dev) {
+                host::send(&self.endpoint, &request.body, &request.batch_key);
             }
-            self.window.clear_timeout_with_handle(handle);
+        } else if self.timer.is_none_or(|at| at > due) {
+            self.timer = Some(due);
+            host::arm((due - now).max(0.0));
         }
-        let delay = (due - now).clamp(0.0, 2_147_483_647.0) as i32;
-        self.timer = self.window.set_timeout_with_callback_and_timeout_and_arguments_0(&self.on_timer, delay).ok().map(|h| (h, due));
+    }
+
+    /// The timer fired: it was armed for the oldest waiting event's deadline (or a retry), so send now.
+    pub fn tick(&mut self) {
+        self.timer = None;
+        self.flush_requested = true;
+        self.pump(Send::Now);
     }
 
     /// `flush()`: send what waits now instead of at the next tick.
@@ -163,17 +153,16 @@ impl Runtime {
         self.pump(Send::Now);
     }
 
-    /// The answer to a send.
-    fn answered(&mut self, batch_key: &str, status: Option<u16>, retry_after: Option<&str>) {
+    /// The answer to a send: `status` 0 means no answer (network error).
+    pub fn answered(&mut self, batch_key: &str, status: u16, retry_after: Option<&str>) {
+        let status = (status != 0).then_some(status);
         self.tracker.answered(&mut self.dev, batch_key, status, retry_after);
         self.pump(Send::Now);
     }
 
     /// The page is going out of sight (or away): the rest leaves by beacon.
     pub fn hidden(&mut self) {
-        let online = self.window.navigator().on_line();
-        let navigator = self.window.navigator();
         let endpoint = &self.endpoint;
-        self.tracker.hidden(&mut self.dev, |body| online && navigator.send_beacon_with_opt_str(endpoint, Some(body)).unwrap_or(false));
+        self.tracker.hidden(&mut self.dev, |body| host::beacon(endpoint, body));
     }
 }
