@@ -228,14 +228,19 @@ async fn run(opts: Options) -> Result<(), String> {
     );
 
     // Samples of the server's CPU, our own CPU and the whole box's CPU at the edges of the measured window.
+    // And the collector's own commit counters from /metrics, on a connection of its own.
     let sampler = {
         let pid = opts.server_pid;
+        let mut metrics_conn = connect(opts.addr).await.ok();
+        let host = plan.host.clone();
         tokio::spawn(async move {
             tokio::time::sleep_until(measure_from.into()).await;
             let first = (read_cpu_ticks(pid), read_cpu_ticks(None), read_box(), Instant::now());
+            let m0 = commit_metrics(&mut metrics_conn, &host).await;
             tokio::time::sleep_until(end.into()).await;
             let last = (read_cpu_ticks(pid), read_cpu_ticks(None), read_box(), Instant::now());
-            (first, last)
+            let m1 = commit_metrics(&mut metrics_conn, &host).await;
+            (first, last, m0.zip(m1).map(|(a, b)| [b[0] - a[0], b[1] - a[1], b[2] - a[2]]))
         })
     };
 
@@ -244,12 +249,25 @@ async fn run(opts: Options) -> Result<(), String> {
     for w in workers {
         tally.merge(w.await.map_err(|e| format!("worker failed: {e}"))?);
     }
-    let (first, last) = sampler.await.map_err(|e| e.to_string())?;
-    report(&opts, tally, first, last, mean_bytes);
+    let (first, last, commits) = sampler.await.map_err(|e| e.to_string())?;
+    report(&opts, tally, first, last, commits, mean_bytes);
     Ok(())
 }
 
 type Sample = (Option<u64>, Option<u64>, Option<(u64, u64)>, Instant);
+
+/// `[commits, rows, seconds in commits]` from the collector's `/metrics`.
+async fn commit_metrics(conn: &mut Option<SendRequest<Full<Bytes>>>, host: &HeaderValue) -> Option<[f64; 3]> {
+    let sender = conn.as_mut()?;
+    sender.ready().await.ok()?;
+    let mut request = Request::builder().uri("/metrics").body(Full::new(Bytes::new())).ok()?;
+    request.headers_mut().insert(HOST, host.clone());
+    let response = sender.send_request(request).await.ok()?;
+    let body = response.into_body().collect().await.ok()?.to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    let value = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok());
+    Some([value("footprint_commits_total")?, value("footprint_commit_rows_total")?, value("footprint_commit_seconds_total")?])
+}
 
 fn read_cpu_ticks(pid: Option<u32>) -> Option<u64> {
     let path = match pid {
@@ -387,7 +405,7 @@ fn micros(d: Duration) -> u32 {
     d.as_micros().min(u128::from(u32::MAX)) as u32
 }
 
-fn report(opts: &Options, mut t: Tally, first: Sample, last: Sample, mean_bytes: usize) {
+fn report(opts: &Options, mut t: Tally, first: Sample, last: Sample, commits: Option<[f64; 3]>, mean_bytes: usize) {
     let wall = (last.3 - first.3).as_secs_f64().max(1e-9);
     t.latency_us.sort_unstable();
     t.scheduled_latency_us.sort_unstable();
@@ -432,6 +450,18 @@ fn report(opts: &Options, mut t: Tally, first: Sample, last: Sample, mean_bytes:
         opt(gen_pct, 0),
         opt(foreign_pct, 0)
     );
+    let rows_per_commit = commits.filter(|c| c[0] > 0.0).map(|c| c[1] / c[0]);
+    let commit_ms = commits.filter(|c| c[0] > 0.0).map(|c| 1e3 * c[2] / c[0]);
+    let writer_busy_pct = commits.map(|c| 100.0 * c[2] / wall);
+    if let Some(c) = commits {
+        eprintln!(
+            "  writer     {:.0} group commits, {} rows each, {} ms each; in commits {}% of the time",
+            c[0],
+            opt(rows_per_commit, 1),
+            opt(commit_ms, 2),
+            opt(writer_busy_pct, 0)
+        );
+    }
     if let Some(e) = &t.last_error {
         eprintln!("  last error {e}");
     }
@@ -439,7 +469,7 @@ fn report(opts: &Options, mut t: Tally, first: Sample, last: Sample, mean_bytes:
         eprintln!("  WARNING: some events were not accepted as new; the generator's events should all be fresh and valid");
     }
     println!(
-        "RESULT mode={} batch={} connections={} rate={:.0} secs={:.3} body_bytes={} requests={} events_sent={} accepted={} duplicate={} rejected={} req_s={:.1} events_s={:.1} s2xx={} s503={} s503_retry_after={} other={} errors={} p50_us={} p90_us={} p99_us={} max_us={} sched_p50_us={} sched_p99_us={} sched_max_us={} server_cpu_s={} server_cpu_pct={} server_us_per_event={} peak_rss_kb={} gen_cpu_pct={} foreign_cpu_pct={}",
+        "RESULT mode={} batch={} connections={} rate={:.0} secs={:.3} body_bytes={} requests={} events_sent={} accepted={} duplicate={} rejected={} req_s={:.1} events_s={:.1} s2xx={} s503={} s503_retry_after={} other={} errors={} p50_us={} p90_us={} p99_us={} max_us={} sched_p50_us={} sched_p99_us={} sched_max_us={} server_cpu_s={} server_cpu_pct={} server_us_per_event={} peak_rss_kb={} gen_cpu_pct={} foreign_cpu_pct={} rows_per_commit={} commit_ms={} writer_busy_pct={}",
         if opts.single { "single" } else { "batch" },
         opts.batch,
         opts.connections,
@@ -470,7 +500,10 @@ fn report(opts: &Options, mut t: Tally, first: Sample, last: Sample, mean_bytes:
         opt(us_per_event, 3),
         peak_rss_kb.map(|k| k.to_string()).unwrap_or_else(|| "-".into()),
         opt(gen_pct, 1),
-        opt(foreign_pct, 1)
+        opt(foreign_pct, 1),
+        opt(rows_per_commit, 1),
+        opt(commit_ms, 3),
+        opt(writer_busy_pct, 1)
     );
 }
 

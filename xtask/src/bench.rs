@@ -90,7 +90,7 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
             let run = one_run(&collector, &generator, &dir, &scenario, &settings)?;
             let _ = std::fs::remove_dir_all(&dir);
             eprintln!(
-                "    run {}: {:>9} events/s  {:>7} req/s  server CPU {:>5}%  {:>6} µs/event  p50 {:>6} µs  p99 {:>6} µs{}  RSS {:>6} MB  503 {}  other load {}%",
+                "    run {}: {:>9} events/s  {:>7} req/s  server CPU {:>5}%  {:>6} µs/event  p50 {:>6} µs  p99 {:>6} µs{}  RSS {:>6} MB  503 {}  rows/commit {}  writer busy {}%  other load {}%",
                 i + 1,
                 get(&run, "events_s").map(|v| format!("{v:.0}")).unwrap_or_default(),
                 get(&run, "req_s").map(|v| format!("{v:.0}")).unwrap_or_default(),
@@ -101,6 +101,8 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
                 if get(&run, "rate").unwrap_or(0.0) > 0.0 { format!(" (sched p99 {} µs)", field(&run, "sched_p99_us")) } else { String::new() },
                 get(&run, "peak_rss_kb").map(|k| format!("{:.1}", k / 1024.0)).unwrap_or_default(),
                 field(&run, "s503"),
+                field(&run, "rows_per_commit"),
+                field(&run, "writer_busy_pct"),
                 field(&run, "foreign_cpu_pct"),
             );
             if get(&run, "errors").unwrap_or(0.0) > 0.0 || get(&run, "other").unwrap_or(0.0) > 0.0 || get(&run, "duplicate").unwrap_or(0.0) + get(&run, "rejected").unwrap_or(0.0) > 0.0 {
@@ -269,10 +271,10 @@ fn print_table(results: &[(&'static str, Vec<Run>)], settings: &Settings) {
     println!("Footprint collector benchmark: medians of {} runs × {:.1} s; collector {}; durable (2xx after the SQLite commit, synchronous=FULL)", settings.runs, settings.secs, if settings.pin { "on CPU 0, load generator on CPU 1" } else { "UNPINNED" });
     println!();
     println!(
-        "| {:<42} | {:>19} | {:>8} | {:>7} | {:>8} | {:>11} | {:>7} | {:>7} | {:>8} | {:>8} | {:>13} | {:>6} |",
-        "scenario", "events/s (min-max)", "req/s", "srv CPU", "µs/event", "events/core", "p50 ms", "p99 ms", "max ms", "RSS MB", "503 (R-After)", "others"
+        "| {:<42} | {:>19} | {:>8} | {:>7} | {:>8} | {:>11} | {:>7} | {:>7} | {:>8} | {:>8} | {:>13} | {:>11} | {:>6} |",
+        "scenario", "events/s (min-max)", "req/s", "srv CPU", "µs/event", "events/core", "p50 ms", "p99 ms", "max ms", "RSS MB", "503 (R-After)", "rows/commit", "others"
     );
-    println!("|{:-<44}|{:->21}|{:->10}|{:->9}|{:->10}|{:->13}|{:->9}|{:->9}|{:->10}|{:->10}|{:->15}|{:->8}|", "", ":", ":", ":", ":", ":", ":", ":", ":", ":", ":", ":");
+    println!("|{:-<44}|{:->21}|{:->10}|{:->9}|{:->10}|{:->13}|{:->9}|{:->9}|{:->10}|{:->10}|{:->15}|{:->13}|{:->8}|", "", ":", ":", ":", ":", ":", ":", ":", ":", ":", ":", ":", ":");
     for (name, runs) in results {
         let open = runs.iter().any(|r| get(r, "rate").unwrap_or(0.0) > 0.0);
         // Open loop: latency from the scheduled send time (includes any wait for a free connection).
@@ -281,7 +283,7 @@ fn print_table(results: &[(&'static str, Vec<Run>)], settings: &Settings) {
         let per_core = median(runs, "server_us_per_event").filter(|v| *v > 0.0).map(|us| 1e6 / us);
         let peak_rss = values(runs, "peak_rss_kb").last().map(|k| k / 1024.0);
         println!(
-            "| {:<42} | {:>19} | {:>8} | {:>6}% | {:>8} | {:>11} | {:>7} | {:>7} | {:>8} | {:>8} | {:>13} | {:>5}% |",
+            "| {:<42} | {:>19} | {:>8} | {:>6}% | {:>8} | {:>11} | {:>7} | {:>7} | {:>8} | {:>8} | {:>13} | {:>11} | {:>5}% |",
             name,
             format!("{} ({}-{})", num(median(runs, "events_s"), 0), num(ev.first().copied(), 0), num(ev.last().copied(), 0)),
             num(median(runs, "req_s"), 0),
@@ -293,6 +295,7 @@ fn print_table(results: &[(&'static str, Vec<Run>)], settings: &Settings) {
             ms(median(runs, max)),
             num(peak_rss, 1),
             format!("{} ({})", num(median(runs, "s503"), 0), num(median(runs, "s503_retry_after"), 0)),
+            num(median(runs, "rows_per_commit"), 0),
             num(median(runs, "foreign_cpu_pct"), 0),
         );
     }
@@ -301,7 +304,8 @@ fn print_table(results: &[(&'static str, Vec<Run>)], settings: &Settings) {
     println!("accepted event; events/core = 1e6 / µs/event, what one fully busy core would do (robust when the load generator is starved).");
     println!("Latency: closed-loop rows from send to answer; open-loop rows (half of max, overload) from the scheduled send time.");
     println!("RSS: the collector's peak (VmHWM), max over runs. 503 (R-After): median 503 answers per run (those with Retry-After).");
-    println!("others: CPU used by other processes on the box during the run, in % of a core (noise).");
+    println!("rows/commit: rows per SQLite group commit (from /metrics). others: CPU used by other processes on the box during");
+    println!("the run, in % of a core (noise).");
 
     let find = |prefix: &str| results.iter().find(|(n, _)| n.starts_with(prefix)).map(|(_, r)| r.as_slice());
     println!();
