@@ -25,6 +25,7 @@ import { METHODS, OPTIONS, start } from "./client.js";
       Object.assign(fp, api);
       delete fp.q;
       queue.forEach((call) => api[call[0]].apply(null, call[1]));
+      document.dispatchEvent(new Event("footprint:ready"));
     })
     .catch((e) => console.error("footprint:", e && e.message ? e.message : e));
 })();

@@ -46,7 +46,7 @@ pub fn retry_delay_ms(attempt: u32, jitter: f64, retry_after_ms: Option<f64>) ->
 
 /// Parses a `Retry-After` header in its delay-seconds form (the form the collector sends). HTTP dates are ignored.
 pub fn parse_retry_after(value: &str) -> Option<f64> {
-    let v = value.trim();
+    let v = value.trim_ascii();
     if v.is_empty() || v.len() > 9 || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

@@ -7,19 +7,26 @@ pub const MAX_TEXT_CHARS: usize = 64;
 pub const MAX_SELECTOR_CHARS: usize = 256;
 
 /// `raw` with whitespace runs collapsed to one space, trimmed, cut to [`MAX_TEXT_CHARS`] characters.
+/// (ASCII whitespace only: the Unicode tables `split_whitespace` needs cost more than they are worth here.)
 pub fn short_text(raw: &str) -> String {
     let mut out = String::new();
-    for (n, word) in raw.split_whitespace().enumerate() {
-        if n > 0 {
-            out.push(' ');
+    let mut chars = 0;
+    let mut gap = false;
+    for c in raw.chars() {
+        if c.is_ascii_whitespace() {
+            gap = !out.is_empty();
+            continue;
         }
-        out.push_str(word);
-        if out.len() > MAX_TEXT_CHARS * 4 {
+        if chars + usize::from(gap) >= MAX_TEXT_CHARS {
             break;
         }
-    }
-    if let Some((i, _)) = out.char_indices().nth(MAX_TEXT_CHARS) {
-        out.truncate(i);
+        if gap {
+            out.push(' ');
+            chars += 1;
+            gap = false;
+        }
+        out.push(c);
+        chars += 1;
     }
     out
 }

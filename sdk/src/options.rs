@@ -69,7 +69,7 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Options, OptionError> {
         id_lifetime_days: DEFAULT_ID_LIFETIME_DAYS,
     };
     for (name, value) in pairs {
-        let v = value.trim();
+        let v = value.trim_ascii();
         match name.as_str() {
             "writeKey" => o.write_key = v.to_owned(),
             "collector" => o.collector = v.trim_end_matches('/').to_owned(),
@@ -78,7 +78,7 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Options, OptionError> {
             "batchSize" => o.batch_size = number(v, 1, 500).ok_or_else(|| error("invalid_number", name))? as usize,
             "idLifetimeDays" => o.id_lifetime_days = number(v, 1, 3_650).ok_or_else(|| error("invalid_number", name))?,
             "autocapture" => o.capture = capture(v).ok_or_else(|| error("invalid_autocapture", name))?,
-            "scrub" => o.scrub = v.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect(),
+            "scrub" => o.scrub = v.split(',').map(|s| s.trim_ascii().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect(),
             _ => return Err(error("unknown_option", name)),
         }
     }

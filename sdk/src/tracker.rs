@@ -208,7 +208,7 @@ impl Tracker {
 
     /// `track(event, properties?)`. `properties` is JSON text (the JS side ran `JSON.stringify`).
     pub fn track(&mut self, dev: &mut impl Device, event: &str, properties: Option<&str>) {
-        if event.trim().is_empty() {
+        if event.trim_ascii().is_empty() {
             return;
         }
         self.emit(dev, "track", &[("event", event)], Some(properties.unwrap_or("{}")), None);
@@ -216,7 +216,7 @@ impl Tracker {
 
     /// `page(name?, properties?)`.
     pub fn page(&mut self, dev: &mut impl Device, name: Option<&str>, properties: Option<&str>) {
-        let name = name.filter(|n| !n.trim().is_empty());
+        let name = name.filter(|n| !n.trim_ascii().is_empty());
         let fields: &[(&str, &str)] = match &name {
             Some(n) => &[("name", n)],
             None => &[],
@@ -245,12 +245,12 @@ impl Tracker {
     /// `alias(userId, previousId?)`: links `previousId` (default: the current user or anonymous ID) to `userId`.
     /// Identity operation: sent only with analytics consent.
     pub fn alias(&mut self, dev: &mut impl Device, user_id: &str, previous_id: Option<&str>) {
-        let user_id = user_id.trim();
+        let user_id = user_id.trim_ascii();
         if user_id.is_empty() || !self.consent.allows_device_storage() {
             return;
         }
         let previous = previous_id.map(str::to_owned).or_else(|| self.user_id.clone()).or_else(|| self.anonymous_id.clone());
-        let Some(previous) = previous.filter(|p| !p.trim().is_empty()) else { return };
+        let Some(previous) = previous.filter(|p| !p.trim_ascii().is_empty()) else { return };
         self.user_id = Some(user_id.to_owned());
         dev.store(KEY_USER_ID, user_id);
         self.emit(dev, "alias", &[("previousId", &previous)], None, None);
@@ -258,7 +258,7 @@ impl Tracker {
 
     /// `group(groupId, traits?)`. Identity operation: sent only with analytics consent.
     pub fn group(&mut self, dev: &mut impl Device, group_id: &str, traits: Option<&str>) {
-        let group_id = group_id.trim();
+        let group_id = group_id.trim_ascii();
         if group_id.is_empty() || !self.consent.allows_device_storage() {
             return;
         }

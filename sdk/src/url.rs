@@ -154,8 +154,12 @@ pub fn classify_link(href: &str, page_origin: &str, has_download_attribute: bool
 
 /// The lower-cased extension of the last path segment, if it has one.
 pub fn extension(path: &str) -> Option<String> {
-    let last = path.rsplit('/').next()?;
-    let (_, ext) = last.rsplit_once('.')?;
+    let last = match path.bytes().rposition(|b| b == b'/') {
+        Some(i) => split_at(path, i + 1).1,
+        None => path,
+    };
+    let dot = last.bytes().rposition(|b| b == b'.')?;
+    let ext = split_at(last, dot + 1).1;
     (!ext.is_empty() && ext.len() <= 5).then(|| ext.to_ascii_lowercase())
 }
 
