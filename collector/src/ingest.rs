@@ -180,7 +180,11 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
     }
     let stated = context.get("consent").and_then(consent::parse_stated);
     let privacy = &facts.privacy;
-    let granted = consent::decide(stated, privacy.consent_mode, privacy.channel, privacy.gpc_header);
+    let mut granted = consent::decide(stated, privacy.consent_mode, privacy.channel, privacy.gpc_header);
+    // The SDK marks events it sends without analytics consent; that flag alone is enough to withhold identity.
+    if context.take("cookieless").is_some_and(|v| v.get() == "true") {
+        granted.analytics = false;
+    }
     let rule = if granted.analytics { IdentityRule::Required } else { IdentityRule::Optional };
     let mut event = validate_event(raw.get().len(), wire, route_kind, rule).map_err(|r| (message_id.clone().filter(|_| r.code != RejectCode::MessageIdTooLong), r))?;
 
