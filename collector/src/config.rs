@@ -192,7 +192,7 @@ impl Config {
             sites,
             demo_site,
             dedupe_window_days: file.dedupe_window_days.unwrap_or(7).max(1),
-            queue_capacity_bytes: (file.queue_capacity_mb.unwrap_or(64.0).max(0.1) * 1024.0 * 1024.0) as usize,
+            queue_capacity_bytes: (file.queue_capacity_mb.unwrap_or(32.0).max(0.1) * 1024.0 * 1024.0) as usize,
             ipv4_prefix,
             ipv6_prefix,
             www_dir: env("FOOTPRINT_WWW_DIR").map(PathBuf::from).or(file.www_dir),

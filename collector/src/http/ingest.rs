@@ -37,7 +37,15 @@ pub async fn handle(req: Request<Incoming>, state: &AppState, peer: SocketAddr) 
                 reply::refusal(&Refusal::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "ingest endpoints take POST"), vec![])
             }
             Some(route) => {
-                let response = ingest(req, route, state, peer, origin.as_deref(), query_key).await;
+                // Requests being read, parsed or waiting for the writer are capped, so memory stays bounded under
+                // overload: past the cap the answer is an immediate 503, before the body is read.
+                let response = match state.ingest_slots.try_acquire() {
+                    Ok(_slot) => ingest(req, route, state, peer, origin.as_deref(), query_key).await,
+                    Err(_) => {
+                        Metrics::add(&state.metrics.requests_queue_full, 1);
+                        reply::refusal(&Refusal::unavailable("overloaded", "the collector is busy; retry later", 1), vec![])
+                    }
+                };
                 let metrics = &state.metrics;
                 match response.status().as_u16() {
                     503 => Metrics::add(&metrics.requests_5xx, 1),
@@ -169,7 +177,8 @@ async fn ingest(req: Request<Incoming>, route: Route, state: &AppState, peer: So
             if matches!(error, SubmitError::QueueFull) {
                 Metrics::add(&state.metrics.requests_queue_full, 1);
             }
-            return refuse_events(&decoded, &submit_refusal(&error));
+            // Nothing was taken; the client retries the whole request, so no per-event results are worked out.
+            return reply::refusal(&submit_refusal(&error), vec![]);
         }
     };
     let bots = stored.iter().zip(is_bot).filter(|(s, bot)| **s == Stored::Accepted && *bot).count();

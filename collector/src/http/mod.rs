@@ -33,6 +33,8 @@ use tokio::sync::Semaphore;
 
 /// Most connections served at once; further ones wait in the kernel's accept queue.
 const MAX_CONNECTIONS: usize = 10_000;
+/// Ingest requests handled at once (reading, parsing, waiting for the commit); more get 503 + Retry-After.
+const MAX_INGEST_IN_FLIGHT: usize = 512;
 /// A client has this long to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for open requests before it closes their connections.
@@ -49,6 +51,8 @@ pub struct AppState {
     pub www_dir: Option<PathBuf>,
     pub pseudonymizer: Pseudonymizer,
     pub salts: SaltBook,
+    /// Ingest requests in progress at most (see `MAX_INGEST_IN_FLIGHT`).
+    pub ingest_slots: Semaphore,
     /// Erased identifiers: (site, kind, keyed hash of the stored value). Loaded at start, added to by erasure.
     pub suppressions: RwLock<HashSet<(String, String, String)>>,
 }
@@ -83,6 +87,7 @@ impl AppState {
             www_dir,
             pseudonymizer,
             salts: SaltBook::default(),
+            ingest_slots: Semaphore::new(MAX_INGEST_IN_FLIGHT),
             suppressions: RwLock::new(suppressions),
         }
     }

@@ -81,6 +81,9 @@ pub fn is_junk(value: &str) -> bool {
 
 /// Lower-cased, trimmed e-mail address; `None` when it is not one.
 pub fn normalize_email(raw: &str) -> Option<String> {
+    if !raw.contains('@') {
+        return None;
+    }
     let email = raw.trim().to_lowercase();
     let (local, domain) = email.split_once('@')?;
     (!local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !email.contains(char::is_whitespace)).then_some(email)

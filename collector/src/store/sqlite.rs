@@ -169,6 +169,50 @@ pub struct SqliteStore {
     path: PathBuf,
     identities: IdentityCache,
     limits: Limits,
+    checkpointer: Option<Checkpointer>,
+}
+
+/// Copies the WAL back into the database from its own thread and connection, so checkpoints happen off the
+/// writer's acknowledgement path and coalesce many commits' pages (instead of SQLite's inline autocheckpoint).
+struct Checkpointer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    const INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+    fn start(path: &Path) -> Result<Checkpointer, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "busy_timeout", 5_000)?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("footprint-checkpoint".into())
+            .spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::park_timeout(Self::INTERVAL);
+                    if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        tracing::warn!(%error, "WAL checkpoint failed; retrying");
+                    }
+                }
+            })
+            .expect("spawn checkpoint thread");
+        Ok(Checkpointer { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
 }
 
 impl SqliteStore {
@@ -185,11 +229,22 @@ impl SqliteStore {
         // Deleted rows (erasure, retention) are overwritten, not left readable in free pages.
         conn.pragma_update(None, "secure_delete", "ON")?;
         migrate(&mut conn)?;
-        Ok(SqliteStore { conn, path, identities: IdentityCache::default(), limits: Limits::default() })
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // After a checkpoint the WAL file is cut back to this size instead of staying at its largest.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+        let checkpointer = Some(Checkpointer::start(&path)?);
+        Ok(SqliteStore { conn, path, identities: IdentityCache::default(), limits: Limits::default(), checkpointer })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Stop the checkpointer first: the writer's connection is then the last one and checkpoints on close.
+        self.checkpointer.take();
     }
 }
 
