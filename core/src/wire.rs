@@ -137,8 +137,14 @@ impl<'a> RawObject<'a> {
             if i > 0 {
                 out.push(',');
             }
-            // serde_json escapes the key exactly as JSON requires.
-            out.push_str(&serde_json::to_string(k.as_ref()).expect("a string serialises"));
+            if k.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+                out.push('"');
+                out.push_str(k);
+                out.push('"');
+            } else {
+                // serde_json escapes the key exactly as JSON requires.
+                out.push_str(&serde_json::to_string(k.as_ref()).expect("a string serialises"));
+            }
             out.push(':');
             out.push_str(v.get());
         }
