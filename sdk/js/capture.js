@@ -1,5 +1,5 @@
-// Automatic capture: the DOM listeners. They only read the page and call the module's capture exports; every
-// decision (what is a page view, outbound link or download, what to scrub, what consent allows) is made in Rust.
+// Automatic capture: the DOM listeners. They only read the page and call the module's `call` export (operation
+// numbers in sdk/src/api.rs); every decision (what is a page view, outbound link or download, what to scrub, what consent allows) is made in Rust.
 // Listeners are passive and in the capture phase: they never delay or cancel the page's handlers or navigation.
 const CLICKABLE = "a,button,[role=button],input[type=submit],input[type=button]";
 
@@ -45,12 +45,12 @@ export function install(w, flags) {
       // Never an input's value: for inputs only their accessible label.
       const text = tag === "input" ? el.getAttribute("aria-label") || el.title : el.textContent;
       const link = tag === "a" && el.hasAttribute("href");
-      w.click(selector(el), (text || "").slice(0, 1000), tag, link ? el.href : undefined, link && el.hasAttribute("download"));
+      w.call(9, link && el.hasAttribute("download") ? 1 : 0, 0, selector(el), (text || "").slice(0, 1000), tag, link ? el.href : undefined);
     });
   if (flags & 4)
     on(document, "submit", (e) => {
       const f = e.target;
-      if (f instanceof HTMLFormElement) w.submit(selector(f), f.id, f.action, f.method);
+      if (f instanceof HTMLFormElement) w.call(10, 0, 0, selector(f), f.id, f.action, f.method);
     });
   // Navigations are followed even without page-view capture: events must carry the current page.
   ["pushState", "replaceState"].forEach((name, trigger) => {
@@ -58,15 +58,16 @@ export function install(w, flags) {
     history[name] = function () {
       const result = original.apply(this, arguments);
       try {
-        w.navigated(trigger);
+        w.call(8, trigger, 0);
       } catch (_) {}
       return result;
     };
   });
-  on(window, "popstate", () => w.navigated(2));
-  on(window, "hashchange", () => w.navigated(3));
-  on(document, "visibilitychange", () => (document.hidden ? w.hidden() : w.shown()));
-  on(window, "pagehide", () => w.hidden());
-  on(window, "online", () => w.flush());
-  if (flags & 8) on(window, "scroll", () => w.scrolled(scrollY + innerHeight, document.documentElement.scrollHeight));
+  on(window, "popstate", () => w.call(8, 2, 0));
+  on(window, "hashchange", () => w.call(8, 3, 0));
+  // 13: hidden or going away, 14: visible again, 6: flush.
+  on(document, "visibilitychange", () => w.call(document.hidden ? 13 : 14, 0, 0));
+  on(window, "pagehide", () => w.call(13, 0, 0));
+  on(window, "online", () => w.call(6, 0, 0));
+  if (flags & 8) on(window, "scroll", () => w.call(15, scrollY + innerHeight, document.documentElement.scrollHeight));
 }

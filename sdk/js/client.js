@@ -19,7 +19,6 @@ const json = (value) => {
   }
 };
 const text = (value) => (value == null ? undefined : String(value));
-const flag = (value) => (typeof value === "boolean" ? value : undefined);
 const isObject = (value) => value !== null && typeof value === "object";
 
 /** Options as the module reads them: `name=value` lines. */
@@ -33,20 +32,23 @@ export function encodeOptions(options) {
 /** Starts the module with `options` and installs the DOM listeners; throws only for invalid options. */
 export function start(w, options) {
   connect(w);
-  let flags;
-  try {
-    flags = w.init(encodeOptions(options));
-  } catch (thrown) {
-    const [code, option] = String(thrown).split(":");
-    const e = new Error("footprint: invalid option " + option + " (" + code + ")");
+  // The capture flags as digits, or `code:option` for invalid options.
+  const answer = w.init(encodeOptions(options));
+  const colon = answer.indexOf(":");
+  if (colon >= 0) {
+    const code = answer.slice(0, colon);
+    const e = new Error("footprint: invalid option " + answer.slice(colon + 1) + " (" + code + ")");
     e.code = code;
     throw e;
   }
-  install(w, flags);
+  install(w, +answer);
   return bind(w);
 }
 
-/** The public functions, calling into the module's exports `w`. */
+/** consent(): 0 left as is, 1 denied, 2 granted. */
+const choice = (c, name) => (c && typeof c[name] === "boolean" ? (c[name] ? 2 : 1) : 0);
+
+/** The public functions, calling the module's `call` export (operation numbers in sdk/src/api.rs). */
 export function bind(w) {
   const safe = (f) =>
     function () {
@@ -57,13 +59,13 @@ export function bind(w) {
       }
     };
   return {
-    track: safe((event, properties) => w.track(String(event), json(properties))),
-    page: safe((name, properties) => (isObject(name) ? w.page(undefined, json(name)) : w.page(text(name), json(properties)))),
-    identify: safe((userId, traits) => (isObject(userId) ? w.identify(undefined, json(userId)) : w.identify(text(userId), json(traits)))),
-    alias: safe((userId, previousId) => w.alias(String(userId), text(previousId))),
-    group: safe((groupId, traits) => w.group(String(groupId), json(traits))),
-    reset: safe(() => w.reset()),
-    flush: safe(() => w.flush()),
-    consent: safe((c) => w.consent(flag(c && c.analytics), flag(c && c.marketing), flag(c && c.personalization))),
+    track: safe((event, properties) => w.call(0, 0, 0, String(event), json(properties))),
+    page: safe((name, properties) => (isObject(name) ? w.call(1, 0, 0, undefined, json(name)) : w.call(1, 0, 0, text(name), json(properties)))),
+    identify: safe((userId, traits) => (isObject(userId) ? w.call(2, 0, 0, undefined, json(userId)) : w.call(2, 0, 0, text(userId), json(traits)))),
+    alias: safe((userId, previousId) => w.call(3, 0, 0, String(userId), text(previousId))),
+    group: safe((groupId, traits) => w.call(4, 0, 0, String(groupId), json(traits))),
+    reset: safe(() => w.call(5, 0, 0)),
+    flush: safe(() => w.call(6, 0, 0)),
+    consent: safe((c) => w.call(7, choice(c, "analytics") + 3 * choice(c, "marketing") + 9 * choice(c, "personalization"), 0)),
   };
 }

@@ -57,8 +57,8 @@ export const environment = () =>
 // keepalive bodies in flight at 64 KiB and refuses the rest silently; only the page-hide path uses sendBeacon.
 export function send(url, body, key) {
   fetch(url, { method: "POST", body, credentials: "omit" }).then(
-    (r) => w.answered(key, r.status, r.headers.get("Retry-After") ?? undefined),
-    () => w.answered(key, 0, undefined),
+    (r) => w.call(11, r.status, 0, key, r.headers.get("Retry-After") ?? undefined),
+    () => w.call(11, 0, 0, key),
   );
 }
 
@@ -73,5 +73,5 @@ export function beacon(url, body) {
 let timer = 0;
 export function arm(ms) {
   clearTimeout(timer);
-  timer = setTimeout(() => w.tick(), ms);
+  timer = setTimeout(() => w.call(12, 0, 0), ms);
 }

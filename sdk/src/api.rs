@@ -1,131 +1,102 @@
-//! The module's only `#[wasm_bindgen]` exports. `js/client.js` wraps the public ones into the API (it stringifies
-//! properties and traits with the browser's native `JSON.stringify` and catches everything), so these take text;
-//! `js/capture.js` calls the capture ones (`navigated`, `click`, …) from its DOM listeners.
+//! The module's only `#[wasm_bindgen]` exports: `init` and one `call` for everything else. One export instead of
+//! one per method keeps both the module and wasm-bindgen's JS glue small (each export costs a wrapper on either
+//! side). `js/client.js` maps the public API onto it (it stringifies properties and traits with the browser's native
+//! `JSON.stringify` and catches everything); `js/capture.js` and `js/host.js` call it from DOM listeners, `fetch`
+//! answers and the timer. The operation numbers are the `OP` table of `js/client.js`.
 
-use crate::browser::{self, call, with};
+use crate::browser::{self, call as tracker_call, with};
 use crate::consent::Update;
 use crate::navigation::Trigger;
 use crate::tracker::{Click, FormSubmit};
 use wasm_bindgen::prelude::*;
 
-/// Starts the SDK. `options` is `name=value` lines (`writeKey=wk_demo\ncollector=https://…`). Invalid options are
-/// the only error the SDK raises: the thrown value is `code:option` (`missing_write_key:writeKey`), which
-/// `js/client.js` turns into an `Error` with a `code`. Returns what `js/capture.js` should listen for: 1 page views,
-/// 2 clicks, 4 forms, 8 engagement.
+/// Starts the SDK. `options` is `name=value` lines (`writeKey=wk_demo\ncollector=https://…`). Returns what
+/// `js/capture.js` should listen for as decimal flags (1 page views, 2 clicks, 4 forms, 8 engagement), or, for
+/// invalid options — the only error the SDK raises — `code:option` (`missing_write_key:writeKey`), which
+/// `js/client.js` throws as an `Error` with a `code`.
 #[wasm_bindgen]
-pub fn init(options: &str) -> Result<u32, JsValue> {
-    let pairs: Vec<(String, String)> =
-        options.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-    match crate::options::parse(&pairs) {
+pub fn init(options: &str) -> String {
+    let mut out = String::new();
+    match crate::options::parse(options.split('\n').filter_map(|l| l.split_once('='))) {
         Ok(o) => {
             let c = o.capture;
             browser::start(o);
-            Ok(u32::from(c.pageviews) | u32::from(c.clicks) << 1 | u32::from(c.forms) << 2 | u32::from(c.engagement) << 3)
+            crate::json::push_u64(&mut out, u64::from(c.pageviews) | u64::from(c.clicks) << 1 | u64::from(c.forms) << 2 | u64::from(c.engagement) << 3);
         }
         Err(e) => {
-            let mut thrown = String::from(e.code);
-            thrown.push(':');
-            thrown.push_str(&e.option);
-            Err(JsValue::from_str(&thrown))
+            out.push_str(e.code);
+            out.push(':');
+            out.push_str(&e.option);
         }
     }
+    out
 }
 
+/// Every other call into the module: `op` says which, `n`/`m` and `a`–`d` are its arguments.
+///
+/// | op | call | arguments |
+/// |---|---|---|
+/// | 0 | `track` | `a` event, `b` properties (JSON) |
+/// | 1 | `page` | `a` name, `b` properties |
+/// | 2 | `identify` | `a` user ID, `b` traits |
+/// | 3 | `alias` | `a` user ID, `b` previous ID |
+/// | 4 | `group` | `a` group ID, `b` traits |
+/// | 5 | `reset` | |
+/// | 6 | `flush` | |
+/// | 7 | `consent` | `n` = analytics + 3·marketing + 9·personalization, each 0 left as is, 1 denied, 2 granted |
+/// | 8 | navigated | `n` 0 `pushState`, 1 `replaceState`, 2 `popstate`, 3 `hashchange` |
+/// | 9 | a click on a link or button | `a` selector, `b` text, `c` tag, `d` href (links only), `n` 1 with a `download` attribute |
+/// | 10 | a form submission (no field values) | `a` selector, `b` id, `c` action, `d` method |
+/// | 11 | the answer to a send | `a` batch key, `n` status (0: network error), `b` `Retry-After` |
+/// | 12 | the timer fired | |
+/// | 13 | the page is hidden or going away | |
+/// | 14 | the page is visible again | |
+/// | 15 | scrolled | `n` the viewport's bottom edge, `m` the document height (CSS pixels) |
 #[wasm_bindgen]
-pub fn track(event: &str, properties: Option<String>) {
-    call(&mut |t, dev| t.track(dev, event, properties.as_deref()));
-}
-
-#[wasm_bindgen]
-pub fn page(name: Option<String>, properties: Option<String>) {
-    call(&mut |t, dev| t.page(dev, name.as_deref(), properties.as_deref()));
-}
-
-#[wasm_bindgen]
-pub fn identify(user_id: Option<String>, traits: Option<String>) {
-    call(&mut |t, dev| t.identify(dev, user_id.as_deref(), traits.as_deref()));
-}
-
-#[wasm_bindgen]
-pub fn alias(user_id: &str, previous_id: Option<String>) {
-    call(&mut |t, dev| t.alias(dev, user_id, previous_id.as_deref()));
-}
-
-#[wasm_bindgen]
-pub fn group(group_id: &str, traits: Option<String>) {
-    call(&mut |t, dev| t.group(dev, group_id, traits.as_deref()));
-}
-
-#[wasm_bindgen]
-pub fn reset() {
-    call(&mut |t, dev| t.reset(dev));
-}
-
-#[wasm_bindgen]
-pub fn flush() {
-    with(&mut |rt| rt.flush());
-}
-
-/// The URL may have changed: 0 `pushState`, 1 `replaceState`, 2 `popstate`, 3 `hashchange`.
-#[wasm_bindgen]
-pub fn navigated(trigger: u8) {
-    let trigger = match trigger {
-        0 => Trigger::PushState,
-        1 => Trigger::ReplaceState,
-        2 => Trigger::PopState,
-        _ => Trigger::HashChange,
-    };
-    let mut page = Some(browser::current_page());
-    call(&mut |t, dev| t.navigated(dev, page.take().unwrap_or_default(), trigger));
-}
-
-/// A click on a link or button (`href` only for links; never an input's value).
-#[wasm_bindgen]
-pub fn click(selector: String, text: String, tag: String, href: Option<String>, download: bool) {
-    let mut click = Some(Click { selector, tag, text, href, download_attribute: download });
-    call(&mut |t, dev| {
-        if let Some(c) = click.take() {
-            t.clicked(dev, &c);
+pub fn call(op: u32, n: f64, m: f64, a: Option<String>, b: Option<String>, c: Option<String>, d: Option<String>) {
+    let (a, b) = (a.as_deref(), b.as_deref());
+    match op {
+        0 => tracker_call(&mut |t, dev| t.track(dev, a.unwrap_or(""), b)),
+        1 => tracker_call(&mut |t, dev| t.page(dev, a, b)),
+        2 => tracker_call(&mut |t, dev| t.identify(dev, a, b)),
+        3 => tracker_call(&mut |t, dev| t.alias(dev, a.unwrap_or(""), b)),
+        4 => tracker_call(&mut |t, dev| t.group(dev, a.unwrap_or(""), b)),
+        5 => tracker_call(&mut |t, dev| t.reset(dev)),
+        6 => with(&mut |rt| rt.flush()),
+        7 => {
+            let n = n as u32;
+            let choice = |v: u32| match v % 3 {
+                0 => None,
+                v => Some(v == 2),
+            };
+            let update = Update { analytics: choice(n), marketing: choice(n / 3), personalization: choice(n / 9) };
+            tracker_call(&mut |t, dev| t.consent(dev, update));
         }
-    });
-}
-
-/// A form submission (no field values).
-#[wasm_bindgen]
-pub fn submit(selector: String, id: String, action: String, method: String) {
-    let form = FormSubmit { selector, id, action, method };
-    call(&mut |t, dev| t.form_submitted(dev, &form));
-}
-
-/// The answer to a send (`js/host.js`): `status` 0 for a network error.
-#[wasm_bindgen]
-pub fn answered(batch_key: &str, status: u16, retry_after: Option<String>) {
-    with(&mut |rt| rt.answered(batch_key, status, retry_after.as_deref()));
-}
-
-/// The timer fired (`js/host.js`).
-#[wasm_bindgen]
-pub fn tick() {
-    with(&mut |rt| rt.tick());
-}
-
-#[wasm_bindgen]
-pub fn hidden() {
-    with(&mut |rt| rt.hidden());
-}
-
-#[wasm_bindgen]
-pub fn shown() {
-    call(&mut |t, dev| t.shown(crate::tracker::Device::now(dev)));
-}
-
-/// The viewport's bottom edge and the document height, in CSS pixels.
-#[wasm_bindgen]
-pub fn scrolled(bottom: f64, height: f64) {
-    with(&mut |rt| rt.tracker.scrolled(bottom, height));
-}
-
-#[wasm_bindgen]
-pub fn consent(analytics: Option<bool>, marketing: Option<bool>, personalization: Option<bool>) {
-    call(&mut |t, dev| t.consent(dev, Update { analytics, marketing, personalization }));
+        8 => {
+            let trigger = match n as u32 {
+                0 => Trigger::PushState,
+                1 => Trigger::ReplaceState,
+                2 => Trigger::PopState,
+                _ => Trigger::HashChange,
+            };
+            let mut page = Some(browser::current_page());
+            tracker_call(&mut |t, dev| t.navigated(dev, page.take().unwrap_or_default(), trigger));
+        }
+        9 => {
+            let text = |s: Option<&str>| s.unwrap_or("").to_owned();
+            let click = Click { selector: text(a), text: text(b), tag: text(c.as_deref()), href: d, download_attribute: n == 1.0 };
+            tracker_call(&mut |t, dev| t.clicked(dev, &click));
+        }
+        10 => {
+            let text = |s: Option<&str>| s.unwrap_or("").to_owned();
+            let form = FormSubmit { selector: text(a), id: text(b), action: text(c.as_deref()), method: text(d.as_deref()) };
+            tracker_call(&mut |t, dev| t.form_submitted(dev, &form));
+        }
+        11 => with(&mut |rt| rt.answered(a.unwrap_or(""), n as u16, b)),
+        12 => with(&mut |rt| rt.tick()),
+        13 => with(&mut |rt| rt.hidden()),
+        14 => tracker_call(&mut |t, dev| t.shown(crate::tracker::Device::now(dev))),
+        15 => with(&mut |rt| rt.tracker.scrolled(n, m)),
+        _ => {}
+    }
 }

@@ -57,7 +57,7 @@ fn error(code: &'static str, option: &str) -> OptionError {
 }
 
 /// Parses options given as `(name, value)` pairs in camelCase (`writeKey`, `flushInterval`, …).
-pub fn parse(pairs: &[(String, String)]) -> Result<Options, OptionError> {
+pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Options, OptionError> {
     let mut o = Options {
         write_key: String::new(),
         collector: String::new(),
@@ -70,7 +70,7 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Options, OptionError> {
     };
     for (name, value) in pairs {
         let v = value.trim_ascii();
-        match name.as_str() {
+        match name {
             "writeKey" => o.write_key = v.to_owned(),
             "collector" => o.collector = v.trim_end_matches('/').to_owned(),
             "consent" => o.consent = parse_mode(v).ok_or_else(|| error("invalid_consent_mode", name))?,
@@ -107,7 +107,7 @@ fn capture(v: &str) -> Option<Capture> {
         _ => {}
     }
     let mut c = Capture::NONE;
-    for part in v.split(',').map(str::trim) {
+    for part in v.split(',').map(str::trim_ascii) {
         match part {
             "pageviews" => c.pageviews = true,
             "clicks" => c.clicks = true,
@@ -124,7 +124,7 @@ mod tests {
     use super::*;
 
     fn run(pairs: &[(&str, &str)]) -> Result<Options, OptionError> {
-        parse(&pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>())
+        parse(pairs.iter().copied())
     }
 
     #[test]

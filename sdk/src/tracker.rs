@@ -6,8 +6,10 @@ use crate::consent::{from_record, Consent, Update};
 use crate::navigation::{Navigation, Trigger};
 use crate::options::Options;
 use crate::queue::{Outbox, StorageOp, STORED_BATCH_PREFIX};
+use crate::queue::MAX_QUEUED_EVENTS;
 use crate::{ids, json, url};
 use footprint_core::limits::{BEACON_BUDGET_BYTES, MAX_EVENT_BYTES, MAX_URL_BYTES};
+use std::rc::Rc;
 
 /// Storage keys. Everything the SDK keeps on the device starts with `fp_`.
 pub const KEY_ANONYMOUS_ID: &str = "fp_id";
@@ -94,10 +96,26 @@ pub struct Tracker {
     session: Option<Session>,
     page: Page,
     nav: Navigation,
-    /// `context` of the next event, built once per page and consent state.
-    context: String,
+    /// The end of the next event's JSON — its identifiers and `context` — built once per page, identity, session
+    /// and consent state and shared by every event made in that state (`None`: rebuild before the next event).
+    tail: Option<Rc<str>>,
+    /// Events made since the last seal, not yet encoded: `track()` only records them (main-thread cost), their JSON
+    /// is written when they are sealed into a batch (from a timer, a flush or the page-hide path).
+    drafts: Vec<Draft>,
     engagement: Engagement,
     pub outbox: Outbox,
+}
+
+/// An event as `emit` records it: its own fields, its time and the shared tail of the state it was made in.
+#[derive(Debug)]
+struct Draft {
+    kind: &'static str,
+    /// `event`, `name`, `previousId` or `groupId`.
+    field: Option<(&'static str, String)>,
+    /// `properties` or `traits`: JSON object text; empty for `{}`.
+    payload: Option<(&'static str, String)>,
+    time: f64,
+    tail: Rc<str>,
 }
 
 #[derive(Debug, Clone)]
@@ -132,7 +150,8 @@ impl Tracker {
             session: None,
             page,
             nav: Navigation::default(),
-            context: String::new(),
+            tail: None,
+            drafts: Vec::new(),
             engagement: Engagement { visible_since: visible.then_some(now), ..Engagement::default() },
             outbox: Outbox::default(),
         };
@@ -177,7 +196,7 @@ impl Tracker {
         if self.user_id.is_none() {
             self.user_id = dev.load(KEY_USER_ID).filter(|u| !u.is_empty() && u.len() <= 255);
         }
-        self.context.clear();
+        self.tail = None;
     }
 
     fn new_uuid(&self, dev: &mut impl Device) -> String {
@@ -211,24 +230,21 @@ impl Tracker {
         if event.trim_ascii().is_empty() {
             return;
         }
-        self.emit(dev, "track", &[("event", event)], Some(properties.unwrap_or("{}")), None);
+        self.emit(dev, "track", Some(("event", event)), Some(("properties", properties)));
     }
 
     /// `page(name?, properties?)`.
     pub fn page(&mut self, dev: &mut impl Device, name: Option<&str>, properties: Option<&str>) {
         let name = name.filter(|n| !n.trim_ascii().is_empty());
-        let fields: &[(&str, &str)] = match &name {
-            Some(n) => &[("name", n)],
-            None => &[],
-        };
-        self.emit(dev, "page", fields, Some(properties.unwrap_or("{}")), None);
+        self.emit(dev, "page", name.map(|n| ("name", n)), Some(("properties", properties)));
     }
 
     /// `identify(userId?, traits?)`. Without analytics consent nothing identifying leaves the page: the call waits
     /// in memory and is sent when consent is granted.
     pub fn identify(&mut self, dev: &mut impl Device, user_id: Option<&str>, traits: Option<&str>) {
-        if let Some(u) = user_id.map(str::trim).filter(|u| !u.is_empty()) {
+        if let Some(u) = user_id.map(str::trim_ascii).filter(|u| !u.is_empty()) {
             self.user_id = Some(u.to_owned());
+            self.tail = None;
             if self.consent.allows_device_storage() {
                 dev.store(KEY_USER_ID, u);
             }
@@ -238,7 +254,7 @@ impl Tracker {
             return;
         }
         if self.user_id.is_some() || self.anonymous_id.is_some() {
-            self.emit(dev, "identify", &[], None, Some(traits.unwrap_or("{}")));
+            self.emit(dev, "identify", None, Some(("traits", traits)));
         }
     }
 
@@ -252,8 +268,9 @@ impl Tracker {
         let previous = previous_id.map(str::to_owned).or_else(|| self.user_id.clone()).or_else(|| self.anonymous_id.clone());
         let Some(previous) = previous.filter(|p| !p.trim_ascii().is_empty()) else { return };
         self.user_id = Some(user_id.to_owned());
+        self.tail = None;
         dev.store(KEY_USER_ID, user_id);
-        self.emit(dev, "alias", &[("previousId", &previous)], None, None);
+        self.emit(dev, "alias", Some(("previousId", &previous)), None);
     }
 
     /// `group(groupId, traits?)`. Identity operation: sent only with analytics consent.
@@ -262,7 +279,7 @@ impl Tracker {
         if group_id.is_empty() || !self.consent.allows_device_storage() {
             return;
         }
-        self.emit(dev, "group", &[("groupId", group_id)], None, Some(traits.unwrap_or("{}")));
+        self.emit(dev, "group", Some(("groupId", group_id)), Some(("traits", traits)));
     }
 
     /// `reset()`: logout. Forgets the user ID and traits, and starts a new anonymous ID and session.
@@ -277,7 +294,7 @@ impl Tracker {
             dev.store(KEY_ANONYMOUS_ID, &stamp(&id, dev.now()));
             self.anonymous_id = Some(id);
         }
-        self.context.clear();
+        self.tail = None;
     }
 
     /// `consent({analytics?, marketing?, personalization?})`. Granting analytics creates the device state;
@@ -299,18 +316,18 @@ impl Tracker {
             None if before => self.erase_device(dev),
             None => {}
         }
-        self.context.clear();
+        self.tail = None;
         let g = self.consent.granted();
         let mut props = String::from("{");
         json::push_bool_member(&mut props, "analytics", g.analytics);
         json::push_bool_member(&mut props, "marketing", g.marketing);
         json::push_bool_member(&mut props, "personalization", g.personalization);
         props.push('}');
-        self.emit(dev, "track", &[("event", "Consent Updated")], Some(&props), None);
+        self.emit(dev, "track", Some(("event", "Consent Updated")), Some(("properties", Some(&props))));
         if after {
             if let Some(traits) = self.waiting_identify.take() {
                 if self.user_id.is_some() {
-                    self.emit(dev, "identify", &[], None, Some(traits.as_deref().unwrap_or("{}")));
+                    self.emit(dev, "identify", None, Some(("traits", traits.as_deref())));
                 }
             }
         }
@@ -333,7 +350,7 @@ impl Tracker {
     pub fn navigated(&mut self, dev: &mut impl Device, page: Page, trigger: Trigger) {
         if !self.options.capture.pageviews {
             self.page = page;
-            self.context.clear();
+            self.tail = None;
             return;
         }
         let url = self.clean_url(&page.url);
@@ -345,7 +362,7 @@ impl Tracker {
         // In a single-page app the previous view is the referrer of the next.
         let referrer = self.page.url.clone();
         self.page = Page { referrer, ..page };
-        self.context.clear();
+        self.tail = None;
         self.page(dev, None, None);
     }
 
@@ -374,7 +391,7 @@ impl Tracker {
             json::push_member(&mut props, "href", &clean);
         }
         props.push('}');
-        self.emit(dev, "track", &[("event", event)], Some(&props), None);
+        self.emit(dev, "track", Some(("event", event)), Some(("properties", Some(&props))));
     }
 
     pub fn form_submitted(&mut self, dev: &mut impl Device, form: &FormSubmit) {
@@ -389,7 +406,7 @@ impl Tracker {
         json::push_member(&mut props, "action", &self.clean_url(&form.action));
         json::push_member(&mut props, "method", &form.method.to_ascii_lowercase());
         props.push('}');
-        self.emit(dev, "track", &[("event", "Form Submitted")], Some(&props), None);
+        self.emit(dev, "track", Some(("event", "Form Submitted")), Some(("properties", Some(&props))));
     }
 
     /// The visitor scrolled: `bottom` is how far down the viewport's bottom edge is, `height` the document height.
@@ -422,57 +439,68 @@ impl Tracker {
         json::push_u64_member(&mut props, "engagedMs", ms as u64);
         json::push_u64_member(&mut props, "scrollDepth", u64::from(pct));
         props.push('}');
-        self.emit(dev, "track", &[("event", "Page Engaged")], Some(&props), None);
+        self.emit(dev, "track", Some(("event", "Page Engaged")), Some(("properties", Some(&props))));
     }
 
     // ----- events -----------------------------------------------------------------------------------------------
 
-    fn emit(&mut self, dev: &mut impl Device, kind: &str, fields: &[(&str, &str)], properties: Option<&str>, traits: Option<&str>) {
-        let now = dev.now();
-        self.touch_session(dev, now);
-        if self.context.is_empty() {
-            self.context = self.build_context();
+    /// Records an event: its time, session activity and the shared tail of the current state. No JSON is written
+    /// here (see [`Tracker::seal`]). `payload` is `properties` or `traits`: `None` text means `{}`, and text that is
+    /// not an object (what JSON.stringify makes of a bad argument) is left out rather than refused.
+    fn emit(&mut self, dev: &mut impl Device, kind: &'static str, field: Option<(&'static str, &str)>, payload: Option<(&'static str, Option<&str>)>) {
+        if self.queued() >= MAX_QUEUED_EVENTS {
+            self.outbox.dropped += 1;
+            return;
         }
-        let mut random = [0u8; 16];
-        dev.random(&mut random);
-        let message_id = ids::uuid_v4(random);
-        let mut event = self.encode(kind, fields, properties, traits, &message_id, now);
-        if event.len() > MAX_EVENT_BYTES {
-            // Too large for the collector: keep the event, drop the payload, say so.
-            let marker = "{\"footprintDropped\":\"too_large\"}";
-            event = self.encode(kind, fields, properties.map(|_| marker), traits.map(|_| marker), &message_id, now);
-        }
-        self.outbox.push(event);
+        let time = dev.now();
+        self.touch_session(dev, time);
+        let tail = match &self.tail {
+            Some(tail) => tail.clone(),
+            None => {
+                let tail: Rc<str> = Rc::from(self.build_tail());
+                self.tail = Some(tail.clone());
+                tail
+            }
+        };
+        let payload = payload.and_then(|(key, text)| match text {
+            None => Some((key, String::new())),
+            Some(p) if p.starts_with('{') => Some((key, p.to_owned())),
+            Some(_) => None,
+        });
+        self.drafts.push(Draft { kind, field: field.map(|(k, v)| (k, v.to_owned())), payload, time, tail });
     }
 
-    fn encode(&self, kind: &str, fields: &[(&str, &str)], properties: Option<&str>, traits: Option<&str>, message_id: &str, now: f64) -> String {
-        let mut out = String::with_capacity(self.context.len() + 256 + properties.map_or(0, str::len) + traits.map_or(0, str::len));
+    /// The event's JSON, with a new `messageId`. Too large for the collector: the event is kept, its payload
+    /// replaced by a marker that says so.
+    fn encode(draft: &Draft, message_id: &str) -> String {
+        let mut event = Self::encode_with(draft, message_id, None);
+        if event.len() > MAX_EVENT_BYTES {
+            event = Self::encode_with(draft, message_id, Some("{\"footprintDropped\":\"too_large\"}"));
+        }
+        event
+    }
+
+    fn encode_with(d: &Draft, message_id: &str, replace_payload: Option<&str>) -> String {
+        let mut out = String::with_capacity(d.tail.len() + 128 + d.field.as_ref().map_or(0, |f| f.1.len()) + d.payload.as_ref().map_or(0, |p| p.1.len()));
         out.push('{');
-        json::push_member(&mut out, "type", kind);
-        for (k, v) in fields {
+        json::push_member(&mut out, "type", d.kind);
+        if let Some((k, v)) = &d.field {
             json::push_member(&mut out, k, v);
         }
-        // Only objects: anything else JSON.stringify made of a bad argument is left out rather than refused.
-        if let Some(p) = properties.filter(|p| p.starts_with('{')) {
-            json::push_raw_member(&mut out, "properties", p);
-        }
-        if let Some(t) = traits.filter(|t| t.starts_with('{')) {
-            json::push_raw_member(&mut out, "traits", t);
+        if let Some((k, p)) = &d.payload {
+            json::push_raw_member(&mut out, k, replace_payload.unwrap_or(if p.is_empty() { "{}" } else { p }));
         }
         json::push_member(&mut out, "messageId", message_id);
         json::push_key_after_comma(&mut out, "timestamp");
-        json::push_timestamp(&mut out, now);
-        if self.consent.allows_device_storage() {
-            if let Some(a) = &self.anonymous_id {
-                json::push_member(&mut out, "anonymousId", a);
-            }
-            if let Some(u) = &self.user_id {
-                json::push_member(&mut out, "userId", u);
-            }
-        }
-        json::push_raw_member(&mut out, "context", &self.context);
-        out.push('}');
+        json::push_timestamp(&mut out, d.time);
+        out.push(',');
+        out.push_str(crate::text::split_at(&d.tail, 1).1);
         out
+    }
+
+    /// Events waiting, drafts and batches.
+    pub fn queued(&self) -> usize {
+        self.outbox.len() + self.drafts.len()
     }
 
     fn touch_session(&mut self, dev: &mut impl Device, now: f64) {
@@ -482,7 +510,7 @@ impl Tracker {
         let mut session = match self.session.take() {
             Some(s) if now - s.last_activity < SESSION_TIMEOUT_MS => s,
             _ => {
-                self.context.clear();
+                self.tail = None;
                 Session { id: self.new_uuid(dev), last_activity: now, written_at: f64::NEG_INFINITY }
             }
         };
@@ -495,10 +523,22 @@ impl Tracker {
         self.session = Some(session);
     }
 
-    fn build_context(&self) -> String {
+    /// `{"anonymousId":…,"userId":…,"context":{…}}`: the members every event made in this state ends with
+    /// (identifiers only with analytics consent), as an object; `encode` splices them in after `timestamp`.
+    fn build_tail(&self) -> String {
         let url = self.page_url();
         let p = url::parts(&url);
-        let mut c = String::with_capacity(512);
+        let mut c = String::with_capacity(640);
+        c.push('{');
+        if self.consent.allows_device_storage() {
+            if let Some(a) = &self.anonymous_id {
+                json::push_member(&mut c, "anonymousId", a);
+            }
+            if let Some(u) = &self.user_id {
+                json::push_member(&mut c, "userId", u);
+            }
+        }
+        json::push_key_after_comma(&mut c, "context");
         c.push('{');
         json::push_raw_member(&mut c, "library", LIBRARY);
         c.push_str(",\"page\":{");
@@ -535,7 +575,7 @@ impl Tracker {
             _ if !self.consent.allows_device_storage() => json::push_bool_member(&mut c, "cookieless", true),
             _ => {}
         }
-        c.push('}');
+        c.push_str("}}");
         c
     }
 
@@ -543,11 +583,16 @@ impl Tracker {
 
     /// True when enough events wait that a batch should go now rather than at the next timer tick.
     pub fn batch_full(&self) -> bool {
-        self.outbox.pending_len() >= self.options.batch_size
+        self.drafts.len() + self.outbox.pending_len() >= self.options.batch_size
     }
 
     /// Seals waiting events into batches (writing them to the device when consent allows).
     pub fn seal(&mut self, dev: &mut impl Device) {
+        for draft in std::mem::take(&mut self.drafts) {
+            let mut bytes = [0u8; 16];
+            dev.random(&mut bytes);
+            self.outbox.push(Self::encode(&draft, &ids::uuid_v4(bytes)));
+        }
         if self.outbox.pending_len() == 0 {
             return;
         }

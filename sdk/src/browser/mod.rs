@@ -115,7 +115,7 @@ impl Runtime {
     /// changes: `track()` calls this, and after the first event it only compares two numbers.
     #[inline(never)]
     fn pump(&mut self, send: Send) {
-        if self.tracker.outbox.in_flight().is_some() || self.tracker.outbox.is_empty() {
+        if self.tracker.outbox.in_flight().is_some() || self.tracker.queued() == 0 {
             return;
         }
         let now = self.dev.now();
