@@ -6,9 +6,13 @@
 //!   rewritten per event.
 //! - One batch is in flight at a time; its answer removes it or schedules a retry with backoff.
 //! - On page hide, [`Outbox::batches`] is what goes by beacon, within the 64 KiB budget.
+//! - Events made in the same page, consent and session state share one `context`: it travels once per batch, as
+//!   the Segment batch envelope's `context` (merged into every event of the batch by the collector), not once per
+//!   event. A batch holds events of one context only; a new context starts a new batch.
 
 use crate::json;
 use footprint_core::limits::{BEACON_BUDGET_BYTES, MAX_BATCH_EVENTS, MAX_REQUEST_BYTES};
+use std::rc::Rc;
 
 /// The largest batch, in bytes of event JSON: leaves room for the envelope inside the beacon budget (and so far
 /// below the collector's request limit).
@@ -32,15 +36,29 @@ pub struct Batch {
     /// Unique across tabs and page loads; also its storage key after [`STORED_BATCH_PREFIX`].
     pub key: String,
     pub events: Vec<String>,
+    /// The `context` every event of the batch shares (a JSON object), sent once in the envelope.
+    pub context: Option<Rc<str>>,
     bytes: usize,
     /// Whether the batch is on the device.
     pub stored: bool,
 }
 
 impl Batch {
-    /// The batch as stored: events one per line (event JSON never contains a raw newline).
+    /// The batch as stored: events one per line (event JSON never contains a raw newline), after a first line
+    /// `c{…}` with the shared context when there is one.
     pub fn stored_form(&self) -> String {
-        crate::text::join(&self.events, "\n")
+        let events = crate::text::join(&self.events, "\n");
+        match &self.context {
+            Some(c) => {
+                let mut out = String::with_capacity(c.len() + 2 + events.len());
+                out.push('c');
+                out.push_str(c);
+                out.push('\n');
+                out.push_str(&events);
+                out
+            }
+            None => events,
+        }
     }
 
     /// The request body: the Segment batch envelope, with `sentAt` set for this send.
@@ -54,6 +72,9 @@ impl Batch {
             out.push_str(e);
         }
         out.push(']');
+        if let Some(c) = &self.context {
+            json::push_raw_member(&mut out, "context", c);
+        }
         json::push_member(&mut out, "sentAt", sent_at);
         json::push_member(&mut out, "writeKey", write_key);
         out.push('}');
@@ -71,6 +92,8 @@ pub enum StorageOp {
 #[derive(Debug, Default)]
 pub struct Outbox {
     pending: Vec<String>,
+    /// The context of the pending events.
+    pending_context: Option<Rc<str>>,
     pending_bytes: usize,
     batches: Vec<Batch>,
     in_flight: Option<String>,
@@ -95,6 +118,21 @@ impl Outbox {
         self.pending_bytes += event.len();
         self.pending.push(event);
         true
+    }
+
+    /// The context of the events pushed from now on: when it differs from the current one, the events waiting are
+    /// sealed first (a batch holds one context). Returns the storage writes of that seal.
+    pub fn set_context(&mut self, context: Option<Rc<str>>, new_key: impl FnMut() -> String, persist: bool) -> Vec<StorageOp> {
+        let same = match (&self.pending_context, &context) {
+            (Some(a), Some(b)) => Rc::ptr_eq(a, b) || a == b,
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        if same {
+            return Vec::new();
+        }
+        let ops = self.seal(new_key, persist);
+        self.pending_context = context;
+        ops
     }
 
     /// Events not yet sealed into a batch.
@@ -122,7 +160,7 @@ impl Outbox {
         let mut events = std::mem::take(&mut self.pending).into_iter().peekable();
         self.pending_bytes = 0;
         while events.peek().is_some() {
-            let mut batch = Batch { key: new_key(), events: Vec::new(), bytes: 0, stored: false };
+            let mut batch = Batch { key: new_key(), events: Vec::new(), context: self.pending_context.clone(), bytes: self.pending_context.as_ref().map_or(0, |c| c.len() + 2), stored: false };
             while let Some(e) = events.next_if(|e| {
                 batch.events.is_empty() || (batch.events.len() < MAX_EVENTS_PER_BATCH && batch.bytes + e.len() + 1 <= MAX_BATCH_BYTES)
             }) {
@@ -141,14 +179,20 @@ impl Outbox {
 
     /// Adds a batch found on the device at start (a backlog from an earlier page).
     pub fn restore(&mut self, key: &str, stored: &str) {
+        let context = stored.strip_prefix("c{").and_then(|s| s.split('\n').next()).map(|c| {
+            let mut text = String::with_capacity(c.len() + 1);
+            text.push('{');
+            text.push_str(c);
+            Rc::from(text)
+        });
         let events: Vec<String> = stored.split('\n').filter(|e| e.starts_with('{')).map(str::to_owned).collect();
         if events.is_empty() || self.queued + events.len() > MAX_QUEUED_EVENTS {
             return;
         }
-        let bytes = events.iter().map(|e| e.len() + 1).sum();
+        let bytes = events.iter().map(|e| e.len() + 1).sum::<usize>() + context.as_ref().map_or(0, |c: &Rc<str>| c.len() + 2);
         self.queued += events.len();
         self.stored_bytes += bytes;
-        self.batches.push(Batch { key: key.to_owned(), events, bytes, stored: true });
+        self.batches.push(Batch { key: key.to_owned(), events, context, bytes, stored: true });
     }
 
     /// The next batch to send, if none is in flight and no retry wait is running; it is then in flight.
@@ -318,6 +362,29 @@ mod tests {
         let ops = o.seal(keys(), true);
         assert_eq!(ops.len(), MAX_STORED_BYTES / 50_020);
         assert_eq!(o.len(), 40, "what does not fit on the device stays in memory");
+    }
+
+    #[test]
+    fn the_shared_context_travels_once_per_batch_and_a_new_one_starts_a_batch() {
+        let mut o = Outbox::default();
+        let mut keys = keys();
+        let ctx: Rc<str> = Rc::from("{\"page\":{\"path\":\"/a\"}}");
+        assert!(o.set_context(Some(ctx.clone()), &mut keys, true).is_empty(), "nothing waits: nothing to seal");
+        o.push(event(1, 0));
+        assert!(o.set_context(Some(Rc::from(&*ctx)), &mut keys, true).is_empty(), "an equal context continues the batch");
+        o.push(event(2, 0));
+        let ops = o.set_context(Some(Rc::from("{\"page\":{\"path\":\"/b\"}}")), &mut keys, true);
+        assert_eq!(ops.len(), 1, "a new context seals what waits");
+        o.push(event(3, 0));
+        o.seal(&mut keys, true);
+        let bodies: Vec<String> = o.batches().map(|b| b.body("T", "wk")).collect();
+        assert_eq!(bodies[0], r#"{"batch":[{"i":1,"p":""},{"i":2,"p":""}],"context":{"page":{"path":"/a"}},"sentAt":"T","writeKey":"wk"}"#);
+        assert_eq!(bodies[1], r#"{"batch":[{"i":3,"p":""}],"context":{"page":{"path":"/b"}},"sentAt":"T","writeKey":"wk"}"#);
+        // The device copy keeps the context: a reload sends the same body.
+        let stored = o.batches().next().unwrap().stored_form();
+        let mut reloaded = Outbox::default();
+        reloaded.restore("k1", &stored);
+        assert_eq!(reloaded.batches().next().unwrap().body("T", "wk"), bodies[0]);
     }
 
     #[test]

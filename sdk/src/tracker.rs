@@ -96,9 +96,9 @@ pub struct Tracker {
     session: Option<Session>,
     page: Page,
     nav: Navigation,
-    /// The end of the next event's JSON — its identifiers and `context` — built once per page, identity, session
-    /// and consent state and shared by every event made in that state (`None`: rebuild before the next event).
-    tail: Option<Rc<str>>,
+    /// The identifiers and the `context` of the next event, built once per page, identity, session and consent
+    /// state and shared by every event made in that state (`None`: rebuild before the next event).
+    tail: Option<Rc<Shared>>,
     /// Events made since the last seal, not yet encoded: `track()` only records them (main-thread cost), their JSON
     /// is written when they are sealed into a batch (from a timer, a flush or the page-hide path).
     drafts: Vec<Draft>,
@@ -106,7 +106,16 @@ pub struct Tracker {
     pub outbox: Outbox,
 }
 
-/// An event as `emit` records it: its own fields, its time and the shared tail of the state it was made in.
+/// What the events made in one state have in common.
+#[derive(Debug)]
+struct Shared {
+    /// `,"anonymousId":…,"userId":…` (only with analytics consent), or empty.
+    ids: String,
+    /// The `context` object; it travels once per batch (see `queue`).
+    context: Rc<str>,
+}
+
+/// An event as `emit` records it: its own fields, its time and what it shares with the events of its state.
 #[derive(Debug)]
 struct Draft {
     kind: &'static str,
@@ -115,7 +124,7 @@ struct Draft {
     /// `properties` or `traits`: JSON object text; empty for `{}`.
     payload: Option<(&'static str, String)>,
     time: f64,
-    tail: Rc<str>,
+    tail: Rc<Shared>,
 }
 
 #[derive(Debug, Clone)]
@@ -183,7 +192,7 @@ impl Tracker {
         self.anonymous_id = Some(match stored {
             Some(id) => id,
             None => {
-                let id = self.new_uuid(dev);
+                let id = random_id(dev);
                 dev.store(KEY_ANONYMOUS_ID, &stamp(&id, now));
                 id
             }
@@ -197,12 +206,6 @@ impl Tracker {
             self.user_id = dev.load(KEY_USER_ID).filter(|u| !u.is_empty() && u.len() <= 255);
         }
         self.tail = None;
-    }
-
-    fn new_uuid(&self, dev: &mut impl Device) -> String {
-        let mut bytes = [0u8; 16];
-        dev.random(&mut bytes);
-        ids::uuid_v4(bytes)
     }
 
     /// Extra scrub patterns in force: the site's, and ad click IDs unless marketing is granted.
@@ -290,7 +293,7 @@ impl Tracker {
         dev.remove(KEY_USER_ID);
         dev.remove(KEY_SESSION);
         if self.consent.allows_device_storage() {
-            let id = self.new_uuid(dev);
+            let id = random_id(dev);
             dev.store(KEY_ANONYMOUS_ID, &stamp(&id, dev.now()));
             self.anonymous_id = Some(id);
         }
@@ -457,7 +460,17 @@ impl Tracker {
         let tail = match &self.tail {
             Some(tail) => tail.clone(),
             None => {
-                let tail: Rc<str> = Rc::from(self.build_tail());
+                let mut ids = String::new();
+                if self.consent.allows_device_storage() {
+                    for (key, id) in [("anonymousId", &self.anonymous_id), ("userId", &self.user_id)] {
+                        if let Some(id) = id {
+                            ids.push(',');
+                            json::push_key(&mut ids, key);
+                            json::push_str(&mut ids, id);
+                        }
+                    }
+                }
+                let tail = Rc::new(Shared { ids, context: Rc::from(self.build_context()) });
                 self.tail = Some(tail.clone());
                 tail
             }
@@ -481,7 +494,7 @@ impl Tracker {
     }
 
     fn encode_with(d: &Draft, message_id: &str, replace_payload: Option<&str>) -> String {
-        let mut out = String::with_capacity(d.tail.len() + 128 + d.field.as_ref().map_or(0, |f| f.1.len()) + d.payload.as_ref().map_or(0, |p| p.1.len()));
+        let mut out = String::with_capacity(d.tail.ids.len() + 128 + d.field.as_ref().map_or(0, |f| f.1.len()) + d.payload.as_ref().map_or(0, |p| p.1.len()));
         out.push('{');
         json::push_member(&mut out, "type", d.kind);
         if let Some((k, v)) = &d.field {
@@ -493,8 +506,8 @@ impl Tracker {
         json::push_member(&mut out, "messageId", message_id);
         json::push_key_after_comma(&mut out, "timestamp");
         json::push_timestamp(&mut out, d.time);
-        out.push(',');
-        out.push_str(crate::text::split_at(&d.tail, 1).1);
+        out.push_str(&d.tail.ids);
+        out.push('}');
         out
     }
 
@@ -511,7 +524,7 @@ impl Tracker {
             Some(s) if now - s.last_activity < SESSION_TIMEOUT_MS => s,
             _ => {
                 self.tail = None;
-                Session { id: self.new_uuid(dev), last_activity: now, written_at: f64::NEG_INFINITY }
+                Session { id: random_id(dev), last_activity: now, written_at: f64::NEG_INFINITY }
             }
         };
         let s = &mut session;
@@ -523,22 +536,10 @@ impl Tracker {
         self.session = Some(session);
     }
 
-    /// `{"anonymousId":…,"userId":…,"context":{…}}`: the members every event made in this state ends with
-    /// (identifiers only with analytics consent), as an object; `encode` splices them in after `timestamp`.
-    fn build_tail(&self) -> String {
+    fn build_context(&self) -> String {
         let url = self.page_url();
         let p = url::parts(&url);
-        let mut c = String::with_capacity(640);
-        c.push('{');
-        if self.consent.allows_device_storage() {
-            if let Some(a) = &self.anonymous_id {
-                json::push_member(&mut c, "anonymousId", a);
-            }
-            if let Some(u) = &self.user_id {
-                json::push_member(&mut c, "userId", u);
-            }
-        }
-        json::push_key_after_comma(&mut c, "context");
+        let mut c = String::with_capacity(512);
         c.push('{');
         json::push_raw_member(&mut c, "library", LIBRARY);
         c.push_str(",\"page\":{");
@@ -575,7 +576,7 @@ impl Tracker {
             _ if !self.consent.allows_device_storage() => json::push_bool_member(&mut c, "cookieless", true),
             _ => {}
         }
-        c.push_str("}}");
+        c.push('}');
         c
     }
 
@@ -588,24 +589,19 @@ impl Tracker {
 
     /// Seals waiting events into batches (writing them to the device when consent allows).
     pub fn seal(&mut self, dev: &mut impl Device) {
+        let persist = self.consent.allows_device_storage();
         for draft in std::mem::take(&mut self.drafts) {
-            let mut bytes = [0u8; 16];
-            dev.random(&mut bytes);
-            self.outbox.push(Self::encode(&draft, &ids::uuid_v4(bytes)));
+            let ops = self.outbox.set_context(Some(draft.tail.context.clone()), || random_id(dev), persist);
+            for op in ops {
+                apply(dev, op);
+            }
+            let message_id = random_id(dev);
+            self.outbox.push(Self::encode(&draft, &message_id));
         }
         if self.outbox.pending_len() == 0 {
             return;
         }
-        let persist = self.consent.allows_device_storage();
-        let ops = self.outbox.seal(
-            || {
-                let mut bytes = [0u8; 16];
-                dev.random(&mut bytes);
-                ids::uuid_v4(bytes)
-            },
-            persist,
-        );
-        for op in ops {
+        for op in self.outbox.seal(|| random_id(dev), persist) {
             apply(dev, op);
         }
     }
@@ -697,6 +693,13 @@ fn apply(dev: &mut impl Device, op: StorageOp) {
         StorageOp::Write { key, value } => dev.store(&key, &value),
         StorageOp::Remove { key } => dev.remove(&key),
     }
+}
+
+/// A new UUIDv4 from the device's randomness.
+fn random_id(dev: &mut impl Device) -> String {
+    let mut bytes = [0u8; 16];
+    dev.random(&mut bytes);
+    ids::uuid_v4(bytes)
 }
 
 /// `id.time` — an ID with the epoch-ms time it was made or last used.

@@ -70,6 +70,21 @@ fn start_with(options: Options, env: Environment, dev: &mut TestDevice) -> Track
     Tracker::start(options, env, page("https://shop.example/p?x=1"), true, dev)
 }
 
+/// The events of a request body as the collector reads them: the batch's `context` merged into each event's
+/// (Segment's batch envelope rule: keys the event has win).
+fn batch_events(body: &str) -> Vec<Value> {
+    let body: Value = serde_json::from_str(body).expect("the body is JSON");
+    let shared = body.get("context").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut events = body["batch"].as_array().unwrap().clone();
+    for e in &mut events {
+        let context = e.as_object_mut().unwrap().entry("context").or_insert_with(|| Value::Object(Default::default()));
+        for (k, v) in &shared {
+            context.as_object_mut().unwrap().entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    events
+}
+
 /// Every event the tracker would send now, as JSON (drains the outbox as if each batch were accepted).
 fn sent(t: &mut Tracker, dev: &mut TestDevice) -> Vec<Value> {
     let mut events = Vec::new();
@@ -77,7 +92,7 @@ fn sent(t: &mut Tracker, dev: &mut TestDevice) -> Vec<Value> {
         let body: Value = serde_json::from_str(&req.body).expect("the body is JSON");
         assert_eq!(body["writeKey"], "wk_demo");
         assert!(footprint_core::time::parse_rfc3339_ms(body["sentAt"].as_str().unwrap()).is_some());
-        events.extend(body["batch"].as_array().unwrap().iter().cloned());
+        events.extend(batch_events(&req.body));
         assert_eq!(t.answered(dev, &req.batch_key, Some(200), None), None);
     }
     events
@@ -102,7 +117,7 @@ fn required_mode_without_consent_writes_nothing_and_sends_no_identifier() {
     });
     t.shown(dev.now);
     t.reset(&mut dev);
-    let mut events: Vec<Value> = beaconed.iter().flat_map(|b| serde_json::from_str::<Value>(b).unwrap()["batch"].as_array().unwrap().clone()).collect();
+    let mut events: Vec<Value> = beaconed.iter().flat_map(|b| batch_events(b)).collect();
     events.extend(sent(&mut t, &mut dev));
     assert!(dev.writes.is_empty(), "no storage writes: {:?}", dev.writes);
     assert_eq!(names(&events), ["page", "Signed Up"], "identity calls wait for consent");
