@@ -7,6 +7,7 @@
 use crate::browser::{self, call as tracker_call, with};
 use crate::consent::Update;
 use crate::navigation::Trigger;
+use crate::text;
 use crate::tracker::{Click, FormSubmit};
 use wasm_bindgen::prelude::*;
 
@@ -17,7 +18,7 @@ use wasm_bindgen::prelude::*;
 #[wasm_bindgen]
 pub fn init(options: &str) -> String {
     let mut out = String::new();
-    match crate::options::parse(options.split('\n').filter_map(|l| l.split_once('='))) {
+    match crate::options::parse(text::split(options, b'\n').filter_map(|l| text::split_once(l, b'='))) {
         Ok(o) => {
             let c = o.capture;
             browser::start(o);
@@ -54,9 +55,17 @@ pub fn init(options: &str) -> String {
 /// | 15 | scrolled | `n` the viewport's bottom edge, `m` the document height (CSS pixels) |
 #[wasm_bindgen]
 pub fn call(op: u32, n: f64, m: f64, a: Option<String>, b: Option<String>, c: Option<String>, d: Option<String>) {
+    if op == 0 {
+        // track(): the texts are moved into the event, not copied.
+        let mut args = Some((a.unwrap_or_default(), b));
+        return tracker_call(&mut |t, dev| {
+            if let Some((event, properties)) = args.take() {
+                t.track_owned(dev, event, properties)
+            }
+        });
+    }
     let (a, b) = (a.as_deref(), b.as_deref());
     match op {
-        0 => tracker_call(&mut |t, dev| t.track(dev, a.unwrap_or(""), b)),
         1 => tracker_call(&mut |t, dev| t.page(dev, a, b)),
         2 => tracker_call(&mut |t, dev| t.identify(dev, a, b)),
         3 => tracker_call(&mut |t, dev| t.alias(dev, a.unwrap_or(""), b)),

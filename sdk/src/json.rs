@@ -113,6 +113,13 @@ pub fn push_padded(out: &mut String, n: u64, width: usize) {
 /// Appends epoch milliseconds as `"YYYY-MM-DDTHH:MM:SS.mmmZ"` (quoted), the form `footprint_core::time` formats
 /// and parses; written here without `core::fmt`, and tested against core's formatter.
 pub fn push_timestamp(out: &mut String, ms: f64) {
+    out.push('"');
+    push_iso_time(out, ms);
+    out.push('"');
+}
+
+/// Appends epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn push_iso_time(out: &mut String, ms: f64) {
     let ms = ms.max(0.0) as u64;
     let (secs, millis) = (ms / 1_000, ms % 1_000);
     let (days, sod) = (secs / 86_400, secs % 86_400);
@@ -126,12 +133,10 @@ pub fn push_timestamp(out: &mut String, ms: f64) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
-    out.push('"');
     for (n, width, sep) in [(year, 4, '-'), (month, 2, '-'), (day, 2, 'T'), (sod / 3_600, 2, ':'), (sod / 60 % 60, 2, ':'), (sod % 60, 2, '.'), (millis, 3, 'Z')] {
         push_padded(out, n, width);
         out.push(sep);
     }
-    out.push('"');
 }
 
 pub fn hex_digit(n: u8) -> char {

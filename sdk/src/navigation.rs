@@ -15,8 +15,8 @@ pub enum Trigger {
 /// The page identity a page view is counted for: the URL without its fragment, unless the fragment is a route
 /// (`#/…` or `#!…`, as hash routers write them).
 pub fn page_key(url: &str) -> &str {
-    match url.split_once('#') {
-        Some((_, fragment)) if fragment.starts_with('/') || fragment.starts_with('!') => url,
+    match crate::text::split_once(url, b'#') {
+        Some((_, fragment)) if fragment.starts_with("/") || fragment.starts_with("!") => url,
         Some((base, _)) => base,
         None => url,
     }

@@ -2,6 +2,7 @@
 //! package's `init({...})` both arrive in this form. Invalid options are the only errors the SDK ever raises.
 
 use crate::consent::{parse_mode, Mode};
+use crate::text::split;
 
 /// What is captured automatically. All on by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,13 +73,19 @@ pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<
         let v = value.trim_ascii();
         match name {
             "writeKey" => o.write_key = v.to_owned(),
-            "collector" => o.collector = v.trim_end_matches('/').to_owned(),
+            "collector" => {
+                let mut c = v;
+                while let Some(shorter) = c.strip_suffix("/") {
+                    c = shorter;
+                }
+                o.collector = c.to_owned();
+            }
             "consent" => o.consent = parse_mode(v).ok_or_else(|| error("invalid_consent_mode", name))?,
             "flushInterval" => o.flush_interval_ms = number(v, 0, 600_000).ok_or_else(|| error("invalid_number", name))? as f64,
             "batchSize" => o.batch_size = number(v, 1, 500).ok_or_else(|| error("invalid_number", name))? as usize,
             "idLifetimeDays" => o.id_lifetime_days = number(v, 1, 3_650).ok_or_else(|| error("invalid_number", name))?,
             "autocapture" => o.capture = capture(v).ok_or_else(|| error("invalid_autocapture", name))?,
-            "scrub" => o.scrub = v.split(',').map(|s| s.trim_ascii().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect(),
+            "scrub" => o.scrub = split(v, b',').map(|s| s.trim_ascii().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect(),
             _ => return Err(error("unknown_option", name)),
         }
     }
@@ -107,7 +114,7 @@ fn capture(v: &str) -> Option<Capture> {
         _ => {}
     }
     let mut c = Capture::NONE;
-    for part in v.split(',').map(str::trim_ascii) {
+    for part in split(v, b',').map(str::trim_ascii) {
         match part {
             "pageviews" => c.pageviews = true,
             "clicks" => c.clicks = true,

@@ -11,6 +11,7 @@
 //!   event. A batch holds events of one context only; a new context starts a new batch.
 
 use crate::json;
+use crate::text::split;
 use footprint_core::limits::{BEACON_BUDGET_BYTES, MAX_BATCH_EVENTS, MAX_REQUEST_BYTES};
 use std::rc::Rc;
 
@@ -37,7 +38,7 @@ pub struct Batch {
     pub key: String,
     pub events: Vec<String>,
     /// The `context` every event of the batch shares (a JSON object), sent once in the envelope.
-    pub context: Option<Rc<str>>,
+    pub context: Option<Rc<String>>,
     bytes: usize,
     /// Whether the batch is on the device.
     pub stored: bool,
@@ -93,7 +94,7 @@ pub enum StorageOp {
 pub struct Outbox {
     pending: Vec<String>,
     /// The context of the pending events.
-    pending_context: Option<Rc<str>>,
+    pending_context: Option<Rc<String>>,
     pending_bytes: usize,
     batches: Vec<Batch>,
     in_flight: Option<String>,
@@ -122,7 +123,7 @@ impl Outbox {
 
     /// The context of the events pushed from now on: when it differs from the current one, the events waiting are
     /// sealed first (a batch holds one context). Returns the storage writes of that seal.
-    pub fn set_context(&mut self, context: Option<Rc<str>>, new_key: impl FnMut() -> String, persist: bool) -> Vec<StorageOp> {
+    pub fn set_context(&mut self, context: Option<Rc<String>>, new_key: impl FnMut() -> String, persist: bool) -> Vec<StorageOp> {
         let same = match (&self.pending_context, &context) {
             (Some(a), Some(b)) => Rc::ptr_eq(a, b) || a == b,
             (a, b) => a.is_none() && b.is_none(),
@@ -179,17 +180,17 @@ impl Outbox {
 
     /// Adds a batch found on the device at start (a backlog from an earlier page).
     pub fn restore(&mut self, key: &str, stored: &str) {
-        let context = stored.strip_prefix("c{").and_then(|s| s.split('\n').next()).map(|c| {
+        let context = stored.strip_prefix("c{").and_then(|s| split(s, b'\n').next()).map(|c| {
             let mut text = String::with_capacity(c.len() + 1);
             text.push('{');
             text.push_str(c);
-            Rc::from(text)
+            Rc::new(text)
         });
-        let events: Vec<String> = stored.split('\n').filter(|e| e.starts_with('{')).map(str::to_owned).collect();
+        let events: Vec<String> = split(stored, b'\n').filter(|e| e.starts_with("{")).map(str::to_owned).collect();
         if events.is_empty() || self.queued + events.len() > MAX_QUEUED_EVENTS {
             return;
         }
-        let bytes = events.iter().map(|e| e.len() + 1).sum::<usize>() + context.as_ref().map_or(0, |c: &Rc<str>| c.len() + 2);
+        let bytes = events.iter().map(|e| e.len() + 1).sum::<usize>() + context.as_ref().map_or(0, |c: &Rc<String>| c.len() + 2);
         self.queued += events.len();
         self.stored_bytes += bytes;
         self.batches.push(Batch { key: key.to_owned(), events, context, bytes, stored: true });
@@ -368,12 +369,12 @@ mod tests {
     fn the_shared_context_travels_once_per_batch_and_a_new_one_starts_a_batch() {
         let mut o = Outbox::default();
         let mut keys = keys();
-        let ctx: Rc<str> = Rc::from("{\"page\":{\"path\":\"/a\"}}");
+        let ctx = Rc::new(String::from("{\"page\":{\"path\":\"/a\"}}"));
         assert!(o.set_context(Some(ctx.clone()), &mut keys, true).is_empty(), "nothing waits: nothing to seal");
         o.push(event(1, 0));
-        assert!(o.set_context(Some(Rc::from(&*ctx)), &mut keys, true).is_empty(), "an equal context continues the batch");
+        assert!(o.set_context(Some(Rc::new(String::clone(&ctx))), &mut keys, true).is_empty(), "an equal context continues the batch");
         o.push(event(2, 0));
-        let ops = o.set_context(Some(Rc::from("{\"page\":{\"path\":\"/b\"}}")), &mut keys, true);
+        let ops = o.set_context(Some(Rc::new(String::from("{\"page\":{\"path\":\"/b\"}}"))), &mut keys, true);
         assert_eq!(ops.len(), 1, "a new context seals what waits");
         o.push(event(3, 0));
         o.seal(&mut keys, true);

@@ -1,6 +1,7 @@
 //! Small text helpers that keep the browser module small: byte-wise search instead of `str::find(&str)` (which
 //! brings the two-way searcher), slicing that cannot panic (a panicking `&s[a..b]` brings `core::fmt`'s Unicode
-//! tables for its error message), and integer parsing without the float parser.
+//! tables for its error message), splitting at ASCII separator bytes instead of `char` patterns (which bring the
+//! char searcher, `memchr` and UTF-8 decoding), and integer parsing without the float parser.
 
 /// The byte offset of the first `needle` in `hay`.
 pub fn find(hay: &str, needle: &str) -> Option<usize> {
@@ -13,6 +14,50 @@ pub fn find(hay: &str, needle: &str) -> Option<usize> {
 
 pub fn contains(hay: &str, needle: &str) -> bool {
     find(hay, needle).is_some()
+}
+
+/// The byte offset of the first `byte` in `s`.
+pub fn find_byte(s: &str, byte: u8) -> Option<usize> {
+    s.bytes().position(|b| b == byte)
+}
+
+/// `s` split around its first `sep` (an ASCII byte).
+pub fn split_once(s: &str, sep: u8) -> Option<(&str, &str)> {
+    let (before, rest) = split_at(s, find_byte(s, sep)?);
+    Some((before, split_at(rest, 1).1))
+}
+
+/// The parts of `s` between `sep` bytes (ASCII), like `str::split` with a `char`.
+pub fn split(s: &str, sep: u8) -> Split<'_> {
+    Split { rest: Some(s), sep }
+}
+
+pub struct Split<'a> {
+    rest: Option<&'a str>,
+    sep: u8,
+}
+
+impl<'a> Iterator for Split<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let s = self.rest?;
+        Some(match split_once(s, self.sep) {
+            Some((part, rest)) => {
+                self.rest = Some(rest);
+                part
+            }
+            None => {
+                self.rest = None;
+                s
+            }
+        })
+    }
+}
+
+/// `s` without the leading bytes that are in `set` (ASCII).
+pub fn trim_start_bytes<'a>(s: &'a str, set: &[u8]) -> &'a str {
+    split_at(s, s.bytes().position(|b| !set.contains(&b)).unwrap_or(s.len())).1
 }
 
 /// `s` split at byte `at`; all of `s` and `""` when `at` is not a character boundary or past the end.
@@ -59,6 +104,11 @@ mod tests {
             assert_eq!(parse_u64(bad), None, "{bad}");
         }
         assert_eq!(join(&["a", "b", "c"], " > "), "a > b > c");
+        assert_eq!(split_once("k=v=w", b'='), Some(("k", "v=w")));
+        assert_eq!(split_once("kv", b'='), None);
+        assert_eq!(split("a&&b&", b'&').collect::<Vec<_>>(), ["a", "", "b", ""]);
+        assert_eq!(split("", b'&').collect::<Vec<_>>(), [""]);
+        assert_eq!(trim_start_bytes("/?/x?", b"/?"), "x?");
         assert_eq!(join::<&str>(&[], "\n"), "");
     }
 }

@@ -112,7 +112,7 @@ struct Shared {
     /// `,"anonymousId":…,"userId":…` (only with analytics consent), or empty.
     ids: String,
     /// The `context` object; it travels once per batch (see `queue`).
-    context: Rc<str>,
+    context: Rc<String>,
 }
 
 /// An event as `emit` records it: its own fields, its time and what it shares with the events of its state.
@@ -185,7 +185,7 @@ impl Tracker {
         let now = dev.now();
         let lifetime_ms = f64::from(self.options.id_lifetime_days) * 86_400_000.0;
         let stored = dev.load(KEY_ANONYMOUS_ID).and_then(|v| {
-            let (id, created) = v.split_once('.')?;
+            let (id, created) = crate::text::split_once(&v, b'.')?;
             let created = crate::text::parse_u64(created)? as f64;
             (ids::is_uuid(id) && now - created < lifetime_ms && created <= now + 86_400_000.0).then(|| id.to_owned())
         });
@@ -198,7 +198,7 @@ impl Tracker {
             }
         });
         self.session = dev.load(KEY_SESSION).and_then(|v| {
-            let (id, last) = v.split_once('.')?;
+            let (id, last) = crate::text::split_once(&v, b'.')?;
             let last = crate::text::parse_u64(last)? as f64;
             (ids::is_uuid(id) && now - last < SESSION_TIMEOUT_MS).then(|| Session { id: id.to_owned(), last_activity: last, written_at: last })
         });
@@ -208,17 +208,10 @@ impl Tracker {
         self.tail = None;
     }
 
-    /// Extra scrub patterns in force: the site's, and ad click IDs unless marketing is granted.
-    fn scrub_list(&self) -> Vec<String> {
-        let mut list = self.options.scrub.clone();
-        if !self.consent.granted().marketing {
-            list.extend(CLICK_ID_PARAMS.iter().map(|s| (*s).to_owned()));
-        }
-        list
-    }
-
+    /// `raw` scrubbed (the site's patterns too, and ad click IDs unless marketing is granted) and bounded.
     fn clean_url(&self, raw: &str) -> String {
-        let scrubbed = url::scrub(raw, &self.scrub_list()).into_owned();
+        let click_ids = if self.consent.granted().marketing { &[][..] } else { CLICK_ID_PARAMS };
+        let scrubbed = url::scrub_with(raw, &self.options.scrub, click_ids).into_owned();
         truncate(scrubbed, MAX_URL_BYTES)
     }
 
@@ -230,6 +223,11 @@ impl Tracker {
 
     /// `track(event, properties?)`. `properties` is JSON text (the JS side ran `JSON.stringify`).
     pub fn track(&mut self, dev: &mut impl Device, event: &str, properties: Option<&str>) {
+        self.track_owned(dev, event.to_owned(), properties.map(str::to_owned));
+    }
+
+    /// [`Tracker::track`] taking the texts it keeps (the module's `track` export owns them already: no copy).
+    pub fn track_owned(&mut self, dev: &mut impl Device, event: String, properties: Option<String>) {
         if event.trim_ascii().is_empty() {
             return;
         }
@@ -239,7 +237,7 @@ impl Tracker {
     /// `page(name?, properties?)`.
     pub fn page(&mut self, dev: &mut impl Device, name: Option<&str>, properties: Option<&str>) {
         let name = name.filter(|n| !n.trim_ascii().is_empty());
-        self.emit(dev, "page", name.map(|n| ("name", n)), Some(("properties", properties)));
+        self.emit(dev, "page", name.map(|n| ("name", n.to_owned())), Some(("properties", properties.map(str::to_owned))));
     }
 
     /// `identify(userId?, traits?)`. Without analytics consent nothing identifying leaves the page: the call waits
@@ -257,7 +255,7 @@ impl Tracker {
             return;
         }
         if self.user_id.is_some() || self.anonymous_id.is_some() {
-            self.emit(dev, "identify", None, Some(("traits", traits)));
+            self.emit(dev, "identify", None, Some(("traits", traits.map(str::to_owned))));
         }
     }
 
@@ -273,7 +271,7 @@ impl Tracker {
         self.user_id = Some(user_id.to_owned());
         self.tail = None;
         dev.store(KEY_USER_ID, user_id);
-        self.emit(dev, "alias", Some(("previousId", &previous)), None);
+        self.emit(dev, "alias", Some(("previousId", previous)), None);
     }
 
     /// `group(groupId, traits?)`. Identity operation: sent only with analytics consent.
@@ -282,7 +280,7 @@ impl Tracker {
         if group_id.is_empty() || !self.consent.allows_device_storage() {
             return;
         }
-        self.emit(dev, "group", Some(("groupId", group_id)), Some(("traits", traits)));
+        self.emit(dev, "group", Some(("groupId", group_id.to_owned())), Some(("traits", traits.map(str::to_owned))));
     }
 
     /// `reset()`: logout. Forgets the user ID and traits, and starts a new anonymous ID and session.
@@ -326,11 +324,11 @@ impl Tracker {
         json::push_bool_member(&mut props, "marketing", g.marketing);
         json::push_bool_member(&mut props, "personalization", g.personalization);
         props.push('}');
-        self.emit(dev, "track", Some(("event", "Consent Updated")), Some(("properties", Some(&props))));
+        self.emit(dev, "track", Some(("event", "Consent Updated".to_owned())), Some(("properties", Some(props))));
         if after {
             if let Some(traits) = self.waiting_identify.take() {
                 if self.user_id.is_some() {
-                    self.emit(dev, "identify", None, Some(("traits", traits.as_deref())));
+                    self.emit(dev, "identify", None, Some(("traits", traits)));
                 }
             }
         }
@@ -394,7 +392,7 @@ impl Tracker {
             json::push_member(&mut props, "href", &clean);
         }
         props.push('}');
-        self.emit(dev, "track", Some(("event", event)), Some(("properties", Some(&props))));
+        self.emit(dev, "track", Some(("event", event.to_owned())), Some(("properties", Some(props))));
     }
 
     pub fn form_submitted(&mut self, dev: &mut impl Device, form: &FormSubmit) {
@@ -409,7 +407,7 @@ impl Tracker {
         json::push_member(&mut props, "action", &self.clean_url(&form.action));
         json::push_member(&mut props, "method", &form.method.to_ascii_lowercase());
         props.push('}');
-        self.emit(dev, "track", Some(("event", "Form Submitted")), Some(("properties", Some(&props))));
+        self.emit(dev, "track", Some(("event", "Form Submitted".to_owned())), Some(("properties", Some(props))));
     }
 
     /// The visitor scrolled: `bottom` is how far down the viewport's bottom edge is, `height` the document height.
@@ -442,7 +440,7 @@ impl Tracker {
         json::push_u64_member(&mut props, "engagedMs", ms as u64);
         json::push_u64_member(&mut props, "scrollDepth", u64::from(pct));
         props.push('}');
-        self.emit(dev, "track", Some(("event", "Page Engaged")), Some(("properties", Some(&props))));
+        self.emit(dev, "track", Some(("event", "Page Engaged".to_owned())), Some(("properties", Some(props))));
     }
 
     // ----- events -----------------------------------------------------------------------------------------------
@@ -450,7 +448,7 @@ impl Tracker {
     /// Records an event: its time, session activity and the shared tail of the current state. No JSON is written
     /// here (see [`Tracker::seal`]). `payload` is `properties` or `traits`: `None` text means `{}`, and text that is
     /// not an object (what JSON.stringify makes of a bad argument) is left out rather than refused.
-    fn emit(&mut self, dev: &mut impl Device, kind: &'static str, field: Option<(&'static str, &str)>, payload: Option<(&'static str, Option<&str>)>) {
+    fn emit(&mut self, dev: &mut impl Device, kind: &'static str, field: Option<(&'static str, String)>, payload: Option<(&'static str, Option<String>)>) {
         if self.queued() >= MAX_QUEUED_EVENTS {
             self.outbox.dropped += 1;
             return;
@@ -470,17 +468,17 @@ impl Tracker {
                         }
                     }
                 }
-                let tail = Rc::new(Shared { ids, context: Rc::from(self.build_context()) });
+                let tail = Rc::new(Shared { ids, context: Rc::new(self.build_context()) });
                 self.tail = Some(tail.clone());
                 tail
             }
         };
         let payload = payload.and_then(|(key, text)| match text {
             None => Some((key, String::new())),
-            Some(p) if p.starts_with('{') => Some((key, p.to_owned())),
+            Some(p) if p.starts_with("{") => Some((key, p)),
             Some(_) => None,
         });
-        self.drafts.push(Draft { kind, field: field.map(|(k, v)| (k, v.to_owned())), payload, time, tail });
+        self.drafts.push(Draft { kind, field, payload, time, tail });
     }
 
     /// The event's JSON, with a new `messageId`. Too large for the collector: the event is kept, its payload
@@ -713,9 +711,9 @@ fn stamp(id: &str, ms: f64) -> String {
 
 /// The `sentAt` text for a send at `now`.
 fn timestamp(now: f64) -> String {
-    let mut quoted = String::with_capacity(26);
-    json::push_timestamp(&mut quoted, now);
-    quoted.trim_matches('"').to_owned()
+    let mut text = String::with_capacity(24);
+    json::push_iso_time(&mut text, now);
+    text
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.

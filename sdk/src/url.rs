@@ -3,7 +3,7 @@
 //!
 //! The browser hands over absolute URLs (`location.href`, `a.href`), so this only splits text; it never resolves.
 
-use crate::text::{contains, find, split_at};
+use crate::text::{contains, find, find_byte, split, split_at, trim_start_bytes};
 use std::borrow::Cow;
 
 /// Parameter names dropped from every URL before it leaves the page: a name is dropped when it contains one of these
@@ -28,11 +28,17 @@ pub const DOWNLOAD_EXTENSIONS: &[&str] = &[
 /// `url` without query parameters (in the query and in a `#a=b&c=d` fragment) whose name is sensitive by the
 /// built-in lists or `extra`, and without any parameter whose value looks like an e-mail address.
 pub fn scrub<'a>(url: &'a str, extra: &[String]) -> Cow<'a, str> {
-    let (before_hash, fragment) = split_once(url, '#');
-    let (base, query) = split_once(before_hash, '?');
+    scrub_with(url, extra, &[])
+}
+
+/// [`scrub`], also dropping parameters named exactly one of `also` (the ad click IDs, without marketing consent).
+pub fn scrub_with<'a>(url: &'a str, extra: &[String], also: &[&str]) -> Cow<'a, str> {
+    let extra = (extra, also);
+    let (before_hash, fragment) = split_once(url, b'#');
+    let (base, query) = split_once(before_hash, b'?');
     let query_clean = query.map(|q| clean_params(q, extra));
     // A fragment is scrubbed when it reads like parameters (OAuth's implicit flow puts tokens there).
-    let fragment_clean = fragment.map(|f| if f.contains('=') { clean_params(f.trim_start_matches(['/', '?']), extra) } else { Cow::Borrowed(f) });
+    let fragment_clean = fragment.map(|f| if find_byte(f, b'=').is_some() { clean_params(trim_start_bytes(f, b"/?"), extra) } else { Cow::Borrowed(f) });
     let unchanged = matches!(query_clean, None | Some(Cow::Borrowed(_))) && matches!(fragment_clean, None | Some(Cow::Borrowed(_)));
     if unchanged {
         return Cow::Borrowed(url);
@@ -50,12 +56,12 @@ pub fn scrub<'a>(url: &'a str, extra: &[String]) -> Cow<'a, str> {
     Cow::Owned(out)
 }
 
-fn clean_params<'a>(params: &'a str, extra: &[String]) -> Cow<'a, str> {
-    if !params.split('&').any(|p| is_sensitive(p, extra)) {
+fn clean_params<'a>(params: &'a str, extra: (&[String], &[&str])) -> Cow<'a, str> {
+    if !split(params, b'&').any(|p| is_sensitive(p, extra)) {
         return Cow::Borrowed(params);
     }
     let mut out = String::with_capacity(params.len());
-    for p in params.split('&').filter(|p| !p.is_empty() && !is_sensitive(p, extra)) {
+    for p in split(params, b'&').filter(|p| !p.is_empty() && !is_sensitive(p, extra)) {
         if !out.is_empty() {
             out.push('&');
         }
@@ -64,10 +70,10 @@ fn clean_params<'a>(params: &'a str, extra: &[String]) -> Cow<'a, str> {
     Cow::Owned(out)
 }
 
-fn is_sensitive(param: &str, extra: &[String]) -> bool {
-    let (name, value) = split_once(param, '=');
+fn is_sensitive(param: &str, (extra, also): (&[String], &[&str])) -> bool {
+    let (name, value) = split_once(param, b'=');
     let name = name.to_ascii_lowercase();
-    if SCRUB_CONTAINS.iter().any(|s| contains(&name, s)) || SCRUB_EXACT.contains(&name.as_str()) {
+    if SCRUB_CONTAINS.iter().any(|s| contains(&name, s)) || SCRUB_EXACT.contains(&name.as_str()) || also.contains(&name.as_str()) {
         return true;
     }
     if extra.iter().any(|s| !s.is_empty() && contains(&name, s)) {
@@ -78,15 +84,15 @@ fn is_sensitive(param: &str, extra: &[String]) -> bool {
 
 /// `local@domain.tld`, raw or with `@` percent-encoded.
 fn looks_like_email(value: &str) -> bool {
-    let at = value.find('@').map(|i| (i, 1)).or_else(|| find(value, "%40").map(|i| (i, 3)));
+    let at = find_byte(value, b'@').map(|i| (i, 1)).or_else(|| find(value, "%40").map(|i| (i, 3)));
     match at {
         Some((i, len)) => i > 0 && value.bytes().skip(i + len).any(|b| b == b'.'),
         None => false,
     }
 }
 
-fn split_once(s: &str, c: char) -> (&str, Option<&str>) {
-    match s.split_once(c) {
+fn split_once(s: &str, c: u8) -> (&str, Option<&str>) {
+    match crate::text::split_once(s, c) {
         Some((a, b)) => (a, Some(b)),
         None => (s, None),
     }
@@ -106,19 +112,19 @@ pub struct Parts<'a> {
 }
 
 pub fn parts(url: &str) -> Parts<'_> {
-    let (before_hash, hash) = split_at(url, url.find('#').unwrap_or(url.len()));
-    let (before_query, search) = split_at(before_hash, before_hash.find('?').unwrap_or(before_hash.len()));
+    let (before_hash, hash) = split_at(url, find_byte(url, b'#').unwrap_or(url.len()));
+    let (before_query, search) = split_at(before_hash, find_byte(before_hash, b'?').unwrap_or(before_hash.len()));
     let after_scheme = find(before_query, "://").map_or(0, |i| i + 3);
     let (scheme, rest) = split_at(before_query, after_scheme);
-    let path_at = rest.find('/').unwrap_or(rest.len());
+    let path_at = find_byte(rest, b'/').unwrap_or(rest.len());
     let (origin, path) = split_at(before_query, scheme.len() + path_at);
     Parts { origin, path: if path.is_empty() { "/" } else { path }, search, hash }
 }
 
 /// The value of query parameter `name` in `search` (`?a=b&…`), if present and non-empty. Values stay encoded.
 pub fn query_param<'a>(search: &'a str, name: &str) -> Option<&'a str> {
-    search.trim_start_matches('?').split('&').find_map(|p| {
-        let (k, v) = split_once(p, '=');
+    split(trim_start_bytes(search, b"?"), b'&').find_map(|p| {
+        let (k, v) = split_once(p, b'=');
         (k == name).then_some(v).flatten().filter(|v| !v.is_empty())
     })
 }

@@ -45,6 +45,6 @@ impl Device for BrowserDevice {
     }
 
     fn keys(&self, prefix: &str) -> Vec<String> {
-        host::keys(prefix).split('\n').filter(|k| !k.is_empty()).map(str::to_owned).collect()
+        crate::text::split(&host::keys(prefix), b'\n').filter(|k| !k.is_empty()).map(str::to_owned).collect()
     }
 }

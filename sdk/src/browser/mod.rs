@@ -58,7 +58,7 @@ pub fn start(options: Options) {
         return;
     }
     let env = host::environment();
-    let mut lines = env.split('\n');
+    let mut lines = crate::text::split(&env, b'\n');
     let mut next = || lines.next().unwrap_or("");
     let locale = next().to_owned();
     let mut number = || parse_u64(next()).unwrap_or(0);
@@ -77,7 +77,8 @@ pub fn start(options: Options) {
 /// What the browser says about the current page.
 pub fn current_page() -> Page {
     let text = host::page();
-    let mut lines = text.splitn(3, '\n');
+    // The title is last and may hold anything but a newline (host.js replaces them).
+    let mut lines = crate::text::split(&text, b'\n');
     let mut next = || lines.next().unwrap_or("").to_owned();
     Page { url: next(), referrer: next(), title: next() }
 }
