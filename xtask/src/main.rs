@@ -10,6 +10,7 @@ mod bench;
 mod dashboard;
 mod demo_data;
 mod ensure;
+mod people_bench;
 mod sdk;
 mod stats_bench;
 
@@ -27,8 +28,9 @@ fn main() -> std::process::ExitCode {
         Some("bench") => bench::bench(&args[1..]),
         Some("demo-data") => demo_data::command(&args[1..]),
         Some("bench-stats") => stats_bench::bench(&args[1..]),
+        Some("bench-people") => people_bench::bench(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
-            println!("usage: cargo xtask <run [serve args…] | test | bench [--quick] | demo-data [--target HOST:PORT] | bench-stats [--events N]>");
+            println!("usage: cargo xtask <run [serve args…] | test | bench [--quick] | demo-data [--target HOST:PORT] | bench-stats [--events N] | bench-people [--profiles N] | build-sdk | bench-sdk>");
             Ok(())
         }
         Some(other) => Err(anyhow::anyhow!("unknown command {other:?}; try `cargo xtask help`")),

@@ -25,10 +25,29 @@ fn storage_error(error: StoreError) -> Response<Body> {
     reply::refusal(&Refusal::unavailable("storage_unavailable", "the database could not answer", 2), vec![])
 }
 
-/// Runs a read on a fresh read-only connection, off the async threads.
+/// Runs a read off the async threads, on a read-only connection kept per blocking thread (opening one costs more
+/// than a lookup).
 async fn read<T: Send + 'static>(state: &AppState, f: impl FnOnce(&SqliteReader) -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
+    thread_local! {
+        static READER: std::cell::RefCell<Option<(std::path::PathBuf, SqliteReader)>> = const { std::cell::RefCell::new(None) };
+    }
     let path = state.db_path.clone();
-    tokio::task::spawn_blocking(move || f(&SqliteReader::open(&path)?)).await.map_err(|e| StoreError::Unavailable(e.to_string()))?
+    tokio::task::spawn_blocking(move || {
+        READER.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.as_ref().is_none_or(|(p, _)| *p != path) {
+                *slot = Some((path.clone(), SqliteReader::open(&path)?));
+            }
+            let result = f(&slot.as_ref().expect("just opened").1);
+            if result.is_err() {
+                // A broken connection is not reused.
+                *slot = None;
+            }
+            result
+        })
+    })
+    .await
+    .map_err(|e| StoreError::Unavailable(e.to_string()))?
 }
 
 /// The sites to search: the one named by `site`, or all configured ones.
