@@ -1,6 +1,7 @@
 //! Enrichment at ingest: the client IP (trusted proxies only, truncated), the user agent (browser, OS, device,
 //! bot flag) and the page, referrer and campaign fields. Pure functions, except the user-agent cache.
 
+use footprint_core::sensitive::{CLICK_ID_PARAMS, SCRUB_CONTAINS, SCRUB_EXACT};
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -168,37 +169,66 @@ pub fn campaign_from_url(url: &str) -> Campaign {
     campaign
 }
 
-/// Advertising click identifiers: they single out one ad click, so they are kept only with marketing consent.
-pub const CLICK_ID_PARAMS: &[&str] = &[
-    "gclid", "gclsrc", "dclid", "gbraid", "wbraid", "fbclid", "msclkid", "ttclid", "twclid", "li_fat_id", "yclid", "igshid",
-    "mc_eid", "_hsenc", "_hsmi", "epik", "rdt_cid", "sccid", "irclickid",
-];
-
-/// The URL without advertising click identifiers in its query string.
-pub fn strip_click_ids(url: &str) -> String {
-    let Some((base, rest)) = url.split_once('?') else { return url.to_owned() };
-    let (query, fragment) = match rest.split_once('#') {
-        Some((q, f)) => (q, Some(f)),
-        None => (rest, None),
+/// The URL without the query (and parameter-like fragment) parameters `drop` says to drop.
+fn without_params(url: &str, drop: &dyn Fn(&str, &str) -> bool) -> String {
+    let (before_hash, fragment) = match url.split_once('#') {
+        Some((b, f)) => (b, Some(f)),
+        None => (url, None),
     };
-    let is_click_id = |param: &str| {
-        let name = param.split('=').next().unwrap_or("");
-        CLICK_ID_PARAMS.iter().any(|c| name.eq_ignore_ascii_case(c))
+    let (base, query) = match before_hash.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (before_hash, None),
     };
-    if !query.split('&').any(is_click_id) {
-        return url.to_owned();
-    }
-    let kept: Vec<&str> = query.split('&').filter(|p| !p.is_empty() && !is_click_id(p)).collect();
+    let keep = |params: &str| -> Option<String> {
+        let kept: Vec<&str> = params.split('&').filter(|p| !p.is_empty() && !drop(p.split('=').next().unwrap_or(""), p.split_once('=').map_or("", |(_, v)| v))).collect();
+        (!kept.is_empty()).then(|| kept.join("&"))
+    };
     let mut out = base.to_owned();
-    if !kept.is_empty() {
+    if let Some(q) = query.and_then(keep) {
         out.push('?');
-        out.push_str(&kept.join("&"));
+        out.push_str(&q);
     }
-    if let Some(f) = fragment {
-        out.push('#');
-        out.push_str(f);
+    match fragment {
+        // OAuth's implicit flow puts tokens in the fragment.
+        Some(f) if f.contains('=') => {
+            if let Some(f) = keep(f.trim_start_matches(['/', '?'])) {
+                out.push('#');
+                out.push_str(&f);
+            }
+        }
+        Some(f) => {
+            out.push('#');
+            out.push_str(f);
+        }
+        None => {}
     }
     out
+}
+
+/// The URL without advertising click identifiers.
+pub fn strip_click_ids(url: &str) -> String {
+    if !url.contains(['?', '#']) {
+        return url.to_owned();
+    }
+    without_params(url, &|name, _| CLICK_ID_PARAMS.iter().any(|c| name.eq_ignore_ascii_case(c)))
+}
+
+/// The URL without query parameters that look like personal data or secrets (`core::sensitive`'s lists, plus a
+/// value that is an e-mail address): the collector's second line of defence, for events from any source.
+pub fn scrub_url(url: &str) -> String {
+    if !url.contains(['?', '#']) {
+        return url.to_owned();
+    }
+    without_params(url, &|name, value| {
+        let name = name.to_ascii_lowercase();
+        SCRUB_CONTAINS.iter().any(|s| name.contains(s)) || SCRUB_EXACT.contains(&name.as_str()) || looks_like_email(value)
+    })
+}
+
+/// `local@domain.tld`, raw or with `@` percent-encoded.
+fn looks_like_email(value: &str) -> bool {
+    let at = value.find('@').map(|i| (i, 1)).or_else(|| value.find("%40").map(|i| (i, 3)));
+    at.is_some_and(|(i, len)| i > 0 && value[i + len..].contains('.'))
 }
 
 /// Truncates to at most `max` bytes on a character boundary.
@@ -264,5 +294,9 @@ mod tests {
         assert_eq!(strip_click_ids("https://s.example/?utm_source=g&gclid=abc&x=1#top"), "https://s.example/?utm_source=g&x=1#top");
         assert_eq!(strip_click_ids("https://s.example/p?fbclid=1"), "https://s.example/p");
         assert_eq!(strip_click_ids("https://s.example/p?q=1"), "https://s.example/p?q=1");
+        assert_eq!(scrub_url("https://s.example/p?email=a%40b.co&q=1&Access_Token=x#top"), "https://s.example/p?q=1#top");
+        assert_eq!(scrub_url("https://s.example/cb#access_token=t&expires_in=3600"), "https://s.example/cb#expires_in=3600");
+        assert_eq!(scrub_url("https://s.example/p?u=jo@mail.example&key=1&monkey=2"), "https://s.example/p?monkey=2");
+        assert_eq!(scrub_url("https://s.example/p?at=@home"), "https://s.example/p?at=@home");
     }
 }

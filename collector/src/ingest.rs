@@ -218,11 +218,11 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
         }
     }
     let scrub = |u: &str| {
-        let clipped = enrich::clip(u, MAX_URL_BYTES);
+        let clean = enrich::scrub_url(&enrich::clip(u, MAX_URL_BYTES));
         if granted.marketing {
-            clipped
+            clean
         } else {
-            enrich::strip_click_ids(&clipped)
+            enrich::strip_click_ids(&clean)
         }
     };
     let url = page.url.as_deref().map(scrub);
@@ -568,6 +568,10 @@ mod tests {
         let ctx = run(r#"{"event":"E","anonymousId":"a","context":{"page":{"url":"https://s.example/?utm_source=url","path":7},"campaign":{"source":"ctx","medium":"cpc"}}}"#, Route::Single(CallKind::Track));
         let e = &ctx.events[0];
         assert_eq!((e.utm_source.as_deref(), e.utm_medium.as_deref(), e.path.as_deref()), (Some("ctx"), Some("cpc"), Some("/")));
+        // Personal data and secrets in query strings are scrubbed server-side too, whatever sent the event.
+        let leaky = run(r#"{"anonymousId":"a","properties":{"url":"https://s.example/reset?token=abc123&email=x%40y.co&lang=de","referrer":"https://mail.example/?u=jo@mail.example"}}"#, Route::Single(CallKind::Page));
+        let e = &leaky.events[0];
+        assert_eq!((e.url.as_deref(), e.referrer.as_deref()), (Some("https://s.example/reset?lang=de"), Some("https://mail.example/")));
     }
 
     #[test]

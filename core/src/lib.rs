@@ -7,6 +7,7 @@ pub mod consent;
 pub mod json_shape;
 pub mod limits;
 pub mod reason;
+pub mod sensitive;
 pub mod time;
 pub mod validate;
 pub mod wire;
