@@ -21,27 +21,68 @@ const json = (value) => {
 const text = (value) => (value == null ? undefined : String(value));
 const isObject = (value) => value !== null && typeof value === "object";
 
-/** Options as the module reads them: `name=value` lines. */
-export function encodeOptions(options) {
-  return Object.keys(options)
-    .filter((k) => options[k] != null)
-    .map((k) => k + "=" + String(Array.isArray(options[k]) ? options[k].join(",") : options[k]).replace(/[\r\n]/g, " "))
-    .join("\n");
+/** The SDK's only error: an invalid option, with a stable `code`. */
+function invalid(code, option) {
+  const e = new Error("footprint: invalid option " + option + " (" + code + ")");
+  e.code = code;
+  return e;
+}
+
+/** A whole number in [min, max], from a number or decimal text (no signs, exponents or fractions). */
+function number(value, name, min, max) {
+  const v = String(value).trim();
+  if (!/^\d{1,9}$/.test(v) || +v < min || +v > max) throw invalid("invalid_number", name);
+  return +v;
+}
+
+const CAPTURE = ["pageviews", "clicks", "forms", "engagement"];
+
+/**
+ * Parses `init` options (camelCase; the script tag's data-* attributes map onto them, as text) into what the
+ * module's `init` takes. Throws the SDK's only error for invalid ones.
+ */
+export function parseOptions(options) {
+  const o = { writeKey: "", collector: "", scrub: "", consent: 0, flushInterval: 2000, batchSize: 20, capture: 15, idLifetimeDays: 395 };
+  for (const name of Object.keys(options)) {
+    const raw = options[name];
+    if (raw == null) continue;
+    const v = String(Array.isArray(raw) ? raw.join(",") : raw).trim();
+    if (name === "writeKey") o.writeKey = v;
+    else if (name === "collector") o.collector = v.replace(/\/+$/, "");
+    else if (name === "consent") {
+      if (v !== "required" && v !== "implied") throw invalid("invalid_consent_mode", name);
+      o.consent = v === "implied" ? 1 : 0;
+    } else if (name === "flushInterval") o.flushInterval = number(v, name, 0, 600000);
+    else if (name === "batchSize") o.batchSize = number(v, name, 1, 500);
+    else if (name === "idLifetimeDays") o.idLifetimeDays = number(v, name, 1, 3650);
+    else if (name === "autocapture") {
+      // true/all, false/none, or a comma-separated list of CAPTURE names.
+      o.capture = v === "true" || v === "all" || v === "" ? 15 : 0;
+      if (!o.capture && v !== "false" && v !== "none")
+        for (const part of v.split(",")) {
+          const bit = CAPTURE.indexOf(part.trim());
+          if (bit < 0) throw invalid("invalid_autocapture", name);
+          o.capture |= 1 << bit;
+        }
+    } else if (name === "scrub")
+      o.scrub = v
+        .split(",")
+        .map((p) => p.trim().toLowerCase())
+        .filter((p) => p)
+        .join(",");
+    else throw invalid("unknown_option", name);
+  }
+  if (!o.writeKey) throw invalid("missing_write_key", "writeKey");
+  if (!/^https?:\/\//.test(o.collector)) throw invalid("invalid_collector", "collector");
+  return o;
 }
 
 /** Starts the module with `options` and installs the DOM listeners; throws only for invalid options. */
 export function start(w, options) {
+  const o = parseOptions(options);
   connect(w);
-  // The capture flags as digits, or `code:option` for invalid options.
-  const answer = w.init(encodeOptions(options));
-  const colon = answer.indexOf(":");
-  if (colon >= 0) {
-    const code = answer.slice(0, colon);
-    const e = new Error("footprint: invalid option " + answer.slice(colon + 1) + " (" + code + ")");
-    e.code = code;
-    throw e;
-  }
-  install(w, +answer);
+  w.init(o.writeKey, o.collector, o.scrub, o.consent, o.flushInterval, o.batchSize, o.capture, o.idLifetimeDays);
+  install(w, o.capture);
   return bind(w);
 }
 
@@ -50,14 +91,14 @@ const choice = (c, name) => (c && typeof c[name] === "boolean" ? (c[name] ? 2 : 
 
 /** The public functions, calling the module's `call` export (operation numbers in sdk/src/api.rs). */
 export function bind(w) {
-  const safe = (f) =>
-    function () {
-      try {
-        f.apply(null, arguments);
-      } catch (e) {
-        // A tracker must never break the page.
-      }
-    };
+  // Every public method takes at most two arguments.
+  const safe = (f) => (a, b) => {
+    try {
+      f(a, b);
+    } catch (e) {
+      // A tracker must never break the page.
+    }
+  };
   return {
     track: safe((event, properties) => w.call(0, 0, 0, String(event), json(properties))),
     page: safe((name, properties) => (isObject(name) ? w.call(1, 0, 0, undefined, json(name)) : w.call(1, 0, 0, text(name), json(properties)))),

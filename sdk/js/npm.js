@@ -1,7 +1,7 @@
 // The npm package's ES module entry: the same functions as the script tag, plus init(options).
 // Calls made before init() has finished are queued and replayed in order.
-import load, * as w from "../dist/glue/footprint_sdk.js";
-import { METHODS, OPTIONS, start } from "./client.js";
+import load, { call, init as start_module } from "../dist/glue/footprint_sdk.js";
+import { METHODS, parseOptions, start } from "./client.js";
 
 let queue = [];
 let api = null;
@@ -22,29 +22,18 @@ export const reset = later("reset");
 export const flush = later("flush");
 export const consent = later("consent");
 
-function invalid(code, option) {
-  const e = new Error("footprint: invalid option " + option + " (" + code + ")");
-  e.code = code;
-  return e;
-}
-
 /**
  * Loads the module and starts tracking. Throws synchronously (an Error with `code`) for invalid options; the
  * returned promise resolves once the module runs. A second call returns the first call's promise.
  */
 export function init(options) {
   if (started) return started;
-  if (!options || typeof options !== "object") throw invalid("missing_write_key", "writeKey");
-  const known = {};
-  for (const k of Object.keys(options)) {
-    if (k === "wasmUrl") continue;
-    if (!OPTIONS.includes(k)) throw invalid("unknown_option", k);
-    known[k] = options[k];
-  }
-  if (!known.writeKey) throw invalid("missing_write_key", "writeKey");
+  const known = Object.assign({}, options && typeof options === "object" ? options : {});
+  delete known.wasmUrl;
   if (known.collector == null && typeof location !== "undefined") known.collector = location.origin;
-  started = load(options.wasmUrl ? { module_or_path: options.wasmUrl } : undefined).then(() => {
-    api = start(w, known);
+  parseOptions(known); // throws here, synchronously, for invalid options
+  started = load(options && options.wasmUrl ? { module_or_path: options.wasmUrl } : undefined).then(() => {
+    api = start({ call, init: start_module }, known);
     const q = queue;
     queue = null;
     q.forEach((call) => api[call[0]].apply(null, call[1]));

@@ -1,7 +1,7 @@
 // footprint.js — the script-tag build: <script async src=".../footprint.js" data-write-key="…">.
 // Takes over the stub's queue (window.footprint.q), loads the content-hashed .wasm next to this file, starts the
 // SDK from the data-* attributes, then replays the queued calls in order.
-import load, * as w from "../dist/glue/footprint_sdk.js";
+import load, { call, init } from "../dist/glue/footprint_sdk.js";
 import { METHODS, OPTIONS, start } from "./client.js";
 
 (function () {
@@ -21,7 +21,7 @@ import { METHODS, OPTIONS, start } from "./client.js";
   });
   load({ module_or_path: new URL(__FOOTPRINT_WASM__, script.src) })
     .then(() => {
-      const api = start(w, options);
+      const api = start({ call, init }, options);
       Object.assign(fp, api);
       delete fp.q;
       queue.forEach((call) => api[call[0]].apply(null, call[1]));

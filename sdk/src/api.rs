@@ -6,31 +6,26 @@
 
 use crate::browser::{self, call as tracker_call, with};
 use crate::consent::Update;
+use crate::consent::Mode;
 use crate::navigation::Trigger;
+use crate::options::{Capture, Options};
 use crate::text;
 use crate::tracker::{Click, FormSubmit};
 use wasm_bindgen::prelude::*;
 
-/// Starts the SDK. `options` is `name=value` lines (`writeKey=wk_demo\ncollector=https://…`). Returns what
-/// `js/capture.js` should listen for as decimal flags (1 page views, 2 clicks, 4 forms, 8 engagement), or, for
-/// invalid options — the only error the SDK raises — `code:option` (`missing_write_key:writeKey`), which
-/// `js/client.js` throws as an `Error` with a `code`.
+/// Starts the SDK with options `js/client.js` has validated: the scrub patterns comma-separated and lower-cased,
+/// `consent` 0 required / 1 implied, `capture` flags 1 page views, 2 clicks, 4 forms, 8 engagement.
 #[wasm_bindgen]
-pub fn init(options: &str) -> String {
-    let mut out = String::new();
-    match crate::options::parse(text::split(options, b'\n').filter_map(|l| text::split_once(l, b'='))) {
-        Ok(o) => {
-            let c = o.capture;
-            browser::start(o);
-            crate::json::push_u64(&mut out, u64::from(c.pageviews) | u64::from(c.clicks) << 1 | u64::from(c.forms) << 2 | u64::from(c.engagement) << 3);
-        }
-        Err(e) => {
-            out.push_str(e.code);
-            out.push(':');
-            out.push_str(&e.option);
-        }
-    }
-    out
+#[allow(clippy::too_many_arguments)]
+pub fn init(write_key: String, collector: String, scrub: &str, consent: u32, flush_interval_ms: u32, batch_size: u32, capture: u32, id_lifetime_days: u32) {
+    let mut o = Options::new(write_key, collector);
+    o.consent = if consent == 1 { Mode::Implied } else { Mode::Required };
+    o.flush_interval_ms = f64::from(flush_interval_ms);
+    o.batch_size = batch_size as usize;
+    o.capture = Capture::from_bits(capture);
+    o.scrub = text::split(scrub, b',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    o.id_lifetime_days = id_lifetime_days;
+    browser::start(o);
 }
 
 /// Every other call into the module: `op` says which, `n`/`m` and `a`–`d` are its arguments.

@@ -8,15 +8,6 @@ use crate::json;
 
 pub use footprint_core::consent::{Categories, Mode};
 
-/// `data-consent` / `consent` option text.
-pub fn parse_mode(s: &str) -> Option<Mode> {
-    match s {
-        "required" => Some(Mode::Required),
-        "implied" => Some(Mode::Implied),
-        _ => None,
-    }
-}
-
 fn mode_str(mode: Mode) -> &'static str {
     match mode {
         Mode::Required => "required",

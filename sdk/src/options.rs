@@ -1,8 +1,8 @@
-//! The SDK's options, parsed from `(name, value)` text pairs: the script tag's `data-*` attributes and the npm
-//! package's `init({...})` both arrive in this form. Invalid options are the only errors the SDK ever raises.
+//! The SDK's options. `js/client.js` parses and validates them (the script tag's `data-*` attributes and the npm
+//! package's `init({...})`; invalid options are the only errors the SDK ever raises, with stable codes) and hands
+//! the module typed values: parsing text in the module cost more than it does in JS.
 
-use crate::consent::{parse_mode, Mode};
-use crate::text::split;
+use crate::consent::Mode;
 
 /// What is captured automatically. All on by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,139 +46,46 @@ pub const DEFAULT_FLUSH_INTERVAL_MS: f64 = 2_000.0;
 pub const DEFAULT_BATCH_SIZE: usize = 20;
 pub const DEFAULT_ID_LIFETIME_DAYS: u32 = 395;
 
-/// Why `init` refused its options: a stable `code` and the option it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OptionError {
-    pub code: &'static str,
-    pub option: String,
-}
-
-fn error(code: &'static str, option: &str) -> OptionError {
-    OptionError { code, option: option.to_owned() }
-}
-
-/// Parses options given as `(name, value)` pairs in camelCase (`writeKey`, `flushInterval`, …).
-pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Options, OptionError> {
-    let mut o = Options {
-        write_key: String::new(),
-        collector: String::new(),
-        consent: Mode::Required,
-        flush_interval_ms: DEFAULT_FLUSH_INTERVAL_MS,
-        batch_size: DEFAULT_BATCH_SIZE,
-        capture: Capture::ALL,
-        scrub: Vec::new(),
-        id_lifetime_days: DEFAULT_ID_LIFETIME_DAYS,
-    };
-    for (name, value) in pairs {
-        let v = value.trim_ascii();
-        match name {
-            "writeKey" => o.write_key = v.to_owned(),
-            "collector" => {
-                let mut c = v;
-                while let Some(shorter) = c.strip_suffix("/") {
-                    c = shorter;
-                }
-                o.collector = c.to_owned();
-            }
-            "consent" => o.consent = parse_mode(v).ok_or_else(|| error("invalid_consent_mode", name))?,
-            "flushInterval" => o.flush_interval_ms = number(v, 0, 600_000).ok_or_else(|| error("invalid_number", name))? as f64,
-            "batchSize" => o.batch_size = number(v, 1, 500).ok_or_else(|| error("invalid_number", name))? as usize,
-            "idLifetimeDays" => o.id_lifetime_days = number(v, 1, 3_650).ok_or_else(|| error("invalid_number", name))?,
-            "autocapture" => o.capture = capture(v).ok_or_else(|| error("invalid_autocapture", name))?,
-            "scrub" => o.scrub = split(v, b',').map(|s| s.trim_ascii().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect(),
-            _ => return Err(error("unknown_option", name)),
+impl Options {
+    /// The defaults for a site's write key and collector (already validated: `js/client.js` parses the options).
+    pub fn new(write_key: String, collector: String) -> Options {
+        Options {
+            write_key,
+            collector,
+            consent: Mode::Required,
+            flush_interval_ms: DEFAULT_FLUSH_INTERVAL_MS,
+            batch_size: DEFAULT_BATCH_SIZE,
+            capture: Capture::ALL,
+            scrub: Vec::new(),
+            id_lifetime_days: DEFAULT_ID_LIFETIME_DAYS,
         }
     }
-    if o.write_key.is_empty() {
-        return Err(error("missing_write_key", "writeKey"));
-    }
-    if !(o.collector.starts_with("https://") || o.collector.starts_with("http://")) {
-        return Err(error("invalid_collector", "collector"));
-    }
-    Ok(o)
 }
 
-fn number(v: &str, min: u32, max: u32) -> Option<u32> {
-    if v.is_empty() || v.len() > 9 || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+impl Capture {
+    /// From `js/client.js`'s flags: 1 page views, 2 clicks, 4 forms, 8 engagement.
+    pub fn from_bits(bits: u32) -> Capture {
+        Capture { pageviews: bits & 1 != 0, clicks: bits & 2 != 0, forms: bits & 4 != 0, engagement: bits & 8 != 0 }
     }
-    let n = v.bytes().fold(0u32, |n, b| n * 10 + u32::from(b - b'0'));
-    (min..=max).contains(&n).then_some(n)
-}
-
-/// `true`/`all`, `false`/`none`, or a comma-separated list of `pageviews`, `clicks`, `forms`, `engagement`.
-fn capture(v: &str) -> Option<Capture> {
-    match v {
-        "true" | "all" | "" => return Some(Capture::ALL),
-        "false" | "none" => return Some(Capture::NONE),
-        _ => {}
-    }
-    let mut c = Capture::NONE;
-    for part in split(v, b',').map(str::trim_ascii) {
-        match part {
-            "pageviews" => c.pageviews = true,
-            "clicks" => c.clicks = true,
-            "forms" => c.forms = true,
-            "engagement" => c.engagement = true,
-            _ => return None,
-        }
-    }
-    Some(c)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn run(pairs: &[(&str, &str)]) -> Result<Options, OptionError> {
-        parse(pairs.iter().copied())
-    }
-
     #[test]
     fn defaults() {
-        let o = run(&[("writeKey", "wk_demo"), ("collector", "https://c.example/")]).unwrap();
-        assert_eq!(o.collector, "https://c.example");
+        let o = Options::new("wk_demo".into(), "https://c.example".into());
         assert_eq!(o.consent, Mode::Required);
         assert_eq!((o.flush_interval_ms, o.batch_size, o.id_lifetime_days), (2_000.0, 20, 395));
         assert_eq!(o.capture, Capture::ALL);
+        assert!(o.scrub.is_empty());
     }
 
     #[test]
-    fn every_option_parses() {
-        let o = run(&[
-            ("writeKey", " wk "),
-            ("collector", "http://127.0.0.1:8080"),
-            ("consent", "implied"),
-            ("flushInterval", "250"),
-            ("batchSize", "5"),
-            ("idLifetimeDays", "30"),
-            ("autocapture", "pageviews, forms"),
-            ("scrub", "OrderId, ,ref"),
-        ])
-        .unwrap();
-        assert_eq!(o.write_key, "wk");
-        assert_eq!(o.consent, Mode::Implied);
-        assert_eq!((o.flush_interval_ms, o.batch_size, o.id_lifetime_days), (250.0, 5, 30));
-        assert_eq!(o.capture, Capture { pageviews: true, clicks: false, forms: true, engagement: false });
-        assert_eq!(o.scrub, ["orderid", "ref"]);
-    }
-
-    #[test]
-    fn invalid_options_have_stable_codes() {
-        let base = [("writeKey", "wk"), ("collector", "https://c.example")];
-        let with = |k: &'static str, v: &'static str| {
-            let mut pairs = base.to_vec();
-            pairs.push((k, v));
-            run(&pairs).unwrap_err().code
-        };
-        assert_eq!(run(&[("collector", "https://c.example")]).unwrap_err().code, "missing_write_key");
-        assert_eq!(run(&[("writeKey", "wk")]).unwrap_err().code, "invalid_collector");
-        assert_eq!(with("collector", "javascript:alert(1)"), "invalid_collector");
-        assert_eq!(with("consent", "maybe"), "invalid_consent_mode");
-        assert_eq!(with("batchSize", "0"), "invalid_number");
-        assert_eq!(with("batchSize", "-1"), "invalid_number");
-        assert_eq!(with("flushInterval", "1e3"), "invalid_number");
-        assert_eq!(with("autocapture", "pageviews,mouse"), "invalid_autocapture");
-        assert_eq!(with("writekey", "x"), "unknown_option");
+    fn capture_flags() {
+        assert_eq!(Capture::from_bits(15), Capture::ALL);
+        assert_eq!(Capture::from_bits(0), Capture::NONE);
+        assert_eq!(Capture::from_bits(5), Capture { pageviews: true, clicks: false, forms: true, engagement: false });
     }
 }
