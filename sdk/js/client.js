@@ -28,13 +28,8 @@ function invalid(code, option) {
   return e;
 }
 
-/** A whole number in [min, max], from a number or decimal text (no signs, exponents or fractions). */
-function number(value, name, min, max) {
-  const v = String(value).trim();
-  if (!/^\d{1,9}$/.test(v) || +v < min || +v > max) throw invalid("invalid_number", name);
-  return +v;
-}
-
+// Whole-number options and their ranges.
+const NUMBERS = { flushInterval: [0, 600000], batchSize: [1, 500], idLifetimeDays: [1, 3650] };
 const CAPTURE = ["pageviews", "clicks", "forms", "engagement"];
 
 /**
@@ -44,21 +39,22 @@ const CAPTURE = ["pageviews", "clicks", "forms", "engagement"];
 export function parseOptions(options) {
   const o = { writeKey: "", collector: "", scrub: "", consent: 0, flushInterval: 2000, batchSize: 20, capture: 15, idLifetimeDays: 395 };
   for (const name of Object.keys(options)) {
-    const raw = options[name];
-    if (raw == null) continue;
-    const v = String(Array.isArray(raw) ? raw.join(",") : raw).trim();
-    if (name === "writeKey") o.writeKey = v;
+    if (options[name] == null) continue;
+    const v = String(options[name]).trim().replace(/[\r\n]/g, " ");
+    const range = NUMBERS[name];
+    if (range) {
+      // Decimal digits only: no signs, exponents or fractions.
+      if (!/^\d{1,9}$/.test(v) || v < range[0] || v > range[1]) throw invalid("invalid_number", name);
+      o[name] = +v;
+    } else if (name === "writeKey") o.writeKey = v;
     else if (name === "collector") o.collector = v.replace(/\/+$/, "");
     else if (name === "consent") {
       if (v !== "required" && v !== "implied") throw invalid("invalid_consent_mode", name);
-      o.consent = v === "implied" ? 1 : 0;
-    } else if (name === "flushInterval") o.flushInterval = number(v, name, 0, 600000);
-    else if (name === "batchSize") o.batchSize = number(v, name, 1, 500);
-    else if (name === "idLifetimeDays") o.idLifetimeDays = number(v, name, 1, 3650);
-    else if (name === "autocapture") {
-      // true/all, false/none, or a comma-separated list of CAPTURE names.
-      o.capture = v === "true" || v === "all" || v === "" ? 15 : 0;
-      if (!o.capture && v !== "false" && v !== "none")
+      o.consent = +(v === "implied");
+    } else if (name === "autocapture") {
+      // true/all, false/none, or a comma-separated list of CAPTURE names (an array is joined with commas).
+      o.capture = /^(true|all|)$/.test(v) ? 15 : 0;
+      if (!o.capture && !/^(false|none)$/.test(v))
         for (const part of v.split(",")) {
           const bit = CAPTURE.indexOf(part.trim());
           if (bit < 0) throw invalid("invalid_autocapture", name);
@@ -81,7 +77,7 @@ export function parseOptions(options) {
 export function start(w, options) {
   const o = parseOptions(options);
   connect(w);
-  w.init(o.writeKey, o.collector, o.scrub, o.consent, o.flushInterval, o.batchSize, o.capture, o.idLifetimeDays);
+  w.init([o.writeKey, o.collector, o.scrub].join("\n"), o.consent, o.flushInterval, o.batchSize, o.capture, o.idLifetimeDays);
   install(w, o.capture);
   return bind(w);
 }

@@ -13,17 +13,19 @@ use crate::text;
 use crate::tracker::{Click, FormSubmit};
 use wasm_bindgen::prelude::*;
 
-/// Starts the SDK with options `js/client.js` has validated: the scrub patterns comma-separated and lower-cased,
-/// `consent` 0 required / 1 implied, `capture` flags 1 page views, 2 clicks, 4 forms, 8 engagement.
+/// Starts the SDK with options `js/client.js` has validated: `text` is the write key, the collector and the scrub
+/// patterns (comma-separated, lower-cased) on three lines; `consent` 0 required / 1 implied; `capture` flags 1 page
+/// views, 2 clicks, 4 forms, 8 engagement.
 #[wasm_bindgen]
-#[allow(clippy::too_many_arguments)]
-pub fn init(write_key: String, collector: String, scrub: &str, consent: u32, flush_interval_ms: u32, batch_size: u32, capture: u32, id_lifetime_days: u32) {
-    let mut o = Options::new(write_key, collector);
+pub fn init(text: &str, consent: u32, flush_interval_ms: u32, batch_size: u32, capture: u32, id_lifetime_days: u32) {
+    let mut lines = text::split(text, b'\n');
+    let mut next = || lines.next().unwrap_or("");
+    let mut o = Options::new(next().to_owned(), next().to_owned());
+    o.scrub = text::split(next(), b',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
     o.consent = if consent == 1 { Mode::Implied } else { Mode::Required };
     o.flush_interval_ms = f64::from(flush_interval_ms);
     o.batch_size = batch_size as usize;
     o.capture = Capture::from_bits(capture);
-    o.scrub = text::split(scrub, b',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
     o.id_lifetime_days = id_lifetime_days;
     browser::start(o);
 }

@@ -47,10 +47,10 @@ pub fn retry_delay_ms(attempt: u32, jitter: f64, retry_after_ms: Option<f64>) ->
 /// Parses a `Retry-After` header in its delay-seconds form (the form the collector sends). HTTP dates are ignored.
 pub fn parse_retry_after(value: &str) -> Option<f64> {
     let v = value.trim_ascii();
-    if v.is_empty() || v.len() > 9 || !v.bytes().all(|b| b.is_ascii_digit()) {
+    if v.len() > 9 {
         return None;
     }
-    Some(v.bytes().fold(0.0, |n, b| n * 10.0 + f64::from(b - b'0')) * 1_000.0)
+    Some(crate::text::parse_u64(v)? as f64 * 1_000.0)
 }
 
 #[cfg(test)]

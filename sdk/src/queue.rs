@@ -158,24 +158,37 @@ impl Outbox {
     /// written to the device. Returns the storage writes to carry out.
     pub fn seal(&mut self, mut new_key: impl FnMut() -> String, persist: bool) -> Vec<StorageOp> {
         let mut ops = Vec::new();
-        let mut events = std::mem::take(&mut self.pending).into_iter().peekable();
         self.pending_bytes = 0;
-        while events.peek().is_some() {
-            let mut batch = Batch { key: new_key(), events: Vec::new(), context: self.pending_context.clone(), bytes: self.pending_context.as_ref().map_or(0, |c| c.len() + 2), stored: false };
-            while let Some(e) = events.next_if(|e| {
-                batch.events.is_empty() || (batch.events.len() < MAX_EVENTS_PER_BATCH && batch.bytes + e.len() + 1 <= MAX_BATCH_BYTES)
-            }) {
-                batch.bytes += e.len() + 1;
-                batch.events.push(e);
+        let mut open: Option<Batch> = None;
+        for e in std::mem::take(&mut self.pending) {
+            // An event always fits an empty batch (one too large alone still leaves, and the collector says so).
+            let fits = open.as_ref().is_some_and(|b| b.events.len() < MAX_EVENTS_PER_BATCH && b.bytes + e.len() + 1 <= MAX_BATCH_BYTES);
+            if !fits {
+                if let Some(full) = open.take() {
+                    self.close(full, persist, &mut ops);
+                }
+                let context = self.pending_context.clone();
+                open = Some(Batch { key: new_key(), events: Vec::new(), bytes: context.as_ref().map_or(0, |c| c.len() + 2), context, stored: false });
             }
-            if persist && self.stored_bytes + batch.bytes <= MAX_STORED_BYTES {
-                batch.stored = true;
-                self.stored_bytes += batch.bytes;
-                ops.push(StorageOp::Write { key: storage_key(&batch.key), value: batch.stored_form() });
+            if let Some(b) = open.as_mut() {
+                b.bytes += e.len() + 1;
+                b.events.push(e);
             }
-            self.batches.push(batch);
+        }
+        if let Some(last) = open {
+            self.close(last, persist, &mut ops);
         }
         ops
+    }
+
+    /// Adds a sealed batch, writing it to the device when `persist` allows and the device copy has room.
+    fn close(&mut self, mut batch: Batch, persist: bool, ops: &mut Vec<StorageOp>) {
+        if persist && self.stored_bytes + batch.bytes <= MAX_STORED_BYTES {
+            batch.stored = true;
+            self.stored_bytes += batch.bytes;
+            ops.push(StorageOp::Write { key: storage_key(&batch.key), value: batch.stored_form() });
+        }
+        self.batches.push(batch);
     }
 
     /// Adds a batch found on the device at start (a backlog from an earlier page).

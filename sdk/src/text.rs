@@ -57,7 +57,11 @@ impl<'a> Iterator for Split<'a> {
 
 /// `s` without the leading bytes that are in `set` (ASCII).
 pub fn trim_start_bytes<'a>(s: &'a str, set: &[u8]) -> &'a str {
-    split_at(s, s.bytes().position(|b| !set.contains(&b)).unwrap_or(s.len())).1
+    let mut rest = s;
+    while let Some(tail) = rest.as_bytes().first().filter(|b| set.iter().any(|x| x == *b)).and_then(|_| rest.get(1..)) {
+        rest = tail;
+    }
+    rest
 }
 
 /// `s` split at byte `at`; all of `s` and `""` when `at` is not a character boundary or past the end.

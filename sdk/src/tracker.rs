@@ -21,8 +21,8 @@ pub const KEY_CONSENT: &str = "fp_c";
 pub const SESSION_TIMEOUT_MS: f64 = 30.0 * 60_000.0;
 /// The session's last-activity time is written to the device at most this often.
 const SESSION_WRITE_EVERY_MS: f64 = 60_000.0;
-/// Click-ID parameters (ads): scrubbed from URLs unless `marketing` is granted.
-const CLICK_ID_PARAMS: &[&str] = &["gclid", "dclid", "gbraid", "wbraid", "fbclid", "msclkid", "ttclid", "twclid", "li_fat_id", "yclid"];
+/// Click-ID parameters (ads, core's list): scrubbed from URLs unless `marketing` is granted.
+use crate::url::CLICK_ID_PARAMS;
 
 const LIBRARY: &str = concat!("{\"name\":\"footprint-sdk\",\"version\":\"", env!("CARGO_PKG_VERSION"), "\"}");
 

@@ -6,24 +6,14 @@
 use crate::text::{contains, find, find_byte, split, split_at, trim_start_bytes};
 use std::borrow::Cow;
 
-/// Parameter names dropped from every URL before it leaves the page: a name is dropped when it contains one of these
-/// (case-insensitive). Sites add their own with the `scrub` option.
-pub const SCRUB_CONTAINS: &[&str] = &[
-    "email", "mail", "token", "passw", "pwd", "secret", "auth", "session", "credential", "phone", "ssn", "card",
-    "iban", "signature", "apikey", "api_key", "access_key", "private", "jwt",
-];
+/// Parameter names dropped from every URL before it leaves the page — names containing one of `SCRUB_CONTAINS` or
+/// equal to one of `SCRUB_EXACT` (case-insensitive) — are core's lists, the ones the collector scrubs with again.
+/// Sites add their own with the `scrub` option.
+pub use footprint_core::sensitive::{CLICK_ID_PARAMS, SCRUB_CONTAINS, SCRUB_EXACT};
 
-/// Parameter names dropped when they are exactly one of these (too short to match as parts of other names).
-pub const SCRUB_EXACT: &[&str] =
-    &["sid", "key", "code", "tel", "otp", "sig", "pin", "name", "firstname", "first_name", "lastname", "last_name",
-      "fullname", "address", "dob", "birthdate", "zip", "postcode", "state"];
-
-/// File extensions whose links count as downloads.
-pub const DOWNLOAD_EXTENSIONS: &[&str] = &[
-    "pdf", "zip", "gz", "tgz", "bz2", "xz", "7z", "rar", "dmg", "exe", "msi", "pkg", "deb", "rpm", "apk", "iso", "csv",
-    "xls", "xlsx", "doc", "docx", "ppt", "pptx", "odt", "ods", "txt", "rtf", "epub", "mp3", "wav", "mp4", "mov", "avi",
-    "mkv", "webm",
-];
+/// File extensions whose links count as downloads, space-separated (one string, not a table of them: smaller).
+pub const DOWNLOAD_EXTENSIONS: &str = "pdf zip gz tgz bz2 xz 7z rar dmg exe msi pkg deb rpm apk iso csv xls xlsx doc docx \
+    ppt pptx odt ods txt rtf epub mp3 wav mp4 mov avi mkv webm";
 
 /// `url` without query parameters (in the query and in a `#a=b&c=d` fragment) whose name is sensitive by the
 /// built-in lists or `extra`, and without any parameter whose value looks like an e-mail address.
@@ -147,7 +137,7 @@ pub enum LinkKind {
 /// Classifies a link's absolute `href` seen from a page at `page_origin`.
 pub fn classify_link(href: &str, page_origin: &str, has_download_attribute: bool) -> LinkKind {
     let p = parts(href);
-    if has_download_attribute || extension(p.path).is_some_and(|e| DOWNLOAD_EXTENSIONS.contains(&e.as_str())) {
+    if has_download_attribute || extension(p.path).is_some_and(|e| split(DOWNLOAD_EXTENSIONS, b' ').any(|d| d == e)) {
         return LinkKind::Download;
     }
     let web = href.starts_with("http://") || href.starts_with("https://");
