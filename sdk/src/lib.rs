@@ -23,7 +23,12 @@ mod api;
 #[cfg(target_arch = "wasm32")]
 mod browser;
 
-/// talc instead of std's dlmalloc: about 7 KB smaller in the module (research/wasm-toolchain.md §3).
-#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+/// A size-class allocator instead of std's dlmalloc (or talc): see `browser/alloc.rs`.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics"), not(feature = "talc")))]
+#[global_allocator]
+static ALLOCATOR: browser::alloc::SizeClasses = browser::alloc::SizeClasses::new();
+
+/// `--features talc`: the allocator the research measured, for comparison.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics"), feature = "talc"))]
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();

@@ -4,6 +4,7 @@
 //! which land here. Nothing here may throw into the host page: a call that arrives while the runtime is busy
 //! (re-entrancy) is dropped rather than panicking.
 
+pub mod alloc;
 mod device;
 
 use crate::options::Options;
