@@ -182,7 +182,8 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
     let privacy = &facts.privacy;
     let mut granted = consent::decide(stated, privacy.consent_mode, privacy.channel, privacy.gpc_header);
     // The SDK marks events it sends without analytics consent; that flag alone is enough to withhold identity.
-    if context.take("cookieless").is_some_and(|v| v.get() == "true") {
+    // It stays in the stored context: it says how the event was counted.
+    if context.get("cookieless").is_some_and(|v| v.get() == "true") {
         granted.analytics = false;
     }
     let rule = if granted.analytics { IdentityRule::Required } else { IdentityRule::Optional };

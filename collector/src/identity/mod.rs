@@ -19,6 +19,17 @@ pub enum IdKind {
 }
 
 impl IdKind {
+    /// The kind's name without allocating for the fixed kinds.
+    pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            IdKind::AnonymousId => "anonymous_id".into(),
+            IdKind::UserId => "user_id".into(),
+            IdKind::Email => "email".into(),
+            IdKind::Phone => "phone".into(),
+            IdKind::External(name) => format!("external:{name}").into(),
+        }
+    }
+
     pub fn as_string(&self) -> String {
         match self {
             IdKind::AnonymousId => "anonymous_id".into(),

@@ -11,9 +11,24 @@ use std::collections::HashMap;
 /// Identifier → profile, profile → root and root → summary, for the hot path.
 #[derive(Default)]
 pub struct IdentityCache {
-    ids: HashMap<(String, String, String), i64>,
+    /// value → (site, kind, profile): keyed by the value alone so a lookup borrows it instead of allocating.
+    ids: HashMap<Box<str>, Vec<(Box<str>, String, i64)>>,
     roots: HashMap<i64, i64>,
     summaries: HashMap<i64, ProfileSummary>,
+}
+
+impl IdentityCache {
+    fn get(&self, site: &str, id: &Identifier) -> Option<i64> {
+        let kind = id.kind.as_str();
+        self.ids.get(id.value.as_str())?.iter().find(|(s, k, _)| &**s == site && k == kind.as_ref()).map(|(_, _, p)| *p)
+    }
+
+    fn insert(&mut self, site: &str, id: &Identifier, profile: i64) {
+        if self.ids.len() >= Self::MAX_IDS {
+            self.clear();
+        }
+        self.ids.entry(id.value.as_str().into()).or_default().push((site.into(), id.kind.as_string(), profile));
+    }
 }
 
 impl IdentityCache {
@@ -26,24 +41,16 @@ impl IdentityCache {
     }
 }
 
-fn key(site: &str, id: &Identifier) -> (String, String, String) {
-    (site.to_owned(), id.kind.as_string(), id.value.clone())
-}
-
 fn profile_of(conn: &Connection, cache: &mut IdentityCache, site: &str, id: &Identifier) -> rusqlite::Result<Option<i64>> {
-    let k = key(site, id);
-    if let Some(&pid) = cache.ids.get(&k) {
+    if let Some(pid) = cache.get(site, id) {
         return Ok(Some(pid));
     }
     let found: Option<i64> = conn
         .prepare_cached("SELECT profile_id FROM identities WHERE site = ?1 AND kind = ?2 AND value = ?3")?
-        .query_row(params![k.0, k.1, k.2], |r| r.get(0))
+        .query_row(params![site, id.kind.as_str().as_ref(), id.value], |r| r.get(0))
         .optional()?;
     if let Some(pid) = found {
-        if cache.ids.len() >= IdentityCache::MAX_IDS {
-            cache.clear();
-        }
-        cache.ids.insert(k, pid);
+        cache.insert(site, id, pid);
     }
     Ok(found)
 }
@@ -80,6 +87,29 @@ fn summary(conn: &Connection, cache: &mut IdentityCache, root: i64) -> rusqlite:
 /// traits. Returns the profile the event is filed under (where its primary identifier lives), or `None` when the
 /// event has no usable identifier.
 pub(super) fn resolve(conn: &Connection, cache: &mut IdentityCache, limits: &Limits, site: &str, input: &IdentityInput, at: i64, message_id: &str) -> rusqlite::Result<Option<i64>> {
+    // The common case, a returning visitor: every identifier known, all in one profile, no traits. Nothing changes.
+    if input.traits.is_none() && !input.identifiers.is_empty() {
+        let mut root = None;
+        let mut all_known_together = true;
+        for id in &input.identifiers {
+            let known_root = match cache.get(site, id) {
+                Some(pid) if !identity::is_junk(&id.value) => cache.roots.get(&pid).copied(),
+                _ => None,
+            };
+            match (known_root, root) {
+                (Some(r), None) => root = Some(r),
+                (Some(r), Some(seen)) if r == seen => {}
+                _ => {
+                    all_known_together = false;
+                    break;
+                }
+            }
+        }
+        if all_known_together {
+            let filed_under = input.primary.as_ref().and_then(|p| cache.get(site, p));
+            return Ok(filed_under.or(root));
+        }
+    }
     let mut known = Vec::new();
     for id in &input.identifiers {
         if identity::is_junk(&id.value) {
@@ -125,7 +155,7 @@ fn apply(conn: &Connection, cache: &mut IdentityCache, site: &str, plan: &Plan, 
     for id in &plan.attach {
         conn.prepare_cached("INSERT INTO identities (site, kind, value, profile_id, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?5)")?
             .execute(params![site, id.kind.as_string(), id.value, target, at])?;
-        cache.ids.insert(key(site, id), target);
+        cache.insert(site, id, target);
         if let Some(s) = cache.summaries.get_mut(&target) {
             if id.kind == IdKind::UserId {
                 s.user_ids.push(id.value.clone());
