@@ -40,6 +40,8 @@ struct FileConfig {
     www_dir: Option<PathBuf>,
     log_format: Option<LogFormat>,
     hmac_key: Option<String>,
+    #[serde(default)]
+    hmac_previous_keys: Vec<String>,
     pii_fields: Option<Vec<String>>,
     identity_resolution: Option<bool>,
 }
@@ -121,6 +123,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The pseudonymisation key; `None`: kept in `<data_dir>/hmac.key`, made on first start.
     pub hmac_key: Option<Secret>,
+    /// Keys in use before a rotation (newest first): still tried by look-ups, erasure and suppression checks.
+    pub hmac_previous_keys: Vec<Secret>,
     /// Trait and property keys whose values are stored only as keyed hashes.
     pub pii_fields: Vec<String>,
     /// Resolve consented events into profiles at ingest (default on; off only to measure what it costs).
@@ -201,6 +205,12 @@ impl Config {
                 Some(key) if key.len() < 32 => bail!("hmac_key must be at least 32 characters long"),
                 key => key.map(Secret::new),
             },
+            hmac_previous_keys: env("FOOTPRINT_HMAC_PREVIOUS_KEYS")
+                .map(|v| v.split(',').map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect())
+                .unwrap_or(file.hmac_previous_keys)
+                .into_iter()
+                .map(Secret::new)
+                .collect(),
             pii_fields: file.pii_fields.unwrap_or_else(|| vec!["email".into(), "phone".into()]),
             identity_resolution: file.identity_resolution.unwrap_or(true),
         })

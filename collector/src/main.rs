@@ -173,8 +173,10 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
         println!("  admin token (generated for this run; set FOOTPRINT_ADMIN_TOKEN to fix it): {}", admin_token.expose());
     }
     let key = hmac_key(&config)?;
+    let previous: Vec<Vec<u8>> = config.hmac_previous_keys.iter().map(|k| k.expose().as_bytes().to_vec()).collect();
+    let pseudonymizer = pseudonymise::Pseudonymizer::with_previous(&key, &previous);
     let suppressions = store::sqlite::SqliteReader::open(&db_path)?.suppressions()?;
-    let state = Arc::new(http::AppState::new(config, writer, metrics, db_path, pseudonymise::Pseudonymizer::new(&key), suppressions));
+    let state = Arc::new(http::AppState::new(config, writer, metrics, db_path, pseudonymizer, suppressions));
     if state.www_dir.is_none() {
         tracing::warn!("no www directory found; the demo site and dashboard are not served (set www_dir)");
     }

@@ -14,6 +14,9 @@ type HmacSha256 = Hmac<Sha256>;
 #[derive(Clone)]
 pub struct Pseudonymizer {
     key: Vec<u8>,
+    /// Keys used before a rotation: new values are hashed with `key` only, but look-ups, exports, erasures and
+    /// suppression checks also try these, so people hashed under an old key are still found.
+    previous: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Pseudonymizer {
@@ -27,7 +30,17 @@ pub const HASH_PREFIX: &str = "hmac:";
 
 impl Pseudonymizer {
     pub fn new(key: &[u8]) -> Self {
-        Pseudonymizer { key: key.to_vec() }
+        Pseudonymizer { key: key.to_vec(), previous: Vec::new() }
+    }
+
+    /// After a rotation: `key` is the new key, `previous` the old ones (newest first).
+    pub fn with_previous(key: &[u8], previous: &[Vec<u8>]) -> Self {
+        Pseudonymizer { key: key.to_vec(), previous: previous.to_vec() }
+    }
+
+    /// The same pseudonymiser under each previous key (for matching values hashed before a rotation).
+    pub fn previous_generations(&self) -> impl Iterator<Item = Pseudonymizer> + '_ {
+        self.previous.iter().map(|k| Pseudonymizer::new(k))
     }
 
     /// `hmac:` + 32 hex digits (128 bits) of HMAC-SHA-256(key, domain ‖ 0 ‖ value). The domain (`email`,
@@ -137,6 +150,15 @@ mod tests {
         assert_ne!(h, b.hash("email", "alice@example.com"));
         assert_ne!(h, a.hash("user_id", "alice@example.com"));
         assert!(!format!("{a:?}").contains("key-a"));
+    }
+
+    #[test]
+    fn rotation_keeps_old_hashes_findable() {
+        let old = Pseudonymizer::new(b"old-key");
+        let rotated = Pseudonymizer::with_previous(b"new-key", &[b"old-key".to_vec()]);
+        assert_ne!(rotated.hash("email", "a@b.co"), old.hash("email", "a@b.co"), "new values use the new key");
+        let generations: Vec<String> = rotated.previous_generations().map(|p| p.hash("email", "a@b.co")).collect();
+        assert_eq!(generations, vec![old.hash("email", "a@b.co")]);
     }
 
     #[test]

@@ -177,6 +177,14 @@ impl Collector {
         self.dir.as_ref().expect("data dir").path()
     }
 
+    /// Stops and starts again on the same data directory with another config file.
+    pub fn restart_with(self, config: &str) -> Collector {
+        let mut this = self;
+        this.stop();
+        let dir = this.dir.take().expect("data dir");
+        Self::start_in(dir, Some(config.to_owned()))
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.dir().join("data/footprint.db")
     }

@@ -173,3 +173,26 @@ fn export_and_erase_from_the_command_line() {
     let out = std::process::Command::new(collector_binary()).args(["export", "--type", "email", "--value", "x@example.com", "--server", &c.addr]).env("FOOTPRINT_ADMIN_TOKEN", "wrong-token-0123456789").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_admin_token"));
 }
+
+#[test]
+fn a_rotated_hmac_key_still_finds_and_erases_people_hashed_under_the_old_one() {
+    let old_key = "hmac_key = \"old-key-0123456789-0123456789-0123\"\n";
+    let c = Collector::start(&format!("{old_key}{TWO_SITES}"));
+    c.post_json("/v1/identify", "wk_shop", r#"{"userId":"rot-user","traits":{"email":"rotate.me@example.com"},"messageId":"r1"}"#);
+    let before = c.lookup("email", "rotate.me@example.com").expect("found under the old key");
+    let rotated = format!("hmac_key = \"new-key-0123456789-0123456789-0123\"\nhmac_previous_keys = [\"old-key-0123456789-0123456789-0123\"]\n{TWO_SITES}");
+    let c = c.restart_with(&rotated);
+    let after = c.lookup("email", "rotate.me@example.com").expect("still found after the rotation");
+    assert_eq!(after["id"], before["id"]);
+    let r = c.admin_post("/admin/v1/erase", r#"{"type":"email","value":"rotate.me@example.com"}"#);
+    assert_eq!(r.json()["erased"]["events"], 1, "{}", r.text());
+    // Refused afterwards whether the new event is hashed under the new key (e-mail) or sent as is (user ID).
+    for comeback in [r#"{"userId":"someone","traits":{"email":"rotate.me@example.com"},"messageId":"r2"}"#, r#"{"userId":"rot-user","messageId":"r3"}"#] {
+        assert_eq!(c.post_json("/v1/identify", "wk_shop", comeback).json()["results"][0]["code"], "erased_identity", "{comeback}");
+    }
+    // Without the previous key the old hashes are unreachable: the key is what makes them personal data.
+    c.post_json("/v1/identify", "wk_shop", r#"{"userId":"old-only","traits":{"email":"kept@example.com"},"messageId":"r4"}"#);
+    let c = c.restart_with(&format!("hmac_key = \"newest-key-0123456789-0123456789-0\"\n{TWO_SITES}"));
+    assert!(c.lookup("email", "kept@example.com").is_none());
+    assert!(c.lookup("user_id", "old-only").is_some(), "raw IDs do not depend on the key");
+}

@@ -97,12 +97,18 @@ impl AppState {
         self.pseudonymizer.hash(&format!("suppress:{}", id.kind.as_string()), &id.value)
     }
 
+    /// Whether the identifier belongs to an erased person: its suppression key under the current key, or — for
+    /// values stored as sent (anonymous and user IDs) — under any key used before a rotation.
     pub fn is_suppressed(&self, site: &str, id: &Identifier) -> bool {
         let set = self.suppressions.read().expect("suppressions");
         if set.is_empty() {
             return false;
         }
-        set.contains(&(site.to_owned(), id.kind.as_string(), self.suppression_hash(id)))
+        let domain = format!("suppress:{}", id.kind.as_string());
+        let kind = id.kind.as_string();
+        let found = |hash: String| set.contains(&(site.to_owned(), kind.clone(), hash));
+        found(self.pseudonymizer.hash(&domain, &id.value))
+            || (!id.value.starts_with(crate::pseudonymise::HASH_PREFIX) && self.pseudonymizer.previous_generations().any(|p| found(p.hash(&domain, &id.value))))
     }
 }
 

@@ -6,7 +6,7 @@ use super::AppState;
 use crate::identity::{IdKind, Identifier};
 use crate::pseudonymise::stored_identifier;
 use crate::store::sqlite::SqliteReader;
-use crate::store::{ErasureRequest, StoreError, UnmergeError};
+use crate::store::{ErasureReport, ErasureRequest, StoreError, UnmergeError};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -59,22 +59,41 @@ fn sites(state: &AppState, site: Option<&str>) -> Result<Vec<String>, Refusal> {
     }
 }
 
-/// The identifier named by `type` and raw `value`, in its stored form.
-fn identifier(state: &AppState, kind: Option<&str>, value: Option<&str>) -> Result<(Identifier, String), Refusal> {
+/// The identifier named by `type` and raw `value`, in its stored form: under the current key first, then under each
+/// key used before a rotation.
+fn identifier(state: &AppState, kind: Option<&str>, value: Option<&str>) -> Result<(Vec<Identifier>, String), Refusal> {
     let (Some(kind), Some(value)) = (kind, value) else {
         return Err(Refusal::bad_request("missing_identifier", "give type=<anonymous_id|user_id|email|phone|external:NAME> and value=…"));
     };
     let kind = IdKind::parse(kind).ok_or_else(|| Refusal::bad_request("invalid_identifier_type", format!("type {kind:?} is not anonymous_id, user_id, email, phone or external:NAME")))?;
     let id = stored_identifier(kind.clone(), value, &state.pseudonymizer)
         .ok_or_else(|| Refusal::bad_request("invalid_identifier_value", format!("the value is not a valid {}", kind.as_string())))?;
-    Ok((id, value.to_owned()))
+    let mut candidates = vec![id];
+    for generation in state.pseudonymizer.previous_generations() {
+        if let Some(old) = stored_identifier(kind.clone(), value, &generation) {
+            if !candidates.contains(&old) {
+                candidates.push(old);
+            }
+        }
+    }
+    Ok((candidates, value.to_owned()))
 }
 
 /// The person named by the query's `type`, `value` and optional `site`: their stored identifier and the sites
 /// to search.
-fn person(state: &AppState, q: &HashMap<String, String>) -> Result<(Identifier, Vec<String>), Refusal> {
+fn person(state: &AppState, q: &HashMap<String, String>) -> Result<(Vec<Identifier>, Vec<String>), Refusal> {
     let (id, _) = identifier(state, q.get("type").map(String::as_str), q.get("value").map(String::as_str))?;
     Ok((id, sites(state, q.get("site").map(String::as_str))?))
+}
+
+/// The first profile holding one of the candidate stored forms.
+fn find(r: &SqliteReader, sites: &[String], candidates: &[Identifier]) -> Result<Option<(String, i64)>, StoreError> {
+    for id in candidates {
+        if let Some(found) = r.find_profile(sites, id)? {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
 }
 
 /// `GET /admin/v1/profiles/lookup?type=…&value=…[&site=…]`
@@ -84,7 +103,7 @@ pub async fn lookup(req: Request<Incoming>, state: &AppState) -> Response<Body> 
         Ok(found) => found,
         Err(refusal) => return reply::refusal(&refusal, vec![]),
     };
-    let result = read(state, move |r| match r.find_profile(&sites, &id)? {
+    let result = read(state, move |r| match find(r, &sites, &id)? {
         Some((site, root)) => r.profile(&site, root).map(Some),
         None => Ok(None),
     })
@@ -154,7 +173,7 @@ pub async fn export(req: Request<Incoming>, state: &AppState) -> Response<Body> 
     };
     let ndjson = q.get("format").is_some_and(|f| f == "ndjson");
     let result = read(state, move |r| {
-        let Some((site, root)) = r.find_profile(&sites, &id)? else { return Ok(None) };
+        let Some((site, root)) = find(r, &sites, &id)? else { return Ok(None) };
         let profile = r.profile(&site, root)?;
         let log = r.identity_log(root)?;
         let mut out = Vec::with_capacity(1 << 16);
@@ -231,10 +250,21 @@ pub async fn erase(req: Request<Incoming>, state: &Arc<AppState>) -> Response<Bo
         Ok(sites) => sites,
         Err(refusal) => return reply::refusal(&refusal, vec![]),
     };
-    let request = ErasureRequest { sites, identifier: id, raw_values: vec![raw.trim().to_owned()] };
+    // One pass per stored form (current key, then keys from before a rotation); the reports add up.
     let hasher = state.clone();
     let now = crate::now_ms();
-    let result = state.writer.exclusive(move |store| store.erase(&request, &|i| hasher.suppression_hash(i), now)).await;
+    let raw = raw.trim().to_owned();
+    let result = state
+        .writer
+        .exclusive(move |store| {
+            let mut total = ErasureReport::default();
+            for identifier in id {
+                let request = ErasureRequest { sites: sites.clone(), identifier, raw_values: vec![raw.clone()] };
+                total.add(store.erase(&request, &|i| hasher.suppression_hash(i), now)?);
+            }
+            Ok::<_, StoreError>(total)
+        })
+        .await;
     match result {
         Ok(Ok(report)) => {
             state.suppressions.write().expect("suppressions").extend(report.suppressions.iter().cloned());

@@ -33,6 +33,19 @@ pub struct ErasureReport {
     pub suppressions: Vec<(String, String, String)>,
 }
 
+impl ErasureReport {
+    /// Adds another pass's counts (erasure under several keys).
+    pub fn add(&mut self, other: ErasureReport) {
+        self.sites = self.sites.max(other.sites);
+        self.profiles += other.profiles;
+        self.identifiers += other.identifiers;
+        self.events += other.events;
+        self.quarantined += other.quarantined;
+        self.ledger_entries += other.ledger_entries;
+        self.suppressions.extend(other.suppressions);
+    }
+}
+
 pub(super) fn erase(conn: &mut Connection, cache: &mut IdentityCache, request: &ErasureRequest, suppression_hash: &dyn Fn(&Identifier) -> String, now: i64) -> rusqlite::Result<ErasureReport> {
     let tx = conn.transaction()?;
     let mut report = ErasureReport::default();
