@@ -79,7 +79,10 @@ export function start(w, options) {
   connect(w);
   w.init([o.writeKey, o.collector, o.scrub].join("\n"), o.consent, o.flushInterval, o.batchSize, o.capture, o.idLifetimeDays);
   install(w, o.capture);
-  return bind(w);
+  const api = bind(w);
+  // Warm the call path once (op 16 does nothing): the first track() then runs compiled code, not the lazy compiles.
+  w.call(16, 0, 0, "", "");
+  return api;
 }
 
 /** consent(): 0 left as is, 1 denied, 2 granted. */

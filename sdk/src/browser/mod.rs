@@ -120,9 +120,14 @@ impl Runtime {
         if self.tracker.outbox.in_flight().is_some() || self.tracker.queued() == 0 {
             return;
         }
+        let sealed_waiting = self.tracker.outbox.batches().next().is_some();
+        if send == Send::Later && self.timer.is_some() && !sealed_waiting && !self.tracker.batch_full() {
+            // The usual `track()`: nothing is urgent, and the armed timer fires no later than this event's deadline
+            // (it was armed for an earlier one, or for a retry this event must wait for too). Not even the clock.
+            return;
+        }
         let now = self.dev.now();
         let retry_at = self.tracker.outbox.retry_at;
-        let sealed_waiting = self.tracker.outbox.batches().next().is_some();
         let due = if now < retry_at {
             retry_at
         } else if self.flush_requested || sealed_waiting || self.tracker.batch_full() {
