@@ -24,7 +24,8 @@ pub mod flags {
 }
 
 /// One accepted event, as stored. Raw IPs and raw user agents never get here: `ip` is already truncated.
-#[derive(Debug, Clone, Default)]
+/// Its `Debug` names the event but shows none of its personal content (IDs, traits, properties, URLs).
+#[derive(Clone, Default)]
 pub struct StoredEvent {
     pub site: Arc<str>,
     pub message_id: String,
@@ -87,7 +88,36 @@ pub struct ConsentChange {
     pub policy_version: Option<String>,
 }
 
+impl std::fmt::Debug for StoredEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredEvent")
+            .field("site", &self.site)
+            .field("message_id", &self.message_id)
+            .field("kind", &self.kind)
+            .field("timestamp", &self.timestamp)
+            .field("flags", &self.flags)
+            .field("consent", &self.consent)
+            .finish_non_exhaustive()
+    }
+}
+
 impl StoredEvent {
+    /// Every text the row would store, joined (for tests that search a row for what must not be there).
+    #[cfg(test)]
+    pub fn all_text(&self) -> String {
+        let texts = [
+            &self.name, &self.category, &self.anonymous_id, &self.user_id, &self.previous_id, &self.group_id, &self.url, &self.path, &self.title,
+            &self.referrer, &self.referrer_host, &self.utm_source, &self.utm_medium, &self.utm_campaign, &self.utm_term, &self.utm_content,
+            &self.ip, &self.browser, &self.os, &self.properties, &self.traits, &self.context, &self.integrations, &self.visitor, &self.session_id,
+        ];
+        let mut all: Vec<String> = texts.iter().filter_map(|t| (*t).clone()).collect();
+        if let Some(identity) = &self.identity {
+            all.extend(identity.identifiers.iter().map(|i| i.value.clone()));
+            all.extend(identity.traits.clone());
+        }
+        all.join("\n")
+    }
+
     /// Rough size in memory, for the writer queue's byte budget.
     pub fn approx_bytes(&self) -> usize {
         let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
