@@ -28,14 +28,11 @@ export function load(key) {
     return storage()?.getItem(key) ?? undefined;
   } catch (e) {}
 }
+/** Writes `value`, or removes `key` when there is none. */
 export function store(key, value) {
   try {
-    storage()?.setItem(key, value);
-  } catch (e) {}
-}
-export function remove(key) {
-  try {
-    storage()?.removeItem(key);
+    if (value === undefined) storage()?.removeItem(key);
+    else storage()?.setItem(key, value);
   } catch (e) {}
 }
 export function keys(prefix) {
@@ -46,12 +43,18 @@ export function keys(prefix) {
   }
 }
 
-/** url, referrer, title — one per line. */
-export const page = () => [location.href, document.referrer, document.title.replace(/\n/g, " ")].join("\n");
-
-/** locale, screen width, screen height, Global Privacy Control (1/0), visible (1/0) — one per line. */
-export const environment = () =>
-  [navigator.language || "", screen.width | 0, screen.height | 0, navigator.globalPrivacyControl === true ? 1 : 0, document.hidden ? 0 : 1].join("\n");
+/** url, referrer, title, locale, screen width, screen height, Global Privacy Control (1/0), visible (1/0) — one per line. */
+export const page = () =>
+  [
+    location.href,
+    document.referrer,
+    document.title.replace(/\n/g, " "),
+    navigator.language || "",
+    screen.width | 0,
+    screen.height | 0,
+    navigator.globalPrivacyControl === true ? 1 : 0,
+    document.hidden ? 0 : 1,
+  ].join("\n");
 
 // A text/plain string body is a CORS "simple request" (no preflight); no cookies. No keepalive: Chromium caps all
 // keepalive bodies in flight at 64 KiB and refuses the rest silently; only the page-hide path uses sendBeacon.

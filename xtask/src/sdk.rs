@@ -114,7 +114,8 @@ pub fn build() -> anyhow::Result<()> {
     std::fs::write(www.join(&wasm_name), &wasm)?;
 
     let esbuild = |what: &str, entry: &str, args: &[&str]| {
-        run_step(what, Command::new(node_tool("esbuild")).current_dir(&root).arg(entry).args(["--minify", "--log-level=error", "--legal-comments=none", "--target=es2020"]).args(args))
+        // The glue's console.warn calls (fallback and deprecation notices, long strings) are dropped.
+        run_step(what, Command::new(node_tool("esbuild")).current_dir(&root).arg(entry).args(["--minify", "--log-level=error", "--legal-comments=none", "--target=es2020", "--pure:console.warn"]).args(args))
     };
     let define = format!("--define:__FOOTPRINT_WASM__=\"{wasm_name}\"");
     esbuild("esbuild: www/footprint.js (script tag)", "sdk/js/script.js", &["--bundle", "--format=iife", &define, "--outfile=www/footprint.js"])?;

@@ -37,11 +37,11 @@ impl Device for BrowserDevice {
     }
 
     fn store(&mut self, key: &str, value: &str) {
-        host::store(key, value);
+        host::store(key, Some(value));
     }
 
     fn remove(&mut self, key: &str) {
-        host::remove(key);
+        host::store(key, None);
     }
 
     fn keys(&self, prefix: &str) -> Vec<String> {

@@ -22,14 +22,12 @@ pub mod host {
         pub fn now() -> f64;
         pub fn random(bytes: &mut [u8]);
         pub fn load(key: &str) -> Option<String>;
-        pub fn store(key: &str, value: &str);
-        pub fn remove(key: &str);
+        /// Writes `value`, or removes the key when `None`.
+        pub fn store(key: &str, value: Option<&str>);
         /// The keys starting with `prefix`, one per line.
         pub fn keys(prefix: &str) -> String;
-        /// url, referrer, title — one per line.
+        /// url, referrer, title, locale, screen width, screen height, GPC (1/0), visible (1/0) — one per line.
         pub fn page() -> String;
-        /// locale, screen width, screen height, GPC (1/0), visible (1/0) — one per line.
-        pub fn environment() -> String;
         /// POSTs `body`; the answer comes back through the `answered` export.
         pub fn send(url: &str, body: &str, key: &str);
         /// `navigator.sendBeacon`; false when offline or refused.
@@ -58,17 +56,11 @@ pub fn start(options: Options) {
     if RUNTIME.with(|r| r.borrow().is_some()) {
         return;
     }
-    let env = host::environment();
-    let mut lines = crate::text::split(&env, b'\n');
-    let mut next = || lines.next().unwrap_or("");
-    let locale = next().to_owned();
-    let mut number = || parse_u64(next()).unwrap_or(0);
-    let (screen_width, screen_height, gpc, visible) = (number() as u32, number() as u32, number() == 1, number() == 1);
-    let env = Environment { locale, screen_width, screen_height, gpc };
+    let (page, env, visible) = browser_state();
     let mut dev = BrowserDevice::new();
     let mut endpoint = options.collector.clone();
     endpoint.push_str("/v1/batch");
-    let tracker = Tracker::start(options, env, current_page(), visible, &mut dev);
+    let tracker = Tracker::start(options, env, page, visible, &mut dev);
     RUNTIME.with(|r| {
         *r.borrow_mut() = Some(Runtime { tracker, dev, endpoint, timer: None, flush_requested: false });
     });
@@ -77,11 +69,20 @@ pub fn start(options: Options) {
 
 /// What the browser says about the current page.
 pub fn current_page() -> Page {
+    browser_state().0
+}
+
+/// The page, the device, and whether the page is visible (one call into the browser).
+fn browser_state() -> (Page, Environment, bool) {
     let text = host::page();
-    // The title is last and may hold anything but a newline (host.js replaces them).
+    // No line holds a newline (host.js replaces them in the title).
     let mut lines = crate::text::split(&text, b'\n');
-    let mut next = || lines.next().unwrap_or("").to_owned();
-    Page { url: next(), referrer: next(), title: next() }
+    let mut next = || lines.next().unwrap_or("");
+    let page = Page { url: next().to_owned(), referrer: next().to_owned(), title: next().to_owned() };
+    let locale = next().to_owned();
+    let mut number = || parse_u64(next()).unwrap_or(0);
+    let (screen_width, screen_height, gpc, visible) = (number() as u32, number() as u32, number() == 1, number() == 1);
+    (page, Environment { locale, screen_width, screen_height, gpc }, visible)
 }
 
 /// Runs `f` on the runtime, if started and not busy. Every public call and every listener goes through here.
