@@ -1,6 +1,6 @@
 // The npm package's ES module entry: the same functions as the script tag, plus init(options).
 // Calls made before init() has finished are queued and replayed in order.
-import load, { call, init as start_module } from "../dist/glue/footprint_sdk.js";
+import { load } from "./load.js";
 import { METHODS, parseOptions, start } from "./client.js";
 
 let queue = [];
@@ -32,8 +32,9 @@ export function init(options) {
   delete known.wasmUrl;
   if (known.collector == null && typeof location !== "undefined") known.collector = location.origin;
   parseOptions(known); // throws here, synchronously, for invalid options
-  started = load(options && options.wasmUrl ? { module_or_path: options.wasmUrl } : undefined).then(() => {
-    api = start({ call, init: start_module }, known);
+  // Bundlers (Vite, webpack 5) pick up the .wasm next to the package's index.js from this `new URL(…)` form.
+  started = load(options.wasmUrl || new URL("footprint_sdk_bg.wasm", import.meta.url)).then((w) => {
+    api = start(w, known);
     const q = queue;
     queue = null;
     q.forEach((call) => api[call[0]].apply(null, call[1]));

@@ -1,7 +1,7 @@
 // footprint.js — the script-tag build: <script async src=".../footprint.js" data-write-key="…">.
 // Takes over the stub's queue (window.footprint.q), loads the content-hashed .wasm next to this file, starts the
 // SDK from the data-* attributes, then replays the queued calls in order.
-import load, { call, init } from "../dist/glue/footprint_sdk.js";
+import { load } from "./load.js";
 import { METHODS, OPTIONS, start } from "./client.js";
 
 (function () {
@@ -19,9 +19,9 @@ import { METHODS, OPTIONS, start } from "./client.js";
   OPTIONS.forEach((name) => {
     if (data[name] != null) options[name] = data[name];
   });
-  load({ module_or_path: new URL(__FOOTPRINT_WASM__, script.src) })
-    .then(() => {
-      const api = start({ call, init }, options);
+  load(new URL(__FOOTPRINT_WASM__, script.src))
+    .then((w) => {
+      const api = start(w, options);
       Object.assign(fp, api);
       delete fp.q;
       queue.forEach((call) => api[call[0]].apply(null, call[1]));

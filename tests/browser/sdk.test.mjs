@@ -2,6 +2,7 @@
 // (issue 3, item 6). Run by `cargo xtask test` after `cargo xtask build-sdk` (node --test tests/browser/).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { contextFor, events, launch, pageHtml, query, ready, startCollector, until } from "./harness.mjs";
 
 let browser;
@@ -260,5 +261,33 @@ test("page hide mid-batch: the rest leaves by beacon", async () => {
     assert.equal(rows.length, 7);
     assert.equal(events(collector.db, "type = 'page'").length, 1, "the page view went in the same beacon");
     assert.ok(!fetches.includes("fetch"), `no fetch before the page hid: ${fetches}`);
+  });
+});
+
+test("the npm package: init() loads the module next to index.js, throws invalid options synchronously, delivers", async () => {
+  const npm = new URL("../../sdk/dist/npm/", import.meta.url);
+  const html = () => `<!doctype html><html><head><meta charset="utf-8"><title>npm</title></head><body><script type="module">
+import { init, track } from "/npm/index.js";
+track("Before Init", { early: true }); // queued until the module runs
+try { init({ writeKey: "wk_demo", batchSize: "0" }); } catch (e) { window.__code = e.code; }
+await init({ writeKey: "wk_demo", flushInterval: 100 });
+track("Npm Event", { n: 1 });
+window.__started = true;
+</script></body></html>`;
+  await withSdk(html, async ({ collector, context, page, base }) => {
+    await context.route(`${base}/npm/**`, (route) => {
+      const name = new URL(route.request().url()).pathname.split("/").pop();
+      const type = name.endsWith(".wasm") ? "application/wasm" : "text/javascript";
+      route.fulfill({ status: 200, contentType: type, body: readFileSync(new URL(name, npm)) });
+    });
+    await page.goto(`${base}/t/npm`);
+    await page.waitForFunction(() => window.__started, null, { timeout: 15_000 });
+    assert.equal(await page.evaluate(() => window.__code), "invalid_number");
+    const rows = await until(() => {
+      const r = events(collector.db, "name IN ('Before Init', 'Npm Event')");
+      return r.length >= 2 && r;
+    }, 10_000, "the npm page's events");
+    assert.deepEqual(rows.map((r) => r.name), ["Before Init", "Npm Event"]);
+    assert.equal(events(collector.db, "type = 'page'").length, 1, "the initial page view");
   });
 });

@@ -63,13 +63,15 @@ pub fn build() -> anyhow::Result<()> {
     let glue = dist.join("glue");
     let _ = std::fs::remove_dir_all(&glue);
     std::fs::create_dir_all(&glue)?;
-    eprintln!("==> wasm-bindgen (web target)");
+    eprintln!("==> wasm-bindgen (bundler target: js/load.js instantiates the module)");
     let mut bindgen = wasm_bindgen_cli_support::Bindgen::new();
-    bindgen.input_path(&raw).web(true)?.typescript(false).omit_default_module_path(false).out_name("footprint_sdk");
+    bindgen.input_path(&raw).bundler(true)?.typescript(false).omit_default_module_path(false).out_name("footprint_sdk");
     bindgen.generate(&glue).context("wasm-bindgen")?;
+    // The target's entry imports the .wasm as an ES module (bundler Wasm integration); js/load.js does that job.
+    std::fs::remove_file(glue.join("footprint_sdk.js"))?;
     // The glue imports `js/host.js` from its own copy under snippets/; point it at the source file instead, so the
     // glue and js/client.js share one instance of it (client.js hands it the exports).
-    let glue_js = glue.join("footprint_sdk.js");
+    let glue_js = glue.join("footprint_sdk_bg.js");
     let text = std::fs::read_to_string(&glue_js)?;
     // Only the `import … from` lines: the import object's keys must keep the module name the .wasm imports by.
     let mut replaced = 0;
