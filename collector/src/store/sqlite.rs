@@ -168,6 +168,7 @@ pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
     identities: IdentityCache,
+    stats: super::stats::StatsCache,
     limits: Limits,
     checkpointer: Option<Checkpointer>,
 }
@@ -233,7 +234,7 @@ impl SqliteStore {
         // After a checkpoint the WAL file is cut back to this size instead of staying at its largest.
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         let checkpointer = Some(Checkpointer::start(&path)?);
-        Ok(SqliteStore { conn, path, identities: IdentityCache::default(), limits: Limits::default(), checkpointer })
+        Ok(SqliteStore { conn, path, identities: IdentityCache::default(), stats: Default::default(), limits: Limits::default(), checkpointer })
     }
 
     pub fn path(&self) -> &Path {
@@ -262,10 +263,11 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 
 impl EventStore for SqliteStore {
     fn commit(&mut self, events: &[StoredEvent], quarantine: &[QuarantinedEvent]) -> Result<(), StoreError> {
-        let result = commit_in_transaction(&mut self.conn, &mut self.identities, &self.limits, events, quarantine);
+        let result = commit_in_transaction(&mut self.conn, &mut self.identities, &mut self.stats, &self.limits, events, quarantine);
         if result.is_err() {
-            // The transaction rolled back: what the cache learnt in it is not true.
+            // The transaction rolled back: what the caches learnt in it is not true.
             self.identities.clear();
+            self.stats.clear();
         }
         result
     }
@@ -279,6 +281,8 @@ impl EventStore for SqliteStore {
 
     fn erase(&mut self, request: &super::ErasureRequest, suppression_hash: &dyn Fn(&crate::identity::Identifier) -> String, now: i64) -> Result<super::ErasureReport, StoreError> {
         let result = super::privacy::erase(&mut self.conn, &mut self.identities, request, suppression_hash, now);
+        // Erasure deletes visits and `stats_open` rows: the writer's copy of them starts over.
+        self.stats.clear();
         if result.is_err() {
             self.identities.clear();
         }
@@ -301,7 +305,7 @@ impl EventStore for SqliteStore {
     }
 }
 
-fn commit_in_transaction(conn: &mut Connection, identities: &mut IdentityCache, limits: &Limits, events: &[StoredEvent], quarantine: &[QuarantinedEvent]) -> Result<(), StoreError> {
+fn commit_in_transaction(conn: &mut Connection, identities: &mut IdentityCache, stats: &mut super::stats::StatsCache, limits: &Limits, events: &[StoredEvent], quarantine: &[QuarantinedEvent]) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     {
         for e in events {
@@ -356,7 +360,7 @@ fn commit_in_transaction(conn: &mut Connection, identities: &mut IdentityCache, 
             insert.execute(params![&*q.site, q.received_at, q.message_id, q.code, q.reason, q.payload])?;
         }
     }
-    super::stats::record(&tx, events.len())?;
+    super::stats::record(&tx, stats, events)?;
     tx.commit()?;
     Ok(())
 }

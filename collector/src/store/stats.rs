@@ -2,11 +2,13 @@
 //! ([`record`]), and the read queries behind `/admin/v1/stats/*`, `/admin/v1/quarantine` and
 //! `/admin/v1/consent-ledger`. Design: ARCHITECTURE.md § Stats.
 
-use super::StoreError;
+use super::{StoreError, StoredEvent};
 use crate::stats::sketch::{visitor_hash, Sketch};
 use crate::stats::{self, Dim, StatsQuery, Step, HOUR_MS};
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
+use footprint_core::CallKind;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -74,12 +76,6 @@ pub const SCHEMA: &str = "
     CREATE INDEX quarantine_site_code ON quarantine(site, code, id);
     CREATE INDEX consent_ledger_site ON consent_ledger(site, id);";
 
-/// The events a commit inserted (the last `inserted` rows of `events`), as the stats need them.
-const RECENT_EVENTS: &str = "SELECT site, type, name, COALESCE(visitor, 'a:' || anonymous_id, 'u:' || user_id), session_id, timestamp,
-    COALESCE(path, ''), COALESCE(url, ''), COALESCE(referrer_host, ''), COALESCE(utm_source, ''), COALESCE(utm_medium, ''),
-    COALESCE(utm_campaign, ''), COALESCE(device, ''), COALESCE(browser, ''), COALESCE(os, ''), properties
-    FROM events WHERE id > ?1 AND flags & 2 = 0 AND type IN ('page', 'screen', 'track')";
-
 const VISIT_COLUMNS: &str = "id, visitor, sdk_session, start, last, pageviews, events, engaged_ms, engaged_n, scroll_sum, entry_page, exit_page,
     referrer, utm_source, utm_medium, utm_campaign, device, browser, os, country, steps";
 
@@ -87,21 +83,61 @@ const VISIT_COLUMNS: &str = "id, visitor, sdk_session, start, last, pageviews, e
 const PRUNE_EVERY: i64 = 4096;
 const OPEN_KEEP_MS: i64 = 3 * HOUR_MS;
 
-struct Recent {
-    site: String,
+/// A stored event as the stats see it: borrowed from the rows the commit inserted.
+struct Recent<'a> {
+    site: &'a str,
     pageview: bool,
-    name: Option<String>,
-    visitor: String,
-    sdk_session: Option<String>,
+    name: Option<&'a str>,
+    /// `COALESCE(visitor, 'a:' || anonymous_id, 'u:' || user_id)`.
+    visitor: Cow<'a, str>,
+    sdk_session: Option<&'a str>,
     ts: i64,
-    path: String,
-    url: String,
-    referrer: String,
-    utm: [String; 3],
-    device: String,
-    browser: String,
-    os: String,
-    properties: Option<String>,
+    path: &'a str,
+    url: &'a str,
+    referrer: &'a str,
+    utm: [&'a str; 3],
+    device: &'a str,
+    browser: &'a str,
+    os: &'a str,
+    properties: Option<&'a str>,
+}
+
+impl<'a> Recent<'a> {
+    /// The stats' view of a stored row; `None` for rows the stats leave out (bots, `identify`/`alias`/`group`,
+    /// events without a visitor).
+    fn of(e: &'a StoredEvent) -> Option<Recent<'a>> {
+        let pageview = match e.kind? {
+            CallKind::Page | CallKind::Screen => true,
+            CallKind::Track => false,
+            _ => return None,
+        };
+        if e.flags & 2 != 0 {
+            return None;
+        }
+        let visitor = match (&e.visitor, &e.anonymous_id, &e.user_id) {
+            (Some(v), _, _) => Cow::Borrowed(v.as_str()),
+            (None, Some(a), _) => Cow::Owned(format!("a:{a}")),
+            (None, None, Some(u)) => Cow::Owned(format!("u:{u}")),
+            (None, None, None) => return None,
+        };
+        let text = |v: &'a Option<String>| v.as_deref().unwrap_or("");
+        Some(Recent {
+            site: &e.site,
+            pageview,
+            name: e.name.as_deref(),
+            visitor,
+            sdk_session: e.session_id.as_deref(),
+            ts: e.timestamp,
+            path: text(&e.path),
+            url: text(&e.url),
+            referrer: text(&e.referrer_host),
+            utm: [text(&e.utm_source), text(&e.utm_medium), text(&e.utm_campaign)],
+            device: e.device.unwrap_or(""),
+            browser: text(&e.browser),
+            os: text(&e.os),
+            properties: e.properties.as_deref(),
+        })
+    }
 }
 
 /// A visit row.
@@ -191,20 +227,84 @@ impl Counters {
     }
 }
 
-type Key = (String, Dim, i64, String);
-
-#[derive(Default)]
-struct Deltas {
-    counters: HashMap<Key, Counters>,
-    visitors: HashMap<Key, Vec<u32>>,
+/// A `stats_open` row and the visit row it points to (`None` if that row is gone).
+#[derive(Debug, Clone)]
+struct Open {
+    last: i64,
+    visit_id: i64,
+    visit: Option<Visit>,
 }
 
-impl Deltas {
-    fn counters(&mut self, site: &str, dim: Dim, hour: i64, value: &str) -> &mut Counters {
-        self.counters.entry((site.to_owned(), dim, hour, value.to_owned())).or_default()
+/// The writer's copy of `stats_open` (and of the visits it points to), so continuing a visit reads no SQL. The
+/// writer is the only one who changes these tables; the store clears the cache whenever a transaction fails and
+/// after an erasure (which deletes rows). `None` caches "no row".
+#[derive(Default)]
+pub struct StatsCache {
+    /// visitor → [(site, its `stats_open` row)]: keyed by the visitor alone so a lookup borrows it.
+    open: HashMap<Box<str>, Vec<(Box<str>, Option<Open>)>>,
+    len: usize,
+}
+
+impl StatsCache {
+    /// Visitors kept before the cache starts over (a visit with its steps is about 1 KB).
+    const MAX_VISITORS: usize = 200_000;
+
+    pub fn clear(&mut self) {
+        self.open.clear();
+        self.len = 0;
     }
-    fn visitor(&mut self, site: &str, dim: Dim, hour: i64, value: &str, hash: u32) {
-        self.visitors.entry((site.to_owned(), dim, hour, value.to_owned())).or_default().push(hash);
+
+    fn get_mut(&mut self, site: &str, visitor: &str) -> Option<&mut Option<Open>> {
+        self.open.get_mut(visitor)?.iter_mut().find(|(s, _)| &**s == site).map(|(_, o)| o)
+    }
+
+    fn insert(&mut self, site: &str, visitor: &str, open: Option<Open>) {
+        if self.len >= Self::MAX_VISITORS {
+            self.clear();
+        }
+        self.len += 1;
+        self.open.entry(visitor.into()).or_default().push((site.into(), open));
+    }
+
+    /// Mirrors `DELETE FROM stats_open WHERE last < cutoff`.
+    fn prune(&mut self, cutoff: i64) {
+        for sites in self.open.values_mut() {
+            for (_, open) in sites.iter_mut() {
+                if open.as_ref().is_some_and(|o| o.last < cutoff) {
+                    *open = None;
+                }
+            }
+        }
+    }
+}
+
+/// The changes one commit makes to one (site, dimension, hour, value) rollup row and its sketch.
+#[derive(Default)]
+struct Delta {
+    counters: Counters,
+    visitors: Vec<u32>,
+}
+
+/// Every rollup change of a commit, summed in memory so each row is written once per commit:
+/// (site, dimension, hour) → value → change (two levels, so a lookup borrows the value).
+#[derive(Default)]
+struct Deltas<'a> {
+    rows: HashMap<(&'a str, Dim, i64), HashMap<String, Delta>>,
+}
+
+impl<'a> Deltas<'a> {
+    fn at(&mut self, site: &'a str, dim: Dim, hour: i64, value: &str) -> &mut Delta {
+        let values = self.rows.entry((site, dim, hour)).or_default();
+        if !values.contains_key(value) {
+            values.insert(value.to_owned(), Delta::default());
+        }
+        values.get_mut(value).expect("inserted above")
+    }
+    fn counters(&mut self, site: &'a str, dim: Dim, hour: i64, value: &str) -> &mut Counters {
+        &mut self.at(site, dim, hour, value).counters
+    }
+    fn visitor(&mut self, site: &'a str, dim: Dim, hour: i64, value: &str, hash: u32) {
+        self.at(site, dim, hour, value).visitors.push(hash);
     }
 }
 
@@ -216,86 +316,119 @@ struct Engagement {
     scroll_depth: Option<f64>,
 }
 
-/// Updates visits and rollups for the events the current transaction just inserted: the last `inserted` rows of
-/// `events`. Called by the SQLite store's `commit` before it commits, so stats and events commit together.
-pub fn record(conn: &Connection, inserted: usize) -> Result<(), StoreError> {
-    if inserted == 0 {
-        return Ok(());
-    }
-    let max_id: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
-    let first_id = max_id - inserted as i64;
-    let mut recent = Vec::with_capacity(inserted);
-    {
-        let mut stmt = conn.prepare_cached(RECENT_EVENTS)?;
-        let mut rows = stmt.query([first_id])?;
-        while let Some(r) = rows.next()? {
-            let Some(visitor) = r.get::<_, Option<String>>(3)? else { continue };
-            let kind: String = r.get(1)?;
-            recent.push(Recent {
-                site: r.get(0)?,
-                pageview: kind != "track",
-                name: r.get(2)?,
-                visitor,
-                sdk_session: r.get(4)?,
-                ts: r.get(5)?,
-                path: r.get(6)?,
-                url: r.get(7)?,
-                referrer: r.get(8)?,
-                utm: [r.get(9)?, r.get(10)?, r.get(11)?],
-                device: r.get(12)?,
-                browser: r.get(13)?,
-                os: r.get(14)?,
-                properties: r.get(15)?,
-            });
+/// What a visit's rollup change is computed from: the visit as it was before this commit.
+struct Before {
+    pageviews: i64,
+    bounces: i64,
+    duration_ms: i64,
+    events: i64,
+    engaged_ms: i64,
+    engaged_n: i64,
+    scroll_sum: i64,
+    exit_page: String,
+}
+
+impl Before {
+    fn of(v: &Visit) -> Before {
+        Before {
+            pageviews: v.pageviews,
+            bounces: v.bounces(),
+            duration_ms: v.duration(),
+            events: v.events,
+            engaged_ms: v.engaged_ms,
+            engaged_n: v.engaged_n,
+            scroll_sum: v.scroll_sum,
+            exit_page: v.exit_page.clone(),
         }
     }
-    recent.sort_by(|a, b| (&a.site, &a.visitor, a.ts).cmp(&(&b.site, &b.visitor, b.ts)));
+}
+
+/// A visit this commit touched: how it was (`None`: new), how it is, and whether its row needs writing.
+struct Touched {
+    before: Option<Before>,
+    visit: Visit,
+    changed: bool,
+}
+
+const SELECT_OPEN: &str = "SELECT v.id, v.visitor, v.sdk_session, v.start, v.last, v.pageviews, v.events, v.engaged_ms, v.engaged_n,
+    v.scroll_sum, v.entry_page, v.exit_page, v.referrer, v.utm_source, v.utm_medium, v.utm_campaign, v.device, v.browser, v.os,
+    v.country, v.steps, o.last, o.visit_id FROM stats_open o LEFT JOIN stats_visits v ON v.id = o.visit_id WHERE o.site = ?1 AND o.visitor = ?2";
+const UPDATE_VISIT: &str = "UPDATE stats_visits SET sdk_session = ?2, last = ?3, pageviews = ?4, events = ?5, engaged_ms = ?6, engaged_n = ?7,
+    scroll_sum = ?8, exit_page = ?9, steps = ?10 WHERE id = ?1";
+const INSERT_VISIT: &str = "INSERT INTO stats_visits (site, visitor, sdk_session, start, last, pageviews, events, engaged_ms, engaged_n,
+    scroll_sum, entry_page, exit_page, referrer, utm_source, utm_medium, utm_campaign, device, browser, os, steps)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
+const UPSERT_OPEN: &str = "INSERT INTO stats_open (site, visitor, visit_id, last) VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (site, visitor) DO UPDATE SET visit_id = excluded.visit_id, last = excluded.last WHERE excluded.last >= stats_open.last";
+
+/// Updates visits and rollups for `events`, the rows the current transaction just inserted (in insertion order).
+/// Called by the SQLite store's `commit` before it commits, so stats and events commit together. Reads no SQL for
+/// visitors in `cache`; writes each touched visit, `stats_open` row, rollup row and sketch once.
+pub fn record(conn: &Connection, cache: &mut StatsCache, events: &[StoredEvent]) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let max_id: i64 = conn.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")?.query_row([], |r| r.get(0))?;
+    let first_id = max_id - events.len() as i64;
+    let mut recent: Vec<Recent> = events.iter().filter_map(Recent::of).collect();
+    // Stable: events of one visitor at the same time stay in insertion order.
+    recent.sort_by(|a, b| (a.site, &a.visitor, a.ts).cmp(&(b.site, &b.visitor, b.ts)));
     let mut deltas = Deltas::default();
     let mut i = 0;
     while i < recent.len() {
         let j = i + recent[i..].iter().take_while(|e| e.site == recent[i].site && e.visitor == recent[i].visitor).count();
-        record_visitor(conn, &recent[i..j], &mut deltas)?;
+        record_visitor(conn, cache, &recent[i..j], &mut deltas)?;
         i = j;
     }
     write_deltas(conn, deltas)?;
     if max_id / PRUNE_EVERY != first_id / PRUNE_EVERY {
         if let Some(newest) = recent.iter().map(|e| e.ts).max() {
-            conn.execute("DELETE FROM stats_open WHERE last < ?1", [newest - OPEN_KEEP_MS])?;
+            conn.prepare_cached("DELETE FROM stats_open WHERE last < ?1")?.execute([newest - OPEN_KEEP_MS])?;
+            cache.prune(newest - OPEN_KEEP_MS);
         }
     }
     Ok(())
 }
 
 /// One visitor's new events, in time order: continue or open visits, and collect the rollup changes.
-fn record_visitor(conn: &Connection, events: &[Recent], deltas: &mut Deltas) -> Result<(), StoreError> {
-    let (site, visitor) = (&events[0].site, &events[0].visitor);
+fn record_visitor<'a>(conn: &Connection, cache: &mut StatsCache, events: &[Recent<'a>], deltas: &mut Deltas<'a>) -> Result<(), StoreError> {
+    let (site, visitor) = (events[0].site, &*events[0].visitor);
     let hash = visitor_hash(visitor);
-    let open: Option<Visit> = conn
-        .prepare_cached(&format!("SELECT {VISIT_COLUMNS} FROM stats_visits WHERE id = (SELECT visit_id FROM stats_open WHERE site = ?1 AND visitor = ?2)"))?
-        .query_row(params![site, visitor], Visit::from_row)
-        .optional()?;
-    // (the visit as it was before this commit, the visit now)
-    let mut touched: Vec<(Option<Visit>, Visit)> = Vec::new();
-    let mut current: Option<(Option<Visit>, Visit)> = open.map(|v| (Some(v.clone()), v));
+    if cache.get_mut(site, visitor).is_none() {
+        let open = conn
+            .prepare_cached(SELECT_OPEN)?
+            .query_row(params![site, visitor], |r| {
+                let visit = if r.get::<_, Option<i64>>(0)?.is_some() { Some(Visit::from_row(r)?) } else { None };
+                Ok(Open { last: r.get(21)?, visit_id: r.get(22)?, visit })
+            })
+            .optional()?;
+        cache.insert(site, visitor, open);
+    }
+    let entry = cache.get_mut(site, visitor).expect("cached above");
+    let mut touched: Vec<Touched> = Vec::new();
+    let mut current: Option<Touched> =
+        entry.as_mut().and_then(|o| o.visit.take()).map(|v| Touched { before: Some(Before::of(&v)), visit: v, changed: false });
     for e in events {
         let hour = e.ts.div_euclid(HOUR_MS);
-        let custom = !e.pageview && e.name.as_deref().is_some_and(stats::is_custom_event);
-        let engagement = (!e.pageview && e.name.as_deref() == Some(stats::ENGAGEMENT_EVENT)).then(|| parse_engagement(e.properties.as_deref())).flatten();
+        let custom = !e.pageview && e.name.is_some_and(stats::is_custom_event);
+        let engagement = (!e.pageview && e.name == Some(stats::ENGAGEMENT_EVENT)).then(|| parse_engagement(e.properties)).flatten();
         // Event-time rollups: all visitors, page views per page, custom events per name, engagement per page.
         deltas.visitor(site, Dim::Total, hour, "", hash);
         if e.pageview {
             deltas.counters(site, Dim::Total, hour, "").pageviews += 1;
-            deltas.counters(site, Dim::Page, hour, &e.path).pageviews += 1;
-            deltas.visitor(site, Dim::Page, hour, &e.path, hash);
+            let d = deltas.at(site, Dim::Page, hour, e.path);
+            d.counters.pageviews += 1;
+            d.visitors.push(hash);
         }
         if custom {
-            let name = e.name.as_deref().unwrap_or_default();
+            let name = e.name.unwrap_or_default();
             deltas.counters(site, Dim::Total, hour, "").events += 1;
-            deltas.counters(site, Dim::Event, hour, name).events += 1;
-            deltas.visitor(site, Dim::Event, hour, name, hash);
+            let d = deltas.at(site, Dim::Event, hour, name);
+            d.counters.events += 1;
+            d.visitors.push(hash);
         }
         if let Some((ms, scroll)) = engagement {
-            for (dim, value) in [(Dim::Total, ""), (Dim::Page, e.path.as_str())] {
+            for (dim, value) in [(Dim::Total, ""), (Dim::Page, e.path)] {
                 let c = deltas.counters(site, dim, hour, value);
                 c.engaged_ms += ms;
                 c.engaged_n += 1;
@@ -303,9 +436,7 @@ fn record_visitor(conn: &Connection, events: &[Recent], deltas: &mut Deltas) -> 
             }
         }
         // The visit: continue the open one, or start one with a page view; other events outside a visit stay out.
-        let continuing = current.as_ref().is_some_and(|(_, v)| {
-            stats::continues(&stats::OpenVisit { start: v.start, last: v.last, sdk_session: v.sdk_session.clone() }, e.ts, e.sdk_session.as_deref())
-        });
+        let continuing = current.as_ref().is_some_and(|t| continues(&t.visit, e.ts, e.sdk_session));
         if !continuing {
             if !e.pageview {
                 continue;
@@ -313,83 +444,112 @@ fn record_visitor(conn: &Connection, events: &[Recent], deltas: &mut Deltas) -> 
             if let Some(done) = current.take() {
                 touched.push(done);
             }
-            let referrer = if !e.referrer.is_empty() && host_of(&e.url).eq_ignore_ascii_case(&e.referrer) { String::new() } else { e.referrer.clone() };
-            let [s, m, c] = e.utm.clone();
+            let referrer = if !e.referrer.is_empty() && host_of(e.url).eq_ignore_ascii_case(e.referrer) { "" } else { e.referrer };
             let visit = Visit {
-                visitor: visitor.clone(),
-                sdk_session: e.sdk_session.clone(),
+                visitor: visitor.to_owned(),
+                sdk_session: e.sdk_session.map(str::to_owned),
                 start: e.ts,
                 last: e.ts,
-                dims: [e.path.clone(), referrer, s, m, c, e.device.clone(), e.browser.clone(), e.os.clone()],
-                exit_page: e.path.clone(),
+                dims: [e.path, referrer, e.utm[0], e.utm[1], e.utm[2], e.device, e.browser, e.os].map(str::to_owned),
+                exit_page: e.path.to_owned(),
                 ..Visit::default()
             };
             for (k, dim) in Dim::OF_SESSION.iter().enumerate() {
                 deltas.visitor(site, *dim, hour, &visit.dims[k], hash);
             }
-            current = Some((None, visit));
+            current = Some(Touched { before: None, visit, changed: true });
         }
-        let (_, v) = current.as_mut().expect("a visit is open here");
-        v.last = v.last.max(e.ts);
-        if v.sdk_session.is_none() {
-            v.sdk_session = e.sdk_session.clone();
+        let t = current.as_mut().expect("a visit is open here");
+        let v = &mut t.visit;
+        if e.ts > v.last {
+            v.last = e.ts;
+            t.changed = true;
+        }
+        if v.sdk_session.is_none() && e.sdk_session.is_some() {
+            v.sdk_session = e.sdk_session.map(str::to_owned);
+            t.changed = true;
         }
         if e.pageview {
             v.pageviews += 1;
-            v.exit_page = e.path.clone();
-            stats::push_visit_step(&mut v.steps, &format!("p:{}", e.path));
+            if v.exit_page != e.path {
+                e.path.clone_into(&mut v.exit_page);
+            }
+            push_step(&mut v.steps, "p:", e.path);
+            t.changed = true;
         } else if custom {
             v.events += 1;
-            stats::push_visit_step(&mut v.steps, &format!("e:{}", e.name.as_deref().unwrap_or_default()));
+            push_step(&mut v.steps, "e:", e.name.unwrap_or_default());
+            t.changed = true;
         }
         if let Some((ms, scroll)) = engagement {
             v.engaged_ms += ms;
             v.engaged_n += 1;
             v.scroll_sum += scroll;
+            t.changed = true;
         }
     }
     touched.extend(current);
-    for (before, mut after) in touched {
-        visit_deltas(site, before.as_ref(), &after, deltas);
-        match after.id {
-            Some(id) => {
-                conn.prepare_cached(
-                    "UPDATE stats_visits SET sdk_session = ?2, last = ?3, pageviews = ?4, events = ?5, engaged_ms = ?6, engaged_n = ?7,
-                     scroll_sum = ?8, exit_page = ?9, steps = ?10 WHERE id = ?1",
-                )?
-                .execute(params![id, after.sdk_session, after.last, after.pageviews, after.events, after.engaged_ms, after.engaged_n, after.scroll_sum, after.exit_page, after.steps])?;
-            }
-            None => {
-                conn.prepare_cached(
-                    "INSERT INTO stats_visits (site, visitor, sdk_session, start, last, pageviews, events, engaged_ms, engaged_n,
-                     scroll_sum, entry_page, exit_page, referrer, utm_source, utm_medium, utm_campaign, device, browser, os, steps)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
-                )?
-                .execute(params![
-                    site, after.visitor, after.sdk_session, after.start, after.last, after.pageviews, after.events, after.engaged_ms,
-                    after.engaged_n, after.scroll_sum, after.dims[0], after.exit_page, after.dims[1], after.dims[2], after.dims[3],
-                    after.dims[4], after.dims[5], after.dims[6], after.dims[7], after.steps
-                ])?;
-                after.id = Some(conn.last_insert_rowid());
+    for Touched { before, mut visit, changed } in touched {
+        visit_deltas(site, before.as_ref(), &visit, deltas);
+        if changed {
+            match visit.id {
+                Some(id) => {
+                    let v = &visit;
+                    conn.prepare_cached(UPDATE_VISIT)?
+                        .execute(params![id, v.sdk_session, v.last, v.pageviews, v.events, v.engaged_ms, v.engaged_n, v.scroll_sum, v.exit_page, v.steps])?;
+                }
+                None => {
+                    let v = &visit;
+                    conn.prepare_cached(INSERT_VISIT)?.execute(params![
+                        site, v.visitor, v.sdk_session, v.start, v.last, v.pageviews, v.events, v.engaged_ms, v.engaged_n, v.scroll_sum,
+                        v.dims[0], v.exit_page, v.dims[1], v.dims[2], v.dims[3], v.dims[4], v.dims[5], v.dims[6], v.dims[7], v.steps
+                    ])?;
+                    visit.id = Some(conn.last_insert_rowid());
+                }
             }
         }
-        conn.prepare_cached(
-            "INSERT INTO stats_open (site, visitor, visit_id, last) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (site, visitor) DO UPDATE SET visit_id = excluded.visit_id, last = excluded.last WHERE excluded.last >= stats_open.last",
-        )?
-        .execute(params![site, after.visitor, after.id, after.last])?;
+        // `stats_open` and its cached copy: the newest visit wins (UPSERT_OPEN's condition).
+        let entry = cache.get_mut(site, visitor).expect("cached above");
+        let takes_over = entry.as_ref().is_none_or(|o| visit.last >= o.last);
+        if takes_over {
+            if changed || entry.as_ref().is_none_or(|o| o.last != visit.last) {
+                conn.prepare_cached(UPSERT_OPEN)?.execute(params![site, visitor, visit.id, visit.last])?;
+            }
+            let visit_id = visit.id.expect("stored above");
+            *entry = Some(Open { last: visit.last, visit_id, visit: Some(visit) });
+        } else if let Some(o) = entry.as_mut() {
+            // Not the newest: the row still points where it did (possibly at this very visit, now updated).
+            if visit.id == Some(o.visit_id) {
+                o.visit = Some(visit);
+            }
+        }
     }
     Ok(())
 }
 
+fn continues(v: &Visit, ts: i64, sdk_session: Option<&str>) -> bool {
+    match (v.sdk_session.as_deref(), sdk_session) {
+        (Some(a), Some(b)) => a == b,
+        _ => stats::continues(&stats::OpenVisit { start: v.start, last: v.last, sdk_session: None }, ts, None),
+    }
+}
+
+/// [`stats::push_visit_step`] of `prefix` + `value`, without building the token when the list is full.
+fn push_step(steps: &mut String, prefix: &str, value: &str) {
+    let mut token = String::with_capacity(prefix.len() + value.len());
+    token.push_str(prefix);
+    token.push_str(value);
+    stats::push_visit_step(steps, &token);
+}
+
 /// The rollup change a visit's update makes, counted in the hour it started.
-fn visit_deltas(site: &str, before: Option<&Visit>, after: &Visit, deltas: &mut Deltas) {
+fn visit_deltas<'a>(site: &'a str, before: Option<&Before>, after: &Visit, deltas: &mut Deltas<'a>) {
     let hour = after.start.div_euclid(HOUR_MS);
     let diff = Counters {
         pageviews: after.pageviews - before.map_or(0, |b| b.pageviews),
         sessions: i64::from(before.is_none()),
-        bounces: after.bounces() - before.map_or(0, Visit::bounces),
-        duration_ms: after.duration() - before.map_or(0, Visit::duration),
+        bounces: after.bounces() - before.map_or(0, |b| b.bounces),
+        duration_ms: after.duration() - before.map_or(0, |b| b.duration_ms),
         events: after.events - before.map_or(0, |b| b.events),
         engaged_ms: after.engaged_ms - before.map_or(0, |b| b.engaged_ms),
         engaged_n: after.engaged_n - before.map_or(0, |b| b.engaged_n),
@@ -405,10 +565,10 @@ fn visit_deltas(site: &str, before: Option<&Visit>, after: &Visit, deltas: &mut 
     }
     let old_exit = before.map(|b| b.exit_page.as_str());
     if old_exit != Some(after.exit_page.as_str()) {
-        if let Some(old) = old_exit {
-            let c = deltas.counters(site, Dim::ExitPage, hour, old);
+        if let Some(b) = before {
+            let c = deltas.counters(site, Dim::ExitPage, hour, &b.exit_page);
             c.sessions -= 1;
-            c.pageviews -= before.map_or(0, |b| b.pageviews);
+            c.pageviews -= b.pageviews;
         }
         let c = deltas.counters(site, Dim::ExitPage, hour, &after.exit_page);
         c.sessions += 1;
@@ -440,18 +600,23 @@ fn write_deltas(conn: &Connection, deltas: Deltas) -> Result<(), StoreError> {
          events = events + excluded.events, engaged_ms = engaged_ms + excluded.engaged_ms, engaged_n = engaged_n + excluded.engaged_n,
          scroll_sum = scroll_sum + excluded.scroll_sum",
     )?;
-    for ((site, dim, hour, value), c) in deltas.counters.into_iter().filter(|(_, c)| !c.is_zero()) {
-        upsert.execute(params![site, dim as i64, hour, value, c.pageviews, c.sessions, c.bounces, c.duration_ms, c.events, c.engaged_ms, c.engaged_n, c.scroll_sum])?;
-    }
     let mut read = conn.prepare_cached("SELECT sketch FROM stats_sketch WHERE site = ?1 AND dim = ?2 AND hour = ?3 AND value = ?4")?;
     let mut write = conn.prepare_cached("INSERT OR REPLACE INTO stats_sketch (site, dim, hour, value, sketch) VALUES (?1, ?2, ?3, ?4, ?5)")?;
-    for ((site, dim, hour, value), hashes) in deltas.visitors {
-        let key = params![site, dim as i64, hour, value];
-        let mut sketch = read.query_row(key, |r| r.get::<_, Vec<u8>>(0)).optional()?.map(|b| Sketch::from_bytes(&b)).unwrap_or_default();
-        let before = sketch.clone();
-        hashes.into_iter().for_each(|h| sketch.insert(h));
-        if sketch != before {
-            write.execute(params![site, dim as i64, hour, value, sketch.to_bytes()])?;
+    for ((site, dim, hour), values) in deltas.rows {
+        for (value, Delta { counters: c, visitors }) in values {
+            if !c.is_zero() {
+                upsert.execute(params![site, dim as i64, hour, value, c.pageviews, c.sessions, c.bounces, c.duration_ms, c.events, c.engaged_ms, c.engaged_n, c.scroll_sum])?;
+            }
+            if visitors.is_empty() {
+                continue;
+            }
+            let key = params![site, dim as i64, hour, value];
+            let mut sketch = read.query_row(key, |r| Ok(Sketch::from_bytes(r.get_ref(0)?.as_blob()?))).optional()?.unwrap_or_default();
+            let before = sketch.clone();
+            visitors.into_iter().for_each(|h| sketch.insert(h));
+            if sketch != before {
+                write.execute(params![site, dim as i64, hour, value, sketch.to_bytes()])?;
+            }
         }
     }
     Ok(())
@@ -969,4 +1134,440 @@ pub fn consent_ledger(conn: &Connection, site: &str, profile_id: Option<i64>, cu
         entries.last().map(|e| e.id)
     }).flatten();
     Ok(Ledger { entries, next_cursor })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// The implementation before the writer cache (read back the inserted rows, SELECT every visitor's open visit,
+    /// write per visitor): the oracle the cached one must match exactly.
+    mod reference {
+        use super::super::*;
+
+        /// The events a commit inserted (the last `inserted` rows of `events`), as the stats need them.
+        const RECENT_EVENTS: &str = "SELECT site, type, name, COALESCE(visitor, 'a:' || anonymous_id, 'u:' || user_id), session_id, timestamp,
+            COALESCE(path, ''), COALESCE(url, ''), COALESCE(referrer_host, ''), COALESCE(utm_source, ''), COALESCE(utm_medium, ''),
+            COALESCE(utm_campaign, ''), COALESCE(device, ''), COALESCE(browser, ''), COALESCE(os, ''), properties
+            FROM events WHERE id > ?1 AND flags & 2 = 0 AND type IN ('page', 'screen', 'track')";
+
+
+        struct Recent {
+            site: String,
+            pageview: bool,
+            name: Option<String>,
+            visitor: String,
+            sdk_session: Option<String>,
+            ts: i64,
+            path: String,
+            url: String,
+            referrer: String,
+            utm: [String; 3],
+            device: String,
+            browser: String,
+            os: String,
+            properties: Option<String>,
+        }
+
+
+        type Key = (String, Dim, i64, String);
+
+        #[derive(Default)]
+        struct Deltas {
+            counters: HashMap<Key, Counters>,
+            visitors: HashMap<Key, Vec<u32>>,
+        }
+
+        impl Deltas {
+            fn counters(&mut self, site: &str, dim: Dim, hour: i64, value: &str) -> &mut Counters {
+                self.counters.entry((site.to_owned(), dim, hour, value.to_owned())).or_default()
+            }
+            fn visitor(&mut self, site: &str, dim: Dim, hour: i64, value: &str, hash: u32) {
+                self.visitors.entry((site.to_owned(), dim, hour, value.to_owned())).or_default().push(hash);
+            }
+        }
+
+
+        /// Updates visits and rollups for the events the current transaction just inserted: the last `inserted` rows of
+        /// `events`. Called by the SQLite store's `commit` before it commits, so stats and events commit together.
+        pub(super) fn record(conn: &Connection, inserted: usize) -> Result<(), StoreError> {
+            if inserted == 0 {
+                return Ok(());
+            }
+            let max_id: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
+            let first_id = max_id - inserted as i64;
+            let mut recent = Vec::with_capacity(inserted);
+            {
+                let mut stmt = conn.prepare_cached(RECENT_EVENTS)?;
+                let mut rows = stmt.query([first_id])?;
+                while let Some(r) = rows.next()? {
+                    let Some(visitor) = r.get::<_, Option<String>>(3)? else { continue };
+                    let kind: String = r.get(1)?;
+                    recent.push(Recent {
+                        site: r.get(0)?,
+                        pageview: kind != "track",
+                        name: r.get(2)?,
+                        visitor,
+                        sdk_session: r.get(4)?,
+                        ts: r.get(5)?,
+                        path: r.get(6)?,
+                        url: r.get(7)?,
+                        referrer: r.get(8)?,
+                        utm: [r.get(9)?, r.get(10)?, r.get(11)?],
+                        device: r.get(12)?,
+                        browser: r.get(13)?,
+                        os: r.get(14)?,
+                        properties: r.get(15)?,
+                    });
+                }
+            }
+            recent.sort_by(|a, b| (&a.site, &a.visitor, a.ts).cmp(&(&b.site, &b.visitor, b.ts)));
+            let mut deltas = Deltas::default();
+            let mut i = 0;
+            while i < recent.len() {
+                let j = i + recent[i..].iter().take_while(|e| e.site == recent[i].site && e.visitor == recent[i].visitor).count();
+                record_visitor(conn, &recent[i..j], &mut deltas)?;
+                i = j;
+            }
+            write_deltas(conn, deltas)?;
+            if max_id / PRUNE_EVERY != first_id / PRUNE_EVERY {
+                if let Some(newest) = recent.iter().map(|e| e.ts).max() {
+                    conn.execute("DELETE FROM stats_open WHERE last < ?1", [newest - OPEN_KEEP_MS])?;
+                }
+            }
+            Ok(())
+        }
+
+        /// One visitor's new events, in time order: continue or open visits, and collect the rollup changes.
+        fn record_visitor(conn: &Connection, events: &[Recent], deltas: &mut Deltas) -> Result<(), StoreError> {
+            let (site, visitor) = (&events[0].site, &events[0].visitor);
+            let hash = visitor_hash(visitor);
+            let open: Option<Visit> = conn
+                .prepare_cached(&format!("SELECT {VISIT_COLUMNS} FROM stats_visits WHERE id = (SELECT visit_id FROM stats_open WHERE site = ?1 AND visitor = ?2)"))?
+                .query_row(params![site, visitor], Visit::from_row)
+                .optional()?;
+            // (the visit as it was before this commit, the visit now)
+            let mut touched: Vec<(Option<Visit>, Visit)> = Vec::new();
+            let mut current: Option<(Option<Visit>, Visit)> = open.map(|v| (Some(v.clone()), v));
+            for e in events {
+                let hour = e.ts.div_euclid(HOUR_MS);
+                let custom = !e.pageview && e.name.as_deref().is_some_and(stats::is_custom_event);
+                let engagement = (!e.pageview && e.name.as_deref() == Some(stats::ENGAGEMENT_EVENT)).then(|| parse_engagement(e.properties.as_deref())).flatten();
+                // Event-time rollups: all visitors, page views per page, custom events per name, engagement per page.
+                deltas.visitor(site, Dim::Total, hour, "", hash);
+                if e.pageview {
+                    deltas.counters(site, Dim::Total, hour, "").pageviews += 1;
+                    deltas.counters(site, Dim::Page, hour, &e.path).pageviews += 1;
+                    deltas.visitor(site, Dim::Page, hour, &e.path, hash);
+                }
+                if custom {
+                    let name = e.name.as_deref().unwrap_or_default();
+                    deltas.counters(site, Dim::Total, hour, "").events += 1;
+                    deltas.counters(site, Dim::Event, hour, name).events += 1;
+                    deltas.visitor(site, Dim::Event, hour, name, hash);
+                }
+                if let Some((ms, scroll)) = engagement {
+                    for (dim, value) in [(Dim::Total, ""), (Dim::Page, e.path.as_str())] {
+                        let c = deltas.counters(site, dim, hour, value);
+                        c.engaged_ms += ms;
+                        c.engaged_n += 1;
+                        c.scroll_sum += scroll;
+                    }
+                }
+                // The visit: continue the open one, or start one with a page view; other events outside a visit stay out.
+                let continuing = current.as_ref().is_some_and(|(_, v)| {
+                    stats::continues(&stats::OpenVisit { start: v.start, last: v.last, sdk_session: v.sdk_session.clone() }, e.ts, e.sdk_session.as_deref())
+                });
+                if !continuing {
+                    if !e.pageview {
+                        continue;
+                    }
+                    if let Some(done) = current.take() {
+                        touched.push(done);
+                    }
+                    let referrer = if !e.referrer.is_empty() && host_of(&e.url).eq_ignore_ascii_case(&e.referrer) { String::new() } else { e.referrer.clone() };
+                    let [s, m, c] = e.utm.clone();
+                    let visit = Visit {
+                        visitor: visitor.clone(),
+                        sdk_session: e.sdk_session.clone(),
+                        start: e.ts,
+                        last: e.ts,
+                        dims: [e.path.clone(), referrer, s, m, c, e.device.clone(), e.browser.clone(), e.os.clone()],
+                        exit_page: e.path.clone(),
+                        ..Visit::default()
+                    };
+                    for (k, dim) in Dim::OF_SESSION.iter().enumerate() {
+                        deltas.visitor(site, *dim, hour, &visit.dims[k], hash);
+                    }
+                    current = Some((None, visit));
+                }
+                let (_, v) = current.as_mut().expect("a visit is open here");
+                v.last = v.last.max(e.ts);
+                if v.sdk_session.is_none() {
+                    v.sdk_session = e.sdk_session.clone();
+                }
+                if e.pageview {
+                    v.pageviews += 1;
+                    v.exit_page = e.path.clone();
+                    stats::push_visit_step(&mut v.steps, &format!("p:{}", e.path));
+                } else if custom {
+                    v.events += 1;
+                    stats::push_visit_step(&mut v.steps, &format!("e:{}", e.name.as_deref().unwrap_or_default()));
+                }
+                if let Some((ms, scroll)) = engagement {
+                    v.engaged_ms += ms;
+                    v.engaged_n += 1;
+                    v.scroll_sum += scroll;
+                }
+            }
+            touched.extend(current);
+            for (before, mut after) in touched {
+                visit_deltas(site, before.as_ref(), &after, deltas);
+                match after.id {
+                    Some(id) => {
+                        conn.prepare_cached(
+                            "UPDATE stats_visits SET sdk_session = ?2, last = ?3, pageviews = ?4, events = ?5, engaged_ms = ?6, engaged_n = ?7,
+                             scroll_sum = ?8, exit_page = ?9, steps = ?10 WHERE id = ?1",
+                        )?
+                        .execute(params![id, after.sdk_session, after.last, after.pageviews, after.events, after.engaged_ms, after.engaged_n, after.scroll_sum, after.exit_page, after.steps])?;
+                    }
+                    None => {
+                        conn.prepare_cached(
+                            "INSERT INTO stats_visits (site, visitor, sdk_session, start, last, pageviews, events, engaged_ms, engaged_n,
+                             scroll_sum, entry_page, exit_page, referrer, utm_source, utm_medium, utm_campaign, device, browser, os, steps)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                        )?
+                        .execute(params![
+                            site, after.visitor, after.sdk_session, after.start, after.last, after.pageviews, after.events, after.engaged_ms,
+                            after.engaged_n, after.scroll_sum, after.dims[0], after.exit_page, after.dims[1], after.dims[2], after.dims[3],
+                            after.dims[4], after.dims[5], after.dims[6], after.dims[7], after.steps
+                        ])?;
+                        after.id = Some(conn.last_insert_rowid());
+                    }
+                }
+                conn.prepare_cached(
+                    "INSERT INTO stats_open (site, visitor, visit_id, last) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (site, visitor) DO UPDATE SET visit_id = excluded.visit_id, last = excluded.last WHERE excluded.last >= stats_open.last",
+                )?
+                .execute(params![site, after.visitor, after.id, after.last])?;
+            }
+            Ok(())
+        }
+
+        /// The rollup change a visit's update makes, counted in the hour it started.
+        fn visit_deltas(site: &str, before: Option<&Visit>, after: &Visit, deltas: &mut Deltas) {
+            let hour = after.start.div_euclid(HOUR_MS);
+            let diff = Counters {
+                pageviews: after.pageviews - before.map_or(0, |b| b.pageviews),
+                sessions: i64::from(before.is_none()),
+                bounces: after.bounces() - before.map_or(0, Visit::bounces),
+                duration_ms: after.duration() - before.map_or(0, Visit::duration),
+                events: after.events - before.map_or(0, |b| b.events),
+                engaged_ms: after.engaged_ms - before.map_or(0, |b| b.engaged_ms),
+                engaged_n: after.engaged_n - before.map_or(0, |b| b.engaged_n),
+                scroll_sum: after.scroll_sum - before.map_or(0, |b| b.scroll_sum),
+            };
+            if !diff.is_zero() {
+                // The site's total counts page views, events and engagement when they happen; visits when they start.
+                let total = Counters { sessions: diff.sessions, bounces: diff.bounces, duration_ms: diff.duration_ms, ..Counters::default() };
+                deltas.counters(site, Dim::Total, hour, "").add(&total);
+                for (k, dim) in Dim::OF_SESSION.iter().enumerate() {
+                    deltas.counters(site, *dim, hour, &after.dims[k]).add(&diff);
+                }
+            }
+            let old_exit = before.map(|b| b.exit_page.as_str());
+            if old_exit != Some(after.exit_page.as_str()) {
+                if let Some(old) = old_exit {
+                    let c = deltas.counters(site, Dim::ExitPage, hour, old);
+                    c.sessions -= 1;
+                    c.pageviews -= before.map_or(0, |b| b.pageviews);
+                }
+                let c = deltas.counters(site, Dim::ExitPage, hour, &after.exit_page);
+                c.sessions += 1;
+                c.pageviews += after.pageviews;
+            } else {
+                deltas.counters(site, Dim::ExitPage, hour, &after.exit_page).pageviews += diff.pageviews;
+            }
+        }
+
+
+        fn write_deltas(conn: &Connection, deltas: Deltas) -> Result<(), StoreError> {
+            let mut upsert = conn.prepare_cached(
+                "INSERT INTO stats_rollup (site, dim, hour, value, pageviews, sessions, bounces, duration_ms, events, engaged_ms, engaged_n, scroll_sum)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 ON CONFLICT (site, dim, hour, value) DO UPDATE SET pageviews = pageviews + excluded.pageviews,
+                 sessions = sessions + excluded.sessions, bounces = bounces + excluded.bounces, duration_ms = duration_ms + excluded.duration_ms,
+                 events = events + excluded.events, engaged_ms = engaged_ms + excluded.engaged_ms, engaged_n = engaged_n + excluded.engaged_n,
+                 scroll_sum = scroll_sum + excluded.scroll_sum",
+            )?;
+            for ((site, dim, hour, value), c) in deltas.counters.into_iter().filter(|(_, c)| !c.is_zero()) {
+                upsert.execute(params![site, dim as i64, hour, value, c.pageviews, c.sessions, c.bounces, c.duration_ms, c.events, c.engaged_ms, c.engaged_n, c.scroll_sum])?;
+            }
+            let mut read = conn.prepare_cached("SELECT sketch FROM stats_sketch WHERE site = ?1 AND dim = ?2 AND hour = ?3 AND value = ?4")?;
+            let mut write = conn.prepare_cached("INSERT OR REPLACE INTO stats_sketch (site, dim, hour, value, sketch) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+            for ((site, dim, hour, value), hashes) in deltas.visitors {
+                let key = params![site, dim as i64, hour, value];
+                let mut sketch = read.query_row(key, |r| r.get::<_, Vec<u8>>(0)).optional()?.map(|b| Sketch::from_bytes(&b)).unwrap_or_default();
+                let before = sketch.clone();
+                hashes.into_iter().for_each(|h| sketch.insert(h));
+                if sketch != before {
+                    write.execute(params![site, dim as i64, hour, value, sketch.to_bytes()])?;
+                }
+            }
+            Ok(())
+        }
+
+    }
+
+    fn db() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE events (id INTEGER PRIMARY KEY, site TEXT NOT NULL, type TEXT, name TEXT, anonymous_id TEXT, user_id TEXT,
+                timestamp INTEGER NOT NULL, flags INTEGER NOT NULL DEFAULT 0, url TEXT, path TEXT, referrer_host TEXT, utm_source TEXT,
+                utm_medium TEXT, utm_campaign TEXT, browser TEXT, os TEXT, device TEXT, properties TEXT, visitor TEXT, session_id TEXT);
+             CREATE TABLE quarantine (id INTEGER PRIMARY KEY, site TEXT, code TEXT, received_at INTEGER);
+             CREATE TABLE consent_ledger (id INTEGER PRIMARY KEY, site TEXT);",
+        )
+        .unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        conn
+    }
+
+    fn insert(conn: &Connection, events: &[StoredEvent]) {
+        let mut stmt = conn
+            .prepare_cached(
+                "INSERT INTO events (site, type, name, anonymous_id, user_id, timestamp, flags, url, path, referrer_host, utm_source,
+                 utm_medium, utm_campaign, browser, os, device, properties, visitor, session_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+            )
+            .unwrap();
+        for e in events {
+            stmt.execute(params![
+                &*e.site, e.kind.map(|k| k.as_str()), e.name, e.anonymous_id, e.user_id, e.timestamp, e.flags, e.url, e.path, e.referrer_host,
+                e.utm_source, e.utm_medium, e.utm_campaign, e.browser, e.os, e.device, e.properties, e.visitor, e.session_id
+            ])
+            .unwrap();
+        }
+    }
+
+    /// Every stats table, in key order.
+    fn dump(conn: &Connection) -> Vec<String> {
+        let mut out = Vec::new();
+        for sql in [
+            "SELECT * FROM stats_visits ORDER BY id",
+            "SELECT * FROM stats_open ORDER BY site, visitor",
+            "SELECT * FROM stats_rollup ORDER BY site, dim, hour, value",
+            "SELECT site, dim, hour, value, hex(sketch) FROM stats_sketch ORDER BY site, dim, hour, value",
+        ] {
+            let mut stmt = conn.prepare(sql).unwrap();
+            let n = stmt.column_count();
+            let mut rows = stmt.query([]).unwrap();
+            while let Some(r) = rows.next().unwrap() {
+                let cells: Vec<String> = (0..n).map(|i| format!("{:?}", r.get_ref(i).unwrap())).collect();
+                out.push(format!("{sql}: {}", cells.join("|")));
+            }
+        }
+        out
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+        fn pick<'a>(&mut self, of: &[&'a str]) -> &'a str {
+            of[self.below(of.len() as u64) as usize]
+        }
+    }
+
+    fn random_event(rng: &mut Rng, now: &mut i64) -> StoredEvent {
+        // Time mostly moves forward, sometimes jumps hours ahead, sometimes arrives late.
+        match rng.below(100) {
+            0..=79 => *now += rng.below(120_000) as i64,
+            80..=84 => *now += rng.below(5 * HOUR_MS as u64) as i64,
+            _ => {}
+        }
+        let ts = match rng.below(10) {
+            0 => *now - rng.below(4 * HOUR_MS as u64) as i64,
+            _ => *now - rng.below(60_000) as i64,
+        };
+        let who = rng.below(40);
+        let site: Arc<str> = rng.pick(&["shop", "blog"]).into();
+        let kind = [CallKind::Page, CallKind::Page, CallKind::Screen, CallKind::Track, CallKind::Track, CallKind::Identify][rng.below(6) as usize];
+        let name = match kind {
+            CallKind::Track => Some(rng.pick(&["Signed Up", "Added", stats::ENGAGEMENT_EVENT, "Consent Updated"]).to_owned()),
+            _ => (rng.below(2) == 0).then(|| "Home".to_owned()),
+        };
+        let properties = match name.as_deref() {
+            Some(stats::ENGAGEMENT_EVENT) => Some(rng.pick(&[r#"{"engagedMs":1234.5,"scrollDepth":55}"#, r#"{"engagedMs":-1}"#, r#"{"scrollDepth":300,"engagedMs":9e9}"#, "{}", "nope"]).to_owned()),
+            _ => Some(r#"{"x":1}"#.to_owned()),
+        };
+        let (visitor, anonymous_id, user_id) = match rng.below(10) {
+            0 => (None, Some(format!("anon{who}")), None),
+            1 => (None, None, Some(format!("user{who}"))),
+            2 => (None, None, None),
+            _ => (Some(format!("a:anon{who}")), Some(format!("anon{who}")), None),
+        };
+        let path = rng.pick(&["/", "/pricing", "/signup", "/blog/x"]);
+        let host = rng.pick(&["shop.example", "blog.example"]);
+        let opt = |rng: &mut Rng, of: &[&str]| (rng.below(3) > 0).then(|| rng.pick(of).to_owned());
+        StoredEvent {
+            site,
+            kind: Some(kind),
+            name,
+            anonymous_id,
+            user_id,
+            timestamp: ts,
+            flags: if rng.below(15) == 0 { 2 } else { 0 },
+            url: (rng.below(8) > 0).then(|| format!("https://{host}{path}?q=1")),
+            path: (rng.below(10) > 0).then(|| path.to_owned()),
+            referrer_host: opt(rng, &["google.com", "shop.example", "SHOP.example", "news.example"]),
+            utm_source: opt(rng, &["newsletter", "ads"]),
+            utm_medium: opt(rng, &["email"]),
+            utm_campaign: opt(rng, &["spring"]),
+            browser: opt(rng, &["Firefox", "Chrome"]),
+            os: opt(rng, &["Linux", "iOS"]),
+            device: (rng.below(3) > 0).then(|| ["desktop", "mobile"][rng.below(2) as usize]),
+            properties,
+            visitor,
+            session_id: match rng.below(4) {
+                0 => None,
+                _ => Some(format!("s{}", (who + rng.below(3)) % 50)),
+            },
+            ..StoredEvent::default()
+        }
+    }
+
+    #[test]
+    fn the_cached_writer_stores_exactly_what_reading_back_stored() {
+        for seed in [1u64, 7, 42, 1234] {
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed);
+            let (reference, cached) = (db(), db());
+            let mut cache = StatsCache::default();
+            let mut now = 1_770_000_000_000;
+            let mut total = 0;
+            while total < 10_000 {
+                let most = if rng.below(4) == 0 { 3 } else { 300 };
+                let batch: Vec<StoredEvent> = (0..1 + rng.below(most)).map(|_| random_event(&mut rng, &mut now)).collect();
+                total += batch.len();
+                insert(&reference, &batch);
+                reference::record(&reference, batch.len()).unwrap();
+                insert(&cached, &batch);
+                if rng.below(50) == 0 {
+                    cache.clear();
+                }
+                record(&cached, &mut cache, &batch).unwrap();
+            }
+            let (want, got) = (dump(&reference), dump(&cached));
+            assert!(want.len() > 500, "the fixture exercises the tables ({} rows)", want.len());
+            for (w, g) in want.iter().zip(&got) {
+                assert_eq!(w, g, "seed {seed}");
+            }
+            assert_eq!(want.len(), got.len(), "seed {seed}");
+        }
+    }
 }
