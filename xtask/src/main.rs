@@ -72,6 +72,8 @@ pub fn run_step(what: &str, command: &mut Command) -> anyhow::Result<()> {
 }
 
 fn run(serve_args: &[String]) -> anyhow::Result<()> {
+    // `cargo xtask run -- --listen …` and `cargo xtask run --listen …` mean the same.
+    let serve_args = serve_args.strip_prefix(&["--".to_owned()]).unwrap_or(serve_args);
     sdk::build()?;
     dashboard::build()?;
     run_step("build the collector (release)", cargo().args(["build", "--release", "-p", "footprint-collector"]))?;
