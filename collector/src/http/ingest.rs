@@ -105,12 +105,13 @@ fn preflight(state: &AppState, origin: Option<&str>, query_key: Option<&str>) ->
 
 async fn ingest(req: Request<Incoming>, route: Route, state: &AppState, peer: SocketAddr, origin: Option<&str>, query_key: Option<String>) -> Response<Body> {
     let received_at_ms = crate::now_ms();
-    let headers = req.headers().clone();
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
     if let Some(refusal) = check_content_headers(&headers) {
         return reply::refusal(&refusal, vec![]);
     }
     let header_key = basic_auth_user(&headers);
-    let body = match read_body(req.into_body(), &headers).await {
+    let body = match read_body(body, &headers).await {
         Ok(body) => body,
         Err(refusal) => return reply::refusal(&refusal, vec![]),
     };
