@@ -313,22 +313,8 @@ fn next_page(rng: &mut Rng, from: &str) -> &'static str {
     *rng.weighted(choices)
 }
 
-/// `ms` since the epoch as RFC 3339 UTC with milliseconds.
-fn rfc3339(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000)
-}
+/// `ms` since the epoch as RFC 3339 UTC with milliseconds (the event model's own formatter).
+use footprint_core::time::format_rfc3339_ms as rfc3339;
 
 /// One keep-alive HTTP/1.1 connection to the collector.
 struct Connection {
