@@ -3,7 +3,7 @@
 
 use crate::enrich::{self, Campaign, UserAgentCache};
 use crate::identity::{normalize_email, normalize_phone, IdKind, Identifier};
-use crate::pseudonymise::{cookieless_visitor, stored_identifier, Pseudonymizer, HASH_PREFIX};
+use crate::pseudonymise::{cookieless_visitor, redact_emails, stored_identifier, Pseudonymizer, HASH_PREFIX};
 use crate::store::{flags, ConsentChange, IdentityInput, QuarantinedEvent, StoredEvent};
 use footprint_core::consent::{self, Categories};
 use footprint_core::limits::{MAX_BATCH_EVENTS, MAX_URL_BYTES};
@@ -149,7 +149,7 @@ pub fn process(decoded: &Decoded<'_>, route: Route, facts: &RequestFacts<'_>, ua
             Err((message_id, rejection)) => {
                 let message_id = message_id.unwrap_or_else(&mut *new_message_id);
                 // An erased person's event is recorded as refused, without its content.
-                let payload = if rejection.code == RejectCode::ErasedIdentity { String::new() } else { raw.get().to_owned() };
+                let payload = if rejection.code == RejectCode::ErasedIdentity { String::new() } else { redact_emails(raw.get(), facts.privacy.pseudonymizer) };
                 out.quarantine.push(QuarantinedEvent::new(facts.site.clone(), facts.received_at_ms, Some(message_id.clone()), rejection.code, rejection.reason.clone(), payload));
                 out.slots.push(Slot::Rejected { message_id, code: rejection.code.as_str(), reason: rejection.reason });
             }

@@ -82,6 +82,30 @@ pub fn stored_identifier(kind: IdKind, raw: &str, pseudo: &Pseudonymizer) -> Opt
     (!value.is_empty()).then(|| Identifier::new(kind, value))
 }
 
+/// Quarantined text with every e-mail address replaced by its keyed hash: rejected events are kept for
+/// inspection, but raw e-mail addresses still never reach the disk. Works on any text (JSON or not).
+pub fn redact_emails(text: &str, pseudo: &Pseudonymizer) -> String {
+    let is_local = |c: char| c.is_ascii_alphanumeric() || "._%+-".contains(c);
+    let is_domain = |c: char| c.is_ascii_alphanumeric() || ".-".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('@') {
+        let start = rest[..at].char_indices().rev().take_while(|(_, c)| is_local(*c)).last().map_or(at, |(i, _)| i);
+        let end = at + 1 + rest[at + 1..].char_indices().take_while(|(_, c)| is_domain(*c)).last().map_or(0, |(i, c)| i + c.len_utf8());
+        let candidate = &rest[start..end];
+        match normalize_email(candidate) {
+            Some(email) if start < at && candidate[at - start + 1..].contains('.') => {
+                out.push_str(&rest[..start]);
+                out.push_str(&pseudo.hash("email", &email));
+            }
+            _ => out.push_str(&rest[..end.max(at + 1)]),
+        }
+        rest = &rest[end.max(at + 1)..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The cookieless visitor key of one request: `c:` + 16 hex digits of HMAC-SHA-256(salt, site ‖ IP ‖ user agent).
 /// With the salt gone (it never leaves memory and is replaced daily), nobody can recompute it.
 pub fn cookieless_visitor(salt: &[u8; 16], site: &str, ip: &str, user_agent: &str) -> String {
@@ -150,6 +174,18 @@ mod tests {
         assert_ne!(h, b.hash("email", "alice@example.com"));
         assert_ne!(h, a.hash("user_id", "alice@example.com"));
         assert!(!format!("{a:?}").contains("key-a"));
+    }
+
+    #[test]
+    fn quarantined_text_keeps_no_email() {
+        let p = Pseudonymizer::new(b"k");
+        let text = r#"{"userId":"Bob@Example.com","x":"a@b","y":"@home","z":"mail me: c.d+e@f-g.co!"}"#;
+        let out = redact_emails(text, &p);
+        assert!(!out.contains("Bob@Example.com") && !out.contains("c.d+e@f-g.co"), "{out}");
+        assert!(out.contains(&p.hash("email", "bob@example.com")) && out.contains(&p.hash("email", "c.d+e@f-g.co")));
+        assert!(out.contains(r#""x":"a@b""#) && out.contains(r#""y":"@home""#), "not e-mails, kept: {out}");
+        assert_eq!(redact_emails("no at sign", &p), "no at sign");
+        assert_eq!(redact_emails("trailing@", &p), "trailing@");
     }
 
     #[test]

@@ -30,13 +30,18 @@ fn denied_consent_leaves_no_identifier_on_disk() {
     // With consent, raw IPs and e-mails still never reach the disk.
     let granted = r#"{"type":"identify","userId":"user-ok","messageId":"g1","traits":{"email":"granted.person@example.org"},"context":{"consent":{"categoryPreferences":{"analytics":true}},"ip":"198.51.100.202"}}"#;
     assert_eq!(browser_post(&c, &batch(&[granted.to_owned()]), &[]).statuses(), vec!["accepted"]);
+    // Rejected events are kept for inspection, but not their e-mail addresses; nor those of an unparseable body.
+    let rejected = r#"{"batch":[{"type":"track","userId":"q-user","messageId":"q1","properties":{"contact":"quarantined.person@example.org"}}]}"#;
+    assert_eq!(c.post_json("/v1/batch", "wk_shop", rejected).json()["results"][0]["code"], "missing_event_name");
+    assert_eq!(c.post_json("/v1/batch", "wk_shop", r#"{"batch":[{"email":"broken.body@example.org""#).code(), "invalid_json");
+    assert_eq!(c.count("SELECT COUNT(*) FROM quarantine"), 2);
     let visitors: Vec<String> = c.db().prepare("SELECT visitor FROM events WHERE message_id LIKE 'd%'").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
     assert!(visitors.iter().all(|v| v.starts_with("c:")), "counted cookielessly: {visitors:?}");
     assert_eq!(c.count("SELECT COUNT(*) FROM identities WHERE value LIKE '%zq81x%' OR value LIKE '%kw29v%'"), 0, "no identity edges");
     assert!(c.stop());
     let disk = c.database_bytes();
     assert!(disk.len() > 10_000, "read the database files");
-    for secret in ["anon-zq81x", "user-kw29v", "wendy.private", "Wendy Q", "198.51.100.201", "203.0.113.144", "clk-77k", "granted.person@example.org", "198.51.100.202"] {
+    for secret in ["anon-zq81x", "user-kw29v", "wendy.private", "Wendy Q", "198.51.100.201", "203.0.113.144", "clk-77k", "granted.person@example.org", "198.51.100.202", "quarantined.person", "broken.body"] {
         assert!(!contains_bytes(&disk, secret), "{secret:?} is on disk");
     }
     assert!(contains_bytes(&disk, "user-ok"), "the byte search does find what consent allowed");
