@@ -50,6 +50,7 @@ pub fn init(text: &str, consent: u32, flush_interval_ms: u32, batch_size: u32, c
 /// | 13 | the page is hidden or going away | |
 /// | 14 | the page is visible again | |
 /// | 15 | scrolled | `n` the viewport's bottom edge, `m` the document height (CSS pixels) |
+/// | 16 | nothing but a clock read (warm-up) | `a`, `b` empty |
 #[wasm_bindgen]
 pub fn call(op: u32, n: f64, m: f64, a: Option<String>, b: Option<String>, c: Option<String>, d: Option<String>) {
     if op == 0 {
@@ -103,6 +104,11 @@ pub fn call(op: u32, n: f64, m: f64, a: Option<String>, b: Option<String>, c: Op
         13 => with(&mut |rt| rt.hidden()),
         14 => tracker_call(&mut |t, dev| t.shown(crate::tracker::Device::now(dev))),
         15 => with(&mut |rt| rt.tracker.scrolled(n, m)),
+        // Warm-up from js/client.js: a round trip through the same wrappers as `track()` (the call, the string
+        // arguments' allocation, the clock).
+        16 => {
+            browser::host::now();
+        }
         _ => {}
     }
 }

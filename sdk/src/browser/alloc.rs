@@ -69,7 +69,9 @@ unsafe impl GlobalAlloc for SizeClasses {
                 s.next = end;
                 return start as *mut u8;
             }
-            let pages = block / PAGE + 2;
+            // 1 MiB at a time (plus the block): each growth is a `memory.grow` and V8's bookkeeping for the
+            // larger buffer, which cost a burst of `track()` calls milliseconds when memory grew 128 KiB at a time.
+            let pages = block / PAGE + 16;
             let previous = memory_grow(0, pages);
             if previous == usize::MAX {
                 return null_mut();
