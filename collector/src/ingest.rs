@@ -310,7 +310,7 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
         browser: ua.as_ref().and_then(|u| u.browser.clone()),
         os: ua.as_ref().and_then(|u| u.os.clone()),
         device: ua.as_ref().map(|u| u.device),
-        properties: event.properties.map(|r| pseudonymise_fields(r.get(), privacy)),
+        properties: event.properties.map(|r| pseudonymise_fields(&without_page_fields(r.get(), event.kind), privacy)),
         traits,
         context: (!context.0.is_empty()).then(|| context.to_json()),
         integrations,
@@ -320,6 +320,18 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
         identity,
         consent_change,
     })
+}
+
+/// A page or screen call's properties without the page fields (`url`, `path`, `referrer`, `title`, `search`): they
+/// are stored once, in the event's columns, after scrubbing — a second, raw copy would keep what scrubbing removed.
+fn without_page_fields(properties: &str, kind: CallKind) -> Cow<'_, str> {
+    const PAGE_FIELDS: [&str; 5] = ["url", "path", "referrer", "title", "search"];
+    if !matches!(kind, CallKind::Page | CallKind::Screen) || !PAGE_FIELDS.iter().any(|f| properties.contains(f)) {
+        return Cow::Borrowed(properties);
+    }
+    let Ok(mut obj) = serde_json::from_str::<RawObject>(properties) else { return Cow::Borrowed(properties) };
+    obj.0.retain(|(k, _)| !PAGE_FIELDS.contains(&k.as_ref()));
+    Cow::Owned(obj.to_json())
 }
 
 /// The identity side of a consented event: its identifiers (email and phone as keyed hashes, junk filtered by the
@@ -573,6 +585,8 @@ mod tests {
         let leaky = run(r#"{"anonymousId":"a","properties":{"url":"https://s.example/reset?token=abc123&email=x%40y.co&lang=de","referrer":"https://mail.example/?u=jo@mail.example"}}"#, Route::Single(CallKind::Page));
         let e = &leaky.events[0];
         assert_eq!((e.url.as_deref(), e.referrer.as_deref()), (Some("https://s.example/reset?lang=de"), Some("https://mail.example/")));
+        assert_eq!(e.properties.as_deref(), Some("{}"), "the page fields are kept once, scrubbed, in the columns");
+        assert!(!e.all_text().contains("abc123"));
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct EventView {
     #[serde(rename = "receivedAt")]
     pub received_at: String,
     pub url: Option<String>,
+    pub path: Option<String>,
+    pub title: Option<String>,
     pub referrer: Option<String>,
     pub utm_source: Option<String>,
     pub utm_medium: Option<String>,
@@ -58,7 +60,7 @@ impl From<Categories> for ConsentView {
 }
 
 const EVENT_COLUMNS: &str = "id, message_id, type, name, anonymous_id, user_id, timestamp, received_at, url, referrer, utm_source,
-    utm_medium, utm_campaign, ip, browser, os, device, session_id, consent, flags, properties, traits, context";
+    utm_medium, utm_campaign, ip, browser, os, device, session_id, consent, flags, properties, traits, context, path, title";
 
 fn raw(text: Option<String>) -> Option<Box<RawValue>> {
     text.and_then(|t| RawValue::from_string(t).ok())
@@ -75,6 +77,8 @@ fn event_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventView> {
         timestamp: format_rfc3339_ms(r.get(6)?),
         received_at: format_rfc3339_ms(r.get(7)?),
         url: r.get(8)?,
+        path: r.get(23)?,
+        title: r.get(24)?,
         referrer: r.get(9)?,
         utm_source: r.get(10)?,
         utm_medium: r.get(11)?,
