@@ -199,25 +199,7 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
 
     let consent_context = context.get("consent");
     let session_id = context.take("sessionId").and_then(|v| serde_json::from_str::<String>(v.get()).ok()).filter(|s| !s.is_empty() && s.len() <= 100);
-    let mut page: PageFields = context.take("page").and_then(|v| serde_json::from_str(v.get()).ok()).unwrap_or_default();
-    if matches!(event.kind, CallKind::Page | CallKind::Screen) && page.url.is_none() {
-        if let Some(props) = event.properties {
-            page = serde_json::from_str(props.get()).unwrap_or_default();
-        }
-    }
-    let context_campaign: CampaignFields = context.take("campaign").and_then(|v| serde_json::from_str(v.get()).ok()).unwrap_or_default();
-    let mut campaign = Campaign {
-        source: context_campaign.source,
-        medium: context_campaign.medium,
-        name: context_campaign.name,
-        term: context_campaign.term,
-        content: context_campaign.content,
-    };
-    if campaign.is_empty() {
-        if let Some(url) = &page.url {
-            campaign = enrich::campaign_from_url(url);
-        }
-    }
+    let (page, campaign) = page_and_campaign(&mut context, &event);
     let scrub = |u: &str| {
         let clean = enrich::scrub_url(&enrich::clip(u, MAX_URL_BYTES));
         if granted.marketing {
@@ -258,7 +240,7 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
         event.anonymous_id = None;
         event.user_id = None;
         event.previous_id = None;
-        for key in ["traits", "externalIds", "device", "sessionId"] {
+        for key in ["traits", "externalIds", "device"] {
             context.take(key);
         }
         let visitor = cookieless_visitor(&privacy.salt, &facts.site, &raw_ip.to_string(), user_agent.unwrap_or(""));
@@ -320,6 +302,25 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
         identity,
         consent_change,
     })
+}
+
+/// The page (`context.page`, else a page/screen call's properties) and campaign (`context.campaign`, else the
+/// page URL's `utm_*` parameters). Both leave the stored context: the event's columns hold them.
+fn page_and_campaign(context: &mut RawObject<'_>, event: &footprint_core::ValidEvent<'_>) -> (PageFields, Campaign) {
+    let mut page: PageFields = context.take("page").and_then(|v| serde_json::from_str(v.get()).ok()).unwrap_or_default();
+    if matches!(event.kind, CallKind::Page | CallKind::Screen) && page.url.is_none() {
+        if let Some(props) = event.properties {
+            page = serde_json::from_str(props.get()).unwrap_or_default();
+        }
+    }
+    let c: CampaignFields = context.take("campaign").and_then(|v| serde_json::from_str(v.get()).ok()).unwrap_or_default();
+    let mut campaign = Campaign { source: c.source, medium: c.medium, name: c.name, term: c.term, content: c.content };
+    if campaign.is_empty() {
+        if let Some(url) = &page.url {
+            campaign = enrich::campaign_from_url(url);
+        }
+    }
+    (page, campaign)
 }
 
 /// A page or screen call's properties without the page fields (`url`, `path`, `referrer`, `title`, `search`): they
