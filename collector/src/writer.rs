@@ -14,6 +14,10 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 /// Rows per transaction at most; more waiting work goes into the next commit.
 const MAX_ROWS_PER_COMMIT: usize = 4_000;
 const DAY_MS: i64 = 86_400_000;
+/// How long the writer may wait for more rows when a group is small (it adds at most this to a request's latency).
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+/// Groups of at least this many rows are committed at once.
+const LINGER_BELOW_ROWS: usize = 64;
 
 /// The fate of one accepted event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +128,7 @@ fn run(mut store: Box<dyn EventStore>, mut recent: RecentIds, mut rx: mpsc::Unbo
         };
         let mut jobs = vec![first];
         let mut rows = jobs[0].events.len() + jobs[0].quarantine.len();
+        let linger_until = Instant::now() + LINGER;
         while rows < MAX_ROWS_PER_COMMIT {
             match rx.try_recv() {
                 Ok(Job::Write(job)) => {
@@ -135,6 +140,9 @@ fn run(mut store: Box<dyn EventStore>, mut recent: RecentIds, mut rx: mpsc::Unbo
                     next = Some(exclusive);
                     break;
                 }
+                // A small group pays a commit's fixed costs (fsync, stats sketches) for few rows: wait a moment
+                // for more requests, which a single-event load sends continuously.
+                Err(_) if rows < LINGER_BELOW_ROWS && Instant::now() < linger_until => std::thread::sleep(LINGER / 8),
                 Err(_) => break,
             }
         }
