@@ -321,8 +321,14 @@ pub fn push_visit_step(steps: &mut String, token: &str) {
 }
 
 /// How many funnel steps a visit completed, in order (other steps may come between).
+#[cfg(test)]
 pub fn funnel_progress(funnel: &[Step], visit_steps: &str) -> usize {
     let tokens: Vec<String> = funnel.iter().map(Step::token).collect();
+    funnel_progress_tokens(&tokens, visit_steps)
+}
+
+/// [`funnel_progress`] with the funnel's step tokens ([`Step::token`]) made once, for scans over many visits.
+pub fn funnel_progress_tokens(tokens: &[String], visit_steps: &str) -> usize {
     let mut done = 0;
     for s in visit_steps.split('\n').filter(|s| !s.is_empty()) {
         if done < tokens.len() && s == tokens[done] {
