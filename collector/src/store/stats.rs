@@ -970,14 +970,11 @@ impl<'a> StatsReader<'a> {
     /// Every visit that started in the range and meets the filters (and contains `step`, when given). Of the text
     /// columns only those in `keep` are read; the others come back empty (decoding them is most of a scan's cost).
     fn for_each_visit_where(&self, step: Option<&str>, keep: &[&str], mut each: impl FnMut(&Visit)) -> Result<(), StoreError> {
-        // Page, event and step conditions read `steps` even when the caller does not.
-        let match_steps = step.is_some() || self.q.filters.iter().any(|(d, _)| matches!(d, Dim::Page | Dim::Event));
         let columns: Vec<String> = VISIT_COLUMNS
             .split(',')
             .map(str::trim)
             .map(|c| match c {
                 "sdk_session" => "NULL".to_owned(),
-                "steps" if match_steps => c.to_owned(),
                 "entry_page" | "exit_page" | "referrer" | "utm_source" | "utm_medium" | "utm_campaign" | "device" | "browser" | "os" | "country" | "steps" if !keep.contains(&c) => "''".to_owned(),
                 c => c.to_owned(),
             })
@@ -994,14 +991,16 @@ impl<'a> StatsReader<'a> {
         let table = if in_range * 8 > all { "stats_visits NOT INDEXED" } else { "stats_visits" };
         let mut sql = format!("SELECT {} FROM {table} WHERE site = ? AND start >= ? AND start < ?", columns.join(", "));
         let mut args: Vec<String> = vec![self.q.site.clone(), self.q.range.start_ms.to_string(), self.q.range.end_ms.to_string()];
-        // Page, event and funnel-step conditions: step tokens the visit must hold. They are matched here on the
-        // column's raw bytes (exact lines of `steps`, the same test as `instr(steps, '\n' || token || '\n')`), which
-        // costs a fraction of SQLite's `instr` and skips a visit before anything of it is decoded.
-        let mut tokens: Vec<String> = Vec::new();
         for (dim, value) in &self.q.filters {
             match dim {
-                Dim::Page => tokens.push(format!("p:{value}")),
-                Dim::Event => tokens.push(format!("e:{value}")),
+                Dim::Page => {
+                    sql.push_str(" AND instr(steps, ?) > 0");
+                    args.push(format!("\np:{value}\n"));
+                }
+                Dim::Event => {
+                    sql.push_str(" AND instr(steps, ?) > 0");
+                    args.push(format!("\ne:{value}\n"));
+                }
                 Dim::Total => {}
                 other => {
                     sql.push_str(&format!(" AND {} = ?", other.name()));
@@ -1010,7 +1009,8 @@ impl<'a> StatsReader<'a> {
             }
         }
         if let Some(step) = step {
-            tokens.push(step.trim_matches('\n').to_owned());
+            sql.push_str(" AND instr(steps, ?) > 0");
+            args.push(step.to_owned());
         }
         let with_steps = keep.contains(&"steps");
         let mut stmt = self.conn.prepare_cached(&sql)?;
@@ -1022,12 +1022,6 @@ impl<'a> StatsReader<'a> {
             .collect();
         let mut rows = stmt.query(params_from_iter(bound.iter()))?;
         while let Some(r) = rows.next()? {
-            if !tokens.is_empty() {
-                let steps = r.get_ref(20)?.as_bytes().map_err(rusqlite::Error::from)?;
-                if !tokens.iter().all(|t| steps.split(|&b| b == b'\n').any(|line| line == t.as_bytes())) {
-                    continue;
-                }
-            }
             each(&Visit::from_row_with(r, with_steps)?);
         }
         Ok(())
