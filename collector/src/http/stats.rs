@@ -33,7 +33,7 @@ pub async fn stats(path: &str, query: Option<&str>, state: &AppState) -> Respons
     let now = crate::now_ms();
     run(move || {
         let conn = queries::open_reader(&db)?;
-        let r = StatsReader::new(&conn, &q);
+        let r = StatsReader::new(&conn, &q).parallel(&db);
         let query = describe(&q);
         Ok(match report.as_str() {
             "overview" => json!({ "query": query, "totals": r.overview()? }),

@@ -680,6 +680,11 @@ impl Acc {
         }
     }
 
+    fn merge(&mut self, other: &Acc) {
+        self.c.add(&other.c);
+        self.visitors.merge(&other.visitors);
+    }
+
     fn add_visit(&mut self, v: &Visit) {
         self.c.add(&Counters {
             pageviews: v.pageviews,
@@ -748,11 +753,21 @@ pub struct FunnelStep {
 pub struct StatsReader<'a> {
     conn: &'a Connection,
     q: &'a StatsQuery,
+    /// The database file, when scans of many visits may open more connections and run on several cores.
+    path: Option<&'a Path>,
+    /// Scans of a table with fewer visits stay on one thread.
+    min_parallel_visits: i64,
 }
 
 impl<'a> StatsReader<'a> {
     pub fn new(conn: &'a Connection, q: &'a StatsQuery) -> Self {
-        StatsReader { conn, q }
+        StatsReader { conn, q, path: None, min_parallel_visits: PARALLEL_SCAN_MIN_VISITS }
+    }
+
+    /// Lets scans over a large share of the visits split the table by row id and read the parts in parallel,
+    /// each thread with its own read-only connection to `path` (WAL readers do not block each other).
+    pub fn parallel(self, path: &'a Path) -> Self {
+        StatsReader { path: Some(path), ..self }
     }
 
     /// Whether the visits must be scanned: filters, except a single one on a dimension fixed at visit start,
@@ -772,8 +787,7 @@ impl<'a> StatsReader<'a> {
 
     pub fn overview(&self) -> Result<Totals, StoreError> {
         if self.filtered() {
-            let mut acc = Acc::default();
-            self.for_each_visit(|v| acc.add_visit(v))?;
+            let acc = self.fold_visits(None, &[], Acc::default, |acc, v| acc.add_visit(v), |acc, other| acc.merge(&other))?;
             return Ok(acc.totals());
         }
         let by_hour = self.rollup_by_hour()?;
@@ -791,11 +805,17 @@ impl<'a> StatsReader<'a> {
         let mut accs = vec![Acc::default(); buckets.labels.len()];
         let bucket_of = |hour: i64| buckets.of_hour.get((hour - first) as usize).copied();
         if self.filtered() {
-            self.for_each_visit(|v| {
-                if let Some(b) = bucket_of(v.start.div_euclid(HOUR_MS)) {
-                    accs[b].add_visit(v);
-                }
-            })?;
+            accs = self.fold_visits(
+                None,
+                &[],
+                || vec![Acc::default(); buckets.labels.len()],
+                |accs, v| {
+                    if let Some(b) = bucket_of(v.start.div_euclid(HOUR_MS)) {
+                        accs[b].add_visit(v);
+                    }
+                },
+                merge_all,
+            )?;
         } else {
             for (hour, a) in self.rollup_by_hour()? {
                 if let Some(b) = bucket_of(hour) {
@@ -811,10 +831,16 @@ impl<'a> StatsReader<'a> {
         let mut cells: Vec<Acc> = vec![Acc::default(); 7 * 24];
         let range = &self.q.range;
         if self.filtered() {
-            self.for_each_visit(|v| {
-                let (d, h) = range.weekday_hour(v.start.div_euclid(HOUR_MS));
-                cells[d * 24 + h].add_visit(v);
-            })?;
+            cells = self.fold_visits(
+                None,
+                &[],
+                || vec![Acc::default(); 7 * 24],
+                |cells, v| {
+                    let (d, h) = range.weekday_hour(v.start.div_euclid(HOUR_MS));
+                    cells[d * 24 + h].add_visit(v);
+                },
+                merge_all,
+            )?;
         } else {
             for (hour, a) in self.rollup_by_hour()? {
                 let (d, h) = range.weekday_hour(hour);
@@ -838,17 +864,19 @@ impl<'a> StatsReader<'a> {
             _ => (t.sessions, t.visitors as i64),
         };
         let mut rows: Vec<Row> = if scan {
-            let mut accs: HashMap<String, Acc> = HashMap::new();
             let keep = match dim {
                 Dim::Page | Dim::Event => "steps",
                 other => other.name(),
             };
-            self.for_each_visit_where(None, &[keep], |v| match dim {
+            let add = |accs: &mut HashMap<String, Acc>, v: &Visit| match dim {
                 Dim::Page | Dim::Event => {
                     let prefix = if dim == Dim::Page { "p:" } else { "e:" };
                     let mut seen: Vec<&str> = Vec::new();
                     for token in v.steps.split('\n').filter_map(|s| s.strip_prefix(prefix)) {
-                        let acc = accs.entry(token.to_owned()).or_default();
+                        let acc = match accs.get_mut(token) {
+                            Some(acc) => acc,
+                            None => accs.entry(token.to_owned()).or_default(),
+                        };
                         if dim == Dim::Page { acc.c.pageviews += 1 } else { acc.c.events += 1 }
                         if !seen.contains(&token) {
                             seen.push(token);
@@ -857,8 +885,17 @@ impl<'a> StatsReader<'a> {
                         }
                     }
                 }
-                _ => accs.entry(v.dim(dim).to_owned()).or_default().add_visit(v),
-            })?;
+                _ => match accs.get_mut(v.dim(dim)) {
+                    Some(acc) => acc.add_visit(v),
+                    None => accs.entry(v.dim(dim).to_owned()).or_default().add_visit(v),
+                },
+            };
+            let merge = |accs: &mut HashMap<String, Acc>, other: HashMap<String, Acc>| {
+                for (value, acc) in other {
+                    accs.entry(value).or_default().merge(&acc);
+                }
+            };
+            let accs = self.fold_visits(None, &[keep], HashMap::new, add, merge)?;
             accs.into_iter().map(|(value, a)| Row { value, totals: a.totals() }).collect()
         } else {
             let (first, end) = self.q.range.hours();
@@ -921,11 +958,17 @@ impl<'a> StatsReader<'a> {
         if let Some(first) = steps.first() {
             let token = format!("\n{}\n", first.token());
             let tokens: Vec<String> = steps.iter().map(Step::token).collect();
-            self.for_each_visit_where(Some(&token), &["steps"], |v| {
-                let done = stats::funnel_progress_tokens(&tokens, &v.steps);
-                let h = visitor_hash(&v.visitor);
-                reached.iter_mut().take(done).for_each(|s| s.insert(h));
-            })?;
+            reached = self.fold_visits(
+                Some(&token),
+                &["steps"],
+                || vec![Sketch::default(); steps.len()],
+                |reached, v| {
+                    let done = stats::funnel_progress_tokens(&tokens, &v.steps);
+                    let h = visitor_hash(&v.visitor);
+                    reached.iter_mut().take(done).for_each(|s| s.insert(h));
+                },
+                |reached, other| reached.iter_mut().zip(other).for_each(|(s, o)| s.merge(&o)),
+            )?;
         }
         let first = reached.first().map_or(0, Sketch::count);
         let mut previous = first;
@@ -963,13 +1006,18 @@ impl<'a> StatsReader<'a> {
         Ok(out)
     }
 
-    fn for_each_visit(&self, each: impl FnMut(&Visit)) -> Result<(), StoreError> {
-        self.for_each_visit_where(None, &[], each)
-    }
-
-    /// Every visit that started in the range and meets the filters (and contains `step`, when given). Of the text
-    /// columns only those in `keep` are read; the others come back empty (decoding them is most of a scan's cost).
-    fn for_each_visit_where(&self, step: Option<&str>, keep: &[&str], mut each: impl FnMut(&Visit)) -> Result<(), StoreError> {
+    /// Folds every visit that started in the range and meets the filters (and contains `step`, when given) into a
+    /// state made by `init`. Of the text columns only those in `keep` are read; the others come back empty (decoding
+    /// them is most of a scan's cost). A scan over much of the table may run on several threads, each folding a
+    /// part of it into its own state; `merge` joins them, so the result never depends on the order of visits.
+    fn fold_visits<S: Send>(
+        &self,
+        step: Option<&str>,
+        keep: &[&str],
+        init: impl Fn() -> S + Sync,
+        each: impl Fn(&mut S, &Visit) + Sync,
+        merge: impl Fn(&mut S, S),
+    ) -> Result<S, StoreError> {
         let columns: Vec<String> = VISIT_COLUMNS
             .split(',')
             .map(str::trim)
@@ -988,44 +1036,79 @@ impl<'a> StatsReader<'a> {
             .conn
             .prepare_cached("SELECT COUNT(*) FROM (SELECT 1 FROM stats_visits WHERE site = ?1 AND start >= ?2 AND start < ?3 LIMIT ?4)")?
             .query_row(params![site, range.start_ms, range.end_ms, all / 8 + 1], |r| r.get(0))?;
-        let table = if in_range * 8 > all { "stats_visits NOT INDEXED" } else { "stats_visits" };
-        let mut sql = format!("SELECT {} FROM {table} WHERE site = ? AND start >= ? AND start < ?", columns.join(", "));
-        let mut args: Vec<String> = vec![self.q.site.clone(), self.q.range.start_ms.to_string(), self.q.range.end_ms.to_string()];
+        let whole_table = in_range * 8 > all;
+        let table = if whole_table { "stats_visits NOT INDEXED" } else { "stats_visits" };
+        // Row ids bound each part of a split scan (the table's own B-tree, which NOT INDEXED still seeks in).
+        let mut sql = format!("SELECT {} FROM {table} WHERE id >= ? AND id < ? AND site = ? AND start >= ? AND start < ?", columns.join(", "));
+        let mut texts: Vec<String> = vec![self.q.site.clone()];
         for (dim, value) in &self.q.filters {
             match dim {
                 Dim::Page => {
                     sql.push_str(" AND instr(steps, ?) > 0");
-                    args.push(format!("\np:{value}\n"));
+                    texts.push(format!("\np:{value}\n"));
                 }
                 Dim::Event => {
                     sql.push_str(" AND instr(steps, ?) > 0");
-                    args.push(format!("\ne:{value}\n"));
+                    texts.push(format!("\ne:{value}\n"));
                 }
                 Dim::Total => {}
                 other => {
                     sql.push_str(&format!(" AND {} = ?", other.name()));
-                    args.push(value.clone());
+                    texts.push(value.clone());
                 }
             }
         }
         if let Some(step) = step {
             sql.push_str(" AND instr(steps, ?) > 0");
-            args.push(step.to_owned());
+            texts.push(step.to_owned());
         }
         let with_steps = keep.contains(&"steps");
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        // start/end compare as integers: bind them as such.
-        let bound: Vec<Box<dyn rusqlite::ToSql>> = args
-            .into_iter()
-            .enumerate()
-            .map(|(i, a)| if i == 1 || i == 2 { Box::new(a.parse::<i64>().unwrap_or(0)) as Box<dyn rusqlite::ToSql> } else { Box::new(a) })
-            .collect();
-        let mut rows = stmt.query(params_from_iter(bound.iter()))?;
-        while let Some(r) = rows.next()? {
-            each(&Visit::from_row_with(r, with_steps)?);
+        let scan = |conn: &Connection, ids: (i64, i64)| -> Result<S, StoreError> {
+            let mut state = init();
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let head: [&dyn rusqlite::ToSql; 5] = [&ids.0, &ids.1, &texts[0], &range.start_ms, &range.end_ms];
+            let args = head.into_iter().chain(texts[1..].iter().map(|t| t as &dyn rusqlite::ToSql));
+            let mut rows = stmt.query(params_from_iter(args))?;
+            while let Some(r) = rows.next()? {
+                each(&mut state, &Visit::from_row_with(r, with_steps)?);
+            }
+            Ok(state)
+        };
+        let threads = match self.path {
+            Some(_) if whole_table && all >= self.min_parallel_visits => std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_SCAN_THREADS) as i64,
+            _ => 1,
+        };
+        if threads == 1 {
+            return scan(self.conn, (i64::MIN, i64::MAX));
         }
-        Ok(())
+        // Equal id ranges hold about equal numbers of the range's visits: ids follow arrival, not event time.
+        let part = all / threads + 1;
+        let bounds: Vec<(i64, i64)> = (0..threads).map(|i| (if i == 0 { i64::MIN } else { i * part }, if i == threads - 1 { i64::MAX } else { (i + 1) * part })).collect();
+        let path = self.path.expect("checked above");
+        let scan = &scan;
+        let parts: Vec<Result<S, StoreError>> = std::thread::scope(|scope| {
+            let others: Vec<_> = bounds[1..].iter().map(|&ids| scope.spawn(move || scan(&open_reader(path)?, ids))).collect();
+            let mut parts = vec![scan(self.conn, bounds[0])];
+            parts.extend(others.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))));
+            parts
+        });
+        let mut parts = parts.into_iter();
+        let mut state = parts.next().expect("at least one part")?;
+        for part in parts {
+            merge(&mut state, part?);
+        }
+        Ok(state)
     }
+}
+
+/// Below this many visits in the table a scan runs on one thread (starting another costs more than it saves).
+const PARALLEL_SCAN_MIN_VISITS: i64 = 50_000;
+/// At most this many threads (and reader connections) per scan.
+const MAX_SCAN_THREADS: usize = 4;
+
+/// Adds `other`'s accumulators into `accs`, slot by slot.
+fn merge_all(accs: &mut Vec<Acc>, other: Vec<Acc>) {
+    accs.iter_mut().zip(other).for_each(|(a, o)| a.merge(&o));
 }
 
 fn counters_at(r: &rusqlite::Row, at: usize) -> rusqlite::Result<Counters> {
@@ -1580,5 +1663,64 @@ mod tests {
             }
             assert_eq!(want.len(), got.len(), "seed {seed}");
         }
+    }
+
+    #[test]
+    fn parallel_scans_answer_what_one_thread_answers() {
+        let dir = std::env::temp_dir().join(format!("fp-stats-parallel-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut store = super::super::sqlite::SqliteStore::open(&dir).unwrap();
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        let mut now = 1_770_000_000_000;
+        // Many visitors, each active every ten minutes (so visits hold several steps), in time order over a day.
+        let events: Vec<StoredEvent> = (0..6_000)
+            .map(|i| {
+                let mut e = random_event(&mut rng, &mut now);
+                e.timestamp = 1_770_000_000_000 + i * 10_000;
+                e.visitor = Some(format!("a:v{}", i % 60));
+                e.session_id = None;
+                e.message_id = format!("m{i}");
+                e
+            })
+            .collect();
+        for chunk in events.chunks(500) {
+            use super::super::EventStore;
+            store.commit(chunk, &[]).unwrap();
+        }
+        let path = store.path().to_owned();
+        let conn = open_reader(&path).unwrap();
+        let visits: i64 = conn.query_row("SELECT COUNT(*) FROM stats_visits", [], |r| r.get(0)).unwrap();
+        assert!(visits > 500, "{visits} visits");
+        let today = jiff::civil::date(2026, 2, 20);
+        let from = "from=2026-01-01&to=2026-03-31";
+        for query in [
+            format!("site=shop&{from}&page=/pricing"),
+            format!("site=shop&{from}&device=mobile&browser=Firefox"),
+            format!("site=shop&{from}&event=Signed%20Up&tz=Europe/Berlin"),
+            format!("site=shop&{from}&page=/signup&interval=hour"),
+        ] {
+            let q = stats::parse_query(&query, today).unwrap();
+            let one = StatsReader::new(&conn, &q);
+            let many = StatsReader { min_parallel_visits: 0, ..StatsReader::new(&conn, &q).parallel(&path) };
+            let answers = |r: &StatsReader| {
+                serde_json::json!({
+                    "overview": r.overview().unwrap(),
+                    "timeseries": r.timeseries().unwrap(),
+                    "heatmap": r.heatmap().unwrap(),
+                    "pages": r.breakdown(Dim::Page).unwrap(),
+                    "referrers": r.breakdown(Dim::Referrer).unwrap(),
+                })
+            };
+            let want = answers(&one);
+            assert!(want["overview"]["sessions"].as_i64().unwrap() > 0, "{query} selects visits");
+            assert_eq!(want, answers(&many), "{query}");
+        }
+        let funnel = stats::parse_query(&format!("site=shop&{from}&step=page:/&step=page:/pricing&step=event:Signed%20Up"), today).unwrap();
+        let one = serde_json::to_value(StatsReader::new(&conn, &funnel).funnel().unwrap()).unwrap();
+        let many = serde_json::to_value(StatsReader { min_parallel_visits: 0, ..StatsReader::new(&conn, &funnel).parallel(&path) }.funnel().unwrap()).unwrap();
+        assert!(one[0]["visitors"].as_u64().unwrap() > 0);
+        assert_eq!(one, many);
+        drop((conn, store));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
