@@ -164,9 +164,16 @@ const INSERT_LEDGER: &str = "INSERT INTO consent_ledger (site, at, profile_id, v
 const INSERT_QUARANTINE: &str =
     "INSERT INTO quarantine (site, received_at, message_id, code, reason, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
+/// Past this size the writer restarts the WAL itself (see [`SqliteStore::bound_wal`]).
+const WAL_RESTART_BYTES: u64 = 128 * 1024 * 1024;
+/// How many commits pass between two looks at the WAL's size.
+const WAL_CHECK_EVERY: u32 = 16;
+
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
+    commits_since_wal_check: u32,
+    wal_restart_bytes: u64,
     identities: IdentityCache,
     stats: super::stats::StatsCache,
     limits: Limits,
@@ -234,7 +241,28 @@ impl SqliteStore {
         // After a checkpoint the WAL file is cut back to this size instead of staying at its largest.
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         let checkpointer = Some(Checkpointer::start(&path)?);
-        Ok(SqliteStore { conn, path, identities: IdentityCache::default(), stats: Default::default(), limits: Limits::default(), checkpointer })
+        Ok(SqliteStore { conn, path, commits_since_wal_check: 0, wal_restart_bytes: WAL_RESTART_BYTES, identities: IdentityCache::default(), stats: Default::default(), limits: Limits::default(), checkpointer })
+    }
+
+    /// Keeps the WAL file from growing without bound under sustained load. The checkpoint thread's PASSIVE
+    /// checkpoints copy pages back but can never reset the WAL while commits keep arriving (a reset needs every frame
+    /// copied at the moment a write starts), so the file would grow by every page written. When it is past
+    /// [`WAL_RESTART_BYTES`], the writer runs a RESTART checkpoint between two commits: it copies only what the last
+    /// passive checkpoint left (a fraction of a second of writes) and makes the next commit start the WAL over, which
+    /// `journal_size_limit` then cuts back. Ingest waits meanwhile (the bounded queue answers 503 if it fills).
+    fn bound_wal(&mut self) {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        if size <= self.wal_restart_bytes {
+            return;
+        }
+        let started = std::time::Instant::now();
+        match self.conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))) {
+            // busy = 1: a reader still used old frames; the next check tries again.
+            Ok((busy, frames, copied)) => tracing::info!(wal_bytes = size, busy, frames, copied, ms = started.elapsed().as_millis() as u64, "WAL restarted"),
+            Err(error) => tracing::warn!(%error, wal_bytes = size, "WAL restart checkpoint failed; retrying later"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -268,6 +296,11 @@ impl EventStore for SqliteStore {
             // The transaction rolled back: what the caches learnt in it is not true.
             self.identities.clear();
             self.stats.clear();
+        }
+        self.commits_since_wal_check += 1;
+        if self.commits_since_wal_check >= WAL_CHECK_EVERY {
+            self.commits_since_wal_check = 0;
+            self.bound_wal();
         }
         result
     }
@@ -426,6 +459,31 @@ mod tests {
         reader.ping().unwrap();
         let quarantined: i64 = reader.conn.query_row("SELECT COUNT(*) FROM quarantine WHERE code = 'missing_type'", [], |r| r.get(0)).unwrap();
         assert_eq!(quarantined, 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_wal_stays_bounded_under_continuous_commits() {
+        let dir = temp_dir("wal");
+        let mut store = SqliteStore::open(&dir).unwrap();
+        store.wal_restart_bytes = 1 << 20;
+        let site: Arc<str> = "shop".into();
+        let properties = format!("{{\"blob\":\"{}\"}}", "x".repeat(2_000));
+        let wal = dir.join("footprint.db-wal");
+        let mut largest = 0;
+        // 30 MB in commits back to back: passive checkpoints alone would never let the WAL start over.
+        for commit in 0..150 {
+            let events: Vec<StoredEvent> = (0..100)
+                .map(|i| StoredEvent { site: site.clone(), message_id: format!("m{commit}-{i}"), kind: Some(footprint_core::CallKind::Track), properties: Some(properties.clone()), ..Default::default() })
+                .collect();
+            store.commit(&events, &[]).unwrap();
+            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+        }
+        assert!(largest < 8 << 20, "the WAL grew to {largest} bytes");
+        let reader = SqliteReader::open(store.path()).unwrap();
+        let stored: i64 = reader.conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0)).unwrap();
+        assert_eq!(stored, 15_000);
+        drop((reader, store));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
