@@ -58,6 +58,11 @@ pub struct UserAgentInfo {
     pub bot: bool,
 }
 
+/// The device names [`parse_user_agent`] gives, as the `'static` strings stored events carry (for rows read back).
+pub fn device_name(stored: &str) -> &'static str {
+    ["desktop", "mobile", "tablet", "bot"].into_iter().find(|d| *d == stored).unwrap_or("other")
+}
+
 /// Parses a user agent. Bots are marked, never dropped.
 pub fn parse_user_agent(ua: &str) -> UserAgentInfo {
     let lower = ua.to_ascii_lowercase();

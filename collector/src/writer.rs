@@ -8,7 +8,7 @@ use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 /// Rows per transaction at most; more waiting work goes into the next commit.
@@ -18,6 +18,8 @@ const DAY_MS: i64 = 86_400_000;
 const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 /// Groups of at least this many rows are committed at once.
 const LINGER_BELOW_ROWS: usize = 64;
+/// How long the queue must stay empty before waiting events go into the stats (see `next_job`).
+const IDLE_FLUSH: Duration = Duration::from_millis(50);
 
 /// The fate of one accepted event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,9 +150,34 @@ fn run(mut store: Box<dyn EventStore>, mut recent: RecentIds, mut rx: mpsc::Unbo
         }
         commit_group(&mut *store, &mut recent, jobs, &metrics, now_ms());
         if next.is_none() {
-            next = rx.blocking_recv();
+            next = next_job(&mut rx, &mut *store);
         }
     }
+    // Shutdown: the stats include every stored event before the process exits.
+    if let Err(error) = store.flush() {
+        tracing::warn!(%error, "final stats update failed; it is caught up at the next start");
+    }
+}
+
+/// Waits for the next job. While committed events wait for the stats, it looks at the queue every millisecond
+/// and updates the stats once the queue has been empty for [`IDLE_FLUSH`], so a quiet collector's stats are fresh.
+fn next_job(rx: &mut mpsc::UnboundedReceiver<Job>, store: &mut dyn EventStore) -> Option<Job> {
+    let mut idle_since = Instant::now();
+    while store.stats_waiting() {
+        match rx.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) if idle_since.elapsed() >= IDLE_FLUSH => {
+                if let Err(error) = store.flush() {
+                    tracing::warn!(%error, "stats update failed; retrying from the stored events");
+                    // Not in a tight loop: the next attempt comes after another quiet period.
+                    idle_since = Instant::now();
+                }
+            }
+            Err(mpsc::error::TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    rx.blocking_recv()
 }
 
 fn commit_group(store: &mut dyn EventStore, recent: &mut RecentIds, jobs: Vec<WriteJob>, metrics: &Metrics, now: i64) {
@@ -177,14 +204,15 @@ fn commit_group(store: &mut dyn EventStore, recent: &mut RecentIds, jobs: Vec<Wr
         metrics.queue_bytes.fetch_sub(job.bytes, Relaxed);
         answers.push((job.reply, statuses, job._permit));
     }
-    let result = store.commit(&to_store, &to_quarantine);
+    let stored_rows = to_store.len() + to_quarantine.len();
+    let result = store.commit(to_store, &to_quarantine);
     let micros = started.elapsed().as_micros() as u64;
     Metrics::add(&metrics.commits, 1);
     Metrics::add(&metrics.commit_micros_total, micros);
     metrics.commit_micros_max.fetch_max(micros, Relaxed);
     match result {
         Ok(()) => {
-            Metrics::add(&metrics.commit_rows, (to_store.len() + to_quarantine.len()) as u64);
+            Metrics::add(&metrics.commit_rows, stored_rows as u64);
             for (received_at, key) in new_ids {
                 recent.insert(received_at, key);
             }
@@ -195,7 +223,7 @@ fn commit_group(store: &mut dyn EventStore, recent: &mut RecentIds, jobs: Vec<Wr
         }
         Err(error) => {
             Metrics::add(&metrics.commit_failures, 1);
-            tracing::error!(%error, rows = to_store.len() + to_quarantine.len(), "group commit failed; its requests get 503");
+            tracing::error!(%error, rows = stored_rows, "group commit failed; its requests get 503");
             let message = error.to_string();
             for (reply, _, _permit) in answers {
                 let _ = reply.send(Err(message.clone()));
@@ -299,11 +327,11 @@ mod tests {
     }
 
     impl EventStore for MemoryStore {
-        fn commit(&mut self, events: &[StoredEvent], _q: &[QuarantinedEvent]) -> Result<(), StoreError> {
+        fn commit(&mut self, events: Vec<StoredEvent>, _q: &[QuarantinedEvent]) -> Result<(), StoreError> {
             if *self.fail.lock().unwrap() {
                 return Err(StoreError::Unavailable("disk on fire".into()));
             }
-            self.rows.lock().unwrap().extend_from_slice(events);
+            self.rows.lock().unwrap().extend(events);
             Ok(())
         }
         fn unmerge(&mut self, _: i64, _: i64) -> Result<Result<(i64, i64), crate::store::UnmergeError>, StoreError> {

@@ -29,6 +29,15 @@ pub async fn stats(path: &str, query: Option<&str>, state: &AppState) -> Respons
     if !["overview", "timeseries", "breakdown", "heatmap", "events", "funnel", "live"].contains(&report.as_str()) {
         return reply::not_found(&format!("/admin/v1/stats/{report}"));
     }
+    // The stats tables follow the events in batches: bring them up to date so every acknowledged event counts.
+    match state.writer.exclusive(|store| store.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::error!(%error, "stats update before a query failed");
+            return reply::refusal(&Refusal::unavailable("storage_unavailable", format!("the stats could not be updated: {error}"), 5), vec![]);
+        }
+        Err(_) => return reply::refusal(&Refusal::unavailable("shutting_down", "the collector is shutting down", 2), vec![]),
+    }
     let db = state.db_path.clone();
     let now = crate::now_ms();
     run(move || {

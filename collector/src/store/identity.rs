@@ -355,7 +355,7 @@ mod laws {
     fn run(events: &[Vec<Identifier>]) -> (SqliteStore, std::path::PathBuf) {
         let (mut s, dir) = store();
         let rows: Vec<StoredEvent> = events.iter().enumerate().map(|(n, ids)| event(n, ids.clone())).collect();
-        s.commit(&rows, &[]).unwrap();
+        s.commit(rows.clone(), &[]).unwrap();
         (s, dir)
     }
 
@@ -402,7 +402,7 @@ mod laws {
             // Replaying everything again changes nothing.
             let mut s1 = s1;
             let replay: Vec<StoredEvent> = events.iter().enumerate().map(|(n, ids)| event(n + 1000, ids.clone())).collect();
-            s1.commit(&replay, &[]).unwrap();
+            s1.commit(replay.clone(), &[]).unwrap();
             prop_assert_eq!(groups(&partition(&s1).0), g1);
             std::fs::remove_dir_all(d1).unwrap();
             std::fs::remove_dir_all(d2).unwrap();

@@ -164,8 +164,17 @@ pub enum StoreError {
 
 /// What the group-commit writer needs from a store.
 pub trait EventStore: Send {
-    /// Stores accepted and quarantined events in one transaction; returns only once it is durable.
-    fn commit(&mut self, events: &[StoredEvent], quarantine: &[QuarantinedEvent]) -> Result<(), StoreError>;
+    /// Stores accepted and quarantined events in one transaction; returns only once it is durable. Derived tables
+    /// (the stats) may follow later, from events the store keeps or reads back; see [`EventStore::flush`].
+    fn commit(&mut self, events: Vec<StoredEvent>, quarantine: &[QuarantinedEvent]) -> Result<(), StoreError>;
+    /// Brings derived tables up to date with every committed event (before stats are read, and at shutdown).
+    fn flush(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Whether committed events wait for [`EventStore::flush`].
+    fn stats_waiting(&self) -> bool {
+        false
+    }
     /// Splits merge `merge_id` back apart; returns (winner root, loser root).
     fn unmerge(&mut self, merge_id: i64, now: i64) -> Result<Result<(i64, i64), UnmergeError>, StoreError>;
     /// Erases a person everywhere and records suppression entries (`suppression_hash` makes their keys).

@@ -76,6 +76,85 @@ pub const SCHEMA: &str = "
     CREATE INDEX quarantine_site_code ON quarantine(site, code, id);
     CREATE INDEX consent_ledger_site ON consent_ledger(site, id);";
 
+/// Migration 4: the stats follow the events instead of sharing their transaction. `last_event_id` is the newest
+/// event the stats tables include; the store applies the events after it in batches (and again after a crash).
+pub const WATERMARK_SCHEMA: &str = "
+    CREATE TABLE stats_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        last_event_id INTEGER NOT NULL
+    );
+    -- Until now the stats were kept in the events' own transaction: they include every stored event.
+    INSERT INTO stats_state (id, last_event_id) SELECT 1, COALESCE(MAX(id), 0) FROM events;";
+
+/// The newest event the stats tables include.
+pub fn watermark(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.prepare_cached("SELECT last_event_id FROM stats_state WHERE id = 1")?.query_row([], |r| r.get(0))?)
+}
+
+/// Records that the stats tables now include every event up to `last_event_id` (in the caller's transaction).
+pub fn set_watermark(conn: &Connection, last_event_id: i64) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE stats_state SET last_event_id = ?1 WHERE id = 1")?.execute([last_event_id])?;
+    Ok(())
+}
+
+/// Drops what [`record`] does not read from a committed event, so events waiting for the stats hold little memory.
+pub fn keep_for_stats(e: &mut StoredEvent) {
+    e.context = None;
+    e.traits = None;
+    e.integrations = None;
+    e.identity = None;
+    e.consent_change = None;
+    e.title = None;
+    e.referrer = None;
+    e.ip = None;
+    if e.name.as_deref() != Some(stats::ENGAGEMENT_EVENT) {
+        e.properties = None;
+    }
+}
+
+/// The stored events after `after_id` (at most `limit`, in id order) as [`record`] needs them: how the stats catch
+/// up with events committed before a crash, or after a failed stats transaction. Returns them with the last id read.
+pub fn events_after(conn: &Connection, after_id: i64, limit: usize) -> Result<(Vec<StoredEvent>, i64), StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, site, type, name, visitor, anonymous_id, user_id, session_id, timestamp, flags, path, url, referrer_host,
+         utm_source, utm_medium, utm_campaign, device, browser, os, CASE WHEN name = ?3 THEN properties END
+         FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let mut rows = stmt.query(params![after_id, limit as i64, stats::ENGAGEMENT_EVENT])?;
+    let mut events = Vec::new();
+    let mut last = after_id;
+    let mut sites: HashMap<String, std::sync::Arc<str>> = HashMap::new();
+    while let Some(r) = rows.next()? {
+        last = r.get(0)?;
+        let site: String = r.get(1)?;
+        let site = sites.entry(site.clone()).or_insert_with(|| site.into()).clone();
+        let device: Option<String> = r.get(16)?;
+        events.push(StoredEvent {
+            site,
+            kind: CallKind::parse(r.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?),
+            name: r.get(3)?,
+            visitor: r.get(4)?,
+            anonymous_id: r.get(5)?,
+            user_id: r.get(6)?,
+            session_id: r.get(7)?,
+            timestamp: r.get(8)?,
+            flags: r.get(9)?,
+            path: r.get(10)?,
+            url: r.get(11)?,
+            referrer_host: r.get(12)?,
+            utm_source: r.get(13)?,
+            utm_medium: r.get(14)?,
+            utm_campaign: r.get(15)?,
+            device: device.map(|d| crate::enrich::device_name(&d)),
+            browser: r.get(17)?,
+            os: r.get(18)?,
+            properties: r.get(19)?,
+            ..StoredEvent::default()
+        });
+    }
+    Ok((events, last))
+}
+
 const VISIT_COLUMNS: &str = "id, visitor, sdk_session, start, last, pageviews, events, engaged_ms, engaged_n, scroll_sum, entry_page, exit_page,
     referrer, utm_source, utm_medium, utm_campaign, device, browser, os, country, steps";
 
@@ -366,14 +445,13 @@ const INSERT_VISIT: &str = "INSERT INTO stats_visits (site, visitor, sdk_session
 const UPSERT_OPEN: &str = "INSERT INTO stats_open (site, visitor, visit_id, last) VALUES (?1, ?2, ?3, ?4)
     ON CONFLICT (site, visitor) DO UPDATE SET visit_id = excluded.visit_id, last = excluded.last WHERE excluded.last >= stats_open.last";
 
-/// Updates visits and rollups for `events`, the rows the current transaction just inserted (in insertion order).
-/// Called by the SQLite store's `commit` before it commits, so stats and events commit together. Reads no SQL for
+/// Updates visits and rollups for `events`, stored events in id order whose last id is `max_id`, not yet in the
+/// stats. The store calls it in the transaction that also moves the watermark ([`set_watermark`]). Reads no SQL for
 /// visitors in `cache`; writes each touched visit, `stats_open` row, rollup row and sketch once.
-pub fn record(conn: &Connection, cache: &mut StatsCache, events: &[StoredEvent]) -> Result<(), StoreError> {
+pub fn record(conn: &Connection, cache: &mut StatsCache, events: &[StoredEvent], max_id: i64) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }
-    let max_id: i64 = conn.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")?.query_row([], |r| r.get(0))?;
     let first_id = max_id - events.len() as i64;
     let mut recent: Vec<Recent> = events.iter().filter_map(Recent::of).collect();
     // Stable: events of one visitor at the same time stay in insertion order.
@@ -1654,7 +1732,8 @@ mod tests {
                 if rng.below(50) == 0 {
                     cache.clear();
                 }
-                record(&cached, &mut cache, &batch).unwrap();
+                let max_id: i64 = cached.query_row("SELECT MAX(id) FROM events", [], |r| r.get(0)).unwrap();
+                record(&cached, &mut cache, &batch, max_id).unwrap();
             }
             let (want, got) = (dump(&reference), dump(&cached));
             assert!(want.len() > 500, "the fixture exercises the tables ({} rows)", want.len());
@@ -1685,8 +1764,9 @@ mod tests {
             .collect();
         for chunk in events.chunks(500) {
             use super::super::EventStore;
-            store.commit(chunk, &[]).unwrap();
+            store.commit(chunk.to_vec(), &[]).unwrap();
         }
+        store.flush_stats().unwrap();
         let path = store.path().to_owned();
         let conn = open_reader(&path).unwrap();
         let visits: i64 = conn.query_row("SELECT COUNT(*) FROM stats_visits", [], |r| r.get(0)).unwrap();
