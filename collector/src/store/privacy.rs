@@ -112,9 +112,10 @@ pub(super) fn erase(conn: &mut Connection, cache: &mut IdentityCache, request: &
 /// Deletes up to `limit` events of `site` that happened before `cutoff_ms` (event time) and quarantine rows
 /// received before it; returns how many.
 pub(super) fn delete_older_than(conn: &Connection, site: &str, cutoff_ms: i64, limit: usize) -> rusqlite::Result<usize> {
+    // `timestamp / 86400000` is the key of the `events_site_day` index (the expression must match it exactly).
     let events = conn.execute(
-        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE site = ?2 AND timestamp < ?1 LIMIT ?3)",
-        params![cutoff_ms, site, limit as i64],
+        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE site = ?2 AND timestamp / 86400000 <= ?4 AND timestamp < ?1 LIMIT ?3)",
+        params![cutoff_ms, site, limit as i64, cutoff_ms.div_euclid(86_400_000)],
     )?;
     let quarantined = conn.execute(
         "DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine WHERE received_at < ?1 AND site = ?2 ORDER BY received_at LIMIT ?3)",

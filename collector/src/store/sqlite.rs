@@ -153,6 +153,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (3, super::stats::SCHEMA),
     (4, super::stats::WATERMARK_SCHEMA),
+    (
+        5,
+        "-- Retention finds old events by day: within a day the index key grows with the row id, so inserts append to
+    -- its end instead of landing all over the last seconds' pages (an index on the raw timestamp rewrote about one
+    -- page per event in every commit: half of all WAL writes).
+    DROP INDEX events_site_time;
+    CREATE INDEX events_site_day ON events(site, timestamp / 86400000);",
+    ),
 ];
 
 const INSERT_EVENT: &str = "INSERT INTO events (site, message_id, type, name, category, anonymous_id, user_id, previous_id,
