@@ -176,6 +176,15 @@ pub fn campaign_from_url(url: &str) -> Campaign {
 
 /// The URL without the query (and parameter-like fragment) parameters `drop` says to drop.
 fn without_params(url: &str, drop: &dyn Fn(&str, &str) -> bool) -> String {
+    // Most URLs keep every parameter: then the URL is returned as it is, without splitting and joining it.
+    if keeps_everything(url, drop) {
+        return url.to_owned();
+    }
+    rebuilt_without(url, drop)
+}
+
+/// [`without_params`] the long way: every parameter looked at, the URL put together again.
+fn rebuilt_without(url: &str, drop: &dyn Fn(&str, &str) -> bool) -> String {
     let (before_hash, fragment) = match url.split_once('#') {
         Some((b, f)) => (b, Some(f)),
         None => (url, None),
@@ -210,6 +219,16 @@ fn without_params(url: &str, drop: &dyn Fn(&str, &str) -> bool) -> String {
     out
 }
 
+/// Whether [`without_params`] would give `url` back unchanged: no parameter dropped, and nothing it tidies (empty
+/// parameters, an empty query, a parameter-like fragment starting with `/` or `?`).
+fn keeps_everything(url: &str, drop: &dyn Fn(&str, &str) -> bool) -> bool {
+    let (before_hash, fragment) = url.split_once('#').map_or((url, None), |(b, f)| (b, Some(f)));
+    let params_kept = |params: &str| params.split('&').all(|p| !p.is_empty() && !drop(p.split('=').next().unwrap_or(""), p.split_once('=').map_or("", |(_, v)| v)));
+    let query_kept = before_hash.split_once('?').is_none_or(|(_, q)| params_kept(q));
+    let fragment_kept = fragment.is_none_or(|f| !f.contains('=') || (!f.starts_with(['/', '?']) && params_kept(f)));
+    query_kept && fragment_kept
+}
+
 /// The URL without advertising click identifiers.
 pub fn strip_click_ids(url: &str) -> String {
     if !url.contains(['?', '#']) {
@@ -225,9 +244,23 @@ pub fn scrub_url(url: &str) -> String {
         return url.to_owned();
     }
     without_params(url, &|name, value| {
-        let name = name.to_ascii_lowercase();
-        SCRUB_CONTAINS.iter().any(|s| name.contains(s)) || SCRUB_EXACT.contains(&name.as_str()) || looks_like_email(value)
+        // Lower-cased on the stack: parameter names are short, and this runs for every parameter of every URL.
+        let mut buffer = [0u8; 64];
+        let lower = match buffer.get_mut(..name.len()) {
+            Some(lower) => {
+                lower.copy_from_slice(name.as_bytes());
+                lower.make_ascii_lowercase();
+                std::str::from_utf8(lower).unwrap_or("")
+            }
+            None => return is_sensitive_param(&name.to_ascii_lowercase(), value),
+        };
+        is_sensitive_param(lower, value)
     })
+}
+
+/// Whether a parameter (its lower-cased name and its value) looks like personal data or a secret.
+fn is_sensitive_param(name: &str, value: &str) -> bool {
+    SCRUB_CONTAINS.iter().any(|s| name.contains(s)) || SCRUB_EXACT.contains(&name) || looks_like_email(value)
 }
 
 /// `local@domain.tld`, raw or with `@` percent-encoded.
@@ -297,6 +330,15 @@ mod tests {
         assert_eq!(c, Campaign { source: Some("news letter".into()), medium: Some("email".into()), name: Some("spring".into()), term: None, content: None });
         assert_eq!(clip("héllo", 2), "h");
         assert_eq!(strip_click_ids("https://s.example/?utm_source=g&gclid=abc&x=1#top"), "https://s.example/?utm_source=g&x=1#top");
+        // The shortcut for URLs that keep everything gives what rebuilding them gives.
+        let drop_email = |name: &str, value: &str| is_sensitive_param(&name.to_ascii_lowercase(), value);
+        for url in [
+            "https://s.example/p", "https://s.example/p?", "https://s.example/p?q=1&&r=2", "https://s.example/p?q=1#", "https://s.example/p?q=1#top",
+            "https://s.example/p#/?a=1", "https://s.example/p#?a=1&b", "https://s.example/p#a=1", "https://s.example/p?Email=x#a=1", "https://s.example/p?q=%40",
+            "https://s.example/p?x=a@b.co", "https://s.example/p?a=1#b=2&c", "?", "#=", "https://s.example/p?=1&q",
+        ] {
+            assert_eq!(without_params(url, &drop_email), rebuilt_without(url, &drop_email), "{url}");
+        }
         assert_eq!(strip_click_ids("https://s.example/p?fbclid=1"), "https://s.example/p");
         assert_eq!(strip_click_ids("https://s.example/p?q=1"), "https://s.example/p?q=1");
         assert_eq!(scrub_url("https://s.example/p?email=a%40b.co&q=1&Access_Token=x#top"), "https://s.example/p?q=1#top");
