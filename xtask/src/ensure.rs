@@ -51,3 +51,29 @@ pub fn rust_src() -> bool {
         Err(_) => false,
     }
 }
+
+/// Debian's PostgreSQL server for the PostgreSQL store's tests: `apt-get install postgresql` (as root) when no
+/// server binary is there. Returns the directory holding `initdb`, `pg_ctl` and `postgres`.
+pub fn postgresql() -> anyhow::Result<std::path::PathBuf> {
+    if let Some(bin) = postgresql_bin() {
+        return Ok(bin);
+    }
+    run_step("apt-get update", Command::new("apt-get").arg("update"))?;
+    run_step(
+        "apt-get install postgresql (PostgreSQL store tests)",
+        Command::new("apt-get").args(["install", "-y", "--no-install-recommends", "postgresql"]).env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    postgresql_bin().ok_or_else(|| anyhow::anyhow!("postgresql is installed but no server binary is under /usr/lib/postgresql/*/bin"))
+}
+
+/// The newest `/usr/lib/postgresql/<version>/bin` with a server in it.
+fn postgresql_bin() -> Option<std::path::PathBuf> {
+    let mut versions: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Some((e.file_name().to_str()?.parse::<u32>().ok()?, e.path().join("bin"))))
+        .filter(|(_, bin)| bin.join("postgres").exists() && bin.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin)
+}

@@ -264,6 +264,42 @@ impl Visit {
         })
     }
 
+    /// [`Visit::from_row_with`] into an existing visit, reusing its strings' memory (a scan reads a million rows).
+    /// Of the text columns after the visitor only those in `keep` are read (the scan selects the others as '').
+    fn fill_from_row(&mut self, row: &rusqlite::Row, keep: &[&str]) -> rusqlite::Result<()> {
+        fn text(into: &mut String, row: &rusqlite::Row, i: usize) -> rusqlite::Result<()> {
+            into.clear();
+            into.push_str(row.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?);
+            Ok(())
+        }
+        self.id = Some(row.get(0)?);
+        text(&mut self.visitor, row, 1)?;
+        self.sdk_session = row.get(2)?;
+        self.start = row.get(3)?;
+        self.last = row.get(4)?;
+        self.pageviews = row.get(5)?;
+        self.events = row.get(6)?;
+        self.engaged_ms = row.get(7)?;
+        self.engaged_n = row.get(8)?;
+        self.scroll_sum = row.get(9)?;
+        let kept = |name: &str| keep.contains(&name);
+        for (k, (column, name)) in [(10, "entry_page"), (12, "referrer"), (13, "utm_source"), (14, "utm_medium"), (15, "utm_campaign"), (16, "device"), (17, "browser"), (18, "os")].into_iter().enumerate() {
+            if kept(name) {
+                text(&mut self.dims[k], row, column)?;
+            }
+        }
+        if kept("exit_page") {
+            text(&mut self.exit_page, row, 11)?;
+        }
+        if kept("country") {
+            text(&mut self.country, row, 19)?;
+        }
+        if kept("steps") {
+            text(&mut self.steps, row, 20)?;
+        }
+        Ok(())
+    }
+
     fn dim(&self, dim: Dim) -> &str {
         match dim {
             Dim::ExitPage => &self.exit_page,
@@ -865,7 +901,7 @@ impl<'a> StatsReader<'a> {
 
     pub fn overview(&self) -> Result<Totals, StoreError> {
         if self.filtered() {
-            let acc = self.fold_visits(None, &[], Acc::default, |acc, v| acc.add_visit(v), |acc, other| acc.merge(&other))?;
+            let acc = self.fold_visits(None, &[], None, Acc::default, |acc, v| acc.add_visit(v), |acc, other| acc.merge(&other))?;
             return Ok(acc.totals());
         }
         let by_hour = self.rollup_by_hour()?;
@@ -886,6 +922,7 @@ impl<'a> StatsReader<'a> {
             accs = self.fold_visits(
                 None,
                 &[],
+                None,
                 || vec![Acc::default(); buckets.labels.len()],
                 |accs, v| {
                     if let Some(b) = bucket_of(v.start.div_euclid(HOUR_MS)) {
@@ -912,6 +949,7 @@ impl<'a> StatsReader<'a> {
             cells = self.fold_visits(
                 None,
                 &[],
+                None,
                 || vec![Acc::default(); 7 * 24],
                 |cells, v| {
                     let (d, h) = range.weekday_hour(v.start.div_euclid(HOUR_MS));
@@ -973,7 +1011,7 @@ impl<'a> StatsReader<'a> {
                     accs.entry(value).or_default().merge(&acc);
                 }
             };
-            let accs = self.fold_visits(None, &[keep], HashMap::new, add, merge)?;
+            let accs = self.fold_visits(None, &[keep], None, HashMap::new, add, merge)?;
             accs.into_iter().map(|(value, a)| Row { value, totals: a.totals() }).collect()
         } else {
             let (first, end) = self.q.range.hours();
@@ -1036,12 +1074,16 @@ impl<'a> StatsReader<'a> {
         if let Some(first) = steps.first() {
             let token = format!("\n{}\n", first.token());
             let tokens: Vec<String> = steps.iter().map(Step::token).collect();
+            // Visits without the second step reach only the first (the scan selects visits with the first): their
+            // steps are not even read.
+            let second = format!("\n{}\n", tokens[1]);
             reached = self.fold_visits(
                 Some(&token),
                 &["steps"],
+                Some(&second),
                 || vec![Sketch::default(); steps.len()],
                 |reached, v| {
-                    let done = stats::funnel_progress_tokens(&tokens, &v.steps);
+                    let done = if v.steps.is_empty() { 1 } else { stats::funnel_progress_tokens(&tokens, &v.steps) };
                     let h = visitor_hash(&v.visitor);
                     reached.iter_mut().take(done).for_each(|s| s.insert(h));
                 },
@@ -1092,6 +1134,7 @@ impl<'a> StatsReader<'a> {
         &self,
         step: Option<&str>,
         keep: &[&str],
+        steps_only_with: Option<&str>,
         init: impl Fn() -> S + Sync,
         each: impl Fn(&mut S, &Visit) + Sync,
         merge: impl Fn(&mut S, S),
@@ -1101,6 +1144,8 @@ impl<'a> StatsReader<'a> {
             .map(str::trim)
             .map(|c| match c {
                 "sdk_session" => "NULL".to_owned(),
+                // Steps are the widest column: read them only for the rows that contain this token.
+                "steps" if steps_only_with.is_some() && keep.contains(&c) => "CASE WHEN instr(steps, ?6) > 0 THEN steps ELSE '' END".to_owned(),
                 "entry_page" | "exit_page" | "referrer" | "utm_source" | "utm_medium" | "utm_campaign" | "device" | "browser" | "os" | "country" | "steps" if !keep.contains(&c) => "''".to_owned(),
                 c => c.to_owned(),
             })
@@ -1117,38 +1162,41 @@ impl<'a> StatsReader<'a> {
         let whole_table = in_range * 8 > all;
         let table = if whole_table { "stats_visits NOT INDEXED" } else { "stats_visits" };
         // Row ids bound each part of a split scan (the table's own B-tree, which NOT INDEXED still seeks in).
-        let mut sql = format!("SELECT {} FROM {table} WHERE id >= ? AND id < ? AND site = ? AND start >= ? AND start < ?", columns.join(", "));
+        let mut sql = format!("SELECT {} FROM {table} WHERE id >= ?1 AND id < ?2 AND site = ?3 AND start >= ?4 AND start < ?5", columns.join(", "));
+        // ?6 is the steps column's token, when there is one (see above); the filters' values follow.
         let mut texts: Vec<String> = vec![self.q.site.clone()];
+        texts.extend(steps_only_with.filter(|_| keep.contains(&"steps")).map(str::to_owned));
         for (dim, value) in &self.q.filters {
             match dim {
                 Dim::Page => {
-                    sql.push_str(" AND instr(steps, ?) > 0");
                     texts.push(format!("\np:{value}\n"));
+                    sql.push_str(&format!(" AND instr(steps, ?{}) > 0", texts.len() + 4));
                 }
                 Dim::Event => {
-                    sql.push_str(" AND instr(steps, ?) > 0");
                     texts.push(format!("\ne:{value}\n"));
+                    sql.push_str(&format!(" AND instr(steps, ?{}) > 0", texts.len() + 4));
                 }
                 Dim::Total => {}
                 other => {
-                    sql.push_str(&format!(" AND {} = ?", other.name()));
                     texts.push(value.clone());
+                    sql.push_str(&format!(" AND {} = ?{}", other.name(), texts.len() + 4));
                 }
             }
         }
         if let Some(step) = step {
-            sql.push_str(" AND instr(steps, ?) > 0");
             texts.push(step.to_owned());
+            sql.push_str(&format!(" AND instr(steps, ?{}) > 0", texts.len() + 4));
         }
-        let with_steps = keep.contains(&"steps");
         let scan = |conn: &Connection, ids: (i64, i64)| -> Result<S, StoreError> {
             let mut state = init();
             let mut stmt = conn.prepare_cached(&sql)?;
             let head: [&dyn rusqlite::ToSql; 5] = [&ids.0, &ids.1, &texts[0], &range.start_ms, &range.end_ms];
             let args = head.into_iter().chain(texts[1..].iter().map(|t| t as &dyn rusqlite::ToSql));
             let mut rows = stmt.query(params_from_iter(args))?;
+            let mut visit = Visit::default();
             while let Some(r) = rows.next()? {
-                each(&mut state, &Visit::from_row_with(r, with_steps)?);
+                visit.fill_from_row(r, keep)?;
+                each(&mut state, &visit);
             }
             Ok(state)
         };
