@@ -178,8 +178,8 @@ const INSERT_QUARANTINE: &str =
 /// Committed events wait for the stats tables until this many have gathered or the oldest is this old (or a stats
 /// query, an exclusive job or shutdown asks): one stats transaction then writes each touched visit and rollup row
 /// once for all of them, instead of once per group commit.
-const STATS_FLUSH_EVENTS: usize = 20_000;
-const STATS_FLUSH_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+const STATS_FLUSH_EVENTS: usize = 5_000;
+const STATS_FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(250);
 /// Events per stats transaction when catching up from the database.
 const STATS_CATCH_UP_BATCH: usize = 20_000;
 
