@@ -269,9 +269,7 @@ pub(super) fn unmerge(conn: &Connection, cache: &mut IdentityCache, merge_id: i6
 /// Recomputes a profile's traits from the identify events of all profiles under `root`, in event-time order.
 fn rebuild_traits(conn: &Connection, root: i64) -> rusqlite::Result<()> {
     conn.execute("DELETE FROM profile_traits WHERE profile_id IN (SELECT id FROM profiles WHERE root = ?1)", [root])?;
-    let mut stmt = conn.prepare(
-        "SELECT traits, timestamp FROM events WHERE profile_id IN (SELECT id FROM profiles WHERE root = ?1) AND traits IS NOT NULL ORDER BY timestamp",
-    )?;
+    let mut stmt = conn.prepare(&format!("SELECT traits, timestamp FROM events WHERE id IN ({}) AND traits IS NOT NULL ORDER BY timestamp", super::sqlite::PERSON_EVENT_IDS))?;
     let rows: Vec<(String, i64)> = stmt.query_map([root], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     for (traits, ts) in rows {
         set_traits(conn, root, &traits, ts)?;

@@ -70,7 +70,10 @@ pub(super) fn erase(conn: &mut Connection, cache: &mut IdentityCache, request: &
                 }
             }
             let each = |sql: &str| -> rusqlite::Result<usize> { tx.execute(&sql.replace("{in}", &in_list), params_from_iter(&profiles)) };
-            report.events += each("DELETE FROM events WHERE profile_id IN ({in})")?;
+            // Every event of the person: the links filed up to the watermark (erasure runs after a flush, so that
+            // is all of them) and, to be sure, any newer row by its own profile column.
+            report.events += tx.execute(&format!("DELETE FROM events WHERE id IN ({})", super::sqlite::PERSON_EVENT_IDS), [root])?;
+            each("DELETE FROM profile_events WHERE profile_id IN ({in})")?;
             report.ledger_entries += each("DELETE FROM consent_ledger WHERE profile_id IN ({in})")?;
             tx.execute(
                 &format!("DELETE FROM identity_log WHERE profile_id IN ({in_list}) OR other_profile_id IN ({in_list})"),

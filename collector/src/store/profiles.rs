@@ -1,7 +1,7 @@
 //! Reading profiles: lookup by any identifier, the single customer view, the event timeline, the identity log,
 //! and the full export of a person (GDPR Art. 15/20). Read-only connections; the writer is never blocked.
 
-use super::sqlite::SqliteReader;
+use super::sqlite::{SqliteReader, PERSON_EVENT_IDS};
 use super::StoreError;
 use crate::identity::Identifier;
 use footprint_core::consent::Categories;
@@ -137,12 +137,12 @@ impl SqliteReader {
             traits.insert(key, serde_json::from_str(&value).unwrap_or(Value::String(value)));
         }
         let (first, last, events, sessions): (Option<i64>, Option<i64>, i64, i64) = conn.query_row(
-            &format!("SELECT MIN(timestamp), MAX(timestamp), COUNT(*), COUNT(DISTINCT session_id) FROM events WHERE profile_id IN ({members})"),
+            &format!("SELECT MIN(timestamp), MAX(timestamp), COUNT(*), COUNT(DISTINCT session_id) FROM events WHERE id IN ({PERSON_EVENT_IDS})"),
             [root],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?;
         let latest_consent: Option<(i64, i64)> = conn
-            .query_row(&format!("SELECT consent, timestamp FROM events WHERE profile_id IN ({members}) ORDER BY timestamp DESC, id DESC LIMIT 1"), [root], |r| {
+            .query_row(&format!("SELECT consent, timestamp FROM events WHERE id IN ({PERSON_EVENT_IDS}) ORDER BY timestamp DESC, id DESC LIMIT 1"), [root], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()?;
@@ -166,7 +166,7 @@ impl SqliteReader {
     /// Events of a profile, newest first, `limit` at a time; `before` is the last `id` of the previous page.
     pub fn profile_events(&self, root: i64, before: Option<i64>, limit: usize) -> Result<Vec<EventView>, StoreError> {
         let mut stmt = self.conn().prepare(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE profile_id IN (SELECT id FROM profiles WHERE root = ?1) AND id < ?2 ORDER BY id DESC LIMIT ?3"
+            "SELECT {EVENT_COLUMNS} FROM events WHERE id IN ({PERSON_EVENT_IDS}) AND id < ?2 ORDER BY id DESC LIMIT ?3"
         ))?;
         let rows = stmt.query_map(params![root, before.unwrap_or(i64::MAX), limit as i64], event_view)?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -216,7 +216,7 @@ impl SqliteReader {
 
     /// Calls `each` with every event of the profile, oldest first (for exports of any size).
     pub fn for_each_profile_event(&self, root: i64, each: &mut dyn FnMut(EventView)) -> Result<usize, StoreError> {
-        let mut stmt = self.conn().prepare(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE profile_id IN (SELECT id FROM profiles WHERE root = ?1) ORDER BY timestamp, id"))?;
+        let mut stmt = self.conn().prepare(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id IN ({PERSON_EVENT_IDS}) ORDER BY timestamp, id"))?;
         let mut n = 0;
         for event in stmt.query_map([root], event_view)? {
             each(event?);

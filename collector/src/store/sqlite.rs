@@ -161,7 +161,26 @@ const MIGRATIONS: &[(i64, &str)] = &[
     DROP INDEX events_site_time;
     CREATE INDEX events_site_day ON events(site, timestamp / 86400000);",
     ),
+    (
+        6,
+        "-- A person's events, by profile: filed with the stats (behind the same watermark) in key-ordered batches,
+    -- instead of an index on events.profile_id that took a random page write per event. Events after the
+    -- watermark are found by their profile_id column (a short scan of the newest rows).
+    CREATE TABLE profile_events (
+        profile_id INTEGER NOT NULL,
+        event_id INTEGER NOT NULL,
+        PRIMARY KEY (profile_id, event_id)
+    ) WITHOUT ROWID;
+    INSERT INTO profile_events (profile_id, event_id)
+        SELECT profile_id, id FROM events WHERE profile_id IS NOT NULL AND id <= (SELECT last_event_id FROM stats_state WHERE id = 1);
+    DROP INDEX events_profile;",
+    ),
 ];
+
+/// The ids of every event of the person whose profiles share root `?1`: the links filed up to the watermark, and
+/// the newest events after it by their own `profile_id`.
+pub(super) const PERSON_EVENT_IDS: &str = "SELECT event_id FROM profile_events WHERE profile_id IN (SELECT id FROM profiles WHERE root = ?1)
+    UNION ALL SELECT id FROM events WHERE id > (SELECT last_event_id FROM stats_state WHERE id = 1) AND profile_id IN (SELECT id FROM profiles WHERE root = ?1)";
 
 const INSERT_EVENT: &str = "INSERT INTO events (site, message_id, type, name, category, anonymous_id, user_id, previous_id,
     group_id, timestamp, original_timestamp, sent_at, received_at, flags, url, path, title, referrer, referrer_host,
@@ -191,6 +210,8 @@ pub struct SqliteStore {
     path: PathBuf,
     /// Committed events not yet in the stats tables (slimmed by `stats::keep_for_stats`), oldest first.
     stats_pending: Vec<StoredEvent>,
+    /// Their (profile, event id) links, for `profile_events`.
+    links_pending: Vec<(i64, i64)>,
     stats_pending_since: Option<std::time::Instant>,
     /// The events after the stats watermark must be read back from the database (after a crash or a failed stats
     /// transaction): `stats_pending` is then incomplete and ignored.
@@ -302,6 +323,7 @@ impl SqliteStore {
             conn,
             path,
             stats_pending: Vec::new(),
+            links_pending: Vec::new(),
             stats_pending_since: None,
             stats_from_database: true,
             identities: IdentityCache::default(),
@@ -318,16 +340,18 @@ impl SqliteStore {
     /// watermark (so no event is counted twice or left out, whatever fails or crashes in between).
     pub fn flush_stats(&mut self) -> Result<(), StoreError> {
         let pending = std::mem::take(&mut self.stats_pending);
+        let mut links = std::mem::take(&mut self.links_pending);
         self.stats_pending_since = None;
         let result = if self.stats_from_database {
             self.catch_up_stats()
-        } else if pending.is_empty() {
+        } else if pending.is_empty() && links.is_empty() {
             Ok(())
         } else {
             (|| {
                 let tx = self.conn.transaction()?;
                 let last: i64 = tx.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")?.query_row([], |r| r.get(0))?;
                 super::stats::record(&tx, &mut self.stats, &pending, last)?;
+                super::stats::link_profile_events(&tx, &mut links)?;
                 super::stats::set_watermark(&tx, last)?;
                 tx.commit()?;
                 Ok(())
@@ -345,12 +369,13 @@ impl SqliteStore {
         let mut caught_up = 0;
         loop {
             let after = super::stats::watermark(&self.conn)?;
-            let (events, last) = super::stats::events_after(&self.conn, after, STATS_CATCH_UP_BATCH)?;
+            let (events, mut links, last) = super::stats::events_after(&self.conn, after, STATS_CATCH_UP_BATCH)?;
             if events.is_empty() {
                 break;
             }
             let tx = self.conn.transaction()?;
             super::stats::record(&tx, &mut self.stats, &events, last)?;
+            super::stats::link_profile_events(&tx, &mut links)?;
             super::stats::set_watermark(&tx, last)?;
             tx.commit()?;
             caught_up += events.len();
@@ -360,6 +385,24 @@ impl SqliteStore {
         }
         self.stats_from_database = false;
         Ok(())
+    }
+
+    /// Keeps what a successful commit's events mean for the derived tables until the next flush.
+    fn after_commit(&mut self, events: Vec<StoredEvent>, links: Vec<(i64, i64)>) {
+        if !self.stats_from_database {
+            self.links_pending.extend(links);
+            self.stats_pending.extend(events.into_iter().map(|mut e| {
+                super::stats::keep_for_stats(&mut e);
+                e
+            }));
+        }
+        self.stats_pending_since.get_or_insert_with(std::time::Instant::now);
+        if self.stats_due() {
+            // The events are durable whatever happens here; failed stats are caught up from the database.
+            if let Err(error) = self.flush_stats() {
+                tracing::warn!(%error, "stats update failed; retrying from the stored events");
+            }
+        }
     }
 
     fn stats_due(&self) -> bool {
@@ -392,27 +435,19 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 
 impl EventStore for SqliteStore {
     fn commit(&mut self, events: Vec<StoredEvent>, quarantine: &[QuarantinedEvent]) -> Result<(), StoreError> {
-        let result = commit_in_transaction(&mut self.conn, &mut self.identities, &self.limits, &events, quarantine);
-        match &result {
-            Ok(()) if !events.is_empty() => {
-                if !self.stats_from_database {
-                    self.stats_pending.extend(events.into_iter().map(|mut e| {
-                        super::stats::keep_for_stats(&mut e);
-                        e
-                    }));
+        let result = match commit_in_transaction(&mut self.conn, &mut self.identities, &self.limits, &events, quarantine) {
+            Ok(links) => {
+                if !events.is_empty() {
+                    self.after_commit(events, links);
                 }
-                self.stats_pending_since.get_or_insert_with(std::time::Instant::now);
-                if self.stats_due() {
-                    // The events are durable whatever happens here; failed stats are caught up from the database.
-                    if let Err(error) = self.flush_stats() {
-                        tracing::warn!(%error, "stats update failed; retrying from the stored events");
-                    }
-                }
+                Ok(())
             }
-            Ok(()) => {}
-            // The transaction rolled back: what the identity cache learnt in it is not true.
-            Err(_) => self.identities.clear(),
-        }
+            Err(error) => {
+                // The transaction rolled back: what the identity cache learnt in it is not true.
+                self.identities.clear();
+                Err(error)
+            }
+        };
         if let Some(checkpointer) = &self.checkpointer {
             if checkpointer.restart_due.load(Relaxed) {
                 restart_wal(&self.conn);
@@ -467,8 +502,11 @@ impl EventStore for SqliteStore {
     }
 }
 
-fn commit_in_transaction(conn: &mut Connection, identities: &mut IdentityCache, limits: &Limits, events: &[StoredEvent], quarantine: &[QuarantinedEvent]) -> Result<(), StoreError> {
+/// Inserts the events and quarantined events in one transaction; returns the (profile, event id) links of the events
+/// filed under a profile.
+fn commit_in_transaction(conn: &mut Connection, identities: &mut IdentityCache, limits: &Limits, events: &[StoredEvent], quarantine: &[QuarantinedEvent]) -> Result<Vec<(i64, i64)>, StoreError> {
     let tx = conn.transaction()?;
+    let mut links = Vec::new();
     {
         for e in events {
             let profile_id = match &e.identity {
@@ -513,6 +551,9 @@ fn commit_in_transaction(conn: &mut Connection, identities: &mut IdentityCache, 
                 e.consent,
                 profile_id,
             ])?;
+            if let Some(profile) = profile_id {
+                links.push((profile, tx.last_insert_rowid()));
+            }
             if let Some(change) = &e.consent_change {
                 tx.prepare_cached(INSERT_LEDGER)?.execute(params![&*e.site, e.timestamp, profile_id, e.visitor, change.categories, change.source, change.policy_version, e.message_id])?;
             }
@@ -523,7 +564,7 @@ fn commit_in_transaction(conn: &mut Connection, identities: &mut IdentityCache, 
         }
     }
     tx.commit()?;
-    Ok(())
+    Ok(links)
 }
 
 /// A read-only connection for health checks and queries; WAL lets it read while the writer writes.
@@ -646,6 +687,39 @@ mod tests {
         assert_eq!(stats_dump(&crashed.join("footprint.db")), want);
         std::fs::remove_dir_all(&clean).unwrap();
         std::fs::remove_dir_all(&crashed).unwrap();
+    }
+
+    #[test]
+    fn a_persons_events_are_found_before_and_after_their_links_are_filed() {
+        use crate::identity::{IdKind, Identifier};
+        let dir = temp_dir("person-events");
+        let mut store = SqliteStore::open(&dir).unwrap();
+        let site: Arc<str> = "shop".into();
+        let event = |n: usize, anon: &str| {
+            let id = Identifier::new(IdKind::AnonymousId, anon.to_owned());
+            StoredEvent {
+                site: site.clone(),
+                message_id: format!("m{n}"),
+                kind: Some(footprint_core::CallKind::Track),
+                identity: Some(super::super::IdentityInput { identifiers: vec![id.clone()], primary: Some(id), traits: None }),
+                ..Default::default()
+            }
+        };
+        let count = |store: &SqliteStore| -> (i64, i64) {
+            let reader = SqliteReader::open(store.path()).unwrap();
+            let root: i64 = reader.conn.query_row("SELECT p.root FROM identities i JOIN profiles p ON p.id = i.profile_id WHERE i.value = 'anon-1'", [], |r| r.get(0)).unwrap();
+            let found = reader.conn.query_row(&format!("SELECT COUNT(*) FROM events WHERE id IN ({PERSON_EVENT_IDS})"), [root], |r| r.get(0)).unwrap();
+            let filed = reader.conn.query_row("SELECT COUNT(*) FROM profile_events", [], |r| r.get(0)).unwrap();
+            (found, filed)
+        };
+        store.commit((0..15).map(|n| event(n, if n % 3 == 0 { "anon-2" } else { "anon-1" })).collect(), &[]).unwrap();
+        assert_eq!(count(&store), (10, 0), "before the flush, by the events' own profile column");
+        store.flush_stats().unwrap();
+        assert_eq!(count(&store), (10, 15), "after it, by the filed links");
+        store.commit((15..18).map(|n| event(n, "anon-1")).collect(), &[]).unwrap();
+        assert_eq!(count(&store), (13, 15), "both at once");
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
