@@ -6,15 +6,14 @@ use super::IdentityInput;
 use crate::identity::{self, IdKind, Identifier, Limits, Plan, ProfileSummary, Refusal, Target};
 use footprint_core::RawObject;
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::HashMap;
 
 /// Identifier → profile, profile → root and root → summary, for the hot path.
 #[derive(Default)]
 pub struct IdentityCache {
     /// value → (site, kind, profile): keyed by the value alone so a lookup borrows it instead of allocating.
-    ids: HashMap<Box<str>, Vec<(Box<str>, String, i64)>>,
-    roots: HashMap<i64, i64>,
-    summaries: HashMap<i64, ProfileSummary>,
+    ids: super::FastMap<Box<str>, Vec<(Box<str>, String, i64)>>,
+    roots: super::FastMap<i64, i64>,
+    summaries: super::FastMap<i64, ProfileSummary>,
 }
 
 impl IdentityCache {

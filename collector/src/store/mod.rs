@@ -11,6 +11,10 @@ pub use privacy::{ErasureReport, ErasureRequest};
 pub mod stats;
 
 use footprint_core::{CallKind, RejectCode};
+
+/// The hash map of the writer's hot caches: foldhash, seeded at random per process, instead of SipHash (several
+/// times faster for short keys; the caches are bounded and start over when full).
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 /// Flag bits of [`StoredEvent::flags`].

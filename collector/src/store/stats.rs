@@ -378,7 +378,7 @@ struct Open {
 #[derive(Default)]
 pub struct StatsCache {
     /// visitor → [(site, its `stats_open` row)]: keyed by the visitor alone so a lookup borrows it.
-    open: HashMap<Box<str>, Vec<(Box<str>, Option<Open>)>>,
+    open: super::FastMap<Box<str>, Vec<(Box<str>, Option<Open>)>>,
     len: usize,
 }
 
@@ -426,7 +426,7 @@ struct Delta {
 /// (site, dimension, hour) → value → change (two levels, so a lookup borrows the value).
 #[derive(Default)]
 struct Deltas<'a> {
-    rows: HashMap<(&'a str, Dim, i64), HashMap<String, Delta>>,
+    rows: super::FastMap<(&'a str, Dim, i64), super::FastMap<String, Delta>>,
 }
 
 impl<'a> Deltas<'a> {
