@@ -48,6 +48,9 @@ fn hyper_only_in_http_and_sql_only_in_store() {
         if text.contains("rusqlite") {
             assert!(rel.starts_with("collector/src/store/"), "{rel} uses rusqlite; only store/ may");
         }
+        if text.contains("postgres::") || text.contains("use postgres") {
+            assert!(rel.starts_with("collector/src/store/"), "{rel} uses postgres; only store/ may");
+        }
     }
 }
 

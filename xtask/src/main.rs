@@ -11,6 +11,7 @@ mod dashboard;
 mod demo_data;
 mod ensure;
 mod people_bench;
+mod pg_cluster;
 mod sdk;
 mod stats_bench;
 
@@ -94,7 +95,13 @@ fn test() -> anyhow::Result<()> {
     sdk::build()?;
     dashboard::build()?;
     ensure::chromium()?;
-    run_step("cargo test (unit, property and end-to-end tests)", cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    // The PostgreSQL store's tests run against a real server (a missing one fails them under CI).
+    let postgres = pg_cluster::TestCluster::start()?;
+    run_step(
+        "cargo test (unit, property and end-to-end tests; SQLite and PostgreSQL)",
+        cargo().args(["test", "--workspace", "--no-fail-fast"]).env("FOOTPRINT_TEST_DATABASE_URL", &postgres.url),
+    )?;
+    drop(postgres);
     sdk::test(&target_dir().join("debug/footprint"))?;
     eprintln!("==> all tests passed");
     Ok(())

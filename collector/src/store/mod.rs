@@ -2,6 +2,7 @@
 //! This module and its children are the only code that knows SQL.
 
 mod identity;
+mod postgres;
 mod privacy;
 pub mod profiles;
 pub mod sqlite;
@@ -158,6 +159,9 @@ impl QuarantinedEvent {
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[cfg_attr(not(test), allow(dead_code))]
+    #[error("database error: {0}")]
+    Postgres(::postgres::Error),
     /// A store that cannot be reached at all (a networked database; the writer's tests).
     #[cfg_attr(not(test), allow(dead_code))]
     #[error("storage unavailable: {0}")]
