@@ -49,7 +49,7 @@ fn denied_consent_leaves_no_identifier_on_disk() {
 
 #[test]
 fn erasure_removes_everything_and_refuses_the_person_afterwards() {
-    let mut c = Collector::start(TWO_SITES);
+    let c = Collector::start(TWO_SITES);
     let person = [
         r#"{"type":"page","anonymousId":"anon-er4s3","messageId":"e1","properties":{"note":"marker-page-9x7"}}"#.to_owned(),
         r#"{"type":"identify","anonymousId":"anon-er4s3","userId":"user-er4s3","messageId":"e2","traits":{"email":"erase.me@example.net","favourite":"marker-trait-4kq"}}"#.to_owned(),
@@ -155,6 +155,9 @@ fn retention_deletes_old_events() {
     wait_until(10, "retention pass", || c.get("/metrics").text().contains("footprint_retention_runs_total 1"));
     assert_eq!(c.count("SELECT COUNT(*) FROM events WHERE message_id = 'old'"), 0);
     assert_eq!(c.count("SELECT COUNT(*) FROM events WHERE message_id = 'new'"), 1);
+    // The person's index lost the old event too (the shutdown before the restart had filed both).
+    assert_eq!(c.count("SELECT COUNT(*) FROM profile_events"), 1);
+    assert_eq!(c.count("SELECT COUNT(*) FROM profile_events WHERE event_id NOT IN (SELECT id FROM events)"), 0);
     assert!(c.get("/metrics").text().contains("footprint_retention_deleted_total"));
 }
 

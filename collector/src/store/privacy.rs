@@ -116,10 +116,19 @@ pub(super) fn erase(conn: &mut Connection, cache: &mut IdentityCache, request: &
 /// received before it; returns how many.
 pub(super) fn delete_older_than(conn: &Connection, site: &str, cutoff_ms: i64, limit: usize) -> rusqlite::Result<usize> {
     // `timestamp / 86400000` is the key of the `events_site_day` index (the expression must match it exactly).
-    let events = conn.execute(
-        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE site = ?2 AND timestamp / 86400000 <= ?4 AND timestamp < ?1 LIMIT ?3)",
-        params![cutoff_ms, site, limit as i64, cutoff_ms.div_euclid(86_400_000)],
-    )?;
+    let old: Vec<(i64, Option<i64>)> = conn
+        .prepare_cached("SELECT id, profile_id FROM events WHERE site = ?2 AND timestamp / 86400000 <= ?4 AND timestamp < ?1 LIMIT ?3")?
+        .query_map(params![cutoff_ms, site, limit as i64, cutoff_ms.div_euclid(86_400_000)], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut delete_event = conn.prepare_cached("DELETE FROM events WHERE id = ?1")?;
+    let mut delete_link = conn.prepare_cached("DELETE FROM profile_events WHERE profile_id = ?1 AND event_id = ?2")?;
+    for (id, profile) in &old {
+        delete_event.execute([id])?;
+        if let Some(profile) = profile {
+            delete_link.execute([profile, id])?;
+        }
+    }
+    let events = old.len();
     let quarantined = conn.execute(
         "DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine WHERE received_at < ?1 AND site = ?2 ORDER BY received_at LIMIT ?3)",
         params![cutoff_ms, site, limit as i64],

@@ -284,11 +284,14 @@ fn checkpoint_round(conn: &Connection, wal: &Path, restart_above: u64) -> bool {
 /// `journal_size_limit` then cuts back. Ingest queues meanwhile (and answers 503 when the queue fills).
 fn restart_wal(conn: &Connection) {
     let started = std::time::Instant::now();
+    // A long stats scan holds old frames; waiting for it would hold up every acknowledgement. Give up quickly
+    // instead: the next round asks again.
+    let _ = conn.busy_timeout(std::time::Duration::from_millis(20));
     match conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(2)?))) {
-        // busy = 1: a reader held on to old frames past the busy timeout; the next round asks again.
         Ok((busy, copied)) => tracing::debug!(busy, copied, ms = started.elapsed().as_millis() as u64, "WAL restart checkpoint"),
         Err(error) => tracing::warn!(%error, "WAL restart checkpoint failed; retrying"),
     }
+    let _ = conn.busy_timeout(std::time::Duration::from_millis(5_000));
 }
 
 impl Drop for Checkpointer {
