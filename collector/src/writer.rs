@@ -188,6 +188,8 @@ fn commit_group(store: &mut dyn EventStore, recent: &mut RecentIds, jobs: Vec<Wr
     let mut to_quarantine = Vec::new();
     let mut answers = Vec::with_capacity(jobs.len());
     let mut new_ids = Vec::new();
+    // For each event in `to_store`: which answer and which of its statuses it is.
+    let mut answer_of = Vec::new();
     for job in jobs {
         let mut statuses = Vec::with_capacity(job.events.len());
         for event in job.events {
@@ -196,6 +198,7 @@ fn commit_group(store: &mut dyn EventStore, recent: &mut RecentIds, jobs: Vec<Wr
                 statuses.push(Stored::Duplicate);
             } else {
                 new_ids.push((event.received_at, key));
+                answer_of.push((answers.len(), statuses.len()));
                 statuses.push(Stored::Accepted);
                 to_store.push(event);
             }
@@ -211,7 +214,11 @@ fn commit_group(store: &mut dyn EventStore, recent: &mut RecentIds, jobs: Vec<Wr
     Metrics::add(&metrics.commit_micros_total, micros);
     metrics.commit_micros_max.fetch_max(micros, Relaxed);
     match result {
-        Ok(()) => {
+        Ok(already_stored) => {
+            for position in already_stored {
+                let (answer, status) = answer_of[position];
+                answers[answer].1[status] = Stored::Duplicate;
+            }
             Metrics::add(&metrics.commit_rows, stored_rows as u64);
             for (received_at, key) in new_ids {
                 recent.insert(received_at, key);
@@ -327,12 +334,15 @@ mod tests {
     }
 
     impl EventStore for MemoryStore {
-        fn commit(&mut self, events: Vec<StoredEvent>, _q: &[QuarantinedEvent]) -> Result<(), StoreError> {
+        fn commit(&mut self, events: Vec<StoredEvent>, _q: &[QuarantinedEvent]) -> Result<Vec<usize>, StoreError> {
             if *self.fail.lock().unwrap() {
                 return Err(StoreError::Unavailable("disk on fire".into()));
             }
-            self.rows.lock().unwrap().extend(events);
-            Ok(())
+            // Like a store shared with another collector: what it already holds is a duplicate.
+            let mut rows = self.rows.lock().unwrap();
+            let already: Vec<usize> = events.iter().enumerate().filter(|(_, e)| rows.iter().any(|r| r.site == e.site && r.message_id == e.message_id)).map(|(i, _)| i).collect();
+            rows.extend(events.into_iter().enumerate().filter(|(i, _)| !already.contains(i)).map(|(_, e)| e));
+            Ok(already)
         }
         fn unmerge(&mut self, _: i64, _: i64) -> Result<Result<(i64, i64), crate::store::UnmergeError>, StoreError> {
             unreachable!("the writer tests do not unmerge")
@@ -357,6 +367,18 @@ mod tests {
 
     fn fixed_now() -> i64 {
         10 * DAY_MS
+    }
+
+    #[tokio::test]
+    async fn duplicates_the_store_finds_are_answered_as_duplicates() {
+        let store = MemoryStore::default();
+        let (writer, _thread) = Writer::start(Box::new(store.clone()), 7, 1 << 20, Default::default(), fixed_now).unwrap();
+        let now = fixed_now();
+        // Stored by another collector sharing the store: this writer's own set has never seen it.
+        store.rows.lock().unwrap().push(event("a", "theirs", now));
+        let answer = writer.submit(vec![event("a", "mine", now), event("a", "theirs", now)], vec![]).await.unwrap();
+        assert_eq!(answer, vec![Stored::Accepted, Stored::Duplicate]);
+        assert_eq!(store.rows.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]

@@ -174,7 +174,10 @@ pub enum StoreError {
 pub trait EventStore: Send {
     /// Stores accepted and quarantined events in one transaction; returns only once it is durable. Derived tables
     /// (the stats) may follow later, from events the store keeps or reads back; see [`EventStore::flush`].
-    fn commit(&mut self, events: Vec<StoredEvent>, quarantine: &[QuarantinedEvent]) -> Result<(), StoreError>;
+    /// Returns the positions in `events` of those the store found already stored (a store shared by several
+    /// collectors decides duplicates itself); with one writer per store the writer's own set decides, and the
+    /// list is empty.
+    fn commit(&mut self, events: Vec<StoredEvent>, quarantine: &[QuarantinedEvent]) -> Result<Vec<usize>, StoreError>;
     /// Brings derived tables up to date with every committed event (before stats are read, and at shutdown).
     fn flush(&mut self) -> Result<(), StoreError> {
         Ok(())

@@ -108,10 +108,11 @@ impl PgEventLog {
         Ok(PgEventLog { client })
     }
 
-    /// Stores a group in one transaction (durable when it returns: `synchronous_commit` is on). Returns, per event,
-    /// whether it was stored (`false`: its messageId was already stored for its site, by this collector or
-    /// another one, or earlier in the same group). Quarantined events are always stored.
-    pub fn commit(&mut self, events: &[StoredEvent], quarantine: &[QuarantinedEvent]) -> Result<Vec<bool>, StoreError> {
+    /// Stores a group in one transaction (durable when it returns: `synchronous_commit` is on). Returns the
+    /// positions of the events not stored because their messageId was already stored for their site, by this
+    /// collector or another one, or earlier in the same group (what `EventStore::commit` returns). Quarantined
+    /// events are always stored.
+    pub fn commit(&mut self, events: &[StoredEvent], quarantine: &[QuarantinedEvent]) -> Result<Vec<usize>, StoreError> {
         let mut tx = self.client.transaction().map_err(database)?;
         // The group's messageIds claimed in one statement; what comes back is new. Concurrent transactions
         // claiming the same id wait for each other on the primary key, so exactly one of them gets it. Claimed in
@@ -160,7 +161,7 @@ impl PgEventLog {
             writer.finish().map_err(database)?;
         }
         tx.commit().map_err(database)?;
-        Ok(stored)
+        Ok(stored.iter().enumerate().filter(|(_, stored)| !**stored).map(|(i, _)| i).collect())
     }
 
     /// Calls `each(site, message_id, received_at)` for every messageId claimed at or after `since_ms`.
@@ -264,10 +265,10 @@ mod tests {
         let mut log = PgEventLog::connect(&url).unwrap();
         let q = QuarantinedEvent::new(site.clone(), 5, None, RejectCode::MissingType, "no type".into(), "{}".into());
         let group = [event(&site, "a"), event(&site, "b"), event(&site, "a")];
-        assert_eq!(log.commit(&group, &[q]).unwrap(), vec![true, true, false], "the second `a` of the group is a duplicate");
-        assert_eq!(log.commit(&[event(&site, "b"), event(&site, "c")], &[]).unwrap(), vec![false, true], "`b` was stored before");
+        assert_eq!(log.commit(&group, &[q]).unwrap(), vec![2], "the second `a` of the group is a duplicate");
+        assert_eq!(log.commit(&[event(&site, "b"), event(&site, "c")], &[]).unwrap(), vec![0], "`b` was stored before");
         let other: Arc<str> = "blog".into();
-        assert_eq!(log.commit(&[event(&other, "a")], &[]).unwrap(), vec![true], "messageIds are per site");
+        assert_eq!(log.commit(&[event(&other, "a")], &[]).unwrap(), Vec::<usize>::new(), "messageIds are per site");
         // Reconnecting (a restart) migrates nothing twice and keeps everything.
         let mut log = PgEventLog::connect(&url).unwrap();
         let rows = log.client.query("SELECT site, message_id, type, name, properties, device, timestamp FROM events ORDER BY id", &[]).unwrap();
@@ -305,8 +306,8 @@ mod tests {
                         let mut answers = Vec::new();
                         for group in order.chunks(50) {
                             let group: Vec<StoredEvent> = group.iter().map(|e| (*e).clone()).collect();
-                            let stored = log.commit(&group, &[]).unwrap();
-                            answers.extend(group.iter().map(|e| e.message_id.clone()).zip(stored));
+                            let duplicates = log.commit(&group, &[]).unwrap();
+                            answers.extend(group.iter().enumerate().map(|(i, e)| (e.message_id.clone(), !duplicates.contains(&i))));
                         }
                         answers
                     })

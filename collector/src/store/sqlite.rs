@@ -437,13 +437,14 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 impl EventStore for SqliteStore {
-    fn commit(&mut self, events: Vec<StoredEvent>, quarantine: &[QuarantinedEvent]) -> Result<(), StoreError> {
+    fn commit(&mut self, events: Vec<StoredEvent>, quarantine: &[QuarantinedEvent]) -> Result<Vec<usize>, StoreError> {
         let result = match commit_in_transaction(&mut self.conn, &mut self.identities, &self.limits, &events, quarantine) {
             Ok(links) => {
                 if !events.is_empty() {
                     self.after_commit(events, links);
                 }
-                Ok(())
+                // One writer per database: the writer's messageId set is the authority (ARCHITECTURE.md).
+                Ok(Vec::new())
             }
             Err(error) => {
                 // The transaction rolled back: what the identity cache learnt in it is not true.
