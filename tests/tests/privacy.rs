@@ -59,7 +59,10 @@ fn erasure_removes_everything_and_refuses_the_person_afterwards() {
         r#"{"type":"track","event":"Consent Updated","anonymousId":"anon-er4s3","messageId":"e5","context":{"consent":{"categoryPreferences":{"analytics":true}}}}"#.to_owned(),
     ];
     let other = r#"{"type":"track","event":"Kept","userId":"someone-else","messageId":"o1"}"#.to_owned();
-    c.post_json("/v1/batch", "wk_shop", &format!(r#"{{"batch":[{}]}}"#, [&person[..], &[other]].concat().join(",")));
+    // The next person on the same computer, without a reset: filed under their own profile (the merge is refused),
+    // but their login carries this person's anonymous ID.
+    let neighbour = r#"{"type":"identify","anonymousId":"anon-er4s3","userId":"neighbour-9qq","messageId":"s1"}"#.to_owned();
+    c.post_json("/v1/batch", "wk_shop", &format!(r#"{{"batch":[{}]}}"#, [&person[..], &[other, neighbour]].concat().join(",")));
     let profile = c.lookup("email", "erase.me@example.net").expect("profile before erasure");
     assert_eq!(profile["events"], 4);
     let export = c.admin_get("/admin/v1/export?type=email&value=Erase.Me%40example.net").json();
@@ -71,7 +74,9 @@ fn erasure_removes_everything_and_refuses_the_person_afterwards() {
     let r = c.admin_post("/admin/v1/erase", r#"{"type":"email","value":"erase.me@example.net"}"#);
     assert_eq!(r.status, 200, "{}", r.text());
     let report = r.json()["erased"].clone();
-    assert_eq!((report["profiles"].as_i64(), report["events"].as_i64(), report["quarantined"].as_i64()), (Some(1), Some(4), Some(1)), "{report}");
+    // The four events of the person's profile, and the neighbour's login that carried the person's anonymous ID.
+    assert_eq!((report["profiles"].as_i64(), report["events"].as_i64(), report["quarantined"].as_i64()), (Some(1), Some(5), Some(1)), "{report}");
+    assert!(c.lookup("user_id", "neighbour-9qq").is_some(), "the neighbour's profile stays");
     assert!(c.lookup("user_id", "user-er4s3").is_none());
     assert_eq!(c.count("SELECT COUNT(*) FROM events WHERE message_id = 'o1'"), 1, "others are untouched");
     assert_eq!(c.count("SELECT COUNT(*) FROM consent_ledger"), 0);
@@ -93,7 +98,7 @@ fn erasure_removes_everything_and_refuses_the_person_afterwards() {
     for secret in ["anon-er4s3", "user-er4s3", "erase.me", "marker-page-9x7", "marker-trait-4kq", "marker-order-2hh", "fresh-anon"] {
         assert!(!contains_bytes(&disk, secret), "{secret:?} is still on disk after erasure");
     }
-    assert!(contains_bytes(&disk, "someone-else"), "the byte search works");
+    assert!(contains_bytes(&disk, "someone-else") && contains_bytes(&disk, "neighbour-9qq"), "the byte search works; others stay");
 }
 
 #[test]

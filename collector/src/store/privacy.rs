@@ -55,6 +55,9 @@ pub(super) fn erase(conn: &mut Connection, cache: &mut IdentityCache, request: &
             .query_row("SELECT profile_id FROM identities WHERE site = ?1 AND kind = ?2 AND value = ?3", params![site, kind, request.identifier.value], |r| r.get(0))
             .optional()?;
         let mut identifiers = vec![request.identifier.clone()];
+        // People whose events may carry one of this person's raw IDs although they are filed elsewhere: the other
+        // side of a refused merge (the shared computer: the next person's login came with this one's anonymous ID).
+        let mut neighbours: Vec<i64> = Vec::new();
         if let Some(pid) = profile {
             let root: i64 = tx.query_row("SELECT root FROM profiles WHERE id = ?1", [pid], |r| r.get(0))?;
             let profiles: Vec<i64> = tx.prepare("SELECT id FROM profiles WHERE root = ?1")?.query_map([root], |r| r.get(0))?.collect::<Result<_, _>>()?;
@@ -69,6 +72,13 @@ pub(super) fn erase(conn: &mut Connection, cache: &mut IdentityCache, request: &
                     }
                 }
             }
+            let mut stmt = tx.prepare(&format!(
+                "SELECT DISTINCT p.root FROM identity_log l JOIN profiles p ON p.id = CASE WHEN l.profile_id IN ({in_list}) THEN l.other_profile_id ELSE l.profile_id END
+                 WHERE l.action = 'refuse' AND (l.profile_id IN ({in_list}) OR l.other_profile_id IN ({in_list}))"
+            ))?;
+            neighbours = stmt.query_map(params_from_iter(profiles.iter().chain(&profiles).chain(&profiles)), |r| r.get(0))?.collect::<Result<_, _>>()?;
+            neighbours.retain(|r| *r != root);
+            drop(stmt);
             let each = |sql: &str| -> rusqlite::Result<usize> { tx.execute(&sql.replace("{in}", &in_list), params_from_iter(&profiles)) };
             // Every event of the person: the links filed up to the watermark (erasure runs after a flush, so that
             // is all of them) and, to be sure, any newer row by its own profile column.
@@ -88,7 +98,11 @@ pub(super) fn erase(conn: &mut Connection, cache: &mut IdentityCache, request: &
         // everything keyed by the person's visitor key (visits of the stats rollups, ledger entries).
         for id in identifiers.iter().filter(|i| matches!(i.kind, IdKind::AnonymousId | IdKind::UserId)) {
             let (column, prefix) = if id.kind == IdKind::UserId { ("user_id", "u:") } else { ("anonymous_id", "a:") };
-            report.events += tx.execute(&format!("DELETE FROM events WHERE site = ?1 AND {column} = ?2"), params![site, id.value])?;
+            // Unfiled events through their partial index; events filed under a neighbour through its own events.
+            report.events += tx.execute(&format!("DELETE FROM events WHERE site = ?1 AND {column} = ?2 AND profile_id IS NULL"), params![site, id.value])?;
+            for neighbour in &neighbours {
+                report.events += tx.execute(&format!("DELETE FROM events WHERE id IN ({}) AND {column} = ?2", super::sqlite::PERSON_EVENT_IDS), params![neighbour, id.value])?;
+            }
             let visitor = format!("{prefix}{}", id.value);
             report.ledger_entries += tx.execute("DELETE FROM consent_ledger WHERE site = ?1 AND visitor = ?2", params![site, visitor])?;
             for table in VISITOR_KEYED_TABLES {
