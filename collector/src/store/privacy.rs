@@ -98,8 +98,22 @@ pub(super) fn erase(conn: &mut Connection, cache: &mut IdentityCache, request: &
         // everything keyed by the person's visitor key (visits of the stats rollups, ledger entries).
         for id in identifiers.iter().filter(|i| matches!(i.kind, IdKind::AnonymousId | IdKind::UserId)) {
             let (column, prefix) = if id.kind == IdKind::UserId { ("user_id", "u:") } else { ("anonymous_id", "a:") };
-            // Unfiled events through their partial index; events filed under a neighbour through its own events.
-            report.events += tx.execute(&format!("DELETE FROM events WHERE site = ?1 AND {column} = ?2 AND profile_id IS NULL"), params![site, id.value])?;
+            // Unfiled events through `unfiled_events` (and the newest by their own columns); events filed under a
+            // neighbour through its own events.
+            let unfiled: Vec<(i64, Option<String>, Option<String>)> = tx
+                .prepare(&format!(
+                    "SELECT id, anonymous_id, user_id FROM events WHERE id IN (SELECT event_id FROM unfiled_events WHERE site = ?1 AND kind = ?3 AND value = ?2
+                     UNION ALL SELECT id FROM events WHERE id > (SELECT last_event_id FROM stats_state WHERE id = 1) AND profile_id IS NULL AND site = ?1 AND {column} = ?2)"
+                ))?
+                .query_map(params![site, id.value, column], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?;
+            for (event, anonymous_id, user_id) in &unfiled {
+                report.events += tx.execute("DELETE FROM events WHERE id = ?1", [event])?;
+                // Every entry of the event goes with it: its other raw ID too.
+                for (kind, value) in [("anonymous_id", anonymous_id), ("user_id", user_id)] {
+                    tx.execute("DELETE FROM unfiled_events WHERE site = ?1 AND kind = ?2 AND value = ?3 AND event_id = ?4", params![site, kind, value, event])?;
+                }
+            }
             for neighbour in &neighbours {
                 report.events += tx.execute(&format!("DELETE FROM events WHERE id IN ({}) AND {column} = ?2", super::sqlite::PERSON_EVENT_IDS), params![neighbour, id.value])?;
             }
@@ -130,16 +144,26 @@ pub(super) fn erase(conn: &mut Connection, cache: &mut IdentityCache, request: &
 /// received before it; returns how many.
 pub(super) fn delete_older_than(conn: &Connection, site: &str, cutoff_ms: i64, limit: usize) -> rusqlite::Result<usize> {
     // `timestamp / 86400000` is the key of the `events_site_day` index (the expression must match it exactly).
-    let old: Vec<(i64, Option<i64>)> = conn
-        .prepare_cached("SELECT id, profile_id FROM events WHERE site = ?2 AND timestamp / 86400000 <= ?4 AND timestamp < ?1 LIMIT ?3")?
-        .query_map(params![cutoff_ms, site, limit as i64, cutoff_ms.div_euclid(86_400_000)], |r| Ok((r.get(0)?, r.get(1)?)))?
+    let old: Vec<(i64, Option<i64>, Option<String>, Option<String>)> = conn
+        .prepare_cached("SELECT id, profile_id, anonymous_id, user_id FROM events WHERE site = ?2 AND timestamp / 86400000 <= ?4 AND timestamp < ?1 LIMIT ?3")?
+        .query_map(params![cutoff_ms, site, limit as i64, cutoff_ms.div_euclid(86_400_000)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<Result<_, _>>()?;
     let mut delete_event = conn.prepare_cached("DELETE FROM events WHERE id = ?1")?;
     let mut delete_link = conn.prepare_cached("DELETE FROM profile_events WHERE profile_id = ?1 AND event_id = ?2")?;
-    for (id, profile) in &old {
+    let mut delete_unfiled = conn.prepare_cached("DELETE FROM unfiled_events WHERE site = ?1 AND kind = ?2 AND value = ?3 AND event_id = ?4")?;
+    for (id, profile, anonymous_id, user_id) in &old {
         delete_event.execute([id])?;
-        if let Some(profile) = profile {
-            delete_link.execute([profile, id])?;
+        match profile {
+            Some(profile) => {
+                delete_link.execute([profile, id])?;
+            }
+            None => {
+                for (kind, value) in [("anonymous_id", anonymous_id), ("user_id", user_id)] {
+                    if let Some(value) = value {
+                        delete_unfiled.execute(params![site, kind, value, id])?;
+                    }
+                }
+            }
         }
     }
     let events = old.len();

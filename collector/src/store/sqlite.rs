@@ -177,11 +177,21 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (
         7,
-        "-- Erasure finds a person's unfiled events (no profile: identity resolution off, or junk-only identities) and
-    -- visits by their raw IDs without reading every row. The event indexes are partial: with identity resolution
-    -- on, almost no event is unfiled, so ingest barely pays for them.
-    CREATE INDEX events_unfiled_anonymous ON events(site, anonymous_id) WHERE profile_id IS NULL AND anonymous_id IS NOT NULL;
-    CREATE INDEX events_unfiled_user ON events(site, user_id) WHERE profile_id IS NULL AND user_id IS NOT NULL;
+        "-- Erasure finds a person's visits, and events filed under no profile (identity resolution off) by their raw
+    -- IDs, without reading every row. Unfiled events are indexed like profile_events: filed with the stats, in
+    -- key order, behind the same watermark.
+    CREATE TABLE unfiled_events (
+        site TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        value TEXT NOT NULL,
+        event_id INTEGER NOT NULL,
+        PRIMARY KEY (site, kind, value, event_id)
+    ) WITHOUT ROWID;
+    INSERT INTO unfiled_events (site, kind, value, event_id)
+        SELECT site, 'anonymous_id', anonymous_id, id FROM events WHERE profile_id IS NULL AND anonymous_id IS NOT NULL
+            AND id <= (SELECT last_event_id FROM stats_state WHERE id = 1)
+        UNION ALL SELECT site, 'user_id', user_id, id FROM events WHERE profile_id IS NULL AND user_id IS NOT NULL
+            AND id <= (SELECT last_event_id FROM stats_state WHERE id = 1);
     CREATE INDEX stats_visits_visitor ON stats_visits(site, visitor);",
     ),
 ];
@@ -221,6 +231,8 @@ pub struct SqliteStore {
     stats_pending: Vec<StoredEvent>,
     /// Their (profile, event id) links, for `profile_events`.
     links_pending: Vec<(i64, i64)>,
+    /// The raw IDs of those filed under no profile, for `unfiled_events`.
+    unfiled_pending: Vec<super::stats::UnfiledLink>,
     stats_pending_since: Option<std::time::Instant>,
     /// The events after the stats watermark must be read back from the database (after a crash or a failed stats
     /// transaction): `stats_pending` is then incomplete and ignored.
@@ -336,6 +348,7 @@ impl SqliteStore {
             path,
             stats_pending: Vec::new(),
             links_pending: Vec::new(),
+            unfiled_pending: Vec::new(),
             stats_pending_since: None,
             stats_from_database: true,
             identities: IdentityCache::default(),
@@ -353,6 +366,7 @@ impl SqliteStore {
     pub fn flush_stats(&mut self) -> Result<(), StoreError> {
         let pending = std::mem::take(&mut self.stats_pending);
         let mut links = std::mem::take(&mut self.links_pending);
+        let mut unfiled = std::mem::take(&mut self.unfiled_pending);
         self.stats_pending_since = None;
         let result = if self.stats_from_database {
             self.catch_up_stats()
@@ -364,6 +378,7 @@ impl SqliteStore {
                 let last: i64 = tx.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")?.query_row([], |r| r.get(0))?;
                 super::stats::record(&tx, &mut self.stats, &pending, last)?;
                 super::stats::link_profile_events(&tx, &mut links)?;
+                super::stats::link_unfiled_events(&tx, &mut unfiled)?;
                 super::stats::set_watermark(&tx, last)?;
                 tx.commit()?;
                 Ok(())
@@ -381,13 +396,14 @@ impl SqliteStore {
         let mut caught_up = 0;
         loop {
             let after = super::stats::watermark(&self.conn)?;
-            let (events, mut links, last) = super::stats::events_after(&self.conn, after, STATS_CATCH_UP_BATCH)?;
+            let (events, mut links, mut unfiled, last) = super::stats::events_after(&self.conn, after, STATS_CATCH_UP_BATCH)?;
             if events.is_empty() {
                 break;
             }
             let tx = self.conn.transaction()?;
             super::stats::record(&tx, &mut self.stats, &events, last)?;
             super::stats::link_profile_events(&tx, &mut links)?;
+            super::stats::link_unfiled_events(&tx, &mut unfiled)?;
             super::stats::set_watermark(&tx, last)?;
             tx.commit()?;
             caught_up += events.len();
@@ -400,9 +416,10 @@ impl SqliteStore {
     }
 
     /// Keeps what a successful commit's events mean for the derived tables until the next flush.
-    fn after_commit(&mut self, events: Vec<StoredEvent>, links: Vec<(i64, i64)>) {
+    fn after_commit(&mut self, events: Vec<StoredEvent>, (links, unfiled): Links) {
         if !self.stats_from_database {
             self.links_pending.extend(links);
+            self.unfiled_pending.extend(unfiled);
             self.stats_pending.extend(events.into_iter().map(|mut e| {
                 super::stats::keep_for_stats(&mut e);
                 e
@@ -515,11 +532,15 @@ impl EventStore for SqliteStore {
     }
 }
 
-/// Inserts the events and quarantined events in one transaction; returns the (profile, event id) links of the events
-/// filed under a profile.
-fn commit_in_transaction(conn: &mut Connection, identities: &mut IdentityCache, limits: &Limits, events: &[StoredEvent], quarantine: &[QuarantinedEvent]) -> Result<Vec<(i64, i64)>, StoreError> {
+/// What a commit's events file in the person indexes: (profile, event id) links, and the raw IDs of events filed
+/// under no profile.
+type Links = (Vec<(i64, i64)>, Vec<super::stats::UnfiledLink>);
+
+/// Inserts the events and quarantined events in one transaction; returns what they file in the person indexes.
+fn commit_in_transaction(conn: &mut Connection, identities: &mut IdentityCache, limits: &Limits, events: &[StoredEvent], quarantine: &[QuarantinedEvent]) -> Result<Links, StoreError> {
     let tx = conn.transaction()?;
     let mut links = Vec::new();
+    let mut unfiled = Vec::new();
     {
         for e in events {
             let profile_id = match &e.identity {
@@ -564,8 +585,10 @@ fn commit_in_transaction(conn: &mut Connection, identities: &mut IdentityCache, 
                 e.consent,
                 profile_id,
             ])?;
-            if let Some(profile) = profile_id {
-                links.push((profile, tx.last_insert_rowid()));
+            let id = tx.last_insert_rowid();
+            match profile_id {
+                Some(profile) => links.push((profile, id)),
+                None => unfiled.extend(super::stats::unfiled_links(e, id)),
             }
             if let Some(change) = &e.consent_change {
                 tx.prepare_cached(INSERT_LEDGER)?.execute(params![&*e.site, e.timestamp, profile_id, e.visitor, change.categories, change.source, change.policy_version, e.message_id])?;
@@ -577,7 +600,7 @@ fn commit_in_transaction(conn: &mut Connection, identities: &mut IdentityCache, 
         }
     }
     tx.commit()?;
-    Ok(links)
+    Ok((links, unfiled))
 }
 
 /// A read-only connection for health checks and queries; WAL lets it read while the writer writes.
@@ -732,6 +755,39 @@ mod tests {
         store.commit((15..18).map(|n| event(n, "anon-1")).collect(), &[]).unwrap();
         assert_eq!(count(&store), (13, 15), "both at once");
         drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn events_filed_under_no_profile_are_erased_by_their_raw_ids() {
+        use crate::identity::{IdKind, Identifier};
+        let dir = temp_dir("unfiled");
+        let mut store = SqliteStore::open(&dir).unwrap();
+        let site: Arc<str> = "shop".into();
+        // Identity resolution off: events keep their IDs but join no profile.
+        let event = |n: usize, anon: &str, user: Option<&str>| StoredEvent {
+            site: site.clone(),
+            message_id: format!("m{n}"),
+            kind: Some(footprint_core::CallKind::Track),
+            anonymous_id: Some(anon.to_owned()),
+            user_id: user.map(str::to_owned),
+            ..Default::default()
+        };
+        store.commit((0..6).map(|n| event(n, if n < 4 { "anon-x" } else { "anon-y" }, (n == 1).then_some("user-x"))).collect(), &[]).unwrap();
+        store.flush_stats().unwrap();
+        // One more after the flush: found by its own columns.
+        store.commit(vec![event(6, "anon-x", None)], &[]).unwrap();
+        let reader = SqliteReader::open(store.path()).unwrap();
+        let filed: i64 = reader.conn.query_row("SELECT COUNT(*) FROM unfiled_events", [], |r| r.get(0)).unwrap();
+        assert_eq!(filed, 7, "six anonymous IDs and one user ID filed by the flush");
+        let request = super::super::ErasureRequest { sites: vec!["shop".into()], identifier: Identifier::new(IdKind::AnonymousId, "anon-x"), raw_values: vec![] };
+        let report = store.erase(&request, &|_| "hash".into(), 0).unwrap();
+        assert_eq!(report.events, 5);
+        let left: Vec<String> = reader.conn.prepare("SELECT message_id FROM events ORDER BY id").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        assert_eq!(left, ["m4", "m5"]);
+        let filed: Vec<String> = reader.conn.prepare("SELECT value FROM unfiled_events").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        assert_eq!(filed, ["anon-y", "anon-y"], "the erased events' entries are gone (user-x's went with its event)");
+        drop((reader, store));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -115,7 +115,7 @@ pub fn keep_for_stats(e: &mut StoredEvent) {
 /// The stored events after `after_id` (at most `limit`, in id order) as [`record`] needs them, and their
 /// (profile, event id) links: how the derived tables catch up with events committed before a crash, or after a
 /// failed flush. Returns them with the last id read.
-pub fn events_after(conn: &Connection, after_id: i64, limit: usize) -> Result<(Vec<StoredEvent>, Vec<(i64, i64)>, i64), StoreError> {
+pub fn events_after(conn: &Connection, after_id: i64, limit: usize) -> Result<(Vec<StoredEvent>, Vec<(i64, i64)>, Vec<UnfiledLink>, i64), StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, site, type, name, visitor, anonymous_id, user_id, session_id, timestamp, flags, path, url, referrer_host,
          utm_source, utm_medium, utm_campaign, device, browser, os, CASE WHEN name = ?3 THEN properties END, profile_id
@@ -124,11 +124,13 @@ pub fn events_after(conn: &Connection, after_id: i64, limit: usize) -> Result<(V
     let mut rows = stmt.query(params![after_id, limit as i64, stats::ENGAGEMENT_EVENT])?;
     let mut events = Vec::new();
     let mut links = Vec::new();
+    let mut unfiled = Vec::new();
     let mut last = after_id;
     let mut sites: HashMap<String, std::sync::Arc<str>> = HashMap::new();
     while let Some(r) = rows.next()? {
         last = r.get(0)?;
-        if let Some(profile) = r.get::<_, Option<i64>>(20)? {
+        let profile = r.get::<_, Option<i64>>(20)?;
+        if let Some(profile) = profile {
             links.push((profile, last));
         }
         let site: String = r.get(1)?;
@@ -156,8 +158,29 @@ pub fn events_after(conn: &Connection, after_id: i64, limit: usize) -> Result<(V
             properties: r.get(19)?,
             ..StoredEvent::default()
         });
+        if profile.is_none() {
+            unfiled.extend(unfiled_links(events.last().expect("pushed above"), last));
+        }
     }
-    Ok((events, links, last))
+    Ok((events, links, unfiled, last))
+}
+
+/// An event filed under no profile, by one of its raw IDs: (site, `anonymous_id` | `user_id`, value, event id).
+pub type UnfiledLink = (std::sync::Arc<str>, &'static str, String, i64);
+
+/// The `unfiled_events` entries of an event stored under no profile.
+pub fn unfiled_links(e: &StoredEvent, id: i64) -> impl Iterator<Item = UnfiledLink> + '_ {
+    [("anonymous_id", &e.anonymous_id), ("user_id", &e.user_id)].into_iter().filter_map(move |(kind, value)| Some((e.site.clone(), kind, value.clone()?, id)))
+}
+
+/// Files unfiled events by their raw IDs in `unfiled_events`, in key order (see [`link_profile_events`]).
+pub fn link_unfiled_events(conn: &Connection, links: &mut [UnfiledLink]) -> Result<(), StoreError> {
+    links.sort_unstable();
+    let mut insert = conn.prepare_cached("INSERT OR IGNORE INTO unfiled_events (site, kind, value, event_id) VALUES (?1, ?2, ?3, ?4)")?;
+    for (site, kind, value, event) in links.iter() {
+        insert.execute(params![&**site, kind, value, event])?;
+    }
+    Ok(())
 }
 
 /// Files (profile, event id) links in `profile_events`, the index of a person's events. Written with the stats, in
