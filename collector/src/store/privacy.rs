@@ -72,11 +72,13 @@ pub(super) fn erase(conn: &mut Connection, cache: &mut IdentityCache, request: &
                     }
                 }
             }
+            // (`+site` and two indexed halves keep the planner on row-id and index lookups.)
             let mut stmt = tx.prepare(&format!(
-                "SELECT DISTINCT p.root FROM identity_log l JOIN profiles p ON p.id = CASE WHEN l.profile_id IN ({in_list}) THEN l.other_profile_id ELSE l.profile_id END
-                 WHERE l.action = 'refuse' AND (l.profile_id IN ({in_list}) OR l.other_profile_id IN ({in_list}))"
+                "SELECT DISTINCT p.root FROM profiles p WHERE p.id IN (
+                     SELECT other_profile_id FROM identity_log WHERE profile_id IN ({in_list}) AND action = 'refuse'
+                     UNION SELECT profile_id FROM identity_log WHERE other_profile_id IN ({in_list}) AND action = 'refuse')"
             ))?;
-            neighbours = stmt.query_map(params_from_iter(profiles.iter().chain(&profiles).chain(&profiles)), |r| r.get(0))?.collect::<Result<_, _>>()?;
+            neighbours = stmt.query_map(params_from_iter(profiles.iter().chain(&profiles)), |r| r.get(0))?.collect::<Result<_, _>>()?;
             neighbours.retain(|r| *r != root);
             drop(stmt);
             let each = |sql: &str| -> rusqlite::Result<usize> { tx.execute(&sql.replace("{in}", &in_list), params_from_iter(&profiles)) };
@@ -103,7 +105,7 @@ pub(super) fn erase(conn: &mut Connection, cache: &mut IdentityCache, request: &
             let unfiled: Vec<(i64, Option<String>, Option<String>)> = tx
                 .prepare(&format!(
                     "SELECT id, anonymous_id, user_id FROM events WHERE id IN (SELECT event_id FROM unfiled_events WHERE site = ?1 AND kind = ?3 AND value = ?2
-                     UNION ALL SELECT id FROM events WHERE id > (SELECT last_event_id FROM stats_state WHERE id = 1) AND profile_id IS NULL AND site = ?1 AND {column} = ?2)"
+                     UNION ALL SELECT id FROM events WHERE id > (SELECT last_event_id FROM stats_state WHERE id = 1) AND profile_id IS NULL AND +site = ?1 AND {column} = ?2)"
                 ))?
                 .query_map(params![site, id.value, column], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<Result<_, _>>()?;

@@ -192,7 +192,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
             AND id <= (SELECT last_event_id FROM stats_state WHERE id = 1)
         UNION ALL SELECT site, 'user_id', user_id, id FROM events WHERE profile_id IS NULL AND user_id IS NOT NULL
             AND id <= (SELECT last_event_id FROM stats_state WHERE id = 1);
-    CREATE INDEX stats_visits_visitor ON stats_visits(site, visitor);",
+    CREATE INDEX stats_visits_visitor ON stats_visits(site, visitor);
+    -- The other side of a refused merge, for erasure (identity_log_profile covers the first side).
+    CREATE INDEX identity_log_other ON identity_log(other_profile_id) WHERE other_profile_id IS NOT NULL;",
     ),
 ];
 
