@@ -24,6 +24,7 @@ pub struct Metrics {
     pub retention_runs: AtomicU64,
     pub queue_bytes: AtomicI64,
     pub dedupe_ids: AtomicI64,
+    pub stats_waiting: AtomicI64,
 }
 
 impl Metrics {
@@ -67,6 +68,8 @@ impl Metrics {
         let _ = writeln!(out, "footprint_queue_bytes {}", self.queue_bytes.load(Relaxed));
         let _ = writeln!(out, "# HELP footprint_dedupe_ids messageIds held for deduplication.\n# TYPE footprint_dedupe_ids gauge");
         let _ = writeln!(out, "footprint_dedupe_ids {}", self.dedupe_ids.load(Relaxed));
+        let _ = writeln!(out, "# HELP footprint_stats_waiting_events Stored events not yet in the stats tables (they follow in batches).\n# TYPE footprint_stats_waiting_events gauge");
+        let _ = writeln!(out, "footprint_stats_waiting_events {}", self.stats_waiting.load(Relaxed));
         out
     }
 }

@@ -123,6 +123,7 @@ fn run(mut store: Box<dyn EventStore>, mut recent: RecentIds, mut rx: mpsc::Unbo
         let first = match job {
             Job::Exclusive(operation) => {
                 operation(&mut *store);
+                metrics.stats_waiting.store(store.stats_backlog() as i64, Relaxed);
                 next = rx.blocking_recv();
                 continue;
             }
@@ -150,7 +151,7 @@ fn run(mut store: Box<dyn EventStore>, mut recent: RecentIds, mut rx: mpsc::Unbo
         }
         commit_group(&mut *store, &mut recent, jobs, &metrics, now_ms());
         if next.is_none() {
-            next = next_job(&mut rx, &mut *store);
+            next = next_job(&mut rx, &mut *store, &metrics);
         }
     }
     // Shutdown: the stats include every stored event before the process exits.
@@ -161,7 +162,7 @@ fn run(mut store: Box<dyn EventStore>, mut recent: RecentIds, mut rx: mpsc::Unbo
 
 /// Waits for the next job. While committed events wait for the stats, it looks at the queue every millisecond
 /// and updates the stats once the queue has been empty for [`IDLE_FLUSH`], so a quiet collector's stats are fresh.
-fn next_job(rx: &mut mpsc::UnboundedReceiver<Job>, store: &mut dyn EventStore) -> Option<Job> {
+fn next_job(rx: &mut mpsc::UnboundedReceiver<Job>, store: &mut dyn EventStore, metrics: &Metrics) -> Option<Job> {
     let mut idle_since = Instant::now();
     while store.stats_waiting() {
         match rx.try_recv() {
@@ -173,6 +174,7 @@ fn next_job(rx: &mut mpsc::UnboundedReceiver<Job>, store: &mut dyn EventStore) -
                     // Not in a tight loop: the next attempt comes after another quiet period.
                     idle_since = Instant::now();
                 }
+                metrics.stats_waiting.store(store.stats_backlog() as i64, Relaxed);
             }
             Err(mpsc::error::TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(1)),
         }
@@ -224,6 +226,7 @@ fn commit_group(store: &mut dyn EventStore, recent: &mut RecentIds, jobs: Vec<Wr
                 recent.insert(received_at, key);
             }
             metrics.dedupe_ids.store(recent.len() as i64, Relaxed);
+            metrics.stats_waiting.store(store.stats_backlog() as i64, Relaxed);
             for (reply, statuses, _permit) in answers {
                 let _ = reply.send(Ok(statuses));
             }

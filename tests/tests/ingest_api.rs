@@ -225,6 +225,7 @@ fn health_readiness_metrics_and_static_files() {
     for line in ["footprint_events_total{status=\"accepted\"} 1", "footprint_events_total{status=\"duplicate\"} 1", "footprint_events_total{status=\"rejected\"} 1"] {
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }
+    assert!(metrics.contains("footprint_stats_waiting_events "), "{metrics}");
     let home = c.get("/");
     assert_eq!(home.status, 200);
     assert!(home.header("content-type").unwrap().starts_with("text/html"));

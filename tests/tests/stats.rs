@@ -116,6 +116,9 @@ fn overview_counts_consented_and_cookieless_visitors_once_and_no_bots() {
     // The same days in UTC hold D (Saturday) but not C2's and A's Monday events move days: 5 visitors.
     let t = &api.ok(&format!("/admin/v1/stats/overview?{UTC}"))["totals"];
     assert_eq!(pick(t, &["visitors", "pageviews", "sessions"]), json!({ "visitors": 5, "pageviews": 8, "sessions": 6 }));
+    // A stats query brings the stats up to date first (they follow the events in batches): nothing waits now.
+    let metrics = c.get("/metrics").text();
+    assert!(metrics.contains("footprint_stats_waiting_events 0"), "{metrics}");
 }
 
 #[test]

@@ -186,6 +186,10 @@ pub trait EventStore: Send {
     fn stats_waiting(&self) -> bool {
         false
     }
+    /// How many committed events wait for [`EventStore::flush`] in memory (for `/metrics`).
+    fn stats_backlog(&self) -> usize {
+        0
+    }
     /// Splits merge `merge_id` back apart; returns (winner root, loser root).
     fn unmerge(&mut self, merge_id: i64, now: i64) -> Result<Result<(i64, i64), UnmergeError>, StoreError>;
     /// Erases a person everywhere and records suppression entries (`suppression_hash` makes their keys).

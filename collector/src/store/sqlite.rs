@@ -497,6 +497,10 @@ impl EventStore for SqliteStore {
         self.stats_pending_since.is_some()
     }
 
+    fn stats_backlog(&self) -> usize {
+        self.stats_pending.len()
+    }
+
     fn unmerge(&mut self, merge_id: i64, now: i64) -> Result<Result<(i64, i64), super::UnmergeError>, StoreError> {
         self.flush_stats()?;
         let tx = self.conn.transaction()?;
