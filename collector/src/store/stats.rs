@@ -195,6 +195,9 @@ pub fn link_profile_events(conn: &Connection, links: &mut [(i64, i64)]) -> Resul
     Ok(())
 }
 
+/// The text columns of [`VISIT_COLUMNS`] after the visitor, which a scan may leave unread.
+const VISIT_TEXT_COLUMNS: &[&str] = &["entry_page", "exit_page", "referrer", "utm_source", "utm_medium", "utm_campaign", "device", "browser", "os", "country", "steps"];
+
 const VISIT_COLUMNS: &str = "id, visitor, sdk_session, start, last, pageviews, events, engaged_ms, engaged_n, scroll_sum, entry_page, exit_page,
     referrer, utm_source, utm_medium, utm_campaign, device, browser, os, country, steps";
 
@@ -280,31 +283,14 @@ struct Visit {
 }
 
 impl Visit {
+    /// A visit from a row of [`VISIT_COLUMNS`] (in that order), every column read.
     fn from_row(row: &rusqlite::Row) -> rusqlite::Result<Visit> {
-        Visit::from_row_with(row, true)
+        let mut visit = Visit::default();
+        visit.fill_from_row(row, VISIT_TEXT_COLUMNS)?;
+        Ok(visit)
     }
 
-    /// `from_row`, leaving `steps` empty (not even decoded) unless `with_steps`.
-    fn from_row_with(row: &rusqlite::Row, with_steps: bool) -> rusqlite::Result<Visit> {
-        Ok(Visit {
-            id: Some(row.get(0)?),
-            visitor: row.get(1)?,
-            sdk_session: row.get(2)?,
-            start: row.get(3)?,
-            last: row.get(4)?,
-            pageviews: row.get(5)?,
-            events: row.get(6)?,
-            engaged_ms: row.get(7)?,
-            engaged_n: row.get(8)?,
-            scroll_sum: row.get(9)?,
-            dims: [row.get(10)?, row.get(12)?, row.get(13)?, row.get(14)?, row.get(15)?, row.get(16)?, row.get(17)?, row.get(18)?],
-            exit_page: row.get(11)?,
-            country: row.get(19)?,
-            steps: if with_steps { row.get(20)? } else { String::new() },
-        })
-    }
-
-    /// [`Visit::from_row_with`] into an existing visit, reusing its strings' memory (a scan reads a million rows).
+    /// A row of [`VISIT_COLUMNS`] into an existing visit, reusing its strings' memory (a scan reads a million rows).
     /// Of the text columns after the visitor only those in `keep` are read (the scan selects the others as '').
     fn fill_from_row(&mut self, row: &rusqlite::Row, keep: &[&str]) -> rusqlite::Result<()> {
         fn text(into: &mut String, row: &rusqlite::Row, i: usize) -> rusqlite::Result<()> {
@@ -1186,7 +1172,7 @@ impl<'a> StatsReader<'a> {
                 "sdk_session" => "NULL".to_owned(),
                 // Steps are the widest column: read them only for the rows that contain this token.
                 "steps" if steps_only_with.is_some() && keep.contains(&c) => "CASE WHEN instr(steps, ?6) > 0 THEN steps ELSE '' END".to_owned(),
-                "entry_page" | "exit_page" | "referrer" | "utm_source" | "utm_medium" | "utm_campaign" | "device" | "browser" | "os" | "country" | "steps" if !keep.contains(&c) => "''".to_owned(),
+                c if VISIT_TEXT_COLUMNS.contains(&c) && !keep.contains(&c) => "''".to_owned(),
                 c => c.to_owned(),
             })
             .collect();
