@@ -110,11 +110,8 @@ pub(super) fn erase(conn: &mut Connection, cache: &mut IdentityCache, request: &
                 .query_map(params![site, id.value, column], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<Result<_, _>>()?;
             for (event, anonymous_id, user_id) in &unfiled {
-                report.events += tx.execute("DELETE FROM events WHERE id = ?1", [event])?;
                 // Every entry of the event goes with it: its other raw ID too.
-                for (kind, value) in [("anonymous_id", anonymous_id), ("user_id", user_id)] {
-                    tx.execute("DELETE FROM unfiled_events WHERE site = ?1 AND kind = ?2 AND value = ?3 AND event_id = ?4", params![site, kind, value, event])?;
-                }
+                report.events += delete_event(&tx, site, *event, None, anonymous_id.as_deref(), user_id.as_deref())?;
             }
             for neighbour in &neighbours {
                 report.events += tx.execute(&format!("DELETE FROM events WHERE id IN ({}) AND {column} = ?2", super::sqlite::PERSON_EVENT_IDS), params![neighbour, id.value])?;
@@ -150,23 +147,8 @@ pub(super) fn delete_older_than(conn: &Connection, site: &str, cutoff_ms: i64, l
         .prepare_cached("SELECT id, profile_id, anonymous_id, user_id FROM events WHERE site = ?2 AND timestamp / 86400000 <= ?4 AND timestamp < ?1 LIMIT ?3")?
         .query_map(params![cutoff_ms, site, limit as i64, cutoff_ms.div_euclid(86_400_000)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<Result<_, _>>()?;
-    let mut delete_event = conn.prepare_cached("DELETE FROM events WHERE id = ?1")?;
-    let mut delete_link = conn.prepare_cached("DELETE FROM profile_events WHERE profile_id = ?1 AND event_id = ?2")?;
-    let mut delete_unfiled = conn.prepare_cached("DELETE FROM unfiled_events WHERE site = ?1 AND kind = ?2 AND value = ?3 AND event_id = ?4")?;
     for (id, profile, anonymous_id, user_id) in &old {
-        delete_event.execute([id])?;
-        match profile {
-            Some(profile) => {
-                delete_link.execute([profile, id])?;
-            }
-            None => {
-                for (kind, value) in [("anonymous_id", anonymous_id), ("user_id", user_id)] {
-                    if let Some(value) = value {
-                        delete_unfiled.execute(params![site, kind, value, id])?;
-                    }
-                }
-            }
-        }
+        delete_event(conn, site, *id, *profile, anonymous_id.as_deref(), user_id.as_deref())?;
     }
     let events = old.len();
     let quarantined = conn.execute(
@@ -174,4 +156,24 @@ pub(super) fn delete_older_than(conn: &Connection, site: &str, cutoff_ms: i64, l
         params![cutoff_ms, site, limit as i64],
     )?;
     Ok(events + quarantined)
+}
+
+/// Deletes one event and its entry in the person indexes: its `profile_events` link, or (filed under no profile)
+/// its `unfiled_events` entries by raw ID. Returns how many events it deleted.
+fn delete_event(conn: &Connection, site: &str, id: i64, profile: Option<i64>, anonymous_id: Option<&str>, user_id: Option<&str>) -> rusqlite::Result<usize> {
+    let deleted = conn.prepare_cached("DELETE FROM events WHERE id = ?1")?.execute([id])?;
+    match profile {
+        Some(profile) => {
+            conn.prepare_cached("DELETE FROM profile_events WHERE profile_id = ?1 AND event_id = ?2")?.execute([profile, id])?;
+        }
+        None => {
+            let mut forget = conn.prepare_cached("DELETE FROM unfiled_events WHERE site = ?1 AND kind = ?2 AND value = ?3 AND event_id = ?4")?;
+            for (kind, value) in [("anonymous_id", anonymous_id), ("user_id", user_id)] {
+                if let Some(value) = value {
+                    forget.execute(params![site, kind, value, id])?;
+                }
+            }
+        }
+    }
+    Ok(deleted)
 }
