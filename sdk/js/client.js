@@ -3,7 +3,6 @@
 // the browser's own JSON.stringify (fast, and a snapshot at call time), and every call is wrapped in try/catch.
 
 import { install } from "./capture.js";
-import { connect } from "./host.js";
 
 export const METHODS = ["track", "page", "identify", "alias", "group", "reset", "flush", "consent"];
 
@@ -76,8 +75,8 @@ export function parseOptions(options) {
 /** Starts the module with `options` and installs the DOM listeners; throws only for invalid options. */
 export function start(w, options) {
   const o = parseOptions(options);
-  connect(w);
-  w.init([o.writeKey, o.collector, o.scrub].join("\n"), o.consent, o.flushInterval, o.batchSize, o.capture, o.idLifetimeDays);
+  // Operation 17 (sdk/src/api.rs) starts the module: the numbers packed into one, the texts as they are.
+  w.call(17, o.consent + 2 * o.capture + 32 * o.batchSize + 16384 * o.idLifetimeDays, o.flushInterval, o.writeKey, o.collector, o.scrub);
   install(w, o.capture);
   const api = bind(w);
   // Warm the JS ↔ Wasm call path (op 16 only reads the clock): V8 compiles its optimized call wrappers after about a

@@ -1,20 +1,19 @@
-// The module's window on the browser: the few Web APIs `sdk/src/browser/` needs, as plain functions it imports
-// (`#[wasm_bindgen(module = "/js/host.js")]`). Written in JS because each binding is a line here but costs a
-// wrapper, a glue shim and closure machinery in the module (see sdk/ARCHITECTURE-sdk.md, "Size"). No decisions
-// are made here: what to store, send, or retry is decided in Rust.
-let w = null; // the module's exports, for the answers of fetch and the timer
+// The module's window on the browser, and the whole JS side of its boundary: the few Web APIs `sdk/src/browser/`
+// imports (as plain Wasm functions, module "h"), and `call`, which passes texts in. A text crosses as UTF-8 in the
+// module's memory: out of the module as a pointer and a byte length, into it through one buffer the module lends
+// (`texts`). Written by hand because each wasm-bindgen binding costs a shim here and marshalling code in the
+// module (see sdk/ARCHITECTURE-sdk.md, "Size"). No decisions are made here: what to store, send, or retry is
+// decided in Rust.
+let w = null; // the module's exports
+let out = null; // the bytes of the text a host function answered, until the module takes them
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const bytes = (at, n) => new Uint8Array(w.memory.buffer, at, n);
+const text = (at, n) => decoder.decode(bytes(at, n));
+/** Answers a text: its byte length now (-1 for none), the bytes when the module calls `take`. */
+const give = (s) => (s == null ? -1 : (out = encoder.encode(s)).length);
 
-export function connect(exports) {
-  w = exports;
-}
-
-export const now = () => Date.now();
-
-export function random(bytes) {
-  if (self.crypto && crypto.getRandomValues) crypto.getRandomValues(bytes);
-  else for (let i = 0; i < bytes.length; i++) bytes[i] = (Math.random() * 256) | 0;
-}
-
+let timer = 0;
 // localStorage can be missing or throw (blocked storage, private modes, quota): then nothing is kept.
 const storage = () => {
   try {
@@ -23,58 +22,91 @@ const storage = () => {
     return null;
   }
 };
-export function load(key) {
-  try {
-    return storage()?.getItem(key) ?? undefined;
-  } catch (e) {}
-}
-/** Writes `value`, or removes `key` when there is none. */
-export function store(key, value) {
-  try {
-    if (value === undefined) storage()?.removeItem(key);
-    else storage()?.setItem(key, value);
-  } catch (e) {}
-}
-export function keys(prefix) {
-  try {
-    return Object.keys(storage() || {}).filter((k) => k.startsWith(prefix)).join("\n");
-  } catch (e) {
-    return "";
-  }
+
+export function connect(exports) {
+  w = exports;
 }
 
-/** url, referrer, title, locale, screen width, screen height, Global Privacy Control (1/0), visible (1/0) — one per line. */
-export const page = () =>
-  [
-    location.href,
-    document.referrer,
-    document.title.replace(/\n/g, " "),
-    navigator.language || "",
-    screen.width | 0,
-    screen.height | 0,
-    navigator.globalPrivacyControl === true ? 1 : 0,
-    document.hidden ? 0 : 1,
-  ].join("\n");
-
-// A text/plain string body is a CORS "simple request" (no preflight); no cookies. No keepalive: Chromium caps all
-// keepalive bodies in flight at 64 KiB and refuses the rest silently; only the page-hide path uses sendBeacon.
-export function send(url, body, key) {
-  fetch(url, { method: "POST", body, credentials: "omit" }).then(
-    (r) => w.call(11, r.status, 0, key, r.headers.get("Retry-After") ?? undefined),
-    () => w.call(11, 0, 0, key),
-  );
+/** Calls the module (operation numbers in sdk/src/api.rs); `a`–`d` are texts or undefined. */
+export function call(op, n, m, a, b, c, d) {
+  let room = 0;
+  for (const t of [a, b, c, d]) if (t != null) room += t.length * 3; // UTF-16 unit → at most 3 UTF-8 bytes
+  const at = w.texts(room) >>> 0;
+  let used = 0;
+  const put = (t) => (t == null ? -1 : ((t = encoder.encodeInto(t, bytes(at + used, room - used)).written), (used += t), t));
+  w.call(op, n, m, put(a), put(b), put(c), put(d));
 }
 
-export function beacon(url, body) {
-  try {
-    return navigator.onLine !== false && navigator.sendBeacon(url, body);
-  } catch (e) {
-    return false;
-  }
-}
+/** The module's imports (module "h"). One object rather than an `import *` namespace: smaller once bundled. */
+export const imports = {
+  take: (at) => bytes(at, out.length).set(out),
 
-let timer = 0;
-export function arm(ms) {
-  clearTimeout(timer);
-  timer = setTimeout(() => w.call(12, 0, 0), ms);
-}
+  now: () => Date.now(),
+
+  random(at, n) {
+    const b = bytes(at, n);
+    if (self.crypto && crypto.getRandomValues) crypto.getRandomValues(b);
+    else for (let i = 0; i < n; i++) b[i] = (Math.random() * 256) | 0;
+  },
+
+  load(at, n) {
+    try {
+      return give(storage()?.getItem(text(at, n)));
+    } catch (e) {
+      return -1;
+    }
+  },
+  /** Writes the value, or removes the key when there is none (length -1). */
+  store(at, n, vat, vn) {
+    try {
+      if (vn < 0) storage()?.removeItem(text(at, n));
+      else storage()?.setItem(text(at, n), text(vat, vn));
+    } catch (e) {}
+  },
+  keys(at, n) {
+    const prefix = text(at, n);
+    try {
+      return give(Object.keys(storage() || {}).filter((k) => k.startsWith(prefix)).join("\n"));
+    } catch (e) {
+      return -1;
+    }
+  },
+
+  /** url, referrer, title, locale, screen width, screen height, Global Privacy Control (1/0), visible (1/0) — one per line. */
+  page: () =>
+    give(
+      [
+        location.href,
+        document.referrer,
+        document.title.replace(/\n/g, " "),
+        navigator.language || "",
+        screen.width | 0,
+        screen.height | 0,
+        navigator.globalPrivacyControl === true ? 1 : 0,
+        document.hidden ? 0 : 1,
+      ].join("\n"),
+    ),
+
+  // A text/plain string body is a CORS "simple request" (no preflight); no cookies. No keepalive: Chromium caps all
+  // keepalive bodies in flight at 64 KiB and refuses the rest silently; only the page-hide path uses sendBeacon.
+  send(uat, un, bat, bn, kat, kn) {
+    const key = text(kat, kn);
+    fetch(text(uat, un), { method: "POST", body: text(bat, bn), credentials: "omit" }).then(
+      (r) => call(11, r.status, 0, key, r.headers.get("Retry-After") ?? undefined),
+      () => call(11, 0, 0, key),
+    );
+  },
+
+  beacon(uat, un, bat, bn) {
+    try {
+      return navigator.onLine !== false && navigator.sendBeacon(text(uat, un), text(bat, bn));
+    } catch (e) {
+      return false;
+    }
+  },
+
+  arm(ms) {
+    clearTimeout(timer);
+    timer = setTimeout(() => call(12, 0, 0), ms);
+  },
+};

@@ -1,36 +1,41 @@
-//! The module's only `#[wasm_bindgen]` exports: `init` and one `call` for everything else. One export instead of
-//! one per method keeps both the module and wasm-bindgen's JS glue small (each export costs a wrapper on either
-//! side). `js/client.js` maps the public API onto it (it stringifies properties and traits with the browser's native
-//! `JSON.stringify` and catches everything); `js/capture.js` and `js/host.js` call it from DOM listeners, `fetch`
-//! answers and the timer. The operation numbers are the `OP` table of `js/client.js`.
+//! The module's only exports: `texts` and `call`. One `call` for every operation instead of one export per method
+//! keeps both the module and the JS side small (each export costs a wrapper on either side). `js/host.js` maps the
+//! public API onto it (`js/client.js` stringifies properties and traits with the browser's native `JSON.stringify`
+//! and catches everything); `js/capture.js` calls it from DOM listeners, `js/host.js` from `fetch` answers and the
+//! timer. The operation numbers are the `OP` table of `js/client.js`.
+//!
+//! Texts cross as UTF-8 in one buffer: `js/host.js` asks [`texts`] for room, writes the call's texts one after the
+//! other, and passes their byte lengths (-1 for none) to [`call`].
 
 use crate::browser::{self, call as tracker_call, with};
-use crate::consent::Update;
 use crate::consent::Mode;
+use crate::consent::Update;
 use crate::navigation::Trigger;
 use crate::options::{Capture, Options};
-use crate::text;
 use crate::tracker::{Click, FormSubmit};
+use std::cell::Cell;
 use wasm_bindgen::prelude::*;
 
-/// Starts the SDK with options `js/client.js` has validated: `text` is the write key, the collector and the scrub
-/// patterns (comma-separated, lower-cased) on three lines; `consent` 0 required / 1 implied; `capture` flags 1 page
-/// views, 2 clicks, 4 forms, 8 engagement.
-#[wasm_bindgen]
-pub fn init(text: &str, consent: u32, flush_interval_ms: u32, batch_size: u32, capture: u32, id_lifetime_days: u32) {
-    let mut lines = text::split(text, b'\n');
-    let mut next = || lines.next().unwrap_or("");
-    let mut o = Options::new(next().to_owned(), next().to_owned());
-    o.scrub = text::split(next(), b',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
-    o.consent = if consent == 1 { Mode::Implied } else { Mode::Required };
-    o.flush_interval_ms = f64::from(flush_interval_ms);
-    o.batch_size = batch_size as usize;
-    o.capture = Capture::from_bits(capture);
-    o.id_lifetime_days = id_lifetime_days;
-    browser::start(o);
+thread_local! {
+    /// The texts of the call being made (written by `js/host.js` past the vector's length).
+    static TEXTS: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
-/// Every other call into the module: `op` says which, `n`/`m` and `a`–`d` are its arguments.
+/// Room for `bytes` bytes of texts for the next [`call`]; returns where to write them.
+#[wasm_bindgen]
+pub fn texts(bytes: usize) -> *mut u8 {
+    TEXTS.with(|t| {
+        let mut v = t.take();
+        v.clear();
+        v.reserve(bytes);
+        let at = v.as_mut_ptr();
+        t.set(v);
+        at
+    })
+}
+
+/// Every call into the module: `op` says which, `n`/`m` are its numbers and `a`–`d` the byte lengths of its texts
+/// (-1: none) in the buffer of [`texts`].
 ///
 /// | op | call | arguments |
 /// |---|---|---|
@@ -51,10 +56,22 @@ pub fn init(text: &str, consent: u32, flush_interval_ms: u32, batch_size: u32, c
 /// | 14 | the page is visible again | |
 /// | 15 | scrolled | `n` the viewport's bottom edge, `m` the document height (CSS pixels) |
 /// | 16 | nothing but a clock read (warm-up) | `a`, `b` empty |
+/// | 17 | start (options `js/client.js` validated) | `a` write key, `b` collector, `c` scrub patterns (comma-separated, lower-case); `n` = consent (0 required, 1 implied) + 2·capture flags (1 page views, 2 clicks, 4 forms, 8 engagement) + 32·batch size + 16384·ID lifetime in days; `m` flush interval (ms) |
 #[wasm_bindgen]
-pub fn call(op: u32, n: f64, m: f64, a: Option<String>, b: Option<String>, c: Option<String>, d: Option<String>) {
+pub fn call(op: u32, n: f64, m: f64, a: isize, b: isize, c: isize, d: isize) {
+    let buffer = TEXTS.with(Cell::take);
+    let mut at = 0;
+    let mut text = |len: isize| {
+        let len = usize::try_from(len).ok()?;
+        // SAFETY: js/host.js wrote the texts, UTF-8 from TextEncoder, back to back into the buffer's spare room.
+        let bytes = unsafe { core::slice::from_raw_parts(buffer.as_ptr().add(at), len) };
+        at += len;
+        Some(unsafe { String::from_utf8_unchecked(bytes.to_vec()) })
+    };
+    let (a, b, c, d) = (text(a), text(b), text(c), text(d));
+    TEXTS.with(|t| t.set(buffer));
     if op == 0 {
-        // track(): the texts are moved into the event, not copied.
+        // track(): the texts are moved into the event.
         let mut args = Some((a.unwrap_or_default(), b));
         return tracker_call(&mut |t, dev| {
             if let Some((event, properties)) = args.take() {
@@ -62,12 +79,12 @@ pub fn call(op: u32, n: f64, m: f64, a: Option<String>, b: Option<String>, c: Op
             }
         });
     }
-    let (a, b) = (a.as_deref(), b.as_deref());
+    let text = |s: Option<String>| s.unwrap_or_default();
     match op {
-        1 => tracker_call(&mut |t, dev| t.page(dev, a, b)),
-        2 => tracker_call(&mut |t, dev| t.identify(dev, a, b)),
-        3 => tracker_call(&mut |t, dev| t.alias(dev, a.unwrap_or(""), b)),
-        4 => tracker_call(&mut |t, dev| t.group(dev, a.unwrap_or(""), b)),
+        1 => tracker_call(&mut |t, dev| t.page(dev, a.as_deref(), b.as_deref())),
+        2 => tracker_call(&mut |t, dev| t.identify(dev, a.as_deref(), b.as_deref())),
+        3 => tracker_call(&mut |t, dev| t.alias(dev, a.as_deref().unwrap_or(""), b.as_deref())),
+        4 => tracker_call(&mut |t, dev| t.group(dev, a.as_deref().unwrap_or(""), b.as_deref())),
         5 => tracker_call(&mut |t, dev| t.reset(dev)),
         6 => with(&mut |rt| rt.flush()),
         7 => {
@@ -90,24 +107,32 @@ pub fn call(op: u32, n: f64, m: f64, a: Option<String>, b: Option<String>, c: Op
             tracker_call(&mut |t, dev| t.navigated(dev, page.take().unwrap_or_default(), trigger));
         }
         9 => {
-            let text = |s: Option<&str>| s.unwrap_or("").to_owned();
-            let click = Click { selector: text(a), text: text(b), tag: text(c.as_deref()), href: d, download_attribute: n == 1.0 };
+            let click = Click { selector: text(a), text: text(b), tag: text(c), href: d, download_attribute: n == 1.0 };
             tracker_call(&mut |t, dev| t.clicked(dev, &click));
         }
         10 => {
-            let text = |s: Option<&str>| s.unwrap_or("").to_owned();
-            let form = FormSubmit { selector: text(a), id: text(b), action: text(c.as_deref()), method: text(d.as_deref()) };
+            let form = FormSubmit { selector: text(a), id: text(b), action: text(c), method: text(d) };
             tracker_call(&mut |t, dev| t.form_submitted(dev, &form));
         }
-        11 => with(&mut |rt| rt.answered(a.unwrap_or(""), n as u16, b)),
+        11 => with(&mut |rt| rt.answered(a.as_deref().unwrap_or(""), n as u16, b.as_deref())),
         12 => with(&mut |rt| rt.tick()),
         13 => with(&mut |rt| rt.hidden()),
         14 => tracker_call(&mut |t, dev| t.shown(crate::tracker::Device::now(dev))),
         15 => with(&mut |rt| rt.tracker.scrolled(n, m)),
-        // Warm-up from js/client.js: a round trip through the same wrappers as `track()` (the call, the string
-        // arguments' allocation, the clock).
+        // Warm-up from js/client.js: a round trip through the same path as `track()` (the call, the texts, the clock).
         16 => {
             browser::host::now();
+        }
+        17 => {
+            let n = n as u32;
+            let mut o = Options::new(text(a), text(b));
+            o.scrub = crate::text::split(&text(c), b',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            o.consent = if n & 1 == 1 { Mode::Implied } else { Mode::Required };
+            o.capture = Capture::from_bits(n >> 1 & 15);
+            o.batch_size = (n >> 5 & 511) as usize;
+            o.id_lifetime_days = n >> 14;
+            o.flush_interval_ms = m;
+            browser::start(o);
         }
         _ => {}
     }

@@ -71,27 +71,6 @@ pub fn build() -> anyhow::Result<()> {
     bindgen.generate(&glue).context("wasm-bindgen")?;
     // The target's entry imports the .wasm as an ES module (bundler Wasm integration); js/load.js does that job.
     std::fs::remove_file(glue.join("footprint_sdk.js"))?;
-    // The glue imports `js/host.js` from its own copy under snippets/; point it at the source file instead, so the
-    // glue and js/client.js share one instance of it (client.js hands it the exports).
-    let glue_js = glue.join("footprint_sdk_bg.js");
-    let text = std::fs::read_to_string(&glue_js)?;
-    // Only the `import … from` lines: the import object's keys must keep the module name the .wasm imports by.
-    let mut replaced = 0;
-    let lines: Vec<String> = text
-        .lines()
-        .map(|line| match (line.starts_with("import "), line.find("./snippets/"), line.find("/js/host.js")) {
-            (true, Some(start), Some(end)) => {
-                replaced += 1;
-                format!("{}../../js/host.js{}", &line[..start], &line[end + "/js/host.js".len()..])
-            }
-            _ => line.to_owned(),
-        })
-        .collect();
-    anyhow::ensure!(replaced > 0, "the glue does not import js/host.js");
-    let text = lines.join("\n");
-    std::fs::write(&glue_js, text)?;
-    let _ = std::fs::remove_dir_all(glue.join("snippets"));
-
     // Kept for size analysis (`wasm-opt -g` keeps its names).
     let unoptimised = dist.join("footprint_sdk_bindgen.wasm");
     std::fs::rename(glue.join("footprint_sdk_bg.wasm"), &unoptimised)?;

@@ -14,26 +14,81 @@ use device::BrowserDevice;
 use std::cell::RefCell;
 
 pub mod host {
-    //! The imports from `js/host.js`.
-    use wasm_bindgen::prelude::*;
+    //! The imports from `js/host.js`, as plain Wasm functions over the module's memory: a text goes out as a
+    //! pointer and a byte length, and comes back as a byte length (-1: none) that [`take`] then copies in. No
+    //! wasm-bindgen shims or marshalling glue: `js/host.js` is the whole JS side of the boundary.
 
-    #[wasm_bindgen(module = "/js/host.js")]
+    #[link(wasm_import_module = "h")]
     extern "C" {
-        pub fn now() -> f64;
-        pub fn random(bytes: &mut [u8]);
-        pub fn load(key: &str) -> Option<String>;
-        /// Writes `value`, or removes the key when `None`.
-        pub fn store(key: &str, value: Option<&str>);
-        /// The keys starting with `prefix`, one per line.
-        pub fn keys(prefix: &str) -> String;
-        /// url, referrer, title, locale, screen width, screen height, GPC (1/0), visible (1/0) — one per line.
-        pub fn page() -> String;
-        /// POSTs `body`; the answer comes back through the `answered` export.
-        pub fn send(url: &str, body: &str, key: &str);
-        /// `navigator.sendBeacon`; false when offline or refused.
-        pub fn beacon(url: &str, body: &str) -> bool;
-        /// (Re)arms the one timer; it calls the `tick` export.
-        pub fn arm(ms: f64);
+        #[link_name = "now"]
+        fn now_() -> f64;
+        #[link_name = "random"]
+        fn random_(out: *mut u8, len: usize);
+        #[link_name = "load"]
+        fn load_(key: *const u8, key_len: usize) -> isize;
+        #[link_name = "store"]
+        fn store_(key: *const u8, key_len: usize, value: *const u8, value_len: isize);
+        #[link_name = "keys"]
+        fn keys_(prefix: *const u8, prefix_len: usize) -> isize;
+        #[link_name = "page"]
+        fn page_() -> isize;
+        #[link_name = "send"]
+        fn send_(url: *const u8, url_len: usize, body: *const u8, body_len: usize, key: *const u8, key_len: usize);
+        #[link_name = "beacon"]
+        fn beacon_(url: *const u8, url_len: usize, body: *const u8, body_len: usize) -> i32;
+        #[link_name = "arm"]
+        fn arm_(ms: f64);
+        /// Copies the text the last call answered (its length) to `out`.
+        #[link_name = "take"]
+        fn take_(out: *mut u8);
+    }
+
+    /// The text a host call answered with `len` bytes (-1: none).
+    fn text(len: isize) -> Option<String> {
+        let len = usize::try_from(len).ok()?;
+        let mut bytes = Vec::with_capacity(len);
+        // SAFETY: `take` writes exactly `len` bytes to the buffer, and they are UTF-8 (TextEncoder's output).
+        unsafe {
+            take_(bytes.as_mut_ptr());
+            bytes.set_len(len);
+            Some(String::from_utf8_unchecked(bytes))
+        }
+    }
+
+    // SAFETY (every call below): the host reads only the given ranges of memory, which stay valid for the call.
+    pub fn now() -> f64 {
+        unsafe { now_() }
+    }
+    pub fn random(out: &mut [u8]) {
+        unsafe { random_(out.as_mut_ptr(), out.len()) }
+    }
+    pub fn load(key: &str) -> Option<String> {
+        text(unsafe { load_(key.as_ptr(), key.len()) })
+    }
+    /// Writes `value`, or removes the key when `None`.
+    pub fn store(key: &str, value: Option<&str>) {
+        let (value, len) = value.map_or((core::ptr::null(), -1), |v| (v.as_ptr(), v.len() as isize));
+        unsafe { store_(key.as_ptr(), key.len(), value, len) }
+    }
+    /// The keys starting with `prefix`, one per line.
+    pub fn keys(prefix: &str) -> String {
+        text(unsafe { keys_(prefix.as_ptr(), prefix.len()) }).unwrap_or_default()
+    }
+    /// url, referrer, title, locale, screen width, screen height, GPC (1/0), visible (1/0) — one per line.
+    pub fn page() -> String {
+        text(unsafe { page_() }).unwrap_or_default()
+    }
+    /// POSTs `body`; the answer comes back through `call` (op 11).
+    pub fn send(url: &str, body: &str, key: &str) {
+        unsafe { send_(url.as_ptr(), url.len(), body.as_ptr(), body.len(), key.as_ptr(), key.len()) }
+    }
+    /// `navigator.sendBeacon`; false when offline or refused.
+    pub fn beacon(url: &str, body: &str) -> bool {
+        unsafe { beacon_(url.as_ptr(), url.len(), body.as_ptr(), body.len()) != 0 }
+    }
+    /// (Re)arms the one timer; it calls `call` (op 12).
+    pub fn arm(ms: f64) {
+        unsafe { arm_(ms) }
     }
 }
 
