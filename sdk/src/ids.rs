@@ -2,7 +2,7 @@
 //!
 //! The randomness comes from the caller (`crypto.getRandomValues` in the browser), so this stays pure.
 
-use crate::json::hex_digit;
+use crate::json::{hex_digit, push_ascii};
 
 /// A UUIDv4 (`xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`) made of 122 of the 128 random bits given.
 pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
@@ -13,8 +13,8 @@ pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
         if matches!(i, 4 | 6 | 8 | 10) {
             out.push('-');
         }
-        out.push(hex_digit(b >> 4));
-        out.push(hex_digit(b & 0xf));
+        push_ascii(&mut out, hex_digit(b >> 4));
+        push_ascii(&mut out, hex_digit(b & 0xf));
     }
     out
 }

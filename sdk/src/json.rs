@@ -22,8 +22,8 @@ pub fn push_str(out: &mut String, s: &str) {
         out.push_str(s.get(start..i).unwrap_or(""));
         if escape.is_empty() {
             out.push_str("\\u00");
-            out.push(hex_digit(b >> 4));
-            out.push(hex_digit(b & 0xf));
+            push_ascii(out, hex_digit(b >> 4));
+            push_ascii(out, hex_digit(b & 0xf));
         } else {
             out.push_str(escape);
         }
@@ -92,7 +92,7 @@ pub fn push_u64(out: &mut String, mut n: u64) {
         }
     }
     for &d in &digits[i..] {
-        out.push(d as char);
+        push_ascii(out, d);
     }
 }
 
@@ -104,7 +104,7 @@ pub fn push_padded(out: &mut String, n: u64, width: usize) {
     }
     let mut n = n % (div * 10);
     while div > 0 {
-        out.push((b'0' + (n / div) as u8) as char);
+        push_ascii(out, b'0' + (n / div) as u8);
         n %= div;
         div /= 10;
     }
@@ -133,14 +133,26 @@ pub fn push_iso_time(out: &mut String, ms: f64) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
-    for (n, width, sep) in [(year, 4, '-'), (month, 2, '-'), (day, 2, 'T'), (sod / 3_600, 2, ':'), (sod / 60 % 60, 2, ':'), (sod % 60, 2, '.'), (millis, 3, 'Z')] {
+    for (n, width, sep) in [(year, 4, b'-'), (month, 2, b'-'), (day, 2, b'T'), (sod / 3_600, 2, b':'), (sod / 60 % 60, 2, b':'), (sod % 60, 2, b'.'), (millis, 3, b'Z')] {
         push_padded(out, n, width);
-        out.push(sep);
+        push_ascii(out, sep);
     }
 }
 
-pub fn hex_digit(n: u8) -> char {
-    (if n < 10 { b'0' + n } else { b'a' + n - 10 }) as char
+pub fn hex_digit(n: u8) -> u8 {
+    if n < 10 {
+        b'0' + n
+    } else {
+        b'a' + n - 10
+    }
+}
+
+/// Appends one ASCII byte (others are ignored). Smaller than `String::push`, which encodes any `char` as UTF-8.
+pub fn push_ascii(out: &mut String, b: u8) {
+    if b.is_ascii() {
+        // SAFETY: an ASCII byte is a whole UTF-8 character.
+        unsafe { out.as_mut_vec().push(b) }
+    }
 }
 
 #[cfg(test)]
