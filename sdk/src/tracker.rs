@@ -164,6 +164,8 @@ impl Tracker {
             engagement: Engagement { visible_since: visible.then_some(now), ..Engagement::default() },
             outbox: Outbox::default(),
         };
+        t.outbox.key_base = random_id(dev);
+        t.outbox.key_base.push('-');
         if t.consent.allows_device_storage() {
             t.open_device(dev);
             for key in dev.keys(STORED_BATCH_PREFIX) {
@@ -338,9 +340,8 @@ impl Tracker {
         for key in [KEY_ANONYMOUS_ID, KEY_SESSION, KEY_USER_ID, KEY_CONSENT] {
             dev.remove(key);
         }
-        for op in self.outbox.unstore_all() {
-            apply(dev, op);
-        }
+        self.outbox.unstore_all();
+        self.apply_ops(dev);
         self.anonymous_id = None;
         self.session = None;
     }
@@ -589,18 +590,20 @@ impl Tracker {
     pub fn seal(&mut self, dev: &mut impl Device) {
         let persist = self.consent.allows_device_storage();
         for draft in std::mem::take(&mut self.drafts) {
-            let ops = self.outbox.set_context(Some(draft.tail.context.clone()), || random_id(dev), persist);
-            for op in ops {
-                apply(dev, op);
-            }
             let message_id = random_id(dev);
-            self.outbox.push(Self::encode(&draft, &message_id));
+            self.outbox.push(Some(draft.tail.context.clone()), &Self::encode(&draft, &message_id), persist);
         }
-        if self.outbox.pending_len() == 0 {
-            return;
-        }
-        for op in self.outbox.seal(|| random_id(dev), persist) {
-            apply(dev, op);
+        self.outbox.seal(persist);
+        self.apply_ops(dev);
+    }
+
+    /// Carries out the outbox's storage effects.
+    fn apply_ops(&mut self, dev: &mut impl Device) {
+        for op in self.outbox.take_ops() {
+            match op {
+                StorageOp::Write { key, value } => dev.store(&key, &value),
+                StorageOp::Remove { key } => dev.remove(&key),
+            }
         }
     }
 
@@ -623,9 +626,8 @@ impl Tracker {
         }
         match crate::delivery::classify(status) {
             crate::delivery::Outcome::Done | crate::delivery::Outcome::Refused => {
-                if let Some(op) = self.outbox.delivered(batch_key) {
-                    apply(dev, op);
-                }
+                self.outbox.delivered(batch_key);
+                self.apply_ops(dev);
                 None
             }
             crate::delivery::Outcome::Retry => {
@@ -666,13 +668,12 @@ impl Tracker {
         for key in handed {
             if self.outbox.in_flight() == Some(key.as_str()) {
                 // Its fetch may still answer; the batch is gone either way, and messageId dedupes a double arrival.
-                if let Some(op) = self.outbox.delivered(&key) {
-                    apply(dev, op);
-                }
-            } else if let Some(op) = self.outbox.remove(&key) {
-                apply(dev, op);
+                self.outbox.delivered(&key);
+            } else {
+                self.outbox.remove(&key);
             }
         }
+        self.apply_ops(dev);
     }
 
     /// The browser came back online: retry at once.
@@ -683,13 +684,6 @@ impl Tracker {
     /// The current anonymous ID (only ever set with analytics consent).
     pub fn anonymous_id(&self) -> Option<&str> {
         self.anonymous_id.as_deref()
-    }
-}
-
-fn apply(dev: &mut impl Device, op: StorageOp) {
-    match op {
-        StorageOp::Write { key, value } => dev.store(&key, &value),
-        StorageOp::Remove { key } => dev.remove(&key),
     }
 }
 
