@@ -326,7 +326,7 @@ impl Tracker {
         json::push_bool_member(&mut props, "marketing", g.marketing);
         json::push_bool_member(&mut props, "personalization", g.personalization);
         props.push('}');
-        self.emit(dev, "track", Some(("event", "Consent Updated".to_owned())), Some(("properties", Some(props))));
+        self.track_props(dev, "Consent Updated", props);
         if after {
             if let Some(traits) = self.waiting_identify.take() {
                 if self.user_id.is_some() {
@@ -393,7 +393,7 @@ impl Tracker {
             json::push_member(&mut props, "href", &clean);
         }
         props.push('}');
-        self.emit(dev, "track", Some(("event", event.to_owned())), Some(("properties", Some(props))));
+        self.track_props(dev, event, props);
     }
 
     pub fn form_submitted(&mut self, dev: &mut impl Device, form: &FormSubmit) {
@@ -408,7 +408,7 @@ impl Tracker {
         json::push_member(&mut props, "action", &self.clean_url(&form.action));
         json::push_member(&mut props, "method", &form.method.to_ascii_lowercase());
         props.push('}');
-        self.emit(dev, "track", Some(("event", "Form Submitted".to_owned())), Some(("properties", Some(props))));
+        self.track_props(dev, "Form Submitted", props);
     }
 
     /// The visitor scrolled: `bottom` is how far down the viewport's bottom edge is, `height` the document height.
@@ -441,7 +441,12 @@ impl Tracker {
         json::push_u64_member(&mut props, "engagedMs", ms as u64);
         json::push_u64_member(&mut props, "scrollDepth", u64::from(pct));
         props.push('}');
-        self.emit(dev, "track", Some(("event", "Page Engaged".to_owned())), Some(("properties", Some(props))));
+        self.track_props(dev, "Page Engaged", props);
+    }
+
+    /// An automatic `track` event with properties the SDK wrote.
+    fn track_props(&mut self, dev: &mut impl Device, event: &str, props: String) {
+        self.emit(dev, "track", Some(("event", event.to_owned())), Some(("properties", Some(props))));
     }
 
     // ----- events -----------------------------------------------------------------------------------------------
@@ -612,9 +617,8 @@ impl Tracker {
         self.seal(dev);
         let now = dev.now();
         let sent_at = timestamp(now);
-        let write_key = self.options.write_key.clone();
         let batch = self.outbox.start_send(now)?;
-        Some(Request { batch_key: batch.key.clone(), body: batch.body(&sent_at, &write_key) })
+        Some(Request { batch_key: batch.key.clone(), body: batch.body(&sent_at, &self.options.write_key) })
     }
 
     /// The answer to a request: `status` is `None` for a network failure. Returns the wait before the next attempt
