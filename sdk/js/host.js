@@ -72,20 +72,14 @@ export const imports = {
     }
   },
 
-  /** url, referrer, title, locale, screen width, screen height, Global Privacy Control (1/0), visible (1/0) — one per line. */
-  page: () =>
-    give(
-      [
-        location.href,
-        document.referrer,
-        document.title.replace(/\n/g, " "),
-        navigator.language || "",
-        screen.width | 0,
-        screen.height | 0,
-        navigator.globalPrivacyControl === true ? 1 : 0,
-        document.hidden ? 0 : 1,
-      ].join("\n"),
-    ),
+  /** url, referrer, title, locale — one per line. */
+  page: () => give([location.href, document.referrer, document.title.replace(/\n/g, " "), navigator.language || ""].join("\n")),
+  /** Screen width + 2^16 · height + 2^32 · Global Privacy Control (1/0) + 2^33 · visible (1/0). */
+  facts: () =>
+    Math.min(screen.width | 0, 65535) +
+    65536 * Math.min(screen.height | 0, 65535) +
+    2 ** 32 * (navigator.globalPrivacyControl === true) +
+    2 ** 33 * !document.hidden,
 
   // A text/plain string body is a CORS "simple request" (no preflight); no cookies. No keepalive: Chromium caps all
   // keepalive bodies in flight at 64 KiB and refuses the rest silently; only the page-hide path uses sendBeacon.

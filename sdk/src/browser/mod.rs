@@ -8,7 +8,6 @@ pub mod alloc;
 mod device;
 
 use crate::options::Options;
-use crate::text::parse_u64;
 use crate::tracker::{Device, Environment, Page, Tracker};
 use device::BrowserDevice;
 use std::cell::RefCell;
@@ -32,6 +31,8 @@ pub mod host {
         fn keys_(prefix: *const u8, prefix_len: usize) -> isize;
         #[link_name = "page"]
         fn page_() -> isize;
+        #[link_name = "facts"]
+        fn facts_() -> f64;
         #[link_name = "send"]
         fn send_(url: *const u8, url_len: usize, body: *const u8, body_len: usize, key: *const u8, key_len: usize);
         #[link_name = "beacon"]
@@ -74,9 +75,13 @@ pub mod host {
     pub fn keys(prefix: &str) -> String {
         text(unsafe { keys_(prefix.as_ptr(), prefix.len()) }).unwrap_or_default()
     }
-    /// url, referrer, title, locale, screen width, screen height, GPC (1/0), visible (1/0) — one per line.
+    /// url, referrer, title, locale — one per line.
     pub fn page() -> String {
         text(unsafe { page_() }).unwrap_or_default()
+    }
+    /// Screen width + 2^16 · screen height + 2^32 · GPC (1/0) + 2^33 · visible (1/0): numbers need no parsing.
+    pub fn facts() -> u64 {
+        unsafe { facts_() as u64 }
     }
     /// POSTs `body`; the answer comes back through `call` (op 11).
     pub fn send(url: &str, body: &str, key: &str) {
@@ -135,8 +140,8 @@ fn browser_state() -> (Page, Environment, bool) {
     let mut next = || lines.next().unwrap_or("");
     let page = Page { url: next().to_owned(), referrer: next().to_owned(), title: next().to_owned() };
     let locale = next().to_owned();
-    let mut number = || parse_u64(next()).unwrap_or(0);
-    let (screen_width, screen_height, gpc, visible) = (number() as u32, number() as u32, number() == 1, number() == 1);
+    let f = host::facts();
+    let (screen_width, screen_height, gpc, visible) = ((f & 0xffff) as u32, (f >> 16 & 0xffff) as u32, f >> 32 & 1 == 1, f >> 33 & 1 == 1);
     (page, Environment { locale, screen_width, screen_height, gpc }, visible)
 }
 
