@@ -6,6 +6,9 @@ const CLICKABLE = "a,button,[role=button],input[type=submit],input[type=button]"
 // Ids and classes that look generated (CSS-in-JS hashes, framework ids) change between builds: left out.
 const stable = (n) => /^[A-Za-z_-][\w-]{0,31}$/.test(n) && !/\d.*\d.*\d/.test(n) && !/^(css|sc)-/.test(n);
 
+/** A short text: ASCII whitespace runs collapsed, trimmed, at most 64 characters (never a field's value). */
+const short = (s) => [...(s || "").slice(0, 1000).replace(/[\t\n\f\r ]+/g, " ").trim()].slice(0, 64).join("").trimEnd();
+
 /** A stable selector: up to 4 steps up, stopping at an element with a stable id. */
 export function selector(el) {
   const parts = [];
@@ -45,12 +48,12 @@ export function install(w, flags) {
       // Never an input's value: for inputs only their accessible label.
       const text = tag === "input" ? el.getAttribute("aria-label") || el.title : el.textContent;
       const link = tag === "a" && el.hasAttribute("href");
-      w.call(9, link && el.hasAttribute("download") ? 1 : 0, 0, selector(el), (text || "").slice(0, 1000), tag, link ? el.href : undefined);
+      w.call(9, link && el.hasAttribute("download") ? 1 : 0, 0, selector(el), short(text), tag, link ? el.href : undefined);
     });
   if (flags & 4)
     on(document, "submit", (e) => {
       const f = e.target;
-      if (f instanceof HTMLFormElement) w.call(10, 0, 0, selector(f), f.id, f.action, f.method);
+      if (f instanceof HTMLFormElement) w.call(10, 0, 0, selector(f), short(f.id), f.action, f.method);
     });
   // Navigations are followed even without page-view capture: events must carry the current page.
   ["pushState", "replaceState"].forEach((name, trigger) => {

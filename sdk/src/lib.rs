@@ -6,7 +6,6 @@
 
 pub mod consent;
 pub mod delivery;
-pub mod element;
 pub mod ids;
 pub mod json;
 pub mod navigation;

@@ -17,6 +17,9 @@ pub const KEY_SESSION: &str = "fp_s";
 pub const KEY_USER_ID: &str = "fp_u";
 pub const KEY_CONSENT: &str = "fp_c";
 
+/// The longest selector kept (`js/capture.js` builds it by walking the DOM).
+pub const MAX_SELECTOR_CHARS: usize = 256;
+
 /// A session ends after this much inactivity.
 pub const SESSION_TIMEOUT_MS: f64 = 30.0 * 60_000.0;
 /// The session's last-activity time is written to the device at most this often.
@@ -63,6 +66,7 @@ pub struct Click {
     pub selector: String,
     /// Lower-case tag name.
     pub tag: String,
+    /// A short text: `js/capture.js` collapses whitespace and keeps at most 64 characters (never an input's value).
     pub text: String,
     /// The link's absolute `href`, for links.
     pub href: Option<String>,
@@ -73,6 +77,7 @@ pub struct Click {
 #[derive(Debug, Clone, Default)]
 pub struct FormSubmit {
     pub selector: String,
+    /// Made short like [`Click::text`].
     pub id: String,
     pub action: String,
     pub method: String,
@@ -374,8 +379,8 @@ impl Tracker {
         }
         let origin = url::parts(&self.page.url).origin.to_owned();
         let mut props = String::from("{");
-        json::push_member(&mut props, "selector", &truncate(click.selector.clone(), crate::element::MAX_SELECTOR_CHARS));
-        json::push_member(&mut props, "text", &crate::element::short_text(&click.text));
+        json::push_member(&mut props, "selector", &truncate(click.selector.clone(), MAX_SELECTOR_CHARS));
+        json::push_member(&mut props, "text", &click.text);
         json::push_member(&mut props, "tag", &truncate(click.tag.clone(), 16));
         let mut event = "Element Clicked";
         if let Some(href) = &click.href {
@@ -401,9 +406,9 @@ impl Tracker {
             return;
         }
         let mut props = String::from("{");
-        json::push_member(&mut props, "selector", &truncate(form.selector.clone(), crate::element::MAX_SELECTOR_CHARS));
+        json::push_member(&mut props, "selector", &truncate(form.selector.clone(), MAX_SELECTOR_CHARS));
         if !form.id.is_empty() {
-            json::push_member(&mut props, "id", &crate::element::short_text(&form.id));
+            json::push_member(&mut props, "id", &form.id);
         }
         json::push_member(&mut props, "action", &self.clean_url(&form.action));
         json::push_member(&mut props, "method", &form.method.to_ascii_lowercase());

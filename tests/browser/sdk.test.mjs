@@ -66,7 +66,7 @@ test("clicks, outbound links and downloads; navigation still happens", async () 
     <button id="buy" class="btn primary">Buy   now</button>
     <nav id="top"><a id="internal" href="/t/about">About</a>
     <a class="ext" href="http://outbound.test/landing?token=secret">Elsewhere</a>
-    <a id="file" href="/t/files/report.pdf" download>Report</a></nav>
+    <a id="file" href="/t/files/report.pdf" download>Report\n  ${"é".repeat(70)}</a></nav>
     <form id="signup" action="/t/join?email=x%40y.example" method="post" onsubmit="event.preventDefault()">
       <input name="email" value="private@example.com"><button type="submit">Join</button></form>`;
   await withSdk(
@@ -88,6 +88,7 @@ test("clicks, outbound links and downloads; navigation still happens", async () 
       assert.deepEqual(click.properties, { selector: "button#buy", text: "Buy now", tag: "button" });
       const download = named(collector.db, "File Downloaded")[0];
       assert.equal(download.properties.extension, "pdf");
+      assert.equal(download.properties.text, "Report " + "é".repeat(57), "64 characters, whitespace collapsed");
       assert.equal(download.properties.href, `${base}/t/files/report.pdf`);
       const form = named(collector.db, "Form Submitted")[0];
       assert.deepEqual(form.properties, { selector: "form#signup", id: "signup", action: `${base}/t/join`, method: "post" });

@@ -222,7 +222,7 @@ fn clicks_become_click_outbound_and_download_events() {
     let click = |href: Option<&str>, download| Click {
         selector: "nav#top > a".into(),
         tag: "a".into(),
-        text: "  Read\n more ".into(),
+        text: "Read more".into(),
         href: href.map(str::to_owned),
         download_attribute: download,
     };
