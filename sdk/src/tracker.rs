@@ -25,7 +25,7 @@ pub const SESSION_TIMEOUT_MS: f64 = 30.0 * 60_000.0;
 /// The session's last-activity time is written to the device at most this often.
 const SESSION_WRITE_EVERY_MS: f64 = 60_000.0;
 /// Click-ID parameters (ads, core's list): scrubbed from URLs unless `marketing` is granted.
-use crate::url::CLICK_ID_PARAMS;
+use crate::url::CLICK_IDS;
 
 const LIBRARY: &str = concat!("{\"name\":\"footprint-sdk\",\"version\":\"", env!("CARGO_PKG_VERSION"), "\"}");
 
@@ -217,7 +217,7 @@ impl Tracker {
 
     /// `raw` scrubbed (the site's patterns too, and ad click IDs unless marketing is granted) and bounded.
     fn clean_url(&self, raw: &str) -> String {
-        let click_ids = if self.consent.granted().marketing { &[][..] } else { CLICK_ID_PARAMS };
+        let click_ids = if self.consent.granted().marketing { "" } else { CLICK_IDS };
         let scrubbed = url::scrub_with(raw, &self.options.scrub, click_ids).into_owned();
         truncate(scrubbed, MAX_URL_BYTES)
     }
