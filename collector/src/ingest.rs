@@ -301,6 +301,7 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
         consent: granted.bits(),
         identity,
         consent_change,
+        shared_id: None,
     })
 }
 

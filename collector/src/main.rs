@@ -142,8 +142,11 @@ fn serve(flags: Overrides) -> anyhow::Result<()> {
     let config = Config::load(&flags, &|name| std::env::var(name).ok())?;
     init_logging(config.log_format);
     if let Some(url) = &config.database_url {
-        if !url.starts_with("sqlite:") {
-            anyhow::bail!("FOOTPRINT_DATABASE_URL / database_url: only the embedded SQLite store is available in this version (got a {} URL)", url.split(':').next().unwrap_or("?"));
+        if !url.starts_with("sqlite:") && !http::is_postgres_url(url) {
+            anyhow::bail!("FOOTPRINT_DATABASE_URL / database_url: expected postgres://… (several collectors sharing PostgreSQL) or nothing (the embedded SQLite store); got a {} URL", url.split(':').next().unwrap_or("?"));
+        }
+        if http::is_postgres_url(url) && config.hmac_key.is_none() {
+            anyhow::bail!("collectors sharing PostgreSQL must pseudonymise with the same key: set FOOTPRINT_HMAC_KEY (or hmac_key), the same on every collector");
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
@@ -152,9 +155,32 @@ fn serve(flags: Overrides) -> anyhow::Result<()> {
 
 async fn run(mut config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());
-    let store = store::sqlite::SqliteStore::open(&config.data_dir).with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
-    let db_path = store.path().to_path_buf();
-    let (writer, writer_thread) = writer::Writer::start(Box::new(store), config.dedupe_window_days, config.queue_capacity_bytes, metrics.clone(), now_ms)?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    let (key, key_created) = hmac_key(&config)?;
+    let previous: Vec<Vec<u8>> = config.hmac_previous_keys.iter().map(|k| k.expose().as_bytes().to_vec()).collect();
+    let pseudonymizer = pseudonymise::Pseudonymizer::with_previous(&key, &previous);
+    let suppressions: store::shared::Suppressions = Default::default();
+    let shared_url = config.database_url.clone().filter(|url| http::is_postgres_url(url));
+    let (store, db_path): (Box<dyn store::EventStore>, PathBuf) = match &shared_url {
+        None => {
+            let store = store::sqlite::SqliteStore::open(&config.data_dir).with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
+            let path = store.path().to_path_buf();
+            (Box::new(store), path)
+        }
+        Some(url) => {
+            tracing::info!(replica = %config.data_dir.display(), "connecting to the shared PostgreSQL database and bringing the replica up to date");
+            let hasher = pseudonymizer.clone();
+            let hash: store::shared::SuppressionHash = Arc::new(move |id| pseudonymise::suppression_hash(&hasher, id));
+            // The PostgreSQL client blocks: it runs off the async threads, as on the writer thread later.
+            let (url, dir, shared, days) = (url.clone(), config.data_dir.clone(), suppressions.clone(), config.dedupe_window_days);
+            let store = tokio::task::spawn_blocking(move || store::shared::SharedStore::open(&url, &dir, hash, shared, days)).await?.context("cannot open the shared PostgreSQL store")?;
+            let path = store.replica_path().to_path_buf();
+            (Box::new(store), path)
+        }
+    };
+    suppressions.write().expect("suppressions").extend(store::sqlite::SqliteReader::open(&db_path)?.suppressions()?);
+    let (days, capacity, writer_metrics) = (config.dedupe_window_days, config.queue_capacity_bytes, metrics.clone());
+    let (writer, writer_thread) = tokio::task::spawn_blocking(move || writer::Writer::start(store, days, capacity, writer_metrics, now_ms)).await??;
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     let generated_token = config.admin_token.is_none();
@@ -162,20 +188,22 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
     // The state holds the token that admin requests are checked against: the configured or the generated one.
 
     println!("Footprint collector listening on http://{address}");
-    println!("  data:      {}", db_path.display());
+    match &shared_url {
+        None => println!("  data:      {}", db_path.display()),
+        Some(url) => println!("  data:      PostgreSQL {} (shared), replica {}", redact_url(url), db_path.display()),
+    }
     for site in &config.sites {
         println!("  site {:?}: write key {}  (consent {:?}, retention {} days, origins: {})", site.id, site.write_key, site.consent_mode, site.retention_days, if site.origins.is_empty() { "none (server-side only)".to_owned() } else { site.origins.join(", ") });
     }
     if config.demo_site {
         println!("  demo site: http://{address}/demo/   dashboard: http://{address}/");
     }
+    if key_created {
+        println!("  pseudonymisation key created in {} (back it up; set FOOTPRINT_HMAC_KEY to keep it elsewhere)", config.data_dir.join("hmac.key").display());
+    }
     if generated_token {
         println!("  admin token (generated for this run; set FOOTPRINT_ADMIN_TOKEN to fix it): {}", admin_token.expose());
     }
-    let key = hmac_key(&config)?;
-    let previous: Vec<Vec<u8>> = config.hmac_previous_keys.iter().map(|k| k.expose().as_bytes().to_vec()).collect();
-    let pseudonymizer = pseudonymise::Pseudonymizer::with_previous(&key, &previous);
-    let suppressions = store::sqlite::SqliteReader::open(&db_path)?.suppressions()?;
     let state = Arc::new(http::AppState::new(config, writer, metrics, db_path, pseudonymizer, suppressions));
     if state.www_dir.is_none() {
         tracing::warn!("no www directory found; the demo site and dashboard are not served (set www_dir)");
@@ -264,14 +292,14 @@ pub fn random_salt() -> [u8; 16] {
 }
 
 /// The pseudonymisation key: configured, else `<data_dir>/hmac.key` (made with 256 random bits on first start,
-/// readable by the owner only). Either way it is never stored in the database.
-fn hmac_key(config: &Config) -> anyhow::Result<Vec<u8>> {
+/// readable by the owner only). Either way it is never stored in the database. Says whether it made the file.
+fn hmac_key(config: &Config) -> anyhow::Result<(Vec<u8>, bool)> {
     if let Some(key) = &config.hmac_key {
-        return Ok(key.expose().as_bytes().to_vec());
+        return Ok((key.expose().as_bytes().to_vec(), false));
     }
     let path = config.data_dir.join("hmac.key");
     match std::fs::read_to_string(&path) {
-        Ok(text) if text.trim().len() >= 32 => Ok(text.trim().as_bytes().to_vec()),
+        Ok(text) if text.trim().len() >= 32 => Ok((text.trim().as_bytes().to_vec(), false)),
         Ok(_) => anyhow::bail!("{} is shorter than 32 characters; fix or delete it", path.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             use std::io::Write as _;
@@ -280,10 +308,21 @@ fn hmac_key(config: &Config) -> anyhow::Result<Vec<u8>> {
             let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).with_context(|| format!("cannot create {}", path.display()))?;
             file.write_all(key.as_bytes())?;
             file.sync_all()?;
-            println!("  pseudonymisation key created in {} (back it up; set FOOTPRINT_HMAC_KEY to keep it elsewhere)", path.display());
-            Ok(key.into_bytes())
+            Ok((key.into_bytes(), true))
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// A database URL without its password, for output.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            let user = credentials.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
     }
 }
 

@@ -171,9 +171,10 @@ fn next_job(rx: &mut mpsc::UnboundedReceiver<Job>, store: &mut dyn EventStore, m
             Err(mpsc::error::TryRecvError::Empty) if idle_since.elapsed() >= IDLE_FLUSH => {
                 if let Err(error) = store.flush() {
                     tracing::warn!(%error, "stats update failed; retrying from the stored events");
-                    // Not in a tight loop: the next attempt comes after another quiet period.
-                    idle_since = Instant::now();
                 }
+                // Not in a tight loop: a store that keeps waiting (a replica following a shared log, or one whose
+                // flush failed) is flushed again after another quiet period.
+                idle_since = Instant::now();
                 metrics.stats_waiting.store(store.stats_backlog() as i64, Relaxed);
             }
             Err(mpsc::error::TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(1)),

@@ -1,6 +1,10 @@
 //! The end-to-end harness: starts the real `footprint` binary on port 0 with a temporary data directory, talks
 //! to it over real HTTP (a minimal HTTP/1.1 client, so tests can also send broken requests), and reads what it
 //! stored straight from its SQLite file.
+//!
+//! With `FOOTPRINT_E2E_STORE=postgres` (`cargo xtask test` runs the suite both ways) every collector runs on a fresh
+//! PostgreSQL database of the server at `FOOTPRINT_TEST_DATABASE_URL` instead: the same tests then check the shared
+//! store, reading the collector's replica (brought up to date first) or PostgreSQL itself.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -92,12 +96,23 @@ impl Collector {
             command.arg("--config").arg(path);
         }
         command.env_remove("FOOTPRINT_CONFIG").env_remove("FOOTPRINT_LISTEN").env_remove("FOOTPRINT_DATA_DIR").env_remove("FOOTPRINT_ADMIN_TOKEN");
+        command.env_remove("FOOTPRINT_DATABASE_URL").env_remove("FOOTPRINT_HMAC_KEY");
+        if e2e_on_postgres() {
+            // One database per collector, kept with its directory so a restart finds it again.
+            let url = database_of(dir.path());
+            command.env("FOOTPRINT_DATABASE_URL", url);
+            if !config.as_deref().is_some_and(|c| c.contains("hmac_key")) {
+                command.env("FOOTPRINT_HMAC_KEY", TEST_HMAC_KEY);
+            }
+        }
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("start the collector");
         let mut reader = BufReader::new(child.stdout.take().unwrap());
         let mut first = String::new();
         reader.read_line(&mut first).expect("read the collector's first line");
         let Some(addr) = first.trim().strip_prefix("Footprint collector listening on http://") else {
+            // Stopped first: a collector that printed something else and kept running would never close stderr.
+            let _ = child.kill();
             let mut err = String::new();
             child.stderr.take().unwrap().read_to_string(&mut err).ok();
             panic!("collector did not start: {first:?}\n{err}");
@@ -189,8 +204,12 @@ impl Collector {
         self.dir().join("data/footprint.db")
     }
 
-    /// A read-only connection to the collector's database.
+    /// A read-only connection to the collector's database (on PostgreSQL: its replica, brought up to date first
+    /// when the collector is running).
     pub fn db(&self) -> rusqlite::Connection {
+        if e2e_on_postgres() && self.child.is_some() {
+            self.sync();
+        }
         let conn = rusqlite::Connection::open_with_flags(self.db_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
         conn.busy_timeout(Duration::from_secs(5)).unwrap();
         conn
@@ -212,6 +231,31 @@ impl Collector {
     /// `POST path` with `Authorization: Basic base64(key:)` and a JSON body.
     pub fn post_json(&self, path: &str, key: &str, body: &str) -> Response {
         self.request().method("POST").path(path).basic(key).header("Content-Type", "application/json").body(body).send()
+    }
+
+    /// Brings the collector's derived tables (on PostgreSQL: its whole replica) up to date: `POST /admin/v1/sync`.
+    pub fn sync(&self) {
+        let token = self.admin_token();
+        let r = self.request().method("POST").path("/admin/v1/sync").header("Authorization", &format!("Bearer {token}")).send();
+        assert_eq!(r.status, 200, "sync: {}", r.text());
+    }
+
+    /// The admin token: the config's, or the one the collector generated and printed.
+    pub fn admin_token(&self) -> String {
+        let configured = self.config.as_deref().and_then(|c| c.lines().find_map(|l| l.trim().strip_prefix("admin_token")?.trim().strip_prefix('=')?.trim().strip_prefix('"')?.split('"').next().map(str::to_owned)));
+        configured
+            .or_else(|| self.stdout().iter().find_map(|l| l.split("admin token (generated for this run; set FOOTPRINT_ADMIN_TOKEN to fix it): ").nth(1).map(str::to_owned)))
+            .expect("an admin token")
+    }
+
+    /// The messageIds of every stored event, from the authoritative store: the SQLite file, or PostgreSQL itself
+    /// (which holds every acknowledged event even when the collector died before its replica caught up).
+    pub fn stored_message_ids(&self) -> std::collections::HashSet<String> {
+        if e2e_on_postgres() {
+            let mut pg = postgres::Client::connect(&database_of(self.dir()), postgres::NoTls).expect("the test database");
+            return pg.query("SELECT message_id FROM events", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+        }
+        self.db().prepare("SELECT message_id FROM events").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
     }
 
     /// Fails the test unless `/healthz` answers 200: the server survived whatever came before.
@@ -391,9 +435,18 @@ impl Collector {
         }
     }
 
-    /// Everything stored on disk (database file and its WAL), for byte searches after a clean stop.
+    /// Everything stored on disk (database file and its WAL), for byte searches after a clean stop. On PostgreSQL
+    /// also every row of the shared database, as text.
     pub fn database_bytes(&self) -> Vec<u8> {
         let mut bytes = Vec::new();
+        if e2e_on_postgres() {
+            let mut pg = postgres::Client::connect(&database_of(self.dir()), postgres::NoTls).expect("the test database");
+            for table in ["events", "quarantine", "message_ids", "ops"] {
+                for row in pg.query(&format!("SELECT t::text FROM {table} t"), &[]).unwrap() {
+                    bytes.extend(row.get::<_, String>(0).into_bytes());
+                }
+            }
+        }
         for suffix in ["", "-wal", "-shm"] {
             if let Ok(b) = std::fs::read(format!("{}{suffix}", self.db_path().display())) {
                 bytes.extend(b);
@@ -401,6 +454,46 @@ impl Collector {
         }
         bytes
     }
+}
+
+/// The pseudonymisation key of collectors on PostgreSQL (collectors sharing a database must share it).
+pub const TEST_HMAC_KEY: &str = "e2e-test-hmac-key-0123456789abcdef";
+
+/// Whether this run puts every collector on PostgreSQL (`FOOTPRINT_E2E_STORE=postgres`).
+pub fn e2e_on_postgres() -> bool {
+    match std::env::var("FOOTPRINT_E2E_STORE").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("FOOTPRINT_E2E_STORE is postgres or sqlite, not {other:?}"),
+    }
+}
+
+/// The URL of a fresh database on the test server (`FOOTPRINT_TEST_DATABASE_URL`, which `cargo xtask test` starts),
+/// or `None` when there is none; under CI a missing server fails instead.
+pub fn fresh_database() -> Option<String> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let Ok(url) = std::env::var("FOOTPRINT_TEST_DATABASE_URL") else {
+        assert!(std::env::var_os("CI").is_none(), "CI runs the PostgreSQL tests: set FOOTPRINT_TEST_DATABASE_URL (cargo xtask test does)");
+        return None;
+    };
+    let name = format!("fp_e2e_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("the test server answers");
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap_or_else(|e| panic!("create {name}: {e}"));
+    let (base, _) = url.rsplit_once('/').expect("a URL with a database name");
+    Some(format!("{base}/{name}"))
+}
+
+/// The database of the collector whose directory is `dir`: made on first use, remembered in the directory.
+fn database_of(dir: &Path) -> String {
+    let file = dir.join("database_url");
+    if let Ok(url) = std::fs::read_to_string(&file) {
+        return url;
+    }
+    let url = fresh_database().expect("FOOTPRINT_E2E_STORE=postgres needs FOOTPRINT_TEST_DATABASE_URL");
+    std::fs::write(&file, &url).unwrap();
+    url
 }
 
 /// Percent-encodes a query value.

@@ -44,7 +44,7 @@ fn load(c: &Collector, stop: &AtomicBool, threads: usize) -> HashSet<String> {
 }
 
 fn stored_ids(c: &Collector) -> HashSet<String> {
-    c.db().prepare("SELECT message_id FROM events").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    c.stored_message_ids()
 }
 
 #[test]

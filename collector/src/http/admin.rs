@@ -25,6 +25,7 @@ pub async fn handle(req: Request<Incoming>, state: &Arc<AppState>) -> Response<B
         (&Method::POST, "/erase") => profiles::erase(req, state).await,
         (&Method::GET, p) if p.starts_with("/stats/") => super::stats::stats(p, req.uri().query(), state).await,
         (&Method::GET, "/quarantine") => super::stats::quarantine(req.uri().query(), state).await,
+        (&Method::POST, "/sync") => super::stats::sync(state).await,
         (&Method::GET, "/consent-ledger") => super::stats::consent_ledger(req.uri().query(), state).await,
         _ => reply::not_found(req.uri().path()),
     }

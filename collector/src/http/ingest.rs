@@ -254,7 +254,7 @@ fn message_id_or_empty(event: &str) -> String {
 async fn quarantine_body(state: &AppState, site: Option<Arc<Site>>, refusal: &Refusal, body: &[u8], received_at_ms: i64) -> Response<Body> {
     if let Some(site) = site {
         let payload = crate::pseudonymise::redact_emails(&String::from_utf8_lossy(body), &state.pseudonymizer);
-        let row = QuarantinedEvent { site: site.id.clone(), received_at: received_at_ms, message_id: None, code: refusal.code, reason: refusal.message.clone(), payload };
+        let row = QuarantinedEvent { site: site.id.clone(), received_at: received_at_ms, message_id: None, code: refusal.code, reason: refusal.message.clone(), payload, shared_id: None };
         if let Err(error) = state.writer.submit(vec![], vec![row]).await {
             return reply::refusal(&submit_refusal(&error), vec![]);
         }

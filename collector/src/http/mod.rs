@@ -20,8 +20,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use reply::Body;
-use std::collections::{HashMap, HashSet};
-use std::sync::RwLock;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,7 +53,9 @@ pub struct AppState {
     /// Ingest requests in progress at most (see `MAX_INGEST_IN_FLIGHT`).
     pub ingest_slots: Semaphore,
     /// Erased identifiers: (site, kind, keyed hash of the stored value). Loaded at start, added to by erasure.
-    pub suppressions: RwLock<HashSet<(String, String, String)>>,
+    pub suppressions: crate::store::shared::Suppressions,
+    /// The shared PostgreSQL database, when this collector is one of several (readiness checks it).
+    pub shared_database: Option<String>,
 }
 
 /// A configured site, ready for lookups.
@@ -70,7 +71,8 @@ impl Site {
 }
 
 impl AppState {
-    pub fn new(config: Config, writer: Writer, metrics: Arc<Metrics>, db_path: PathBuf, pseudonymizer: Pseudonymizer, suppressions: HashSet<(String, String, String)>) -> AppState {
+    pub fn new(config: Config, writer: Writer, metrics: Arc<Metrics>, db_path: PathBuf, pseudonymizer: Pseudonymizer, suppressions: crate::store::shared::Suppressions) -> AppState {
+        let shared_database = config.database_url.clone().filter(|url| is_postgres_url(url));
         let sites_by_key = config
             .sites
             .iter()
@@ -88,13 +90,27 @@ impl AppState {
             pseudonymizer,
             salts: SaltBook::default(),
             ingest_slots: Semaphore::new(MAX_INGEST_IN_FLIGHT),
-            suppressions: RwLock::new(suppressions),
+            suppressions,
+            shared_database,
+        }
+    }
+
+    /// With several collectors, brings this one's replica up to date with the shared log before an admin read, so
+    /// the read sees every event acknowledged (by any collector) before it. The embedded store's reads are
+    /// current already. When the shared database cannot be reached the read goes on with what the replica has.
+    pub async fn catch_up(&self) {
+        if self.shared_database.is_none() {
+            return;
+        }
+        match self.writer.exclusive(|store| store.flush()).await {
+            Ok(Ok(())) | Err(_) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "replica not brought up to date before a read; answering from what it has"),
         }
     }
 
     /// The suppression key of an identifier: never the value itself.
     pub fn suppression_hash(&self, id: &Identifier) -> String {
-        self.pseudonymizer.hash(&format!("suppress:{}", id.kind.as_string()), &id.value)
+        crate::pseudonymise::suppression_hash(&self.pseudonymizer, id)
     }
 
     /// Whether the identifier belongs to an erased person: its suppression key under the current key, or — for
@@ -176,14 +192,25 @@ async fn route(req: Request<Incoming>, state: &Arc<AppState>, peer: SocketAddr) 
     }
 }
 
-/// Ready when the database answers and the writer's queue has room.
+/// Whether a `database_url` names a PostgreSQL server (the shared store) rather than the embedded file.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Ready when the database answers (the shared one too, with several collectors) and the writer's queue has room.
 async fn readyz(state: &AppState) -> Response<Body> {
     let path = state.db_path.clone();
-    let db = tokio::task::spawn_blocking(move || SqliteReader::open(&path).and_then(|r| r.ping())).await;
+    let shared = state.shared_database.clone();
+    let db = tokio::task::spawn_blocking(move || {
+        SqliteReader::open(&path).and_then(|r| r.ping())?;
+        shared.as_deref().map_or(Ok(()), crate::store::ping_shared_database)
+    })
+    .await;
+    let storage = if state.shared_database.is_some() { "postgresql" } else { "sqlite" };
     let queue_bytes = state.metrics.queue_bytes.load(Relaxed);
     let queue_full = queue_bytes as usize >= state.config.queue_capacity_bytes;
     match db {
-        Ok(Ok(())) if !queue_full => reply::json(StatusCode::OK, &serde_json::json!({"status": "ready", "storage": "sqlite", "queue_bytes": queue_bytes})),
+        Ok(Ok(())) if !queue_full => reply::json(StatusCode::OK, &serde_json::json!({"status": "ready", "storage": storage, "queue_bytes": queue_bytes})),
         Ok(Ok(())) => reply::refusal(&reply::Refusal::unavailable("queue_full", "the write queue is full", 1), vec![]),
         Ok(Err(error)) => reply::refusal(&reply::Refusal::unavailable("storage_unavailable", format!("storage does not answer: {error}"), 5), vec![]),
         Err(_) => reply::refusal(&reply::Refusal::unavailable("storage_unavailable", "storage check failed", 5), vec![]),

@@ -31,6 +31,7 @@ async fn read<T: Send + 'static>(state: &AppState, f: impl FnOnce(&SqliteReader)
     thread_local! {
         static READER: std::cell::RefCell<Option<(std::path::PathBuf, SqliteReader)>> = const { std::cell::RefCell::new(None) };
     }
+    state.catch_up().await;
     let path = state.db_path.clone();
     tokio::task::spawn_blocking(move || {
         READER.with(|cell| {

@@ -63,6 +63,16 @@ pub async fn stats(path: &str, query: Option<&str>, state: &AppState) -> Respons
     .await
 }
 
+/// `POST /admin/v1/sync`: brings the derived tables (stats; with several collectors, the whole replica) up to
+/// date with every acknowledged event, then answers. For scripts that read the database files right after a load.
+pub async fn sync(state: &AppState) -> Response<Body> {
+    match state.writer.exclusive(|store| store.flush()).await {
+        Ok(Ok(())) => reply::json(StatusCode::OK, &json!({ "status": "current" })),
+        Ok(Err(error)) => reply::refusal(&Refusal::unavailable("storage_unavailable", format!("could not bring the derived tables up to date: {error}"), 5), vec![]),
+        Err(_) => reply::refusal(&Refusal::unavailable("shutting_down", "the collector is shutting down", 2), vec![]),
+    }
+}
+
 /// `GET /admin/v1/quarantine?site=…[&from=…&to=…&tz=…][&samples=N]`: failed events by reason code.
 pub async fn quarantine(query: Option<&str>, state: &AppState) -> Response<Body> {
     let query = query.unwrap_or("");
@@ -82,6 +92,7 @@ pub async fn quarantine(query: Option<&str>, state: &AppState) -> Response<Body>
     if let Some(refused) = unknown_site(&q.site, state) {
         return refused;
     }
+    state.catch_up().await;
     let db = state.db_path.clone();
     run(move || {
         let conn = queries::open_reader(&db)?;
@@ -106,6 +117,7 @@ pub async fn consent_ledger(query: Option<&str>, state: &AppState) -> Response<B
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return bad_param(e),
         _ => return bad_param(ParamError { code: "invalid_limit", message: "limit is 1 to 500".into() }),
     };
+    state.catch_up().await;
     let db = state.db_path.clone();
     run(move || {
         let conn = queries::open_reader(&db)?;

@@ -5,9 +5,11 @@ mod identity;
 mod postgres;
 mod privacy;
 pub mod profiles;
+pub mod shared;
 pub mod sqlite;
 
 pub use identity::UnmergeError;
+pub use postgres::ping as ping_shared_database;
 pub use privacy::{ErasureReport, ErasureRequest};
 pub mod stats;
 
@@ -73,6 +75,8 @@ pub struct StoredEvent {
     pub identity: Option<IdentityInput>,
     /// Set when the event records a consent change (appended to the consent ledger).
     pub consent_change: Option<ConsentChange>,
+    /// The event's id in the shared store, when this row is a replica's copy of it (store/shared.rs).
+    pub shared_id: Option<i64>,
 }
 
 /// The identity side of an event: its identifiers (email and phone already hashed) and the traits it sets.
@@ -147,11 +151,13 @@ pub struct QuarantinedEvent {
     pub reason: String,
     /// The event's JSON text as received (or the start of an unparseable body).
     pub payload: String,
+    /// Its id in the shared store, when this row is a replica's copy of it (store/shared.rs).
+    pub shared_id: Option<i64>,
 }
 
 impl QuarantinedEvent {
     pub fn new(site: Arc<str>, received_at: i64, message_id: Option<String>, code: RejectCode, reason: String, payload: String) -> Self {
-        QuarantinedEvent { site, received_at, message_id, code: code.as_str(), reason, payload }
+        QuarantinedEvent { site, received_at, message_id, code: code.as_str(), reason, payload, shared_id: None }
     }
 }
 
@@ -159,13 +165,14 @@ impl QuarantinedEvent {
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[cfg_attr(not(test), allow(dead_code))]
     #[error("database error: {0}")]
     Postgres(::postgres::Error),
     /// A store that cannot be reached at all (a networked database; the writer's tests).
-    #[cfg_attr(not(test), allow(dead_code))]
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// A stored value that does not decode (the shared log's JSON columns).
+    #[error("stored data does not decode: {0}")]
+    Corrupt(String),
     #[error("cannot prepare the data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
 }

@@ -1,9 +1,7 @@
-//! The shared store for several collectors: PostgreSQL (DESIGN.md §6, issue 7). This is its first part, the event
-//! log: events, quarantined events and consent-ledger entries committed by group, with `messageId` deduplication
-//! decided by the database, so two collectors sharing it never store one event twice. Identity resolution, the
-//! stats and the admin reads are not on PostgreSQL yet; until they are, `footprint serve` refuses a
-//! `database_url` (main.rs), and only the tests use this module.
-#![cfg_attr(not(test), allow(dead_code))]
+//! The shared log on PostgreSQL (DESIGN.md §6, issue 7): events, quarantined events and shared operations
+//! (erasure, unmerge), committed by group with `messageId` deduplication decided by the database, so collectors
+//! sharing it never store one event twice; and reading that log back in one order every collector agrees on
+//! (`pull`), which is what each collector's replica (store/shared.rs) applies.
 
 use super::{QuarantinedEvent, StoreError, StoredEvent};
 use postgres::binary_copy::BinaryCopyInWriter;
@@ -12,8 +10,9 @@ use postgres::{Client, NoTls};
 use std::collections::HashSet;
 
 /// Schema migrations, applied in order at start under an advisory lock (collectors starting together take turns).
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
     "CREATE TABLE events (
         id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         site TEXT NOT NULL,
@@ -86,34 +85,197 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         message_id TEXT
     );
     CREATE INDEX consent_ledger_site ON consent_ledger (site, id);",
-)];
+    ),
+    (
+        2,
+        "-- The log's order: the writing transaction's id. Every collector reads the log in (tx, id) order, and only
+    -- below the oldest transaction still running (pg_snapshot_xmin), where it is final (see `pull`).
+    ALTER TABLE events ADD COLUMN tx BIGINT NOT NULL DEFAULT (pg_current_xact_id()::text::bigint);
+    -- What identity resolution and the consent ledger need (the replicas derive both): the event's identifiers
+    -- (e-mail and phone as keyed hashes), primary identifier and traits; its consent change. JSON text.
+    ALTER TABLE events ADD COLUMN identity TEXT;
+    ALTER TABLE events ADD COLUMN consent_change TEXT;
+    CREATE INDEX events_tx ON events (tx, id);
+    ALTER TABLE quarantine ADD COLUMN tx BIGINT NOT NULL DEFAULT (pg_current_xact_id()::text::bigint);
+    CREATE INDEX quarantine_tx ON quarantine (tx, id);
+    -- Operations every replica applies at their place in the log: erasures, unmerges (JSON, see shared.rs).
+    CREATE TABLE ops (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        tx BIGINT NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),
+        at BIGINT NOT NULL,
+        payload TEXT NOT NULL
+    );
+    CREATE INDEX ops_tx ON ops (tx, id);
+    -- The ledger is derived from the events by each replica.
+    DROP TABLE consent_ledger;",
+    ),
+];
 
 /// Any number that names our migration lock among a database's advisory locks.
 const MIGRATION_LOCK: i64 = 0x466f_6f74_7072_696e;
 
 const EVENT_COLUMNS: &str = "site, message_id, type, name, category, anonymous_id, user_id, previous_id, group_id, timestamp,
     original_timestamp, sent_at, received_at, flags, url, path, title, referrer, referrer_host, utm_source, utm_medium, utm_campaign,
-    utm_term, utm_content, ip, browser, os, device, properties, traits, context, integrations, visitor, session_id, consent";
+    utm_term, utm_content, ip, browser, os, device, properties, traits, context, integrations, visitor, session_id, consent,
+    identity, consent_change";
 
-/// The event log on PostgreSQL (see the module's note).
+/// The shared log on PostgreSQL (see the module's note).
 pub struct PgEventLog {
     client: Client,
+    url: String,
+}
+
+/// A stretch of the log: every row with a position in `[from, next)`, in log order. `final_below` is where the
+/// log was final when it was read (the reader has caught up when `next` reached it).
+#[derive(Default)]
+pub struct Pulled {
+    pub events: Vec<(i64, StoredEvent)>,
+    pub quarantine: Vec<(i64, QuarantinedEvent)>,
+    /// (position, id, at, payload)
+    pub ops: Vec<(i64, i64, i64, String)>,
+    pub next: i64,
+    pub final_below: i64,
+}
+
+/// Succeeds when the server at `url` answers a query (readiness checks).
+pub fn ping(url: &str) -> Result<(), StoreError> {
+    connect(url)?.query_one("SELECT 1", &[]).map_err(database)?;
+    Ok(())
+}
+
+/// Connects with a bounded wait, so an unreachable server fails a group (503) instead of hanging the writer.
+fn connect(url: &str) -> Result<Client, StoreError> {
+    let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| StoreError::Unavailable(format!("invalid database URL: {e}")))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(2));
+    }
+    config.connect(NoTls).map_err(unavailable)
 }
 
 impl PgEventLog {
     /// Connects and applies pending migrations.
     pub fn connect(url: &str) -> Result<PgEventLog, StoreError> {
-        let mut client = Client::connect(url, NoTls).map_err(unavailable)?;
+        let mut client = connect(url)?;
         migrate(&mut client)?;
-        Ok(PgEventLog { client })
+        Ok(PgEventLog { client, url: url.to_owned() })
     }
+
+    /// The connection, opened again first when the server had closed it (a restart): the writer's next group after
+    /// an outage goes through without anyone's help.
+    fn client(&mut self) -> Result<&mut Client, StoreError> {
+        if self.client.is_closed() {
+            self.client = connect(&self.url)?;
+            tracing::info!("reconnected to PostgreSQL");
+        }
+        Ok(&mut self.client)
+    }
+
+    /// Names the database for a replica: the server's system identifier and the database name (a replica refuses
+    /// to follow another database than the one it was built from).
+    pub fn source_name(&mut self) -> Result<String, StoreError> {
+        let row = self.client()?.query_one("SELECT (SELECT system_identifier::text FROM pg_control_system()) || '/' || current_database()", &[]).map_err(database)?;
+        Ok(row.get(0))
+    }
+
+    /// The log position below which everything is final: the oldest transaction still running (or the next one).
+    pub fn final_below(&mut self) -> Result<i64, StoreError> {
+        let row = self.client()?.query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint", &[]).map_err(database)?;
+        Ok(row.get(0))
+    }
+
+    /// Reads the log from position `from` on: about `max_events` events (whole transactions), or up to where it is
+    /// final. Every row of a transaction below [`PgEventLog::final_below`] is committed (or gone for good), and a
+    /// transaction that writes later gets a higher id, so reading `[from, next)` in (tx, id) order gives every
+    /// collector the same rows in the same order, once.
+    pub fn pull(&mut self, from: i64, max_events: i64) -> Result<Pulled, StoreError> {
+        let final_below = self.final_below()?;
+        if final_below <= from {
+            return Ok(Pulled { next: from, final_below, ..Default::default() });
+        }
+        let client = self.client()?;
+        let cut = client
+            .query_opt("SELECT tx FROM events WHERE tx >= $1 AND tx < $2 ORDER BY tx, id OFFSET $3 LIMIT 1", &[&from, &final_below, &max_events])
+            .map_err(database)?;
+        // Whole transactions only: stop before the one the cut falls in (unless it is the first).
+        let next = match cut {
+            Some(row) => row.get::<_, i64>(0).max(from + 1),
+            None => final_below,
+        };
+        let mut pulled = Pulled { next, final_below, ..Default::default() };
+        let sql = format!("SELECT tx, id, {EVENT_COLUMNS} FROM events WHERE tx >= $1 AND tx < $2 ORDER BY tx, id");
+        for row in client.query(&sql, &[&from, &next]).map_err(database)? {
+            pulled.events.push((row.get(0), event_from_row(&row)?));
+        }
+        let rows = client
+            .query("SELECT tx, id, site, received_at, message_id, code, reason, payload FROM quarantine WHERE tx >= $1 AND tx < $2 ORDER BY tx, id", &[&from, &next])
+            .map_err(database)?;
+        for row in rows {
+            let code: String = row.get(5);
+            pulled.quarantine.push((
+                row.get(0),
+                QuarantinedEvent {
+                    shared_id: Some(row.get(1)),
+                    site: row.get::<_, String>(2).into(),
+                    received_at: row.get(3),
+                    message_id: row.get(4),
+                    code: intern_code(code),
+                    reason: row.get(6),
+                    payload: row.get(7),
+                },
+            ));
+        }
+        for row in client.query("SELECT tx, id, at, payload FROM ops WHERE tx >= $1 AND tx < $2 ORDER BY tx, id", &[&from, &next]).map_err(database)? {
+            pulled.ops.push((row.get(0), row.get(1), row.get(2), row.get(3)));
+        }
+        Ok(pulled)
+    }
+
+    /// Appends an operation for every replica; returns its id.
+    pub fn append_op(&mut self, at: i64, payload: &str) -> Result<i64, StoreError> {
+        let row = self.client()?.query_one("INSERT INTO ops (at, payload) VALUES ($1, $2) RETURNING id", &[&at, &payload]).map_err(database)?;
+        Ok(row.get(0))
+    }
+
+    /// Deletes events and quarantined events by id (an erasure's findings), and appends `op` (when given) in the
+    /// same transaction.
+    pub fn delete_rows(&mut self, events: &[i64], quarantine: &[i64], op: Option<(i64, &str)>) -> Result<(), StoreError> {
+        let mut tx = self.client()?.transaction().map_err(database)?;
+        tx.execute("DELETE FROM events WHERE id = ANY($1)", &[&events]).map_err(database)?;
+        tx.execute("DELETE FROM quarantine WHERE id = ANY($1)", &[&quarantine]).map_err(database)?;
+        if let Some((at, payload)) = op {
+            tx.execute("INSERT INTO ops (at, payload) VALUES ($1, $2)", &[&at, &payload]).map_err(database)?;
+        }
+        tx.commit().map_err(database)
+    }
+
+    /// Retention: deletes up to `limit` events of `site` from before `cutoff_ms` (event time), quarantined events
+    /// received before it, and messageIds claimed before `dedupe_cutoff_ms`. Returns how many rows went.
+    pub fn delete_older_than(&mut self, site: &str, cutoff_ms: i64, dedupe_cutoff_ms: i64, limit: i64) -> Result<usize, StoreError> {
+        let day = cutoff_ms.div_euclid(86_400_000);
+        let mut tx = self.client()?.transaction().map_err(database)?;
+        let mut deleted = tx
+            .execute(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE site = $1 AND (timestamp / 86400000) <= $2 AND timestamp < $3 LIMIT $4)",
+                &[&site, &day, &cutoff_ms, &limit],
+            )
+            .map_err(database)?;
+        deleted += tx
+            .execute("DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine WHERE site = $1 AND received_at < $2 LIMIT $3)", &[&site, &cutoff_ms, &limit])
+            .map_err(database)?;
+        deleted += tx
+            .execute("DELETE FROM message_ids WHERE (site, message_id) IN (SELECT site, message_id FROM message_ids WHERE site = $1 AND received_at < $2 LIMIT $3)", &[&site, &dedupe_cutoff_ms, &limit])
+            .map_err(database)?;
+        tx.commit().map_err(database)?;
+        Ok(deleted as usize)
+    }
+
 
     /// Stores a group in one transaction (durable when it returns: `synchronous_commit` is on). Returns the
     /// positions of the events not stored because their messageId was already stored for their site, by this
     /// collector or another one, or earlier in the same group (what `EventStore::commit` returns). Quarantined
     /// events are always stored.
     pub fn commit(&mut self, events: &[StoredEvent], quarantine: &[QuarantinedEvent]) -> Result<Vec<usize>, StoreError> {
-        let mut tx = self.client.transaction().map_err(database)?;
+        let mut tx = self.client()?.transaction().map_err(database)?;
         // The group's messageIds claimed in one statement; what comes back is new. Concurrent transactions
         // claiming the same id wait for each other on the primary key, so exactly one of them gets it. Claimed in
         // key order, so two groups sharing ids lock them in the same order and never deadlock.
@@ -142,16 +304,6 @@ impl PgEventLog {
             .map(|e| claimed.contains(&(e.site.to_string(), e.message_id.clone())) && taken.insert((&*e.site, e.message_id.as_str())))
             .collect();
         copy_events(&mut tx, events.iter().zip(&stored).filter(|(_, s)| **s).map(|(e, _)| e))?;
-        for e in events.iter().zip(&stored).filter(|(_, s)| **s).map(|(e, _)| e) {
-            if let Some(change) = &e.consent_change {
-                tx.execute(
-                    "INSERT INTO consent_ledger (site, at, profile_id, visitor, categories, source, policy_version, message_id)
-                     VALUES ($1, $2, NULL, $3, $4, $5, $6, $7)",
-                    &[&&*e.site, &e.timestamp, &e.visitor, &change.categories, &change.source, &change.policy_version, &e.message_id],
-                )
-                .map_err(database)?;
-            }
-        }
         if !quarantine.is_empty() {
             let sink = tx.copy_in("COPY quarantine (site, received_at, message_id, code, reason, payload) FROM STDIN BINARY").map_err(database)?;
             let mut writer = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT]);
@@ -166,7 +318,7 @@ impl PgEventLog {
 
     /// Calls `each(site, message_id, received_at)` for every messageId claimed at or after `since_ms`.
     pub fn for_each_recent_message_id(&mut self, since_ms: i64, each: &mut dyn FnMut(&str, &str, i64)) -> Result<(), StoreError> {
-        for row in self.client.query("SELECT site, message_id, received_at FROM message_ids WHERE received_at >= $1", &[&since_ms]).map_err(database)? {
+        for row in self.client()?.query("SELECT site, message_id, received_at FROM message_ids WHERE received_at >= $1", &[&since_ms]).map_err(database)? {
             each(row.get(0), row.get(1), row.get(2));
         }
         Ok(())
@@ -179,22 +331,126 @@ fn copy_events<'a>(tx: &mut postgres::Transaction<'_>, events: impl Iterator<Ite
     let (text, int) = (Type::TEXT, Type::INT8);
     let types = [
         &text, &text, &text, &text, &text, &text, &text, &text, &text, &int, &int, &int, &int, &int, &text, &text, &text, &text, &text, &text, &text, &text,
-        &text, &text, &text, &text, &text, &text, &text, &text, &text, &text, &text, &text, &int,
+        &text, &text, &text, &text, &text, &text, &text, &text, &text, &text, &text, &text, &int, &text, &text,
     ]
     .map(Clone::clone);
     let mut writer = BinaryCopyInWriter::new(sink, &types);
     for e in events {
         let kind = e.kind.map(|k| k.as_str()).unwrap_or("");
-        let row: [&(dyn ToSql + Sync); 35] = [
+        let (identity, consent_change) = (e.identity.as_ref().map(encode_identity), e.consent_change.as_ref().map(encode_consent_change));
+        let row: [&(dyn ToSql + Sync); 37] = [
             &&*e.site, &e.message_id, &kind, &e.name, &e.category, &e.anonymous_id, &e.user_id, &e.previous_id, &e.group_id, &e.timestamp,
             &e.original_timestamp, &e.sent_at, &e.received_at, &e.flags, &e.url, &e.path, &e.title, &e.referrer, &e.referrer_host,
             &e.utm_source, &e.utm_medium, &e.utm_campaign, &e.utm_term, &e.utm_content, &e.ip, &e.browser, &e.os, &e.device,
-            &e.properties, &e.traits, &e.context, &e.integrations, &e.visitor, &e.session_id, &e.consent,
+            &e.properties, &e.traits, &e.context, &e.integrations, &e.visitor, &e.session_id, &e.consent, &identity, &consent_change,
         ];
         writer.write(&row).map_err(database)?;
     }
     writer.finish().map_err(database)?;
     Ok(())
+}
+
+/// A reason code read back, as the `'static` string quarantined events carry. Codes are ours (a short fixed
+/// list), so the interned set stays small.
+fn intern_code(code: String) -> &'static str {
+    static CODES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut codes = CODES.lock().expect("codes");
+    if let Some(known) = codes.iter().find(|c| **c == code) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(code.into_boxed_str());
+    codes.push(leaked);
+    leaked
+}
+
+/// An event as the log holds it (columns `tx, id, EVENT_COLUMNS`).
+fn event_from_row(row: &postgres::Row) -> Result<StoredEvent, StoreError> {
+    let kind: String = row.get(4);
+    let device: Option<String> = row.get(29);
+    let identity: Option<String> = row.get(37);
+    let consent_change: Option<String> = row.get(38);
+    Ok(StoredEvent {
+        shared_id: Some(row.get(1)),
+        site: row.get::<_, String>(2).into(),
+        message_id: row.get(3),
+        kind: footprint_core::CallKind::parse(&kind),
+        name: row.get(5),
+        category: row.get(6),
+        anonymous_id: row.get(7),
+        user_id: row.get(8),
+        previous_id: row.get(9),
+        group_id: row.get(10),
+        timestamp: row.get(11),
+        original_timestamp: row.get(12),
+        sent_at: row.get(13),
+        received_at: row.get(14),
+        flags: row.get(15),
+        url: row.get(16),
+        path: row.get(17),
+        title: row.get(18),
+        referrer: row.get(19),
+        referrer_host: row.get(20),
+        utm_source: row.get(21),
+        utm_medium: row.get(22),
+        utm_campaign: row.get(23),
+        utm_term: row.get(24),
+        utm_content: row.get(25),
+        ip: row.get(26),
+        browser: row.get(27),
+        os: row.get(28),
+        device: device.as_deref().map(crate::enrich::device_name),
+        properties: row.get(30),
+        traits: row.get(31),
+        context: row.get(32),
+        integrations: row.get(33),
+        visitor: row.get(34),
+        session_id: row.get(35),
+        consent: row.get(36),
+        identity: identity.as_deref().map(decode_identity).transpose()?,
+        consent_change: consent_change.as_deref().map(decode_consent_change).transpose()?,
+    })
+}
+
+/// The `identity` column: `{"ids": [[kind, value], …], "primary": [kind, value] | null, "traits": "{…}" | null}`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct IdentityColumn {
+    ids: Vec<(String, String)>,
+    primary: Option<(String, String)>,
+    traits: Option<String>,
+}
+
+pub(super) fn encode_identity(input: &super::IdentityInput) -> String {
+    let pair = |id: &crate::identity::Identifier| (id.kind.as_string(), id.value.clone());
+    let column = IdentityColumn { ids: input.identifiers.iter().map(pair).collect(), primary: input.primary.as_ref().map(pair), traits: input.traits.clone() };
+    serde_json::to_string(&column).expect("plain data serialises")
+}
+
+fn decode_identity(text: &str) -> Result<super::IdentityInput, StoreError> {
+    use crate::identity::{IdKind, Identifier};
+    let column: IdentityColumn = serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("identity column: {e}")))?;
+    let identifier = |(kind, value): (String, String)| IdKind::parse(&kind).map(|k| Identifier::new(k, value)).ok_or_else(|| StoreError::Corrupt(format!("identifier kind {kind:?}")));
+    Ok(super::IdentityInput {
+        identifiers: column.ids.into_iter().map(identifier).collect::<Result<_, _>>()?,
+        primary: column.primary.map(identifier).transpose()?,
+        traits: column.traits,
+    })
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ConsentChangeColumn {
+    categories: i64,
+    source: String,
+    policy_version: Option<String>,
+}
+
+fn encode_consent_change(change: &super::ConsentChange) -> String {
+    let column = ConsentChangeColumn { categories: change.categories, source: change.source.clone(), policy_version: change.policy_version.clone() };
+    serde_json::to_string(&column).expect("plain data serialises")
+}
+
+fn decode_consent_change(text: &str) -> Result<super::ConsentChange, StoreError> {
+    let c: ConsentChangeColumn = serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("consent_change column: {e}")))?;
+    Ok(super::ConsentChange { categories: c.categories, source: c.source, policy_version: c.policy_version })
 }
 
 fn migrate(client: &mut Client) -> Result<(), StoreError> {

@@ -31,6 +31,12 @@ pub struct ErasureReport {
     /// (site, kind, hash) suppression entries added; refused from now on.
     #[serde(skip)]
     pub suppressions: Vec<(String, String, String)>,
+    /// The shared-store ids of the events and quarantined events deleted (a replica of PostgreSQL deletes them
+    /// there too; store/shared.rs).
+    #[serde(skip)]
+    pub shared_events: Vec<i64>,
+    #[serde(skip)]
+    pub shared_quarantine: Vec<i64>,
 }
 
 impl ErasureReport {
@@ -43,6 +49,8 @@ impl ErasureReport {
         self.quarantined += other.quarantined;
         self.ledger_entries += other.ledger_entries;
         self.suppressions.extend(other.suppressions);
+        self.shared_events.extend(other.shared_events);
+        self.shared_quarantine.extend(other.shared_quarantine);
     }
 }
 
@@ -84,7 +92,7 @@ pub(super) fn erase(conn: &mut Connection, cache: &mut IdentityCache, request: &
             let each = |sql: &str| -> rusqlite::Result<usize> { tx.execute(&sql.replace("{in}", &in_list), params_from_iter(&profiles)) };
             // Every event of the person: the links filed up to the watermark (erasure runs after a flush, so that
             // is all of them) and, to be sure, any newer row by its own profile column.
-            report.events += tx.execute(&format!("DELETE FROM events WHERE id IN ({})", super::sqlite::PERSON_EVENT_IDS), [root])?;
+            report.events += delete_returning(&tx, &format!("DELETE FROM events WHERE id IN ({}) RETURNING shared_id", super::sqlite::PERSON_EVENT_IDS), params![root], &mut report.shared_events)?;
             each("DELETE FROM profile_events WHERE profile_id IN ({in})")?;
             report.ledger_entries += each("DELETE FROM consent_ledger WHERE profile_id IN ({in})")?;
             tx.execute(
@@ -111,10 +119,15 @@ pub(super) fn erase(conn: &mut Connection, cache: &mut IdentityCache, request: &
                 .collect::<Result<_, _>>()?;
             for (event, anonymous_id, user_id) in &unfiled {
                 // Every entry of the event goes with it: its other raw ID too.
-                report.events += delete_event(&tx, site, *event, None, anonymous_id.as_deref(), user_id.as_deref())?;
+                report.events += delete_event(&tx, site, *event, None, anonymous_id.as_deref(), user_id.as_deref(), &mut report.shared_events)?;
             }
             for neighbour in &neighbours {
-                report.events += tx.execute(&format!("DELETE FROM events WHERE id IN ({}) AND {column} = ?2", super::sqlite::PERSON_EVENT_IDS), params![neighbour, id.value])?;
+                report.events += delete_returning(
+                    &tx,
+                    &format!("DELETE FROM events WHERE id IN ({}) AND {column} = ?2 RETURNING shared_id", super::sqlite::PERSON_EVENT_IDS),
+                    params![neighbour, id.value],
+                    &mut report.shared_events,
+                )?;
             }
             let visitor = format!("{prefix}{}", id.value);
             report.ledger_entries += tx.execute("DELETE FROM consent_ledger WHERE site = ?1 AND visitor = ?2", params![site, visitor])?;
@@ -124,7 +137,7 @@ pub(super) fn erase(conn: &mut Connection, cache: &mut IdentityCache, request: &
         }
         let needles: Vec<&str> = identifiers.iter().filter(|i| !i.kind.is_hashed()).map(|i| i.value.as_str()).chain(request.raw_values.iter().map(String::as_str)).filter(|v| v.len() >= 3).collect();
         for needle in needles {
-            report.quarantined += tx.execute("DELETE FROM quarantine WHERE site = ?1 AND instr(payload, ?2) > 0", params![site, needle])?;
+            report.quarantined += delete_returning(&tx, "DELETE FROM quarantine WHERE site = ?1 AND instr(payload, ?2) > 0 RETURNING shared_id", params![site, needle], &mut report.shared_quarantine)?;
         }
         for id in &identifiers {
             let entry = (site.clone(), id.kind.as_string(), suppression_hash(id));
@@ -147,8 +160,9 @@ pub(super) fn delete_older_than(conn: &Connection, site: &str, cutoff_ms: i64, l
         .prepare_cached("SELECT id, profile_id, anonymous_id, user_id FROM events WHERE site = ?2 AND timestamp / 86400000 <= ?4 AND timestamp < ?1 LIMIT ?3")?
         .query_map(params![cutoff_ms, site, limit as i64, cutoff_ms.div_euclid(86_400_000)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<Result<_, _>>()?;
+    let mut shared = Vec::new();
     for (id, profile, anonymous_id, user_id) in &old {
-        delete_event(conn, site, *id, *profile, anonymous_id.as_deref(), user_id.as_deref())?;
+        delete_event(conn, site, *id, *profile, anonymous_id.as_deref(), user_id.as_deref(), &mut shared)?;
     }
     let events = old.len();
     let quarantined = conn.execute(
@@ -159,9 +173,9 @@ pub(super) fn delete_older_than(conn: &Connection, site: &str, cutoff_ms: i64, l
 }
 
 /// Deletes one event and its entry in the person indexes: its `profile_events` link, or (filed under no profile)
-/// its `unfiled_events` entries by raw ID. Returns how many events it deleted.
-fn delete_event(conn: &Connection, site: &str, id: i64, profile: Option<i64>, anonymous_id: Option<&str>, user_id: Option<&str>) -> rusqlite::Result<usize> {
-    let deleted = conn.prepare_cached("DELETE FROM events WHERE id = ?1")?.execute([id])?;
+/// its `unfiled_events` entries by raw ID. Returns how many events it deleted; adds its shared id to `shared`.
+fn delete_event(conn: &Connection, site: &str, id: i64, profile: Option<i64>, anonymous_id: Option<&str>, user_id: Option<&str>, shared: &mut Vec<i64>) -> rusqlite::Result<usize> {
+    let deleted = delete_returning(conn, "DELETE FROM events WHERE id = ?1 RETURNING shared_id", params![id], shared)?;
     match profile {
         Some(profile) => {
             conn.prepare_cached("DELETE FROM profile_events WHERE profile_id = ?1 AND event_id = ?2")?.execute([profile, id])?;
@@ -174,6 +188,18 @@ fn delete_event(conn: &Connection, site: &str, id: i64, profile: Option<i64>, an
                 }
             }
         }
+    }
+    Ok(deleted)
+}
+
+/// Runs a `DELETE … RETURNING shared_id`; adds the shared ids (where set) to `shared`, returns how many rows went.
+fn delete_returning(conn: &Connection, sql: &str, params: impl rusqlite::Params, shared: &mut Vec<i64>) -> rusqlite::Result<usize> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut deleted = 0;
+    while let Some(row) = rows.next()? {
+        deleted += 1;
+        shared.extend(row.get::<_, Option<i64>>(0)?);
     }
     Ok(deleted)
 }

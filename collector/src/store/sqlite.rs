@@ -196,6 +196,20 @@ const MIGRATIONS: &[(i64, &str)] = &[
     -- The other side of a refused merge, for erasure (identity_log_profile covers the first side).
     CREATE INDEX identity_log_other ON identity_log(other_profile_id) WHERE other_profile_id IS NOT NULL;",
     ),
+    (
+        8,
+        "-- A replica of a shared PostgreSQL store (store/shared.rs): the rows' ids there, so erasure can delete them
+    -- there too, and how far the replica has applied the shared log. NULL / absent for a standalone store.
+    ALTER TABLE events ADD COLUMN shared_id INTEGER;
+    ALTER TABLE quarantine ADD COLUMN shared_id INTEGER;
+    CREATE TABLE replica_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        -- Which database this replicates (PostgreSQL's system identifier and database name).
+        source TEXT NOT NULL,
+        -- Every shared-log transaction below this one is applied.
+        next_tx INTEGER NOT NULL
+    );",
+    ),
 ];
 
 /// The ids of every event of the person whose profiles share root `?1`: the links filed up to the watermark, and
@@ -206,14 +220,15 @@ pub(super) const PERSON_EVENT_IDS: &str = "SELECT event_id FROM profile_events W
 const INSERT_EVENT: &str = "INSERT INTO events (site, message_id, type, name, category, anonymous_id, user_id, previous_id,
     group_id, timestamp, original_timestamp, sent_at, received_at, flags, url, path, title, referrer, referrer_host,
     utm_source, utm_medium, utm_campaign, utm_term, utm_content, ip, browser, os, device, properties, traits, context,
-    integrations, visitor, session_id, consent, profile_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
-    ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36)";
+    integrations, visitor, session_id, consent, profile_id, shared_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
+    ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35,
+    ?36, ?37)";
 
 const INSERT_LEDGER: &str = "INSERT INTO consent_ledger (site, at, profile_id, visitor, categories, source, policy_version, message_id)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 const INSERT_QUARANTINE: &str =
-    "INSERT INTO quarantine (site, received_at, message_id, code, reason, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    "INSERT INTO quarantine (site, received_at, message_id, code, reason, payload, shared_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 /// Committed events wait for the stats tables until this many have gathered or the oldest is this old (or a stats
 /// query, an exclusive job or shutdown asks): one stats transaction then writes each touched visit and rollup row
@@ -464,9 +479,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-impl EventStore for SqliteStore {
-    fn commit(&mut self, events: Vec<StoredEvent>, quarantine: &[QuarantinedEvent]) -> Result<Vec<usize>, StoreError> {
-        let result = match commit_in_transaction(&mut self.conn, &mut self.identities, &self.limits, &events, quarantine) {
+impl SqliteStore {
+    /// Commits like [`EventStore::commit`]; a replica also records its new position in the shared log.
+    fn commit_at(&mut self, events: Vec<StoredEvent>, quarantine: &[QuarantinedEvent], replica_position: Option<i64>) -> Result<Vec<usize>, StoreError> {
+        let result = match commit_in_transaction(&mut self.conn, &mut self.identities, &self.limits, &events, quarantine, replica_position) {
             Ok(links) => {
                 if !events.is_empty() {
                     self.after_commit(events, links);
@@ -487,6 +503,52 @@ impl EventStore for SqliteStore {
             }
         }
         result
+    }
+
+    /// Applies rows of the shared log (store/shared.rs): events and quarantined events as a commit would, with
+    /// `next_tx` (every shared transaction below it applied) recorded in the same transaction.
+    pub fn apply_replicated(&mut self, events: Vec<StoredEvent>, quarantine: &[QuarantinedEvent], next_tx: i64) -> Result<(), StoreError> {
+        self.commit_at(events, quarantine, Some(next_tx)).map(|_| ())
+    }
+
+    /// Where this store stands as a replica: (source database, next shared transaction), or `None` when it is not one.
+    pub fn replica_position(&self) -> Result<Option<(String, i64)>, StoreError> {
+        use rusqlite::OptionalExtension as _;
+        Ok(self.conn.query_row("SELECT source, next_tx FROM replica_state WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
+    }
+
+    /// Makes this store a replica of `source` from shared transaction `next_tx` on (a replica's first start, or
+    /// after `footprint copy-to-postgres`).
+    pub fn start_replica(&mut self, source: &str, next_tx: i64) -> Result<(), StoreError> {
+        self.conn.execute("INSERT OR REPLACE INTO replica_state (id, source, next_tx) VALUES (1, ?1, ?2)", params![source, next_tx])?;
+        Ok(())
+    }
+
+    /// Records the position alone (after a shared operation that wrote nothing here).
+    pub fn set_replica_position(&mut self, next_tx: i64) -> Result<(), StoreError> {
+        self.conn.execute("UPDATE replica_state SET next_tx = ?1 WHERE id = 1", [next_tx])?;
+        Ok(())
+    }
+
+    /// Whether any event or quarantined event is stored.
+    pub fn has_rows(&self) -> Result<bool, StoreError> {
+        Ok(self.conn.query_row("SELECT EXISTS (SELECT 1 FROM events) OR EXISTS (SELECT 1 FROM quarantine)", [], |r| r.get(0))?)
+    }
+
+    /// Deletes quarantined events by their shared ids (a shared erasure found them by raw values).
+    pub fn delete_shared_quarantine(&mut self, shared_ids: &[i64]) -> Result<usize, StoreError> {
+        let mut stmt = self.conn.prepare_cached("DELETE FROM quarantine WHERE shared_id = ?1")?;
+        let mut deleted = 0;
+        for id in shared_ids {
+            deleted += stmt.execute([id])?;
+        }
+        Ok(deleted)
+    }
+}
+
+impl EventStore for SqliteStore {
+    fn commit(&mut self, events: Vec<StoredEvent>, quarantine: &[QuarantinedEvent]) -> Result<Vec<usize>, StoreError> {
+        self.commit_at(events, quarantine, None)
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {
@@ -543,7 +605,15 @@ impl EventStore for SqliteStore {
 type Links = (Vec<(i64, i64)>, Vec<super::stats::UnfiledLink>);
 
 /// Inserts the events and quarantined events in one transaction; returns what they file in the person indexes.
-fn commit_in_transaction(conn: &mut Connection, identities: &mut IdentityCache, limits: &Limits, events: &[StoredEvent], quarantine: &[QuarantinedEvent]) -> Result<Links, StoreError> {
+/// A replica also moves its position in the shared log (`replica_position`) in the same transaction.
+fn commit_in_transaction(
+    conn: &mut Connection,
+    identities: &mut IdentityCache,
+    limits: &Limits,
+    events: &[StoredEvent],
+    quarantine: &[QuarantinedEvent],
+    replica_position: Option<i64>,
+) -> Result<Links, StoreError> {
     let tx = conn.transaction()?;
     let mut links = Vec::new();
     let mut unfiled = Vec::new();
@@ -590,6 +660,7 @@ fn commit_in_transaction(conn: &mut Connection, identities: &mut IdentityCache, 
                 e.session_id,
                 e.consent,
                 profile_id,
+                e.shared_id,
             ])?;
             let id = tx.last_insert_rowid();
             match profile_id {
@@ -602,7 +673,10 @@ fn commit_in_transaction(conn: &mut Connection, identities: &mut IdentityCache, 
         }
         let mut insert = tx.prepare_cached(INSERT_QUARANTINE)?;
         for q in quarantine {
-            insert.execute(params![&*q.site, q.received_at, q.message_id, q.code, q.reason, q.payload])?;
+            insert.execute(params![&*q.site, q.received_at, q.message_id, q.code, q.reason, q.payload, q.shared_id])?;
+        }
+        if let Some(next_tx) = replica_position {
+            tx.prepare_cached("UPDATE replica_state SET next_tx = ?1 WHERE id = 1")?.execute([next_tx])?;
         }
     }
     tx.commit()?;

@@ -1,0 +1,288 @@
+//! The store of a collector that shares one PostgreSQL database with others (DESIGN.md §6; ARCHITECTURE.md §
+//! Several collectors). PostgreSQL holds the log every collector appends to: events, quarantined events and
+//! shared operations (erasure, unmerge), with `messageId` deduplication decided there. Each collector keeps a
+//! replica of what is derived from that log in its own data directory (the embedded SQLite store: the identity
+//! graph, profiles, stats, the consent ledger) and applies the log to it in the one order every collector reads it
+//! in (`PgEventLog::pull`). The rules that derive the replica are deterministic, so every replica resolves the
+//! same person into the same profile, whichever collector received which event.
+
+use super::postgres::{PgEventLog, Pulled};
+use super::sqlite::SqliteStore;
+use super::{ErasureReport, ErasureRequest, EventStore, QuarantinedEvent, StoreError, StoredEvent, UnmergeError};
+use crate::identity::{IdKind, Identifier};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// The suppression key of an identifier (the HMAC that erasure records; the same key on every collector).
+pub type SuppressionHash = Arc<dyn Fn(&Identifier) -> String + Send + Sync>;
+/// The erased identifiers ingest refuses, as (site, kind, hash): shared with the HTTP side.
+pub type Suppressions = Arc<RwLock<HashSet<(String, String, String)>>>;
+
+/// Events per read of the log.
+const PULL_EVENTS: i64 = 5_000;
+/// Under continuous ingest, the replica follows the log at least this often (between group commits).
+const FOLLOW_EVERY: Duration = Duration::from_millis(250);
+/// How long an erasure or unmerge waits for its operation to become final in the log.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An operation every replica applies at its place in the log (the `ops` table's JSON payload).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum SharedOp {
+    /// Erase a person (the identifier as stored: e-mail and phone already hashed).
+    Erase { sites: Vec<String>, kind: String, value: String },
+    /// Quarantined events an erasure found by the raw values only the collector that took the request knew.
+    ForgetQuarantine { ids: Vec<i64> },
+    Unmerge { merge_id: i64 },
+}
+
+enum Outcome {
+    Erased(ErasureReport),
+    Unmerged(Result<(i64, i64), UnmergeError>),
+}
+
+pub struct SharedStore {
+    log: PgEventLog,
+    replica: SqliteStore,
+    /// Every log transaction below this one is applied to the replica.
+    position: i64,
+    last_follow: Instant,
+    suppression_hash: SuppressionHash,
+    suppressions: Suppressions,
+    dedupe_window_ms: i64,
+    /// Operations this collector appended and waits for, with the raw values of its erasures (kept in memory only).
+    awaiting: HashMap<i64, Vec<String>>,
+    outcomes: HashMap<i64, Outcome>,
+}
+
+impl SharedStore {
+    /// Connects (applying PostgreSQL's migrations), opens the replica in `data_dir` and brings it up to date.
+    pub fn open(url: &str, data_dir: &Path, suppression_hash: SuppressionHash, suppressions: Suppressions, dedupe_window_days: u32) -> Result<SharedStore, StoreError> {
+        let mut log = PgEventLog::connect(url)?;
+        let mut replica = SqliteStore::open(data_dir)?;
+        let source = log.source_name()?;
+        let position = match replica.replica_position()? {
+            Some((followed, position)) if followed == source => position,
+            Some((followed, _)) => {
+                return Err(StoreError::Unavailable(format!(
+                    "{} is the replica of another database ({followed}, not {source}); give this collector an empty data directory",
+                    data_dir.display()
+                )))
+            }
+            None if replica.has_rows()? => {
+                return Err(StoreError::Unavailable(format!(
+                    "{} holds a standalone store; move it into PostgreSQL with `footprint copy-to-postgres`, or give this collector an empty data directory",
+                    data_dir.display()
+                )))
+            }
+            None => {
+                replica.start_replica(&source, 0)?;
+                0
+            }
+        };
+        let mut store = SharedStore {
+            log,
+            replica,
+            position,
+            last_follow: Instant::now(),
+            suppression_hash,
+            suppressions,
+            dedupe_window_ms: i64::from(dedupe_window_days) * 86_400_000,
+            awaiting: HashMap::new(),
+            outcomes: HashMap::new(),
+        };
+        let started = Instant::now();
+        let applied = store.follow()?;
+        if applied > 0 {
+            tracing::info!(rows = applied, seconds = started.elapsed().as_secs_f64(), "replica caught up with the shared log");
+        }
+        Ok(store)
+    }
+
+    /// The replica's database file (stats and admin reads open it).
+    pub fn replica_path(&self) -> &Path {
+        self.replica.path()
+    }
+
+    /// Applies the log to the replica up to where it is final now; returns how many rows it applied.
+    fn follow(&mut self) -> Result<usize, StoreError> {
+        self.last_follow = Instant::now();
+        let mut applied = 0;
+        loop {
+            let pulled = self.log.pull(self.position, PULL_EVENTS)?;
+            let caught_up = pulled.next >= pulled.final_below;
+            applied += self.apply(pulled)?;
+            if caught_up {
+                return Ok(applied);
+            }
+        }
+    }
+
+    /// Applies one stretch of the log: events and quarantined events in batches, each operation at its place.
+    fn apply(&mut self, pulled: Pulled) -> Result<usize, StoreError> {
+        let Pulled { events, quarantine, ops, next, .. } = pulled;
+        let rows = events.len() + quarantine.len() + ops.len();
+        let mut events = events.into_iter().peekable();
+        let mut quarantine = quarantine.into_iter().peekable();
+        let mut ops = ops.into_iter().peekable();
+        while let Some((op_tx, op_id, at, payload)) = ops.next() {
+            let before: Vec<StoredEvent> = std::iter::from_fn(|| events.next_if(|(tx, _)| *tx < op_tx)).map(|(_, e)| e).collect();
+            let quarantined: Vec<QuarantinedEvent> = std::iter::from_fn(|| quarantine.next_if(|(tx, _)| *tx < op_tx)).map(|(_, q)| q).collect();
+            self.apply_rows(before, quarantined, op_tx)?;
+            self.apply_op(op_id, at, &payload)?;
+            // Past this transaction, unless another operation of it follows.
+            let after = if ops.peek().is_some_and(|(tx, ..)| *tx == op_tx) { op_tx } else { op_tx + 1 };
+            self.replica.set_replica_position(after)?;
+            self.position = after;
+        }
+        self.apply_rows(events.map(|(_, e)| e).collect(), quarantine.map(|(_, q)| q).collect::<Vec<_>>(), next)?;
+        // With nothing to apply the position moves in memory only (no write per idle poll); the next rows record it.
+        self.position = next;
+        Ok(rows)
+    }
+
+    fn apply_rows(&mut self, mut events: Vec<StoredEvent>, quarantine: Vec<QuarantinedEvent>, next_tx: i64) -> Result<(), StoreError> {
+        if events.is_empty() && quarantine.is_empty() {
+            return Ok(());
+        }
+        // An event of an erased person that reached another collector before it learnt of the erasure: not kept.
+        let erased = self.drop_suppressed(&mut events);
+        if !erased.is_empty() {
+            self.log.delete_rows(&erased, &[], None)?;
+        }
+        self.replica.apply_replicated(events, &quarantine, next_tx)?;
+        self.position = next_tx;
+        Ok(())
+    }
+
+    /// Removes the events that carry a suppressed identifier; returns their shared ids.
+    fn drop_suppressed(&self, events: &mut Vec<StoredEvent>) -> Vec<i64> {
+        let suppressions = self.suppressions.read().expect("suppressions");
+        if suppressions.is_empty() {
+            return Vec::new();
+        }
+        let mut erased = Vec::new();
+        events.retain(|e| {
+            let suppressed = e.identity.as_ref().is_some_and(|input| {
+                input.identifiers.iter().any(|id| suppressions.contains(&(e.site.to_string(), id.kind.as_string(), (self.suppression_hash)(id))))
+            });
+            if suppressed {
+                erased.extend(e.shared_id);
+            }
+            !suppressed
+        });
+        erased
+    }
+
+    fn apply_op(&mut self, op_id: i64, at: i64, payload: &str) -> Result<(), StoreError> {
+        let op: SharedOp = serde_json::from_str(payload).map_err(|e| StoreError::Corrupt(format!("shared operation {op_id}: {e}")))?;
+        match op {
+            SharedOp::Erase { sites, kind, value } => {
+                let Some(kind) = IdKind::parse(&kind) else { return Err(StoreError::Corrupt(format!("shared operation {op_id}: identifier kind {kind:?}"))) };
+                // Only the collector that took the request knows its raw values (they never go into the log).
+                let raw_values = self.awaiting.get(&op_id).cloned().unwrap_or_default();
+                let request = ErasureRequest { sites, identifier: Identifier::new(kind, value), raw_values };
+                let hash = self.suppression_hash.clone();
+                let report = self.replica.erase(&request, &|id| hash(id), at)?;
+                self.suppressions.write().expect("suppressions").extend(report.suppressions.iter().cloned());
+                // Every replica deletes what it found from the log (the same rows: idempotent, and done even if the
+                // collector that took the request stopped meanwhile). Quarantined events found by raw values are
+                // also named for the other replicas, which cannot find them.
+                let forget = (!request.raw_values.is_empty() && !report.shared_quarantine.is_empty())
+                    .then(|| serde_json::to_string(&SharedOp::ForgetQuarantine { ids: report.shared_quarantine.clone() }).expect("plain data"));
+                self.log.delete_rows(&report.shared_events, &report.shared_quarantine, forget.as_deref().map(|p| (at, p)))?;
+                if self.awaiting.contains_key(&op_id) {
+                    self.outcomes.insert(op_id, Outcome::Erased(report));
+                }
+            }
+            SharedOp::ForgetQuarantine { ids } => {
+                self.replica.delete_shared_quarantine(&ids)?;
+            }
+            SharedOp::Unmerge { merge_id } => {
+                let result = self.replica.unmerge(merge_id, at)?;
+                if self.awaiting.contains_key(&op_id) {
+                    self.outcomes.insert(op_id, Outcome::Unmerged(result));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends an operation and follows the log until the replica has applied it; returns its outcome.
+    fn run_op(&mut self, op: &SharedOp, at: i64, raw_values: Vec<String>) -> Result<Outcome, StoreError> {
+        self.follow()?;
+        let payload = serde_json::to_string(op).expect("plain data");
+        let id = self.log.append_op(at, &payload)?;
+        self.awaiting.insert(id, raw_values);
+        let started = Instant::now();
+        let outcome = loop {
+            self.follow()?;
+            if let Some(outcome) = self.outcomes.remove(&id) {
+                break Ok(outcome);
+            }
+            if started.elapsed() > OPERATION_TIMEOUT {
+                break Err(StoreError::Unavailable("the shared operation did not become final in time (a long transaction holds the log back)".into()));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        self.awaiting.remove(&id);
+        outcome
+    }
+}
+
+impl EventStore for SharedStore {
+    fn commit(&mut self, events: Vec<StoredEvent>, quarantine: &[QuarantinedEvent]) -> Result<Vec<usize>, StoreError> {
+        let duplicates = self.log.commit(&events, quarantine)?;
+        if self.last_follow.elapsed() >= FOLLOW_EVERY {
+            // The events are durable in the log whatever happens here; the replica catches up at the next follow.
+            if let Err(error) = self.follow() {
+                tracing::warn!(%error, "replica update failed; retrying");
+            }
+        }
+        Ok(duplicates)
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.follow()?;
+        self.replica.flush()
+    }
+
+    /// Always: other collectors append to the log too, so an idle writer keeps following it.
+    fn stats_waiting(&self) -> bool {
+        true
+    }
+
+    fn stats_backlog(&self) -> usize {
+        self.replica.stats_backlog()
+    }
+
+    fn unmerge(&mut self, merge_id: i64, now: i64) -> Result<Result<(i64, i64), UnmergeError>, StoreError> {
+        match self.run_op(&SharedOp::Unmerge { merge_id }, now, Vec::new())? {
+            Outcome::Unmerged(result) => Ok(result),
+            Outcome::Erased(_) => unreachable!("an unmerge's outcome"),
+        }
+    }
+
+    /// The replicas compute suppression keys themselves (every collector has the same key), so
+    /// `_suppression_hash` is not needed here.
+    fn erase(&mut self, request: &ErasureRequest, _suppression_hash: &dyn Fn(&Identifier) -> String, now: i64) -> Result<ErasureReport, StoreError> {
+        let op = SharedOp::Erase { sites: request.sites.clone(), kind: request.identifier.kind.as_string(), value: request.identifier.value.clone() };
+        match self.run_op(&op, now, request.raw_values.clone())? {
+            Outcome::Erased(report) => Ok(report),
+            Outcome::Unmerged(_) => unreachable!("an erasure's outcome"),
+        }
+    }
+
+    fn delete_older_than(&mut self, site: &str, cutoff_ms: i64, limit: usize) -> Result<usize, StoreError> {
+        let in_replica = self.replica.delete_older_than(site, cutoff_ms, limit)?;
+        let dedupe_cutoff = crate::now_ms() - self.dedupe_window_ms;
+        let in_log = self.log.delete_older_than(site, cutoff_ms, dedupe_cutoff, limit as i64)?;
+        Ok(in_replica.max(in_log))
+    }
+
+    fn for_each_recent_message_id(&mut self, since_ms: i64, each: &mut dyn FnMut(&str, &str, i64)) -> Result<(), StoreError> {
+        self.log.for_each_recent_message_id(since_ms, each)
+    }
+}
