@@ -32,9 +32,11 @@ const PROFILE_CONFIG: &[&str] = &[
 /// 400 → 14.03, off → 14.4. Sweep it again after larger changes. These are unstable
 /// flags of the project's one stable toolchain, enabled with `RUSTC_BOOTSTRAP=1` for this one build; it needs the
 /// `rust-src` component. When that cannot be had, the plain build below is used (and the size check says so).
+/// Reference types are off too (std is rebuilt alike): wasm-bindgen then adds no externref table, start function
+/// and glue shim, which the module, passing only numbers, has no use for (−108 B brotli, most of it JS).
 const SMALL_CONFIG: &[&str] = &[
     "profile.sdk-wasm.panic=\"immediate-abort\"",
-    "target.wasm32-unknown-unknown.rustflags=[\"-Zlocation-detail=none\", \"-Zfmt-debug=none\", \"-Zinline-mir=yes\", \"-Zinline-mir-threshold=30\"]",
+    "target.wasm32-unknown-unknown.rustflags=[\"-Zlocation-detail=none\", \"-Zfmt-debug=none\", \"-Zinline-mir=yes\", \"-Zinline-mir-threshold=30\", \"-Ctarget-feature=-reference-types\"]",
 ];
 const PLAIN_CONFIG: &[&str] = &["profile.sdk-wasm.panic=\"abort\""];
 
@@ -106,8 +108,11 @@ pub fn build() -> anyhow::Result<()> {
         run_step(what, Command::new(node_tool("esbuild")).current_dir(&root).arg(entry).args(["--minify", "--log-level=error", "--legal-comments=none", "--target=es2020", "--pure:console.warn"]).args(args))
     };
     let define = format!("--define:__FOOTPRINT_WASM__=\"{wasm_name}\"");
-    esbuild("esbuild: www/footprint.js (script tag)", "sdk/js/script.js", &["--bundle", "--format=iife", &define, "--outfile=www/footprint.js"])?;
-    esbuild("esbuild: sdk/dist/npm (ES module)", "sdk/js/npm.js", &["--bundle", "--format=esm", "--outfile=sdk/dist/npm/index.js"])?;
+    // js/load.js: whether the module has wasm-bindgen's externref table (the plain build: the prebuilt std has
+    // reference types on, and wasm-bindgen cannot do without them then).
+    let externref = format!("--define:__FOOTPRINT_EXTERNREF__={}", !small);
+    esbuild("esbuild: www/footprint.js (script tag)", "sdk/js/script.js", &["--bundle", "--format=iife", &define, &externref, "--outfile=www/footprint.js"])?;
+    esbuild("esbuild: sdk/dist/npm (ES module)", "sdk/js/npm.js", &["--bundle", "--format=esm", &externref, "--outfile=sdk/dist/npm/index.js"])?;
     esbuild("esbuild: the stub snippet", "sdk/js/stub.js", &["--outfile=sdk/dist/stub.min.js"])?;
     std::fs::copy(&optimised, dist.join("npm/footprint_sdk_bg.wasm"))?;
     std::fs::copy(root.join("sdk/js/index.d.ts"), dist.join("npm/index.d.ts"))?;
