@@ -559,7 +559,7 @@ impl Tracker {
         json::push_member(&mut c, "url", &url);
         c.push('}');
         let mut campaign = String::from("{");
-        for (field, param) in url::CAMPAIGN_PARAMS {
+        for (field, param) in crate::text::split(url::CAMPAIGN_PARAMS, b' ').filter_map(|f| crate::text::split_once(f, b'=')) {
             if let Some(v) = url::query_param(p.search, param) {
                 json::push_member(&mut campaign, field, &truncate(v.to_owned(), 256));
             }
