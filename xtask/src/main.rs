@@ -101,6 +101,10 @@ fn test() -> anyhow::Result<()> {
         "cargo test (unit, property and end-to-end tests; SQLite and PostgreSQL)",
         cargo().args(["test", "--workspace", "--no-fail-fast"]).env("FOOTPRINT_TEST_DATABASE_URL", &postgres.url),
     )?;
+    run_step(
+        "end-to-end tests again, every collector on PostgreSQL (the shared store)",
+        cargo().args(["test", "-p", "footprint-tests", "--no-fail-fast"]).env("FOOTPRINT_TEST_DATABASE_URL", &postgres.url).env("FOOTPRINT_E2E_STORE", "postgres"),
+    )?;
     drop(postgres);
     sdk::test(&target_dir().join("debug/footprint"))?;
     eprintln!("==> all tests passed");

@@ -183,6 +183,12 @@ impl PgEventLog {
         Ok(row.get(0))
     }
 
+    /// The position of the next transaction to start: everything committed before this call lies below it.
+    pub fn next_position(&mut self) -> Result<i64, StoreError> {
+        let row = self.client()?.query_one("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint", &[]).map_err(database)?;
+        Ok(row.get(0))
+    }
+
     /// Reads the log from position `from` on: about `max_events` events (whole transactions), or up to where it is
     /// final. Every row of a transaction below [`PgEventLog::final_below`] is committed (or gone for good), and a
     /// transaction that writes later gets a higher id, so reading `[from, next)` in (tx, id) order gives every
@@ -275,6 +281,8 @@ impl PgEventLog {
     /// collector or another one, or earlier in the same group (what `EventStore::commit` returns). Quarantined
     /// events are always stored.
     pub fn commit(&mut self, events: &[StoredEvent], quarantine: &[QuarantinedEvent]) -> Result<Vec<usize>, StoreError> {
+        let cleaned: Vec<std::borrow::Cow<'_, StoredEvent>> = events.iter().map(|e| without_nul(e).map_or(std::borrow::Cow::Borrowed(e), std::borrow::Cow::Owned)).collect();
+        let events: Vec<&StoredEvent> = cleaned.iter().map(|e| e.as_ref()).collect();
         let mut tx = self.client()?.transaction().map_err(database)?;
         // The group's messageIds claimed in one statement; what comes back is new. Concurrent transactions
         // claiming the same id wait for each other on the primary key, so exactly one of them gets it. Claimed in
@@ -303,12 +311,13 @@ impl PgEventLog {
             .iter()
             .map(|e| claimed.contains(&(e.site.to_string(), e.message_id.clone())) && taken.insert((&*e.site, e.message_id.as_str())))
             .collect();
-        copy_events(&mut tx, events.iter().zip(&stored).filter(|(_, s)| **s).map(|(e, _)| e))?;
+        copy_events(&mut tx, events.iter().zip(&stored).filter(|(_, s)| **s).map(|(e, _)| *e))?;
         if !quarantine.is_empty() {
             let sink = tx.copy_in("COPY quarantine (site, received_at, message_id, code, reason, payload) FROM STDIN BINARY").map_err(database)?;
             let mut writer = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT]);
             for q in quarantine {
-                writer.write(&[&&*q.site, &q.received_at, &q.message_id, &q.code, &q.reason, &q.payload]).map_err(database)?;
+                let (message_id, payload) = (q.message_id.as_deref().map(nul_free), nul_free(&q.payload));
+                writer.write(&[&&*q.site, &q.received_at, &message_id, &q.code, &q.reason, &payload]).map_err(database)?;
             }
             writer.finish().map_err(database)?;
         }
@@ -361,6 +370,50 @@ fn intern_code(code: String) -> &'static str {
     let leaked: &'static str = Box::leak(code.into_boxed_str());
     codes.push(leaked);
     leaked
+}
+
+/// PostgreSQL text cannot hold NUL (SQLite's can): the shared store keeps U+FFFD in its place.
+fn nul_free(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        text.replace('\0', "\u{fffd}").into()
+    } else {
+        text.into()
+    }
+}
+
+/// The event with every NUL replaced (see [`nul_free`]), or `None` when it has none (nearly always).
+fn without_nul(e: &StoredEvent) -> Option<StoredEvent> {
+    let has = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains('\0'));
+    let texts = [
+        &e.name, &e.category, &e.anonymous_id, &e.user_id, &e.previous_id, &e.group_id, &e.url, &e.path, &e.title, &e.referrer, &e.referrer_host,
+        &e.utm_source, &e.utm_medium, &e.utm_campaign, &e.utm_term, &e.utm_content, &e.ip, &e.browser, &e.os, &e.properties, &e.traits, &e.context,
+        &e.integrations, &e.visitor, &e.session_id,
+    ];
+    let in_identity = e.identity.as_ref().is_some_and(|i| i.identifiers.iter().chain(&i.primary).any(|id| id.value.contains('\0')) || has(&i.traits));
+    if !e.message_id.contains('\0') && !in_identity && !texts.into_iter().any(has) {
+        return None;
+    }
+    let mut e = e.clone();
+    let clean = |t: &mut Option<String>| {
+        if let Some(text) = t {
+            *text = nul_free(text).into_owned();
+        }
+    };
+    e.message_id = nul_free(&e.message_id).into_owned();
+    for t in [
+        &mut e.name, &mut e.category, &mut e.anonymous_id, &mut e.user_id, &mut e.previous_id, &mut e.group_id, &mut e.url, &mut e.path, &mut e.title,
+        &mut e.referrer, &mut e.referrer_host, &mut e.utm_source, &mut e.utm_medium, &mut e.utm_campaign, &mut e.utm_term, &mut e.utm_content, &mut e.ip,
+        &mut e.browser, &mut e.os, &mut e.properties, &mut e.traits, &mut e.context, &mut e.integrations, &mut e.visitor, &mut e.session_id,
+    ] {
+        clean(t);
+    }
+    if let Some(identity) = &mut e.identity {
+        for id in identity.identifiers.iter_mut().chain(identity.primary.as_mut()) {
+            id.value = nul_free(&id.value).into_owned();
+        }
+        clean(&mut identity.traits);
+    }
+    Some(e)
 }
 
 /// An event as the log holds it (columns `tx, id, EVENT_COLUMNS`).

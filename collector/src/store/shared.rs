@@ -24,7 +24,7 @@ pub type Suppressions = Arc<RwLock<HashSet<(String, String, String)>>>;
 const PULL_EVENTS: i64 = 5_000;
 /// Under continuous ingest, the replica follows the log at least this often (between group commits).
 const FOLLOW_EVERY: Duration = Duration::from_millis(250);
-/// How long an erasure or unmerge waits for its operation to become final in the log.
+/// How long a flush (before a read, an erasure or an unmerge) waits for the log to become final.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An operation every replica applies at its place in the log (the `ops` table's JSON payload).
@@ -212,23 +212,15 @@ impl SharedStore {
 
     /// Appends an operation and follows the log until the replica has applied it; returns its outcome.
     fn run_op(&mut self, op: &SharedOp, at: i64, raw_values: Vec<String>) -> Result<Outcome, StoreError> {
-        self.follow()?;
+        self.flush()?;
         let payload = serde_json::to_string(op).expect("plain data");
         let id = self.log.append_op(at, &payload)?;
         self.awaiting.insert(id, raw_values);
-        let started = Instant::now();
-        let outcome = loop {
-            self.follow()?;
-            if let Some(outcome) = self.outcomes.remove(&id) {
-                break Ok(outcome);
-            }
-            if started.elapsed() > OPERATION_TIMEOUT {
-                break Err(StoreError::Unavailable("the shared operation did not become final in time (a long transaction holds the log back)".into()));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        // The operation committed before this flush began, so the flush applies it.
+        let flushed = self.flush();
         self.awaiting.remove(&id);
-        outcome
+        flushed?;
+        self.outcomes.remove(&id).ok_or_else(|| StoreError::Corrupt(format!("shared operation {id} was not found in the log")))
     }
 }
 
@@ -244,8 +236,22 @@ impl EventStore for SharedStore {
         Ok(duplicates)
     }
 
+    /// Brings the replica up to date with everything committed anywhere before the call: follows the log until it
+    /// is final past the position the next transaction would get now (the log is final only below the oldest
+    /// running transaction, of any database on the server, so this may take a few rounds).
     fn flush(&mut self) -> Result<(), StoreError> {
-        self.follow()?;
+        let target = self.log.next_position()?;
+        let started = Instant::now();
+        loop {
+            self.follow()?;
+            if self.position >= target {
+                break;
+            }
+            if started.elapsed() > OPERATION_TIMEOUT {
+                return Err(StoreError::Unavailable("the shared log did not become final in time (a long transaction holds it back)".into()));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
         self.replica.flush()
     }
 
