@@ -28,15 +28,16 @@ const PROFILE_CONFIG: &[&str] = &[
 /// `Debug` formatting, which removes std's panic-message machinery (about 2.3 KB brotli here), and MIR inlining,
 /// which rustc leaves off at `opt-level = "z"` (about 1.1 KB brotli smaller: small helpers and the generic glue fold
 /// away before LLVM). Its threshold moves the result by a few hundred bytes as the code changes; measured last on
-/// the current code (wasm brotli): 15–40 → 13.70–13.72 KB, 50 → 13.81, 75 → 13.96, 100–300 → 13.82–13.87,
-/// 400 → 14.03, off → 14.4. Sweep it again after larger changes. These are unstable
+/// the code of issue 3's size work (wasm brotli): 15–40 → 13.70–13.72 KB, 50 → 13.81, 75 → 13.96, 100–300 →
+/// 13.82–13.87, 400 (the earlier choice) → 14.03, off → 14.4; after the later changes 20 → 13.39, 30 → 13.43,
+/// 50 → 13.46, 100 → 13.52. Sweep it again after larger changes. These are unstable
 /// flags of the project's one stable toolchain, enabled with `RUSTC_BOOTSTRAP=1` for this one build; it needs the
 /// `rust-src` component. When that cannot be had, the plain build below is used (and the size check says so).
 /// Reference types are off too (std is rebuilt alike): wasm-bindgen then adds no externref table, start function
 /// and glue shim, which the module, passing only numbers, has no use for (−108 B brotli, most of it JS).
 const SMALL_CONFIG: &[&str] = &[
     "profile.sdk-wasm.panic=\"immediate-abort\"",
-    "target.wasm32-unknown-unknown.rustflags=[\"-Zlocation-detail=none\", \"-Zfmt-debug=none\", \"-Zinline-mir=yes\", \"-Zinline-mir-threshold=30\", \"-Ctarget-feature=-reference-types\"]",
+    "target.wasm32-unknown-unknown.rustflags=[\"-Zlocation-detail=none\", \"-Zfmt-debug=none\", \"-Zinline-mir=yes\", \"-Zinline-mir-threshold=20\", \"-Ctarget-feature=-reference-types\"]",
 ];
 const PLAIN_CONFIG: &[&str] = &["profile.sdk-wasm.panic=\"abort\""];
 
