@@ -82,6 +82,13 @@ impl Collector {
         Self::start_in(TempDir::new("default"), None)
     }
 
+    /// Starts a collector on the shared PostgreSQL database `url` (several may share one), with this config.
+    pub fn start_shared(config: &str, url: &str) -> Collector {
+        let dir = TempDir::new("shared");
+        std::fs::write(dir.path().join("database_url"), url).unwrap();
+        Self::start_in(dir, Some(config.to_owned()))
+    }
+
     /// Starts the collector with this config file text (listen and data_dir are set by the harness).
     pub fn start(config: &str) -> Collector {
         Self::start_in(TempDir::new("cfg"), Some(config.to_owned()))
@@ -97,7 +104,7 @@ impl Collector {
         }
         command.env_remove("FOOTPRINT_CONFIG").env_remove("FOOTPRINT_LISTEN").env_remove("FOOTPRINT_DATA_DIR").env_remove("FOOTPRINT_ADMIN_TOKEN");
         command.env_remove("FOOTPRINT_DATABASE_URL").env_remove("FOOTPRINT_HMAC_KEY");
-        if e2e_on_postgres() {
+        if e2e_on_postgres() || dir.path().join("database_url").exists() {
             // One database per collector, kept with its directory so a restart finds it again.
             let url = database_of(dir.path());
             command.env("FOOTPRINT_DATABASE_URL", url);
@@ -207,7 +214,7 @@ impl Collector {
     /// A read-only connection to the collector's database (on PostgreSQL: its replica, brought up to date first
     /// when the collector is running).
     pub fn db(&self) -> rusqlite::Connection {
-        if e2e_on_postgres() && self.child.is_some() {
+        if self.shared_database().is_some() && self.child.is_some() {
             self.sync();
         }
         let conn = rusqlite::Connection::open_with_flags(self.db_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
@@ -233,6 +240,11 @@ impl Collector {
         self.request().method("POST").path(path).basic(key).header("Content-Type", "application/json").body(body).send()
     }
 
+    /// The PostgreSQL database this collector runs on, if it does.
+    pub fn shared_database(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir().join("database_url")).ok()
+    }
+
     /// Brings the collector's derived tables (on PostgreSQL: its whole replica) up to date: `POST /admin/v1/sync`.
     pub fn sync(&self) {
         let token = self.admin_token();
@@ -251,8 +263,8 @@ impl Collector {
     /// The messageIds of every stored event, from the authoritative store: the SQLite file, or PostgreSQL itself
     /// (which holds every acknowledged event even when the collector died before its replica caught up).
     pub fn stored_message_ids(&self) -> std::collections::HashSet<String> {
-        if e2e_on_postgres() {
-            let mut pg = postgres::Client::connect(&database_of(self.dir()), postgres::NoTls).expect("the test database");
+        if let Some(url) = self.shared_database() {
+            let mut pg = postgres::Client::connect(&url, postgres::NoTls).expect("the test database");
             return pg.query("SELECT message_id FROM events", &[]).unwrap().iter().map(|r| r.get(0)).collect();
         }
         self.db().prepare("SELECT message_id FROM events").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
@@ -439,8 +451,8 @@ impl Collector {
     /// also every row of the shared database, as text.
     pub fn database_bytes(&self) -> Vec<u8> {
         let mut bytes = Vec::new();
-        if e2e_on_postgres() {
-            let mut pg = postgres::Client::connect(&database_of(self.dir()), postgres::NoTls).expect("the test database");
+        if let Some(url) = self.shared_database() {
+            let mut pg = postgres::Client::connect(&url, postgres::NoTls).expect("the test database");
             for table in ["events", "quarantine", "message_ids", "ops"] {
                 for row in pg.query(&format!("SELECT t::text FROM {table} t"), &[]).unwrap() {
                     bytes.extend(row.get::<_, String>(0).into_bytes());
@@ -483,6 +495,87 @@ pub fn fresh_database() -> Option<String> {
     admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap_or_else(|e| panic!("create {name}: {e}"));
     let (base, _) = url.rsplit_once('/').expect("a URL with a database name");
     Some(format!("{base}/{name}"))
+}
+
+/// A PostgreSQL server of the test's own (initdb into a temporary directory, a free loopback port), for tests that
+/// stop and start it; the shared test server must stay up for the others. Stopped and deleted when dropped.
+pub struct PgServer {
+    bin: PathBuf,
+    dir: TempDir,
+    pub port: u16,
+}
+
+impl PgServer {
+    /// `None` where PostgreSQL is not installed (under CI that fails instead).
+    pub fn start() -> Option<PgServer> {
+        let bin = std::env::var_os("FOOTPRINT_TEST_PG_BIN").map(PathBuf::from).or_else(|| {
+            let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql").ok()?.filter_map(|e| Some(e.ok()?.path().join("bin"))).filter(|b| b.join("initdb").exists()).collect();
+            found.sort();
+            found.pop()
+        });
+        let Some(bin) = bin else {
+            assert!(std::env::var_os("CI").is_none(), "CI runs the PostgreSQL tests: PostgreSQL's programs are missing (cargo xtask test installs them)");
+            return None;
+        };
+        let dir = TempDir::new("pg");
+        if is_root() {
+            assert!(Command::new("chown").args(["-R", "postgres"]).arg(dir.path()).status().unwrap().success());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let server = PgServer { bin, dir, port };
+        let status = server.command("initdb").arg("-D").arg(server.data()).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]).stdout(Stdio::null()).status().unwrap();
+        assert!(status.success(), "initdb failed");
+        server.start_again();
+        Some(server)
+    }
+
+    /// `postgres://…` of database `name` (created first when `create`).
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    pub fn create_database(&self, name: &str) -> String {
+        let mut admin = postgres::Client::connect(&self.url("postgres"), postgres::NoTls).expect("the server answers");
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        self.url(name)
+    }
+
+    /// Stops the server at once (`pg_ctl stop -m immediate`: like a crash, in-flight transactions are lost).
+    pub fn stop(&self) {
+        let status = self.command("pg_ctl").arg("-D").arg(self.data()).args(["-m", "immediate", "-w", "stop"]).stdout(Stdio::null()).status().unwrap();
+        assert!(status.success(), "pg_ctl stop failed");
+    }
+
+    pub fn start_again(&self) {
+        let options = format!("-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}", self.port, self.dir.path().display());
+        let log = self.dir.path().join("server.log");
+        let status = self.command("pg_ctl").arg("-D").arg(self.data()).arg("-l").arg(&log).args(["-w", "-t", "60", "-o", &options, "start"]).stdout(Stdio::null()).status().unwrap();
+        assert!(status.success(), "pg_ctl start failed; see {}", log.display());
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn command(&self, program: &str) -> Command {
+        if is_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(self.bin.join(program));
+            command
+        } else {
+            Command::new(self.bin.join(program))
+        }
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = self.command("pg_ctl").arg("-D").arg(self.data()).args(["-m", "immediate", "-w", "stop"]).stdout(Stdio::null()).status();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 /// The database of the collector whose directory is `dir`: made on first use, remembered in the directory.
