@@ -51,6 +51,16 @@ enum Command {
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Move a standalone store (embedded SQLite) into a shared PostgreSQL database, for several collectors.
+    /// Stop the collector first. Its database file is kept aside as footprint.db.before-postgres.
+    CopyToPostgres {
+        /// The data directory of the store to copy (or FOOTPRINT_DATA_DIR; default ./footprint-data).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// postgres://… of an empty database (or FOOTPRINT_DATABASE_URL).
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
+    },
     /// Erase a person everywhere and refuse their identifiers from now on (GDPR Art. 17).
     Erase {
         #[command(flatten)]
@@ -96,6 +106,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve { config, listen, data_dir } => serve(Overrides { config, listen, data_dir }),
         Command::Export { person, ndjson, output } => export(&person, ndjson, output),
         Command::Erase { person, yes } => erase(&person, yes),
+        Command::CopyToPostgres { data_dir, database_url } => copy_to_postgres(data_dir, database_url),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -136,6 +147,55 @@ fn erase(person: &Person, yes: bool) -> anyhow::Result<()> {
         report["profiles"], report["identifiers"], report["events"], report["quarantined"], report["ledger_entries"]
     );
     Ok(())
+}
+
+fn copy_to_postgres(data_dir: Option<PathBuf>, database_url: Option<String>) -> anyhow::Result<()> {
+    let data_dir = data_dir.or_else(|| std::env::var_os("FOOTPRINT_DATA_DIR").map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("footprint-data"));
+    let url = database_url.or_else(|| std::env::var("FOOTPRINT_DATABASE_URL").ok()).context("say where to: --database-url postgres://… (or FOOTPRINT_DATABASE_URL)")?;
+    anyhow::ensure!(http::is_postgres_url(&url), "--database-url must be a postgres:// URL");
+    let db = data_dir.join("footprint.db");
+    // The collector must be stopped: a running one holds the database file's write lock.
+    let probe = rusqlite_free_check(&db)?;
+    eprintln!("footprint: copying {} into PostgreSQL {} …", db.display(), redact_url(&url));
+    let started = std::time::Instant::now();
+    let mut last_print = std::time::Instant::now() - std::time::Duration::from_secs(10);
+    let report = store::copy::copy_to_postgres(&data_dir, &url, &mut |p| {
+        if last_print.elapsed().as_secs_f64() >= 1.0 || p.events_done == p.events_total {
+            last_print = std::time::Instant::now();
+            let percent = if p.events_total == 0 { 100.0 } else { 100.0 * p.events_done as f64 / p.events_total as f64 };
+            let rate = p.events_done as f64 / started.elapsed().as_secs_f64().max(0.001);
+            eprintln!("footprint:   {} of {} events ({percent:.1} %), {rate:.0} events/s", p.events_done, p.events_total);
+        }
+    })?;
+    drop(probe);
+    let aside = data_dir.join("footprint.db.before-postgres");
+    for suffix in ["", "-wal", "-shm"] {
+        let from = PathBuf::from(format!("{}{suffix}", db.display()));
+        if from.exists() {
+            std::fs::rename(&from, format!("{}{suffix}", aside.display())).with_context(|| format!("cannot move {} aside", from.display()))?;
+        }
+    }
+    println!(
+        "copied {} events, {} quarantined events and {} erased identifiers in {:.1} s{}",
+        report.events,
+        report.quarantined,
+        report.suppressions,
+        started.elapsed().as_secs_f64(),
+        if report.already_there > 0 { format!(" ({} events were there already)", report.already_there) } else { String::new() }
+    );
+    println!("the old database is kept as {}", aside.display());
+    println!("next: start every collector with FOOTPRINT_DATABASE_URL set and the same FOOTPRINT_HMAC_KEY");
+    if data_dir.join("hmac.key").exists() && std::env::var_os("FOOTPRINT_HMAC_KEY").is_none() {
+        println!("      (this store pseudonymised with {}: use its content as FOOTPRINT_HMAC_KEY, so hashed e-mails still match)", data_dir.join("hmac.key").display());
+    }
+    println!("      each collector rebuilds its replica (profiles, stats, consent ledger) from the log at first start");
+    Ok(())
+}
+
+/// Fails when a collector still runs on the store (it holds the write lock); returns the connection that proves it,
+/// to be dropped once the copy is done.
+fn rusqlite_free_check(db: &std::path::Path) -> anyhow::Result<store::sqlite::ExclusiveCheck> {
+    store::sqlite::ExclusiveCheck::take(db).with_context(|| format!("{} is in use: stop the collector first", db.display()))
 }
 
 fn serve(flags: Overrides) -> anyhow::Result<()> {

@@ -153,3 +153,54 @@ fn postgresql_going_down_mid_load_gives_503s_and_loses_no_acknowledged_event() {
     assert_eq!(lost, 0, "acknowledged events lost in the outage");
     assert_eq!(c.count("SELECT COUNT(*) FROM events") as usize, stored.len(), "the replica caught up with everything stored");
 }
+
+#[test]
+fn a_standalone_store_moves_into_postgresql_with_its_history() {
+    let Some(url) = fresh_database() else { return };
+    let config = format!("hmac_key = \"copy-test-key-0123456789abcdef0123\"\n{TWO_SITES}");
+    let c = Collector::start(&config);
+    let mut events: Vec<String> = (0..10).flat_map(person_events).collect();
+    events.push(r#"{"type":"identify","userId":"mail-person","messageId":"mail-1","traits":{"email":"Someone@Example.com"}}"#.to_owned());
+    events.extend((0..9_000).map(|i| track(&format!("bulk-{i}"))));
+    events.push(r#"{"type":"track","anonymousId":"a","messageId":"no-name"}"#.to_owned());
+    for chunk in events.chunks(2_000) {
+        assert_eq!(c.post_json("/v1/batch", "wk_shop", &batch(chunk)).status, 200);
+    }
+    assert_eq!(c.admin_post("/admin/v1/erase", r#"{"type":"user_id","value":"user-3","site":"shop"}"#).status, 200);
+    let overview = |c: &Collector| c.admin_get("/admin/v1/stats/overview?site=shop&from=2025-12-01&to=2026-04-01").json()["totals"].clone();
+    let before = overview(&c);
+    let person = |c: &Collector, p: usize| identifiers(&c.lookup("user_id", &format!("user-{p}")).expect("a profile"));
+    let people_before: Vec<BTreeSet<String>> = [0, 5, 9].iter().map(|p| person(&c, *p)).collect();
+    let mail_before = identifiers(&c.lookup("email", "someone@example.com").expect("found by e-mail"));
+    let stored_before = c.count("SELECT COUNT(*) FROM events");
+    let mut c = c;
+    assert!(c.stop());
+
+    let data = c.dir().join("data");
+    let out = std::process::Command::new(collector_binary()).args(["copy-to-postgres", "--data-dir"]).arg(&data).args(["--database-url", &url]).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "copy failed: {stdout}\n{stderr}");
+    assert!(stderr.contains(&format!("{stored_before} of {stored_before} events (100.0 %)")), "progress shown: {stderr}");
+    assert!(stdout.contains(&format!("copied {stored_before} events, 1 quarantined events and 3 erased identifiers")), "{stdout}");
+    assert!(data.join("footprint.db.before-postgres").exists(), "the old file is kept aside");
+    // A second copy into the now filled database is refused.
+    let again = std::process::Command::new(collector_binary()).args(["copy-to-postgres", "--data-dir"]).arg(&data).args(["--database-url", &url]).output().unwrap();
+    assert!(!again.status.success());
+
+    std::fs::write(c.dir().join("database_url"), &url).unwrap();
+    let c = c.restart();
+    let other = Collector::start_shared(&config, &url);
+    for c in [&c, &other] {
+        assert_eq!(c.count("SELECT COUNT(*) FROM events"), stored_before, "every event, in each replica");
+        assert_eq!(c.count("SELECT COUNT(*) FROM quarantine"), 1);
+        assert_eq!(overview(c), before, "the same stats");
+        let people: Vec<BTreeSet<String>> = [0, 5, 9].iter().map(|p| person(c, *p)).collect();
+        assert_eq!(people, people_before, "the same people");
+        assert_eq!(identifiers(&c.lookup("email", "someone@example.com").expect("found by e-mail")), mail_before);
+        assert!(c.lookup("user_id", "user-3").is_none(), "the erased person stays erased");
+    }
+    for c in [&c, &other] {
+        let late = r#"{"type":"track","event":"Late","userId":"user-3","messageId":"late-3"}"#;
+        assert_eq!(c.post_json("/v1/track", "wk_shop", late).statuses(), vec!["rejected"], "and refused");
+    }
+}

@@ -1,6 +1,7 @@
 //! The storage boundary: the rows ingest produces and the operations the writer and the queries need.
 //! This module and its children are the only code that knows SQL.
 
+pub mod copy;
 mod identity;
 mod postgres;
 mod privacy;

@@ -183,6 +183,11 @@ impl PgEventLog {
         Ok(row.get(0))
     }
 
+    /// Whether the log holds any event.
+    pub fn has_events(&mut self) -> Result<bool, StoreError> {
+        Ok(self.client()?.query_one("SELECT EXISTS (SELECT 1 FROM events)", &[]).map_err(database)?.get(0))
+    }
+
     /// The position of the next transaction to start: everything committed before this call lies below it.
     pub fn next_position(&mut self) -> Result<i64, StoreError> {
         let row = self.client()?.query_one("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint", &[]).map_err(database)?;
@@ -361,7 +366,7 @@ fn copy_events<'a>(tx: &mut postgres::Transaction<'_>, events: impl Iterator<Ite
 
 /// A reason code read back, as the `'static` string quarantined events carry. Codes are ours (a short fixed
 /// list), so the interned set stays small.
-fn intern_code(code: String) -> &'static str {
+pub(super) fn intern_code(code: String) -> &'static str {
     static CODES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
     let mut codes = CODES.lock().expect("codes");
     if let Some(known) = codes.iter().find(|c| **c == code) {

@@ -36,6 +36,13 @@ enum SharedOp {
     /// Quarantined events an erasure found by the raw values only the collector that took the request knew.
     ForgetQuarantine { ids: Vec<i64> },
     Unmerge { merge_id: i64 },
+    /// Erased identifiers to refuse from now on, as (site, kind, hash) (a store copied in brought them).
+    Suppress { entries: Vec<(String, String, String)> },
+}
+
+/// The payload of a [`SharedOp::Suppress`].
+pub(super) fn suppress_payload(entries: &[(String, String, String)]) -> String {
+    serde_json::to_string(&SharedOp::Suppress { entries: entries.to_vec() }).expect("plain data")
 }
 
 enum Outcome {
@@ -196,6 +203,10 @@ impl SharedStore {
                 if self.awaiting.contains_key(&op_id) {
                     self.outcomes.insert(op_id, Outcome::Erased(report));
                 }
+            }
+            SharedOp::Suppress { entries } => {
+                self.replica.add_suppressions(&entries, at)?;
+                self.suppressions.write().expect("suppressions").extend(entries);
             }
             SharedOp::ForgetQuarantine { ids } => {
                 self.replica.delete_shared_quarantine(&ids)?;

@@ -535,6 +535,16 @@ impl SqliteStore {
         Ok(self.conn.query_row("SELECT EXISTS (SELECT 1 FROM events) OR EXISTS (SELECT 1 FROM quarantine)", [], |r| r.get(0))?)
     }
 
+    /// Records suppression entries (site, kind, hash) that came from elsewhere (a store copied into the shared log).
+    pub fn add_suppressions(&mut self, entries: &[(String, String, String)], at: i64) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        for (site, kind, hash) in entries {
+            tx.execute("INSERT OR IGNORE INTO suppressions (site, kind, hash, at) VALUES (?1, ?2, ?3, ?4)", params![site, kind, hash, at])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Deletes quarantined events by their shared ids (a shared erasure found them by raw values).
     pub fn delete_shared_quarantine(&mut self, shared_ids: &[i64]) -> Result<usize, StoreError> {
         let mut stmt = self.conn.prepare_cached("DELETE FROM quarantine WHERE shared_id = ?1")?;
@@ -681,6 +691,24 @@ fn commit_in_transaction(
     }
     tx.commit()?;
     Ok((links, unfiled))
+}
+
+/// Holds the store's write lock (an open `BEGIN IMMEDIATE`), so nothing writes to it meanwhile; taking it fails
+/// at once when a writer is busy with it.
+pub struct ExclusiveCheck {
+    _conn: Connection,
+}
+
+impl ExclusiveCheck {
+    pub fn take(path: &Path) -> Result<ExclusiveCheck, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Unavailable(format!("{} does not exist", path.display())));
+        }
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        conn.busy_timeout(std::time::Duration::from_millis(0))?;
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(ExclusiveCheck { _conn: conn })
+    }
 }
 
 /// A read-only connection for health checks and queries; WAL lets it read while the writer writes.
