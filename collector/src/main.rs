@@ -155,7 +155,7 @@ fn copy_to_postgres(data_dir: Option<PathBuf>, database_url: Option<String>) -> 
     anyhow::ensure!(http::is_postgres_url(&url), "--database-url must be a postgres:// URL");
     let db = data_dir.join("footprint.db");
     // The collector must be stopped: a running one holds the database file's write lock.
-    let probe = rusqlite_free_check(&db)?;
+    let probe = lock_store_for_copy(&db)?;
     eprintln!("footprint: copying {} into PostgreSQL {} …", db.display(), redact_url(&url));
     let started = std::time::Instant::now();
     let mut last_print = std::time::Instant::now() - std::time::Duration::from_secs(10);
@@ -194,7 +194,7 @@ fn copy_to_postgres(data_dir: Option<PathBuf>, database_url: Option<String>) -> 
 
 /// Fails when a collector still runs on the store (it holds the write lock); returns the connection that proves it,
 /// to be dropped once the copy is done.
-fn rusqlite_free_check(db: &std::path::Path) -> anyhow::Result<store::sqlite::ExclusiveCheck> {
+fn lock_store_for_copy(db: &std::path::Path) -> anyhow::Result<store::sqlite::ExclusiveCheck> {
     store::sqlite::ExclusiveCheck::take(db).with_context(|| format!("{} is in use: stop the collector first", db.display()))
 }
 
