@@ -599,6 +599,41 @@ mod tests {
     }
 
     #[test]
+    fn the_log_is_read_in_one_order_and_only_where_it_is_final() {
+        let Some(url) = fresh_database("pull") else { return };
+        let site: Arc<str> = "shop".into();
+        let mut log = PgEventLog::connect(&url).unwrap();
+        let mut with_identity = event(&site, "first");
+        with_identity.identity = Some(super::super::IdentityInput {
+            identifiers: vec![crate::identity::Identifier::new(crate::identity::IdKind::AnonymousId, "a-1")],
+            primary: Some(crate::identity::Identifier::new(crate::identity::IdKind::AnonymousId, "a-1")),
+            traits: Some(r#"{"plan":"pro"}"#.into()),
+        });
+        with_identity.consent_change = Some(super::super::ConsentChange { categories: 3, source: "banner".into(), policy_version: Some("v2".into()) });
+        log.commit(&[with_identity], &[]).unwrap();
+        let first = log.pull(0, 100).unwrap();
+        assert_eq!(first.events.len(), 1);
+        let back = &first.events[0].1;
+        assert_eq!(back.identity.as_ref().map(|i| (i.identifiers.len(), i.traits.clone())), Some((1, Some(r#"{"plan":"pro"}"#.into()))), "identity input kept");
+        assert_eq!(back.consent_change.as_ref().map(|c| c.source.as_str()), Some("banner"));
+        assert!(back.shared_id.is_some());
+        // Another collector's transaction that began earlier and is still running holds the log back: a later
+        // commit is not read until that transaction ends, and then both are read, in transaction order.
+        let mut other = Client::connect(&url, NoTls).unwrap();
+        let mut open = other.transaction().unwrap();
+        open.batch_execute("INSERT INTO events (site, message_id, type, timestamp, received_at) VALUES ('shop', 'slow', 'track', 1, 1)").unwrap();
+        log.commit(&[event(&site, "fast")], &[]).unwrap();
+        let held = log.pull(first.next, 100).unwrap();
+        assert!(held.events.is_empty(), "nothing read past a running transaction");
+        assert!(held.next <= held.final_below);
+        open.commit().unwrap();
+        let after = log.pull(held.next, 100).unwrap();
+        let ids: Vec<&str> = after.events.iter().map(|(_, e)| e.message_id.as_str()).collect();
+        assert_eq!(ids, ["slow", "fast"], "both, in the order of their transactions");
+        assert!(log.pull(after.next, 100).unwrap().events.is_empty(), "each row read once");
+    }
+
+    #[test]
     fn two_collectors_sending_the_same_events_store_each_once() {
         let Some(url) = fresh_database("two") else { return };
         let site: Arc<str> = "shop".into();
