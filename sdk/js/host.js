@@ -8,7 +8,9 @@ let w = null; // the module's exports
 let out = null; // the bytes of the text a host function answered, until the module takes them
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const bytes = (at, n) => new Uint8Array(w.memory.buffer, at, n);
+let mem = new Uint8Array(0); // a view of the module's memory; empty once the memory grew (its old buffer is detached)
+const view = () => (mem.byteLength ? mem : (mem = new Uint8Array(w.memory.buffer)));
+const bytes = (at, n) => view().subarray(at, at + n);
 const text = (at, n) => decoder.decode(bytes(at, n));
 /** Answers a text: its byte length now (-1 for none), the bytes when the module calls `take`. */
 const give = (s) => (s == null ? -1 : (out = encoder.encode(s)).length);
@@ -27,13 +29,27 @@ export function connect(exports) {
   w = exports;
 }
 
+let end = 0; // where the next text of `call` goes
+const len = (t) => (t == null ? 0 : t.length);
+/** Writes `t` at `end` (ASCII byte by byte, which is fastest for short texts, the rest by encodeInto); returns its
+ * byte length, -1 for none. */
+function put(t) {
+  if (t == null) return -1;
+  const v = view();
+  const start = end;
+  let i = 0;
+  for (; i < t.length; i++) {
+    const c = t.charCodeAt(i);
+    if (c > 127) break;
+    v[end++] = c;
+  }
+  if (i < t.length) end += encoder.encodeInto(t.slice(i), v.subarray(end)).written;
+  return end - start;
+}
+
 /** Calls the module (operation numbers in sdk/src/api.rs); `a`–`d` are texts or undefined. */
 export function call(op, n, m, a, b, c, d) {
-  let room = 0;
-  for (const t of [a, b, c, d]) if (t != null) room += t.length * 3; // UTF-16 unit → at most 3 UTF-8 bytes
-  const at = w.texts(room) >>> 0;
-  let used = 0;
-  const put = (t) => (t == null ? -1 : ((t = encoder.encodeInto(t, bytes(at + used, room - used)).written), (used += t), t));
+  end = w.texts(3 * (len(a) + len(b) + len(c) + len(d))) >>> 0; // a UTF-16 unit is at most 3 bytes of UTF-8
   w.call(op, n, m, put(a), put(b), put(c), put(d));
 }
 
