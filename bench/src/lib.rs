@@ -264,6 +264,18 @@ pub fn stat_cpu_ticks(stat: &str) -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
+/// cutime + cstime, in clock ticks: the CPU time of the children the process has waited for (`/proc/<pid>/stat`).
+pub fn stat_reaped_children_ticks(stat: &str) -> Option<u64> {
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    // Fields 16 and 17.
+    Some(fields.get(13)?.parse::<u64>().ok()? + fields.get(14)?.parse::<u64>().ok()?)
+}
+
+/// The parent's pid (field 4) from the text of `/proc/<pid>/stat`.
+pub fn stat_ppid(stat: &str) -> Option<u32> {
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+}
+
 /// A `kB` figure such as `VmHWM:` or `VmRSS:` from the text of `/proc/<pid>/status`.
 pub fn status_kb(status: &str, key: &str) -> Option<u64> {
     status.lines().find_map(|line| line.strip_prefix(key)).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok())
@@ -365,6 +377,9 @@ mod tests {
     fn proc_parsing() {
         let stat = "1234 (footprint (x)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 100 1000 200";
         assert_eq!(stat_cpu_ticks(stat), Some(325));
+        assert_eq!(stat_reaped_children_ticks(stat), Some(0));
+        assert_eq!(stat_reaped_children_ticks("9 (postgres) S 1 9 9 0 -1 0 0 0 0 0 250 75 40 2 20"), Some(42));
+        assert_eq!(stat_ppid(stat), Some(1));
         let status = "Name:\tfootprint\nVmHWM:\t   51234 kB\nVmRSS:\t   40000 kB\n";
         assert_eq!(status_kb(status, "VmHWM:"), Some(51_234));
         assert_eq!(status_kb(status, "VmSwap:"), None);

@@ -4,10 +4,15 @@
 //! latency percentiles and, given `--server-pid`, the server's CPU time and peak RSS.
 //!
 //! It runs on one thread: pin it to its own core (`taskset -c 1`). `cargo xtask bench` runs the standard scenarios.
+//! Several `--url`s spread the connections over several collectors (`cargo xtask bench-pg`: collectors sharing
+//! PostgreSQL), and `--overlap` sends some batches to two of them at once, as a retry that reached both would.
 //! The last line of output is `RESULT key=value …` for scripts.
 
 use bytes::Bytes;
-use footprint_bench::{batch_templates, count_occurrences, percentile, proc_stat_busy_total, single_templates, stat_cpu_ticks, status_kb, IdSource, Template, USER_AGENTS};
+use footprint_bench::{
+    batch_templates, count_occurrences, percentile, proc_stat_busy_total, single_templates, stat_cpu_ticks, stat_ppid, stat_reaped_children_ticks, status_kb, IdSource, Template,
+    USER_AGENTS,
+};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST, RETRY_AFTER, USER_AGENT};
@@ -19,39 +24,55 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const USAGE: &str = "usage: footprint-bench --url http://127.0.0.1:PORT [--mode batch|single] [--batch N] [--connections N]
-                       [--duration SECS] [--warmup SECS] [--rate EVENTS_PER_S] [--server-pid PID] [--write-key KEY]
+const USAGE: &str = "usage: footprint-bench --url http://127.0.0.1:PORT… [--mode batch|single] [--batch N] [--connections N]
+                       [--duration SECS] [--warmup SECS] [--rate EVENTS_PER_S] [--server-pid PID…] [--db-pid PID]
+                       [--overlap FRACTION] [--write-key KEY]
+
+  --url URL        a collector; given several times, connection i goes to the (i mod n)-th
 
   --mode batch     POST /v1/batch with --batch events per request (default 30)
   --mode single    POST /v1/page or /v1/track, one event per request
   --rate R         open loop: R events/s in total, spread evenly (0, the default: closed loop, as fast as answered)
   --connections N  keep-alive connections, each with one request in flight (default 32)
   --duration SECS  measured time (default 5); --warmup SECS before it (default 1) is not counted
-  --server-pid PID the collector's process: its CPU time over the measured window and its peak RSS (VmHWM)";
+  --server-pid PID the collector's process: its CPU time over the measured window and its peak RSS (VmHWM); given
+                   several times (one per collector), CPU is summed and the peak RSS is the largest
+  --db-pid PID     the PostgreSQL server (postmaster): CPU time of it and its children over the measured window
+  --overlap F      this fraction (0..=1) of requests also goes, at the same time and with the same body, to the next
+                   --url (the same one when there is one) on a connection of its own: every event of such a pair must
+                   be accepted exactly once (`overlap_mismatch` counts the pairs where it was not)
+
+Whole-run totals (warm-up and overlap copies included) are `*_total` in the RESULT line: what a check of the store
+compares with (`unknown_total`: requests without a definite answer — transport errors, timeouts, statuses other
+than 2xx and 503).";
 
 #[derive(Debug, Clone)]
 struct Options {
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     single: bool,
     batch: usize,
     connections: usize,
     duration: f64,
     warmup: f64,
     rate: f64,
-    server_pid: Option<u32>,
+    server_pids: Vec<u32>,
+    db_pid: Option<u32>,
+    overlap: f64,
     write_key: String,
 }
 
 fn parse_options() -> Result<Options, String> {
     let mut o = Options {
-        addr: "127.0.0.1:8080".parse().unwrap(),
+        addrs: Vec::new(),
         single: false,
         batch: 30,
         connections: 32,
         duration: 5.0,
         warmup: 1.0,
         rate: 0.0,
-        server_pid: None,
+        server_pids: Vec::new(),
+        db_pid: None,
+        overlap: 0.0,
         write_key: "wk_demo".into(),
     };
     let mut args = std::env::args().skip(1);
@@ -66,10 +87,11 @@ fn parse_options() -> Result<Options, String> {
             "--url" => {
                 let rest = value.strip_prefix("http://").ok_or_else(|| bad("an http:// URL"))?;
                 let hostport = rest.split('/').next().unwrap_or(rest);
-                o.addr = hostport.parse().map_err(|_| bad("http://IP:PORT (loopback only)"))?;
-                if !o.addr.ip().is_loopback() {
+                let addr: SocketAddr = hostport.parse().map_err(|_| bad("http://IP:PORT (loopback only)"))?;
+                if !addr.ip().is_loopback() {
                     return Err("only loopback targets are allowed (127.0.0.0/8, [::1])".into());
                 }
+                o.addrs.push(addr);
             }
             "--mode" => {
                 o.single = match value.as_str() {
@@ -83,13 +105,18 @@ fn parse_options() -> Result<Options, String> {
             "--duration" => o.duration = value.parse().ok().filter(|d: &f64| *d > 0.0 && *d <= 600.0).ok_or_else(|| bad("0 < secs <= 600"))?,
             "--warmup" => o.warmup = value.parse().ok().filter(|d: &f64| *d >= 0.0 && *d <= 60.0).ok_or_else(|| bad("0 <= secs <= 60"))?,
             "--rate" => o.rate = value.parse().ok().filter(|r: &f64| *r >= 0.0).ok_or_else(|| bad("a rate >= 0"))?,
-            "--server-pid" => o.server_pid = Some(value.parse().map_err(|_| bad("a pid"))?),
+            "--server-pid" => o.server_pids.push(value.parse().map_err(|_| bad("a pid"))?),
+            "--db-pid" => o.db_pid = Some(value.parse().map_err(|_| bad("a pid"))?),
+            "--overlap" => o.overlap = value.parse().ok().filter(|f: &f64| (0.0..=1.0).contains(f)).ok_or_else(|| bad("a fraction 0..=1"))?,
             "--write-key" => o.write_key = value,
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
     }
     if o.single {
         o.batch = 1;
+    }
+    if o.addrs.is_empty() {
+        o.addrs.push("127.0.0.1:8080".parse().unwrap());
     }
     Ok(o)
 }
@@ -111,6 +138,8 @@ struct Tally {
     other: BTreeMap<u16, u64>,
     errors: u64,
     last_error: Option<String>,
+    /// Over the whole run (warm-up, overlap copies and the tail included): what the store must hold.
+    totals: Totals,
     /// Microseconds from the actual send to the end of the response body.
     latency_us: Vec<u32>,
     /// Microseconds from the scheduled send (open loop) to the end of the response: includes waiting for a free
@@ -134,6 +163,7 @@ impl Tally {
             *self.other.entry(code).or_default() += n;
         }
         self.errors += other.errors;
+        self.totals.merge(&other.totals);
         if other.last_error.is_some() {
             self.last_error = other.last_error;
         }
@@ -142,11 +172,77 @@ impl Tally {
     }
 }
 
+/// Answers over the whole run, whenever they came.
+#[derive(Default)]
+struct Totals {
+    requests: u64,
+    accepted: u64,
+    duplicate: u64,
+    rejected: u64,
+    s503: u64,
+    /// Requests without a definite answer (transport error, timeout, another status): their events may or may not
+    /// be stored.
+    unknown: u64,
+    overlap_pairs: u64,
+    /// Pairs (both answered 2xx) in which some event was not accepted exactly once.
+    overlap_mismatch: u64,
+}
+
+impl Totals {
+    fn merge(&mut self, o: &Totals) {
+        self.requests += o.requests;
+        self.accepted += o.accepted;
+        self.duplicate += o.duplicate;
+        self.rejected += o.rejected;
+        self.s503 += o.s503;
+        self.unknown += o.unknown;
+        self.overlap_pairs += o.overlap_pairs;
+        self.overlap_mismatch += o.overlap_mismatch;
+    }
+
+    /// Counts one answer; returns its (accepted, duplicate) events when it was a 2xx.
+    fn count(&mut self, outcome: &Outcome) -> Option<(u64, u64)> {
+        self.requests += 1;
+        match outcome {
+            Ok(Ok((200..=299, _, body))) => {
+                let (a, d) = (count_occurrences(body, b"\"accepted\"") as u64, count_occurrences(body, b"\"duplicate\"") as u64);
+                self.accepted += a;
+                self.duplicate += d;
+                self.rejected += count_occurrences(body, b"\"rejected\"") as u64;
+                Some((a, d))
+            }
+            Ok(Ok((503, ..))) => {
+                self.s503 += 1;
+                None
+            }
+            _ => {
+                self.unknown += 1;
+                None
+            }
+        }
+    }
+}
+
+/// A request's answer (status, Retry-After present, body), a transport error, or a timeout.
+type Outcome = Result<Result<(u16, bool, Bytes), String>, tokio::time::error::Elapsed>;
+
+async fn exchange(sender: &mut SendRequest<Full<Bytes>>, request: Request<Full<Bytes>>) -> Outcome {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let retry_after = response.headers().contains_key(RETRY_AFTER);
+        let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok::<_, String>((status, retry_after, body))
+    })
+    .await
+}
+
 struct Plan {
     opts: Options,
     templates: Vec<Template>,
     authorization: HeaderValue,
-    host: HeaderValue,
+    /// One per `--url`.
+    hosts: Vec<HeaderValue>,
     run_tag: u32,
     start: Instant,
     measure_from: Instant,
@@ -194,10 +290,12 @@ async fn run(opts: Options) -> Result<(), String> {
     let templates = if opts.single { single_templates(seed, 4_096, now) } else { batch_templates(seed, 64, opts.batch, now) };
     let mean_bytes = templates.iter().map(|t| t.body.len()).sum::<usize>() / templates.len();
 
-    // All connections are open before the clock starts.
+    // All connections are open before the clock starts (the overlap ones too).
+    let n = opts.addrs.len();
     let mut senders = Vec::with_capacity(opts.connections);
-    for _ in 0..opts.connections {
-        senders.push(connect(opts.addr).await?);
+    for i in 0..opts.connections {
+        let overlap = if opts.overlap > 0.0 { Some(connect(opts.addrs[(i + 1) % n]).await?) } else { None };
+        senders.push((connect(opts.addrs[i % n]).await?, overlap));
     }
     let requests_per_s = opts.rate / opts.batch as f64;
     let start = Instant::now();
@@ -205,7 +303,7 @@ async fn run(opts: Options) -> Result<(), String> {
     let end = measure_from + Duration::from_secs_f64(opts.duration);
     let plan = Arc::new(Plan {
         authorization: HeaderValue::from_str(&format!("Basic {}", base64(format!("{}:", opts.write_key).as_bytes()))).unwrap(),
-        host: HeaderValue::from_str(&opts.addr.to_string()).unwrap(),
+        hosts: opts.addrs.iter().map(|a| HeaderValue::from_str(&a.to_string()).unwrap()).collect(),
         run_tag: seed as u32 ^ (seed >> 32) as u32,
         templates,
         start,
@@ -216,12 +314,13 @@ async fn run(opts: Options) -> Result<(), String> {
         opts: opts.clone(),
     });
     eprintln!(
-        "footprint-bench: {} {} → http://{}, {} connections, {}, {:.1} s + {:.1} s warm-up, bodies ~{} B",
+        "footprint-bench: {} {} → {}, {} connections, {}{}, {:.1} s + {:.1} s warm-up, bodies ~{} B",
         if opts.single { "single events" } else { "batches" },
         if opts.single { String::new() } else { format!("of {}", opts.batch) },
-        opts.addr,
+        opts.addrs.iter().map(|a| format!("http://{a}")).collect::<Vec<_>>().join(" + "),
         opts.connections,
         if opts.rate > 0.0 { format!("open loop at {:.0} events/s ({:.0} req/s)", opts.rate, requests_per_s) } else { "closed loop".into() },
+        if opts.overlap > 0.0 { format!(", {:.0}% of requests also sent to the next collector at once", 100.0 * opts.overlap) } else { String::new() },
         opts.duration,
         opts.warmup,
         mean_bytes
@@ -230,21 +329,24 @@ async fn run(opts: Options) -> Result<(), String> {
     // Samples of the server's CPU, our own CPU and the whole box's CPU at the edges of the measured window.
     // And the collector's own commit counters from /metrics, on a connection of its own.
     let sampler = {
-        let pid = opts.server_pid;
-        let mut metrics_conn = connect(opts.addr).await.ok();
-        let host = plan.host.clone();
+        let (pids, db_pid) = (opts.server_pids.clone(), opts.db_pid);
+        let mut metrics_conns = Vec::new();
+        for (addr, host) in opts.addrs.iter().zip(&plan.hosts) {
+            metrics_conns.push((connect(*addr).await.ok(), host.clone()));
+        }
         tokio::spawn(async move {
+            let sample = || (servers_cpu_ticks(&pids), read_cpu_ticks(None), read_box(), Instant::now(), db_pid.and_then(tree_cpu_ticks));
             tokio::time::sleep_until(measure_from.into()).await;
-            let first = (read_cpu_ticks(pid), read_cpu_ticks(None), read_box(), Instant::now());
-            let m0 = commit_metrics(&mut metrics_conn, &host).await;
+            let first = sample();
+            let m0 = all_commit_metrics(&mut metrics_conns).await;
             tokio::time::sleep_until(end.into()).await;
-            let last = (read_cpu_ticks(pid), read_cpu_ticks(None), read_box(), Instant::now());
-            let m1 = commit_metrics(&mut metrics_conn, &host).await;
+            let last = sample();
+            let m1 = all_commit_metrics(&mut metrics_conns).await;
             (first, last, m0.zip(m1).map(|(a, b)| [b[0] - a[0], b[1] - a[1], b[2] - a[2]]))
         })
     };
 
-    let workers: Vec<_> = senders.into_iter().enumerate().map(|(i, sender)| tokio::spawn(worker(plan.clone(), i, sender))).collect();
+    let workers: Vec<_> = senders.into_iter().enumerate().map(|(i, (sender, overlap))| tokio::spawn(worker(plan.clone(), i, sender, overlap))).collect();
     let mut tally = Tally::default();
     for w in workers {
         tally.merge(w.await.map_err(|e| format!("worker failed: {e}"))?);
@@ -254,7 +356,44 @@ async fn run(opts: Options) -> Result<(), String> {
     Ok(())
 }
 
-type Sample = (Option<u64>, Option<u64>, Option<(u64, u64)>, Instant);
+/// (servers' CPU ticks, our CPU ticks, the box's busy/total ticks, when, the database server tree's CPU ticks)
+type Sample = (Option<u64>, Option<u64>, Option<(u64, u64)>, Instant, Option<u64>);
+
+/// The commit counters of every collector, summed (`None` if one did not answer).
+async fn all_commit_metrics(conns: &mut [(Option<SendRequest<Full<Bytes>>>, HeaderValue)]) -> Option<[f64; 3]> {
+    let mut sum = [0.0; 3];
+    for (conn, host) in conns.iter_mut() {
+        let m = commit_metrics(conn, host).await?;
+        for i in 0..3 {
+            sum[i] += m[i];
+        }
+    }
+    Some(sum)
+}
+
+/// CPU ticks of all the collectors, summed (`None` when there are none, or one is gone).
+fn servers_cpu_ticks(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|pid| read_cpu_ticks(Some(*pid))).sum()
+}
+
+/// CPU ticks of a process and its children: the live ones, and (through its cutime/cstime) the ones it reaped.
+/// For PostgreSQL's postmaster, whose backends and helpers are all its children.
+fn tree_cpu_ticks(pid: u32) -> Option<u64> {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut ticks = stat_cpu_ticks(&own)? + stat_reaped_children_ticks(&own)?;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) {
+            if stat_ppid(&stat) == Some(pid) {
+                ticks += stat_cpu_ticks(&stat).unwrap_or(0);
+            }
+        }
+    }
+    Some(ticks)
+}
 
 /// `[commits, rows, seconds in commits]` from the collector's `/metrics`.
 async fn commit_metrics(conn: &mut Option<SendRequest<Full<Bytes>>>, host: &HeaderValue) -> Option<[f64; 3]> {
@@ -281,12 +420,17 @@ fn read_box() -> Option<(u64, u64)> {
     proc_stat_busy_total(&std::fs::read_to_string("/proc/stat").ok()?)
 }
 
-async fn worker(plan: Arc<Plan>, index: usize, mut sender: SendRequest<Full<Bytes>>) -> Tally {
+async fn worker(plan: Arc<Plan>, index: usize, mut sender: SendRequest<Full<Bytes>>, mut overlap: Option<SendRequest<Full<Bytes>>>) -> Tally {
     let mut tally = Tally::default();
     let mut ids = IdSource::new(plan.run_tag, index as u16);
     let user_agent = HeaderValue::from_static(USER_AGENTS[index % USER_AGENTS.len()]);
+    let targets = plan.opts.addrs.len();
+    let (target, overlap_target) = (index % targets, (index + 1) % targets);
     let mut next_template = index * 7;
     let mut broken = false;
+    // Request k also goes to the overlap target when k × F passes an integer; k starts at the worker's index, so the
+    // workers' overlapped requests are spread out (and short runs have some too).
+    let mut sent_count = index as u64;
     loop {
         let scheduled = match plan.interval {
             Some(interval) => {
@@ -308,7 +452,7 @@ async fn worker(plan: Arc<Plan>, index: usize, mut sender: SendRequest<Full<Byte
             }
         };
         if broken || sender.is_closed() {
-            match connect(plan.opts.addr).await {
+            match connect(plan.opts.addrs[target]).await {
                 Ok(s) => {
                     sender = s;
                     broken = false;
@@ -323,33 +467,65 @@ async fn worker(plan: Arc<Plan>, index: usize, mut sender: SendRequest<Full<Byte
         }
         let template = &plan.templates[next_template % plan.templates.len()];
         next_template += 1;
-        let body = template.stamp(&mut ids);
-        let mut request = Request::builder().method(Method::POST).uri(template.path).body(Full::new(Bytes::from(body))).expect("valid request");
-        let headers = request.headers_mut();
-        headers.insert(HOST, plan.host.clone());
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(AUTHORIZATION, plan.authorization.clone());
-        headers.insert(USER_AGENT, user_agent.clone());
+        let body = Bytes::from(template.stamp(&mut ids));
+        let request = |to: usize| {
+            let mut request = Request::builder().method(Method::POST).uri(template.path).body(Full::new(body.clone())).expect("valid request");
+            let headers = request.headers_mut();
+            headers.insert(HOST, plan.hosts[to].clone());
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(AUTHORIZATION, plan.authorization.clone());
+            headers.insert(USER_AGENT, user_agent.clone());
+            request
+        };
 
         if sender.ready().await.is_err() {
             broken = true;
             continue;
         }
+        let overlapped = plan.opts.overlap > 0.0 && ((sent_count + 1) as f64 * plan.opts.overlap).floor() > (sent_count as f64 * plan.opts.overlap).floor();
+        sent_count += 1;
+        // The overlap copy goes out at the same moment on its own connection (opened again if it broke).
+        let mut second = None;
+        if overlapped {
+            if overlap.as_ref().is_none_or(|s| s.is_closed()) {
+                overlap = connect(plan.opts.addrs[overlap_target]).await.ok();
+            }
+            if let Some(s) = overlap.as_mut() {
+                if s.ready().await.is_ok() {
+                    second = Some(s);
+                }
+            }
+        }
         let sent = Instant::now();
         let started = scheduled.unwrap_or(sent);
         let counted = started >= plan.measure_from && started < plan.end;
-        let outcome = tokio::time::timeout(Duration::from_secs(60), async {
-            let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
-            let status = response.status().as_u16();
-            let retry_after = response.headers().contains_key(RETRY_AFTER);
-            let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-            Ok::<_, String>((status, retry_after, body))
-        })
-        .await;
+        let (outcome, copy) = match second {
+            Some(s) => {
+                let (a, b) = tokio::join!(exchange(&mut sender, request(target)), exchange(s, request(overlap_target)));
+                (a, Some(b))
+            }
+            None => (exchange(&mut sender, request(target)).await, None),
+        };
         let done = Instant::now();
+        let first_counts = tally.totals.count(&outcome);
+        if let Some(copy) = &copy {
+            let second_counts = tally.totals.count(copy);
+            if !matches!(copy, Ok(Ok(_))) {
+                overlap = None;
+            }
+            tally.totals.overlap_pairs += 1;
+            if let (Some((a1, d1)), Some((a2, d2))) = (first_counts, second_counts) {
+                let events = template.events() as u64;
+                if a1 + a2 != events || d1 + d2 != events {
+                    tally.totals.overlap_mismatch += 1;
+                }
+            }
+        }
         if done >= plan.measure_from && done < plan.end {
             tally.requests_in_window += 1;
-            if let Ok(Ok((200..=299, _, body))) = &outcome {
+            // New events acknowledged in the window, by either collector of an overlapped pair.
+            tally.accepted_in_window += first_counts.map_or(0, |(a, _)| a);
+            if let Some(Ok(Ok((200..=299, _, body)))) = &copy {
                 tally.accepted_in_window += count_occurrences(body, b"\"accepted\"") as u64;
             }
         }
@@ -413,17 +589,20 @@ fn report(opts: &Options, mut t: Tally, first: Sample, last: Sample, commits: Op
     let cpu_s = |a: Option<u64>, b: Option<u64>| a.zip(b).map(|(a, b)| b.saturating_sub(a) as f64 / tick);
     let server_cpu = cpu_s(first.0, last.0);
     let gen_cpu = cpu_s(first.1, last.1);
+    let db_cpu = cpu_s(first.4, last.4);
+    let db_pct = db_cpu.map(|c| 100.0 * c / wall);
     let box_busy = first.2.zip(last.2).map(|((b0, t0), (b1, t1))| {
         // In "cores busy" over the window, from /proc/stat (all CPUs of the machine).
         (b1 - b0) as f64 / (t1 - t0).max(1) as f64 * cpu_count() as f64
     });
-    let peak_rss_kb = opts.server_pid.and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok()).and_then(|s| status_kb(&s, "VmHWM:"));
+    // The largest collector's peak.
+    let peak_rss_kb = opts.server_pids.iter().filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok()).filter_map(|s| status_kb(&s, "VmHWM:")).max();
     let events_per_s = t.accepted_in_window as f64 / wall;
     let requests_per_s = t.requests_in_window as f64 / wall;
     let server_pct = server_cpu.map(|c| 100.0 * c / wall);
     let gen_pct = gen_cpu.map(|c| 100.0 * c / wall);
     // Whatever else ran on the box during the window (other builds), in % of one core.
-    let foreign_pct = box_busy.map(|b| (100.0 * b - server_pct.unwrap_or(0.0) - gen_pct.unwrap_or(0.0)).max(0.0));
+    let foreign_pct = box_busy.map(|b| (100.0 * b - server_pct.unwrap_or(0.0) - gen_pct.unwrap_or(0.0) - db_pct.unwrap_or(0.0)).max(0.0));
     let us_per_event = server_cpu.filter(|_| t.accepted_in_window > 0).map(|c| c * 1e6 / t.accepted_in_window as f64);
     let (p50, p90, p99, max) = (percentile(&t.latency_us, 50.0), percentile(&t.latency_us, 90.0), percentile(&t.latency_us, 99.0), t.latency_us.last().copied().unwrap_or(0));
     let s = &t.scheduled_latency_us;
@@ -442,13 +621,22 @@ fn report(opts: &Options, mut t: Tally, first: Sample, last: Sample, commits: Op
         eprintln!("  scheduled  p50 {}  p99 {}  max {} (µs, scheduled send → response; includes ≤1 ms timer granularity)", sp50, sp99, smax);
     }
     eprintln!(
-        "  server     CPU {} s = {}% of a core, {} µs/event, peak RSS {} MB; load generator CPU {}%; other load on the box {}% of a core",
+        "  server     CPU {} s = {}% of a core{}, {} µs/event, peak RSS {} MB; load generator CPU {}%; other load on the box {}% of a core",
         opt(server_cpu, 2),
         opt(server_pct, 0),
+        if opts.server_pids.len() > 1 { format!(" ({} collectors together)", opts.server_pids.len()) } else { String::new() },
         opt(us_per_event, 2),
         peak_rss_kb.map(|k| format!("{:.1}", k as f64 / 1024.0)).unwrap_or_else(|| "-".into()),
         opt(gen_pct, 0),
         opt(foreign_pct, 0)
+    );
+    if opts.db_pid.is_some() {
+        eprintln!("  database   CPU {} s = {}% of a core (the PostgreSQL server and its backends)", opt(db_cpu, 2), opt(db_pct, 0));
+    }
+    let totals = &t.totals;
+    eprintln!(
+        "  whole run  {} requests: accepted {}, duplicate {}, rejected {} events; 503 {}, no definite answer {}; {} overlapped pairs, {} of them not accepted exactly once",
+        totals.requests, totals.accepted, totals.duplicate, totals.rejected, totals.s503, totals.unknown, totals.overlap_pairs, totals.overlap_mismatch
     );
     let rows_per_commit = commits.filter(|c| c[0] > 0.0).map(|c| c[1] / c[0]);
     let commit_ms = commits.filter(|c| c[0] > 0.0).map(|c| 1e3 * c[2] / c[0]);
@@ -465,11 +653,11 @@ fn report(opts: &Options, mut t: Tally, first: Sample, last: Sample, commits: Op
     if let Some(e) = &t.last_error {
         eprintln!("  last error {e}");
     }
-    if t.duplicate + t.rejected > 0 {
+    if t.rejected > 0 || (opts.overlap == 0.0 && t.duplicate > 0) {
         eprintln!("  WARNING: some events were not accepted as new; the generator's events should all be fresh and valid");
     }
     println!(
-        "RESULT mode={} batch={} connections={} rate={:.0} secs={:.3} body_bytes={} requests={} events_sent={} accepted={} duplicate={} rejected={} req_s={:.1} events_s={:.1} s2xx={} s503={} s503_retry_after={} other={} errors={} p50_us={} p90_us={} p99_us={} max_us={} sched_p50_us={} sched_p99_us={} sched_max_us={} server_cpu_s={} server_cpu_pct={} server_us_per_event={} peak_rss_kb={} gen_cpu_pct={} foreign_cpu_pct={} rows_per_commit={} commit_ms={} writer_busy_pct={}",
+        "RESULT mode={} batch={} connections={} rate={:.0} secs={:.3} body_bytes={} requests={} events_sent={} accepted={} duplicate={} rejected={} req_s={:.1} events_s={:.1} s2xx={} s503={} s503_retry_after={} other={} errors={} p50_us={} p90_us={} p99_us={} max_us={} sched_p50_us={} sched_p99_us={} sched_max_us={} server_cpu_s={} server_cpu_pct={} server_us_per_event={} peak_rss_kb={} gen_cpu_pct={} foreign_cpu_pct={} rows_per_commit={} commit_ms={} writer_busy_pct={} servers={} db_cpu_pct={} db_us_per_event={} overlap={} requests_total={} accepted_total={} duplicate_total={} rejected_total={} s503_total={} unknown_total={} overlap_pairs={} overlap_mismatch={}",
         if opts.single { "single" } else { "batch" },
         opts.batch,
         opts.connections,
@@ -503,7 +691,19 @@ fn report(opts: &Options, mut t: Tally, first: Sample, last: Sample, commits: Op
         opt(foreign_pct, 1),
         opt(rows_per_commit, 1),
         opt(commit_ms, 3),
-        opt(writer_busy_pct, 1)
+        opt(writer_busy_pct, 1),
+        opts.server_pids.len(),
+        opt(db_pct, 1),
+        opt(db_cpu.filter(|_| t.accepted_in_window > 0).map(|c| c * 1e6 / t.accepted_in_window as f64), 3),
+        opts.overlap,
+        totals.requests,
+        totals.accepted,
+        totals.duplicate,
+        totals.rejected,
+        totals.s503,
+        totals.unknown,
+        totals.overlap_pairs,
+        totals.overlap_mismatch
     );
 }
 

@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// One run's `RESULT key=value …` line from footprint-bench.
-type Run = BTreeMap<String, String>;
+pub(crate) type Run = BTreeMap<String, String>;
 
 struct Settings {
     runs: usize,
@@ -178,10 +178,10 @@ fn one_run(collector: &Path, generator: &Path, dir: &Path, scenario: &Scenario, 
 }
 
 /// The collector process; stopped gracefully (SIGTERM, which drains the queue), killed if that takes too long.
-struct Server(Child);
+pub(crate) struct Server(pub(crate) Child);
 
 impl Server {
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if matches!(self.0.try_wait(), Ok(Some(_))) {
             return;
         }
@@ -215,7 +215,7 @@ fn pinned(pin: bool, cpu: &str, program: &Path) -> Command {
 }
 
 /// Waits (at most `limit`) until the box is nearly idle, so foreign builds disturb the runs less.
-fn wait_quiet(limit: Duration) {
+pub(crate) fn wait_quiet(limit: Duration) {
     let busy = || -> Option<f64> {
         let read = || -> Option<(u64, u64)> {
             let stat = std::fs::read_to_string("/proc/stat").ok()?;
@@ -245,21 +245,21 @@ fn wait_quiet(limit: Duration) {
     }
 }
 
-fn get(run: &Run, key: &str) -> Option<f64> {
+pub(crate) fn get(run: &Run, key: &str) -> Option<f64> {
     run.get(key).and_then(|v| v.parse().ok())
 }
 
-fn field<'a>(run: &'a Run, key: &str) -> &'a str {
+pub(crate) fn field<'a>(run: &'a Run, key: &str) -> &'a str {
     run.get(key).map(String::as_str).unwrap_or("-")
 }
 
-fn values(runs: &[Run], key: &str) -> Vec<f64> {
+pub(crate) fn values(runs: &[Run], key: &str) -> Vec<f64> {
     let mut v: Vec<f64> = runs.iter().filter_map(|r| get(r, key)).collect();
     v.sort_by(f64::total_cmp);
     v
 }
 
-fn median(runs: &[Run], key: &str) -> Option<f64> {
+pub(crate) fn median(runs: &[Run], key: &str) -> Option<f64> {
     let v = values(runs, key);
     (!v.is_empty()).then(|| if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0 })
 }

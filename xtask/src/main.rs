@@ -5,12 +5,14 @@
 //! - `bench …`       benchmarks that print numbers (see README).
 //! - `demo-data`     a month of traffic for the demo site, through the ingest API.
 //! - `bench-stats`   10 million events, then every stats query timed.
+//! - `bench-pg`      batched ingest on PostgreSQL, one collector and two sharing the database.
 
 mod bench;
 mod dashboard;
 mod demo_data;
 mod ensure;
 mod people_bench;
+mod pg_bench;
 mod pg_cluster;
 mod sdk;
 mod stats_bench;
@@ -30,8 +32,9 @@ fn main() -> std::process::ExitCode {
         Some("demo-data") => demo_data::command(&args[1..]),
         Some("bench-stats") => stats_bench::bench(&args[1..]),
         Some("bench-people") => people_bench::bench(&args[1..]),
+        Some("bench-pg") => pg_bench::bench(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
-            println!("usage: cargo xtask <run [serve args…] | test | bench [--quick] | demo-data [--target HOST:PORT] | bench-stats [--events N] | bench-people [--profiles N] | build-sdk | bench-sdk>");
+            println!("usage: cargo xtask <run [serve args…] | test | bench [--quick] | demo-data [--target HOST:PORT] | bench-stats [--events N] | bench-people [--profiles N] | bench-pg [--quick] [--runs N] [--secs S] | build-sdk | bench-sdk>");
             Ok(())
         }
         Some(other) => Err(anyhow::anyhow!("unknown command {other:?}; try `cargo xtask help`")),

@@ -1,5 +1,6 @@
 //! A throwaway PostgreSQL cluster for the test run: `initdb` into a fresh directory, a free loopback port, started
-//! with `pg_ctl` and stopped (and deleted) when dropped. The tests reach it through `FOOTPRINT_TEST_DATABASE_URL`.
+//! with `pg_ctl` and stopped (and deleted) when dropped. The tests reach it through `FOOTPRINT_TEST_DATABASE_URL`;
+//! `cargo xtask bench-pg` starts one with performance settings ([`TestCluster::start_with`]).
 
 use crate::{ensure, run_step};
 use anyhow::Context as _;
@@ -15,8 +16,17 @@ pub struct TestCluster {
     user: Option<&'static str>,
 }
 
+/// Server settings for benchmarks (research/perf-baselines.md §4.3): room for the WAL between checkpoints and a
+/// buffer pool that holds a run's data. Durability stays as in production: `fsync` and `synchronous_commit` on.
+pub const PERFORMANCE_SETTINGS: &[&str] = &["shared_buffers=1GB", "max_wal_size=8GB", "checkpoint_timeout=30min", "wal_buffers=16MB", "synchronous_commit=on"];
+
 impl TestCluster {
     pub fn start() -> anyhow::Result<TestCluster> {
+        TestCluster::start_with(&[])
+    }
+
+    /// Like [`TestCluster::start`], with more `-c name=value` server settings.
+    pub fn start_with(settings: &[&str]) -> anyhow::Result<TestCluster> {
         let bin = ensure::postgresql()?;
         // Under /tmp, not the target directory: the server's user must be able to reach it.
         let dir = std::env::temp_dir().join(format!("footprint-pg-test-{}", std::process::id()));
@@ -33,7 +43,10 @@ impl TestCluster {
             "initdb (PostgreSQL test cluster)",
             cluster.command("initdb").arg("-D").arg(&data).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]).stdout(std::process::Stdio::null()),
         )?;
-        let options = format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=200 -c fsync=on", cluster.dir.display());
+        let mut options = format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=200 -c fsync=on", cluster.dir.display());
+        for setting in settings {
+            options.push_str(&format!(" -c {setting}"));
+        }
         run_step(
             &format!("pg_ctl start (PostgreSQL on 127.0.0.1:{port})"),
             cluster.command("pg_ctl").arg("-D").arg(&data).arg("-l").arg(cluster.dir.join("server.log")).args(["-w", "-t", "60", "-o", &options, "start"]).stdout(std::process::Stdio::null()),
@@ -57,6 +70,17 @@ impl TestCluster {
 
     fn data(&self) -> PathBuf {
         self.dir.join("data")
+    }
+
+    /// The postmaster's process id (the first line of `postmaster.pid`): the server's backends are its children.
+    pub fn server_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.data().join("postmaster.pid")).ok()?.lines().next()?.trim().parse().ok()
+    }
+
+    /// The URL of another database on this server.
+    pub fn database_url(&self, database: &str) -> String {
+        let (server, _) = self.url.rsplit_once('/').expect("the URL names a database");
+        format!("{server}/{database}")
     }
 }
 
