@@ -1,8 +1,8 @@
 //! The module's only exports: `texts` and `call`. One `call` for every operation instead of one export per method
-//! keeps both the module and the JS side small (each export costs a wrapper on either side). `js/host.js` maps the
-//! public API onto it (`js/client.js` stringifies properties and traits with the browser's native `JSON.stringify`
-//! and catches everything); `js/capture.js` calls it from DOM listeners, `js/host.js` from `fetch` answers and the
-//! timer. The operation numbers are the `OP` table of `js/client.js`.
+//! keeps both the module and the JS side small (each export costs a wrapper on either side). `js/client.js` maps the
+//! public API onto it (it stringifies properties and traits with the browser's native `JSON.stringify` and catches
+//! everything), `js/capture.js` calls it from DOM listeners, `js/host.js` passes the texts in and calls it from
+//! `fetch` answers and the timer; the operation numbers are the table below.
 //!
 //! Texts cross as UTF-8 in one buffer: `js/host.js` asks [`texts`] for room, writes the call's texts one after the
 //! other, and passes their byte lengths (-1 for none) to [`call`].

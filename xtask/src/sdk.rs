@@ -2,7 +2,7 @@
 //!
 //! `build` — Rust → `wasm32-unknown-unknown` (size profile) → wasm-bindgen (this library, the exact version the SDK
 //! pins) → wasm-opt (npm `binaryen`) → a content-hashed `www/footprint.<hash>.wasm`, the script-tag build
-//! `www/footprint.js` (loader + glue, minified by esbuild) and the npm package files in `sdk/dist/npm/`.
+//! `www/footprint.js` (loader, boundary and API, minified by esbuild) and the npm package files in `sdk/dist/npm/`.
 //! `test`  — the size check, the `tsc` check of the types, and the browser tests (Node + playwright-core + Chromium
 //! against the real collector).
 //! `bench` — bytes over the wire, time to ready, main-thread µs per `track()`.
@@ -34,7 +34,7 @@ const PROFILE_CONFIG: &[&str] = &[
 /// flags of the project's one stable toolchain, enabled with `RUSTC_BOOTSTRAP=1` for this one build; it needs the
 /// `rust-src` component. When that cannot be had, the plain build below is used (and the size check says so).
 /// Reference types are off too (std is rebuilt alike): wasm-bindgen then adds no externref table, start function
-/// and glue shim, which the module, passing only numbers, has no use for (−108 B brotli, most of it JS).
+/// and glue shim, which the module, passing only numbers, has no use for (−103 B brotli, most of it JS).
 const SMALL_CONFIG: &[&str] = &[
     "profile.sdk-wasm.panic=\"immediate-abort\"",
     "target.wasm32-unknown-unknown.rustflags=[\"-Zlocation-detail=none\", \"-Zfmt-debug=none\", \"-Zinline-mir=yes\", \"-Zinline-mir-threshold=20\", \"-Ctarget-feature=-reference-types\"]",
@@ -91,8 +91,6 @@ pub fn build() -> anyhow::Result<()> {
             .arg(&optimised),
     )?;
     let wasm = std::fs::read(&optimised)?;
-    // The glue loads `footprint_sdk_bg.wasm` by default (the npm package); the script tag names the hashed copy.
-    std::fs::copy(&optimised, glue.join("footprint_sdk_bg.wasm"))?;
 
     let www = root.join("www");
     for entry in std::fs::read_dir(&www)? {
@@ -105,7 +103,7 @@ pub fn build() -> anyhow::Result<()> {
     std::fs::write(www.join(&wasm_name), &wasm)?;
 
     let esbuild = |what: &str, entry: &str, args: &[&str]| {
-        // The glue's console.warn calls (fallback and deprecation notices, long strings) are dropped.
+        // console.warn calls are dropped (wasm-bindgen's glue had long notices; none are left in sdk/js).
         run_step(what, Command::new(node_tool("esbuild")).current_dir(&root).arg(entry).args(["--minify", "--log-level=error", "--legal-comments=none", "--target=es2020", "--pure:console.warn"]).args(args))
     };
     let define = format!("--define:__FOOTPRINT_WASM__=\"{wasm_name}\"");
