@@ -156,6 +156,10 @@ fn postgresql_going_down_mid_load_gives_503s_and_loses_no_acknowledged_event() {
 
 #[test]
 fn a_standalone_store_moves_into_postgresql_with_its_history() {
+    // It starts from the embedded store: the pass with every collector on PostgreSQL has none to move.
+    if e2e_on_postgres() {
+        return;
+    }
     let Some(url) = fresh_database() else { return };
     let config = format!("hmac_key = \"copy-test-key-0123456789abcdef0123\"\n{TWO_SITES}");
     let c = Collector::start(&config);

@@ -12,7 +12,8 @@ use super::{ErasureReport, ErasureRequest, EventStore, QuarantinedEvent, StoreEr
 use crate::identity::{IdKind, Identifier};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// The suppression key of an identifier (the HMAC that erasure records; the same key on every collector).
@@ -22,8 +23,8 @@ pub type Suppressions = Arc<RwLock<HashSet<(String, String, String)>>>;
 
 /// Events per read of the log.
 const PULL_EVENTS: i64 = 5_000;
-/// Under continuous ingest, the replica follows the log at least this often (between group commits).
-const FOLLOW_EVERY: Duration = Duration::from_millis(250);
+/// How long the follower pauses when the log has nothing new.
+const IDLE_POLL: Duration = Duration::from_millis(20);
 /// How long a flush (before a read, an erasure or an unmerge) waits for the log to become final.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -50,12 +51,22 @@ enum Outcome {
     Unmerged(Result<(i64, i64), UnmergeError>),
 }
 
+/// The shared store: the writer's connection to the log, and the replica, which a thread of its own keeps
+/// following the log (off the path that acknowledges requests; the writer only claims messageIds and COPYs rows).
 pub struct SharedStore {
     log: PgEventLog,
-    replica: SqliteStore,
+    replica: Arc<Mutex<Replica>>,
+    replica_path: std::path::PathBuf,
+    stop: Arc<AtomicBool>,
+    follower: Option<std::thread::JoinHandle<()>>,
+}
+
+/// This collector's replica and the connection it follows the log with.
+struct Replica {
+    log: PgEventLog,
+    store: SqliteStore,
     /// Every log transaction below this one is applied to the replica.
     position: i64,
-    last_follow: Instant,
     suppression_hash: SuppressionHash,
     suppressions: Suppressions,
     dedupe_window_ms: i64,
@@ -65,8 +76,69 @@ pub struct SharedStore {
 }
 
 impl SharedStore {
-    /// Connects (applying PostgreSQL's migrations), opens the replica in `data_dir` and brings it up to date.
+    /// Connects (applying PostgreSQL's migrations), opens the replica in `data_dir`, brings it up to date and
+    /// starts the thread that keeps it so.
     pub fn open(url: &str, data_dir: &Path, suppression_hash: SuppressionHash, suppressions: Suppressions, dedupe_window_days: u32) -> Result<SharedStore, StoreError> {
+        let replica = Replica::open(url, data_dir, suppression_hash, suppressions, dedupe_window_days)?;
+        let replica_path = replica.store.path().to_path_buf();
+        let replica = Arc::new(Mutex::new(replica));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (thread_replica, thread_stop) = (replica.clone(), stop.clone());
+        let follower = std::thread::Builder::new()
+            .name("footprint-follower".into())
+            .spawn(move || follow_until_stopped(&thread_replica, &thread_stop))
+            .expect("spawn the follower thread");
+        Ok(SharedStore { log: PgEventLog::connect(url)?, replica, replica_path, stop, follower: Some(follower) })
+    }
+
+    /// The replica's database file (stats and admin reads open it).
+    pub fn replica_path(&self) -> &Path {
+        &self.replica_path
+    }
+
+    fn replica(&self) -> std::sync::MutexGuard<'_, Replica> {
+        self.replica.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for SharedStore {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.follower.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The follower thread: applies the log as it grows; pauses briefly when there is nothing new, longer after an
+/// error (PostgreSQL away: it tries again every second, without a warning each time).
+fn follow_until_stopped(replica: &Mutex<Replica>, stop: &AtomicBool) {
+    let mut failing = false;
+    while !stop.load(Ordering::Relaxed) {
+        let result = replica.lock().unwrap_or_else(std::sync::PoisonError::into_inner).follow();
+        let pause = match result {
+            Ok(applied) => {
+                if failing {
+                    tracing::info!("the replica follows the shared log again");
+                    failing = false;
+                }
+                if applied > 0 { Duration::ZERO } else { IDLE_POLL }
+            }
+            Err(error) => {
+                if !failing {
+                    tracing::warn!(%error, "the replica cannot follow the shared log; retrying every second");
+                    failing = true;
+                }
+                Duration::from_secs(1)
+            }
+        };
+        std::thread::sleep(pause);
+    }
+}
+
+impl Replica {
+    /// Connects, opens the replica in `data_dir` and brings it up to date.
+    fn open(url: &str, data_dir: &Path, suppression_hash: SuppressionHash, suppressions: Suppressions, dedupe_window_days: u32) -> Result<Replica, StoreError> {
         let mut log = PgEventLog::connect(url)?;
         let mut replica = SqliteStore::open(data_dir)?;
         let source = log.source_name()?;
@@ -89,11 +161,10 @@ impl SharedStore {
                 0
             }
         };
-        let mut store = SharedStore {
+        let mut store = Replica {
             log,
-            replica,
+            store: replica,
             position,
-            last_follow: Instant::now(),
             suppression_hash,
             suppressions,
             dedupe_window_ms: i64::from(dedupe_window_days) * 86_400_000,
@@ -108,14 +179,8 @@ impl SharedStore {
         Ok(store)
     }
 
-    /// The replica's database file (stats and admin reads open it).
-    pub fn replica_path(&self) -> &Path {
-        self.replica.path()
-    }
-
     /// Applies the log to the replica up to where it is final now; returns how many rows it applied.
     fn follow(&mut self) -> Result<usize, StoreError> {
-        self.last_follow = Instant::now();
         let mut applied = 0;
         loop {
             let pulled = self.log.pull(self.position, PULL_EVENTS)?;
@@ -141,7 +206,7 @@ impl SharedStore {
             self.apply_op(op_id, at, &payload)?;
             // Past this transaction, unless another operation of it follows.
             let after = if ops.peek().is_some_and(|(tx, ..)| *tx == op_tx) { op_tx } else { op_tx + 1 };
-            self.replica.set_replica_position(after)?;
+            self.store.set_replica_position(after)?;
             self.position = after;
         }
         self.apply_rows(events.map(|(_, e)| e).collect(), quarantine.map(|(_, q)| q).collect::<Vec<_>>(), next)?;
@@ -159,7 +224,7 @@ impl SharedStore {
         if !erased.is_empty() {
             self.log.delete_rows(&erased, &[], None)?;
         }
-        self.replica.apply_replicated(events, &quarantine, next_tx)?;
+        self.store.apply_replicated(events, &quarantine, next_tx)?;
         self.position = next_tx;
         Ok(())
     }
@@ -192,7 +257,7 @@ impl SharedStore {
                 let raw_values = self.awaiting.get(&op_id).cloned().unwrap_or_default();
                 let request = ErasureRequest { sites, identifier: Identifier::new(kind, value), raw_values };
                 let hash = self.suppression_hash.clone();
-                let report = self.replica.erase(&request, &|id| hash(id), at)?;
+                let report = self.store.erase(&request, &|id| hash(id), at)?;
                 self.suppressions.write().expect("suppressions").extend(report.suppressions.iter().cloned());
                 // Every replica deletes what it found from the log (the same rows: idempotent, and done even if the
                 // collector that took the request stopped meanwhile). Quarantined events found by raw values are
@@ -205,14 +270,14 @@ impl SharedStore {
                 }
             }
             SharedOp::Suppress { entries } => {
-                self.replica.add_suppressions(&entries, at)?;
+                self.store.add_suppressions(&entries, at)?;
                 self.suppressions.write().expect("suppressions").extend(entries);
             }
             SharedOp::ForgetQuarantine { ids } => {
-                self.replica.delete_shared_quarantine(&ids)?;
+                self.store.delete_shared_quarantine(&ids)?;
             }
             SharedOp::Unmerge { merge_id } => {
-                let result = self.replica.unmerge(merge_id, at)?;
+                let result = self.store.unmerge(merge_id, at)?;
                 if self.awaiting.contains_key(&op_id) {
                     self.outcomes.insert(op_id, Outcome::Unmerged(result));
                 }
@@ -235,18 +300,7 @@ impl SharedStore {
     }
 }
 
-impl EventStore for SharedStore {
-    fn commit(&mut self, events: Vec<StoredEvent>, quarantine: &[QuarantinedEvent]) -> Result<Vec<usize>, StoreError> {
-        let duplicates = self.log.commit(&events, quarantine)?;
-        if self.last_follow.elapsed() >= FOLLOW_EVERY {
-            // The events are durable in the log whatever happens here; the replica catches up at the next follow.
-            if let Err(error) = self.follow() {
-                tracing::warn!(%error, "replica update failed; retrying");
-            }
-        }
-        Ok(duplicates)
-    }
-
+impl Replica {
     /// Brings the replica up to date with everything committed anywhere before the call: follows the log until it
     /// is final past the position the next transaction would get now (the log is final only below the oldest
     /// running transaction, of any database on the server, so this may take a few rounds).
@@ -263,20 +317,26 @@ impl EventStore for SharedStore {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        self.replica.flush()
+        self.store.flush()
+    }
+}
+
+impl EventStore for SharedStore {
+    fn commit(&mut self, events: Vec<StoredEvent>, quarantine: &[QuarantinedEvent]) -> Result<Vec<usize>, StoreError> {
+        // Only the log: the follower thread applies the rows to the replica.
+        self.log.commit(&events, quarantine)
     }
 
-    /// Always: other collectors append to the log too, so an idle writer keeps following it.
-    fn stats_waiting(&self) -> bool {
-        true
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.replica().flush()
     }
 
     fn stats_backlog(&self) -> usize {
-        self.replica.stats_backlog()
+        self.replica.try_lock().map_or(0, |r| r.store.stats_backlog())
     }
 
     fn unmerge(&mut self, merge_id: i64, now: i64) -> Result<Result<(i64, i64), UnmergeError>, StoreError> {
-        match self.run_op(&SharedOp::Unmerge { merge_id }, now, Vec::new())? {
+        match self.replica().run_op(&SharedOp::Unmerge { merge_id }, now, Vec::new())? {
             Outcome::Unmerged(result) => Ok(result),
             Outcome::Erased(_) => unreachable!("an unmerge's outcome"),
         }
@@ -286,15 +346,17 @@ impl EventStore for SharedStore {
     /// `_suppression_hash` is not needed here.
     fn erase(&mut self, request: &ErasureRequest, _suppression_hash: &dyn Fn(&Identifier) -> String, now: i64) -> Result<ErasureReport, StoreError> {
         let op = SharedOp::Erase { sites: request.sites.clone(), kind: request.identifier.kind.as_string(), value: request.identifier.value.clone() };
-        match self.run_op(&op, now, request.raw_values.clone())? {
+        match self.replica().run_op(&op, now, request.raw_values.clone())? {
             Outcome::Erased(report) => Ok(report),
             Outcome::Unmerged(_) => unreachable!("an erasure's outcome"),
         }
     }
 
     fn delete_older_than(&mut self, site: &str, cutoff_ms: i64, limit: usize) -> Result<usize, StoreError> {
-        let in_replica = self.replica.delete_older_than(site, cutoff_ms, limit)?;
-        let dedupe_cutoff = crate::now_ms() - self.dedupe_window_ms;
+        let (in_replica, dedupe_cutoff) = {
+            let mut replica = self.replica();
+            (replica.store.delete_older_than(site, cutoff_ms, limit)?, crate::now_ms() - replica.dedupe_window_ms)
+        };
         let in_log = self.log.delete_older_than(site, cutoff_ms, dedupe_cutoff, limit as i64)?;
         Ok(in_replica.max(in_log))
     }
