@@ -109,6 +109,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     -- The ledger is derived from the events by each replica.
     DROP TABLE consent_ledger;",
     ),
+    (
+        3,
+        "-- Nothing reads events by receive time here (deduplication has message_ids): one index less per row.
+    DROP INDEX events_received_at;",
+    ),
 ];
 
 /// Any number that names our migration lock among a database's advisory locks.
