@@ -24,12 +24,13 @@ use std::time::{Duration, Instant};
 /// One run's `RESULT key=value …` line from footprint-bench.
 pub(crate) type Run = BTreeMap<String, String>;
 
-struct Settings {
-    runs: usize,
-    secs: f64,
-    warmup: f64,
-    pin: bool,
-    quiet_wait: Duration,
+pub(crate) struct Settings {
+    pub(crate) runs: usize,
+    pub(crate) secs: f64,
+    pub(crate) warmup: f64,
+    /// Collector on CPU 0, load generator on CPU 1 (`bench` only; `bench-pg` runs unpinned).
+    pub(crate) pin: bool,
+    pub(crate) quiet_wait: Duration,
 }
 
 struct Scenario {
@@ -38,7 +39,8 @@ struct Scenario {
     config: Option<&'static str>,
 }
 
-pub fn bench(args: &[String]) -> anyhow::Result<()> {
+/// The options every load benchmark takes: `[--quick] [--runs N] [--secs S]` (`command` names it in errors).
+pub(crate) fn parse_settings(args: &[String], command: &str) -> anyhow::Result<Settings> {
     let quick = args.iter().any(|a| a == "--quick");
     let mut settings = Settings {
         runs: 3,
@@ -53,9 +55,14 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
             "--quick" => {}
             "--runs" => settings.runs = it.next().and_then(|v| v.parse().ok()).filter(|n| (1..=20).contains(n)).context("--runs takes 1..=20")?,
             "--secs" => settings.secs = it.next().and_then(|v| v.parse().ok()).filter(|s: &f64| *s > 0.0 && *s <= 60.0).context("--secs takes 0 < S <= 60")?,
-            other => bail!("unknown bench option {other:?}; usage: cargo xtask bench [--quick] [--runs N] [--secs S]"),
+            other => bail!("unknown {command} option {other:?}; usage: cargo xtask {command} [--quick] [--runs N] [--secs S]"),
         }
     }
+    Ok(settings)
+}
+
+pub fn bench(args: &[String]) -> anyhow::Result<()> {
+    let mut settings = parse_settings(args, "bench")?;
 
     run_step("build the collector and the load generator (release)", cargo().args(["build", "--release", "-p", "footprint-collector", "-p", "footprint-bench"]))?;
     let collector = target_dir().join("release/footprint");

@@ -18,14 +18,13 @@
 //! the command (after the table is printed). Nothing is pinned: PostgreSQL, the collectors and the load generator
 //! share the machine's cores, so the figures are for the whole box, and other work on it shows in "others".
 
-use crate::bench::{field, get, median, values, wait_quiet, Run, Server};
+use crate::bench::{field, get, median, parse_settings, values, wait_quiet, Run, Server, Settings};
 use crate::pg_cluster::{TestCluster, PERFORMANCE_SETTINGS};
 use crate::{cargo, run_step, target_dir};
 use anyhow::{bail, Context as _};
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 /// The pseudonymisation key every collector of a run shares (collectors on one database must agree on it).
 const HMAC_KEY: &str = "footprint-bench-pg-shared-hmac-key-not-a-secret";
@@ -34,12 +33,6 @@ const OVERLAP: f64 = 0.05;
 /// Connections of the load generator, in total (split between the collectors).
 const CONNECTIONS: usize = 32;
 
-struct Settings {
-    runs: usize,
-    secs: f64,
-    warmup: f64,
-    quiet_wait: Duration,
-}
 
 struct Scenario {
     name: &'static str,
@@ -48,22 +41,7 @@ struct Scenario {
 }
 
 pub fn bench(args: &[String]) -> anyhow::Result<()> {
-    let quick = args.iter().any(|a| a == "--quick");
-    let mut settings = Settings {
-        runs: 3,
-        secs: if quick { 1.0 } else { 5.0 },
-        warmup: if quick { 0.3 } else { 1.0 },
-        quiet_wait: Duration::from_secs(if quick { 3 } else { 20 }),
-    };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--quick" => {}
-            "--runs" => settings.runs = it.next().and_then(|v| v.parse().ok()).filter(|n| (1..=20).contains(n)).context("--runs takes 1..=20")?,
-            "--secs" => settings.secs = it.next().and_then(|v| v.parse().ok()).filter(|s: &f64| *s > 0.0 && *s <= 60.0).context("--secs takes 0 < S <= 60")?,
-            other => bail!("unknown bench-pg option {other:?}; usage: cargo xtask bench-pg [--quick] [--runs N] [--secs S]"),
-        }
-    }
+    let settings = parse_settings(args, "bench-pg")?;
 
     run_step("build the collector and the load generator (release)", cargo().args(["build", "--release", "-p", "footprint-collector", "-p", "footprint-bench"]))?;
     let collector = target_dir().join("release/footprint");
