@@ -302,7 +302,7 @@ impl PgEventLog {
         let cleaned: Vec<std::borrow::Cow<'_, StoredEvent>> = events.iter().map(|e| without_nul(e).map_or(std::borrow::Cow::Borrowed(e), std::borrow::Cow::Owned)).collect();
         let events: Vec<&StoredEvent> = cleaned.iter().map(|e| e.as_ref()).collect();
         let mut tx = self.client()?.transaction().map_err(database)?;
-        // The group's messageIds claimed in one statement; what comes back is new. Concurrent transactions
+        // The group's messageIds claimed in one statement. Concurrent transactions
         // claiming the same id wait for each other on the primary key, so exactly one of them gets it. Claimed in
         // key order, so two groups sharing ids lock them in the same order and never deadlock.
         let mut claims: Vec<(&str, &str, i64)> = events.iter().map(|e| (&*e.site, e.message_id.as_str(), e.received_at)).collect();
@@ -314,20 +314,27 @@ impl PgEventLog {
             t.push(at);
             (s, m, t)
         });
-        let claimed: HashSet<(String, String)> = tx
+        // Only what was claimed before (by another collector, or earlier) comes back: usually nothing.
+        let already: HashSet<(String, String)> = tx
             .query(
-                "INSERT INTO message_ids (site, message_id, received_at) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
-                 ON CONFLICT DO NOTHING RETURNING site, message_id",
+                "WITH claimed AS (
+                     INSERT INTO message_ids (site, message_id, received_at) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+                     ON CONFLICT DO NOTHING RETURNING site, message_id)
+                 SELECT site COLLATE \"C\", message_id COLLATE \"C\" FROM unnest($1::text[], $2::text[]) AS wanted (site, message_id)
+                 EXCEPT SELECT site, message_id FROM claimed",
                 &[&sites, &ids, &times],
             )
             .map_err(database)?
             .into_iter()
             .map(|row| (row.get(0), row.get(1)))
             .collect();
-        let mut taken: HashSet<(&str, &str)> = HashSet::new();
+        let mut taken: HashSet<(&str, &str)> = HashSet::with_capacity(events.len());
         let stored: Vec<bool> = events
             .iter()
-            .map(|e| claimed.contains(&(e.site.to_string(), e.message_id.clone())) && taken.insert((&*e.site, e.message_id.as_str())))
+            .map(|e| {
+                let new = already.is_empty() || !already.contains(&(e.site.to_string(), e.message_id.clone()));
+                new && taken.insert((&*e.site, e.message_id.as_str()))
+            })
             .collect();
         copy_events(&mut tx, events.iter().zip(&stored).filter(|(_, s)| **s).map(|(e, _)| *e))?;
         if !quarantine.is_empty() {
