@@ -352,13 +352,7 @@ fn identity_input(event: &footprint_core::ValidEvent<'_>, traits: Option<&str>, 
     }
     // Identify traits win over context.traits; the hashed values are already in place.
     let merged = merge_objects(context_traits, traits);
-    if let Some(obj) = merged.as_deref().and_then(|t| serde_json::from_str::<RawObject>(t).ok()) {
-        for (key, kind) in [("email", IdKind::Email), ("phone", IdKind::Phone)] {
-            if let Some(hash) = obj.get(key).and_then(|v| serde_json::from_str::<String>(v.get()).ok()).filter(|v| v.starts_with(HASH_PREFIX)) {
-                identifiers.push(Identifier::new(kind, hash));
-            }
-        }
-    }
+    identifiers.extend(merged.as_deref().map(hashed_trait_identifiers).unwrap_or_default());
     if let Some(list) = context.get("externalIds").and_then(|v| serde_json::from_str::<Vec<ExternalId>>(v.get()).ok()) {
         for ext in list.into_iter().take(10) {
             if let (Some(id), Some(kind)) = (ext.id, ext.kind) {
@@ -376,6 +370,19 @@ fn identity_input(event: &footprint_core::ValidEvent<'_>, traits: Option<&str>, 
         .map(|u| Identifier::new(IdKind::UserId, u.as_ref()))
         .or_else(|| event.anonymous_id.as_ref().map(|a| Identifier::new(IdKind::AnonymousId, a.as_ref())));
     IdentityInput { identifiers, primary, traits: merged }
+}
+
+/// The e-mail and phone identifiers of pseudonymised traits: their values, which are the keyed hashes ingest put in
+/// place of the raw ones.
+pub fn hashed_trait_identifiers(traits: &str) -> Vec<Identifier> {
+    let Ok(obj) = serde_json::from_str::<RawObject>(traits) else { return Vec::new() };
+    [("email", IdKind::Email), ("phone", IdKind::Phone)]
+        .into_iter()
+        .filter_map(|(key, kind)| {
+            let hash = obj.get(key).and_then(|v| serde_json::from_str::<String>(v.get()).ok()).filter(|v| v.starts_with(HASH_PREFIX))?;
+            Some(Identifier::new(kind, hash))
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]

@@ -150,12 +150,14 @@ fn erase(person: &Person, yes: bool) -> anyhow::Result<()> {
 }
 
 fn copy_to_postgres(data_dir: Option<PathBuf>, database_url: Option<String>) -> anyhow::Result<()> {
-    let data_dir = data_dir.or_else(|| std::env::var_os("FOOTPRINT_DATA_DIR").map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("footprint-data"));
-    let url = database_url.or_else(|| std::env::var("FOOTPRINT_DATABASE_URL").ok()).context("say where to: --database-url postgres://… (or FOOTPRINT_DATABASE_URL)")?;
+    // The same defaults and environment as `serve` (FOOTPRINT_DATA_DIR, FOOTPRINT_DATABASE_URL).
+    let config = Config::load(&Overrides { data_dir, ..Default::default() }, &|name| std::env::var(name).ok())?;
+    let data_dir = config.data_dir;
+    let url = database_url.or(config.database_url).context("say where to: --database-url postgres://… (or FOOTPRINT_DATABASE_URL)")?;
     anyhow::ensure!(http::is_postgres_url(&url), "--database-url must be a postgres:// URL");
     let db = data_dir.join("footprint.db");
-    // The collector must be stopped: a running one holds the database file's write lock.
-    let probe = lock_store_for_copy(&db)?;
+    // Nothing may write to the store meanwhile: its write lock is held for the whole copy.
+    let probe = store::sqlite::ExclusiveCheck::take(&db).with_context(|| format!("{} is in use: stop the collector first", db.display()))?;
     eprintln!("footprint: copying {} into PostgreSQL {} …", db.display(), redact_url(&url));
     let started = std::time::Instant::now();
     let mut last_print = std::time::Instant::now() - std::time::Duration::from_secs(10);
@@ -190,12 +192,6 @@ fn copy_to_postgres(data_dir: Option<PathBuf>, database_url: Option<String>) -> 
     }
     println!("      each collector rebuilds its replica (profiles, stats, consent ledger) from the log at first start");
     Ok(())
-}
-
-/// Fails when a collector still runs on the store (it holds the write lock); returns the connection that proves it,
-/// to be dropped once the copy is done.
-fn lock_store_for_copy(db: &std::path::Path) -> anyhow::Result<store::sqlite::ExclusiveCheck> {
-    store::sqlite::ExclusiveCheck::take(db).with_context(|| format!("{} is in use: stop the collector first", db.display()))
 }
 
 fn serve(flags: Overrides) -> anyhow::Result<()> {

@@ -43,10 +43,6 @@ fn load(c: &Collector, stop: &AtomicBool, threads: usize) -> HashSet<String> {
     acked.into_inner().unwrap()
 }
 
-fn stored_ids(c: &Collector) -> HashSet<String> {
-    c.stored_message_ids()
-}
-
 #[test]
 fn kill_9_during_load_loses_no_acknowledged_event() {
     let mut c = Collector::start(TWO_SITES);
@@ -60,12 +56,12 @@ fn kill_9_during_load_loses_no_acknowledged_event() {
     });
     c.kill9();
     assert!(acked.len() >= 2_000, "the load ran: {} acknowledged", acked.len());
-    let stored = stored_ids(&c);
+    let stored = c.stored_message_ids();
     let lost: Vec<&String> = acked.difference(&stored).take(5).collect();
     assert!(lost.is_empty(), "{} acknowledged events lost after kill -9, e.g. {lost:?}", acked.difference(&stored).count());
     // And the database is fine for the next start.
     let c = c.restart();
-    assert_eq!(stored_ids(&c).len(), stored.len());
+    assert_eq!(c.stored_message_ids().len(), stored.len());
     c.assert_alive();
 }
 
@@ -90,7 +86,7 @@ fn sigterm_drains_the_queue_and_exits_cleanly() {
     });
     let clean = c.stop();
     assert!(clean, "collector exited with an error after SIGTERM");
-    let stored = stored_ids(&c);
+    let stored = c.stored_message_ids();
     assert!(acked.is_subset(&stored), "{} acknowledged events missing after SIGTERM", acked.difference(&stored).count());
 }
 

@@ -7,7 +7,6 @@
 use super::postgres::PgEventLog;
 use super::{ConsentChange, IdentityInput, QuarantinedEvent, StoreError, StoredEvent};
 use crate::identity::{IdKind, Identifier};
-use footprint_core::RawObject;
 use rusqlite::{Connection, OpenFlags};
 use std::collections::HashMap;
 use std::path::Path;
@@ -158,13 +157,7 @@ pub(super) fn identity_from_stored(e: &StoredEvent) -> IdentityInput {
     identifiers.extend(e.anonymous_id.iter().map(|a| Identifier::new(IdKind::AnonymousId, a.as_str())));
     identifiers.extend(e.user_id.iter().map(|u| Identifier::new(IdKind::UserId, u.as_str())));
     identifiers.extend(e.previous_id.iter().map(|p| Identifier::new(IdKind::AnonymousId, p.as_str())));
-    if let Some(obj) = e.traits.as_deref().and_then(|t| serde_json::from_str::<RawObject>(t).ok()) {
-        for (key, kind) in [("email", IdKind::Email), ("phone", IdKind::Phone)] {
-            if let Some(hash) = obj.get(key).and_then(|v| serde_json::from_str::<String>(v.get()).ok()).filter(|v| v.starts_with(crate::pseudonymise::HASH_PREFIX)) {
-                identifiers.push(Identifier::new(kind, hash));
-            }
-        }
-    }
+    identifiers.extend(e.traits.as_deref().map(crate::ingest::hashed_trait_identifiers).unwrap_or_default());
     let primary = e.user_id.as_ref().map(|u| Identifier::new(IdKind::UserId, u.as_str())).or_else(|| e.anonymous_id.as_ref().map(|a| Identifier::new(IdKind::AnonymousId, a.as_str())));
     IdentityInput { identifiers, primary, traits: e.traits.clone() }
 }
