@@ -86,60 +86,19 @@ fn consent_changes(conn: &Connection) -> Result<HashMap<(String, String), Consen
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-const EVENT_SELECT: &str = "SELECT id, site, message_id, type, name, category, anonymous_id, user_id, previous_id, group_id, timestamp,
-    original_timestamp, sent_at, received_at, flags, url, path, title, referrer, referrer_host, utm_source, utm_medium, utm_campaign,
-    utm_term, utm_content, ip, browser, os, device, properties, traits, context, integrations, visitor, session_id, consent, profile_id
-    FROM events WHERE id > ?1 ORDER BY id LIMIT ?2";
+/// `id`, the stored row, `profile_id`; a chunk after an id.
+fn event_select() -> String {
+    format!("SELECT id, {}, profile_id FROM events WHERE id > ?1 ORDER BY id LIMIT ?2", super::EVENT_ROW_COLUMNS)
+}
 
 fn read_events(conn: &Connection, after: i64, ledger: &HashMap<(String, String), ConsentChange>) -> Result<Vec<(i64, StoredEvent)>, StoreError> {
-    let mut stmt = conn.prepare_cached(EVENT_SELECT)?;
+    let mut stmt = conn.prepare_cached(&event_select())?;
     let mut rows = stmt.query(rusqlite::params![after, CHUNK as i64])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        let kind: String = r.get(3)?;
-        let device: Option<String> = r.get(28)?;
-        let site: String = r.get(1)?;
-        let message_id: String = r.get(2)?;
+        let mut e = StoredEvent::from_columns(r, 1)?;
+        e.consent_change = ledger.get(&(e.site.to_string(), e.message_id.clone())).cloned();
         let profile_id: Option<i64> = r.get(36)?;
-        let mut e = StoredEvent {
-            consent_change: ledger.get(&(site.clone(), message_id.clone())).cloned(),
-            site: site.into(),
-            message_id,
-            kind: footprint_core::CallKind::parse(&kind),
-            name: r.get(4)?,
-            category: r.get(5)?,
-            anonymous_id: r.get(6)?,
-            user_id: r.get(7)?,
-            previous_id: r.get(8)?,
-            group_id: r.get(9)?,
-            timestamp: r.get(10)?,
-            original_timestamp: r.get(11)?,
-            sent_at: r.get(12)?,
-            received_at: r.get(13)?,
-            flags: r.get(14)?,
-            url: r.get(15)?,
-            path: r.get(16)?,
-            title: r.get(17)?,
-            referrer: r.get(18)?,
-            referrer_host: r.get(19)?,
-            utm_source: r.get(20)?,
-            utm_medium: r.get(21)?,
-            utm_campaign: r.get(22)?,
-            utm_term: r.get(23)?,
-            utm_content: r.get(24)?,
-            ip: r.get(25)?,
-            browser: r.get(26)?,
-            os: r.get(27)?,
-            device: device.as_deref().map(crate::enrich::device_name),
-            properties: r.get(29)?,
-            traits: r.get(30)?,
-            context: r.get(31)?,
-            integrations: r.get(32)?,
-            visitor: r.get(33)?,
-            session_id: r.get(34)?,
-            consent: r.get(35)?,
-            ..Default::default()
-        };
         // Identity was resolved for the event when it was filed under a profile.
         if profile_id.is_some() {
             e.identity = Some(identity_from_stored(&e));
@@ -152,7 +111,7 @@ fn read_events(conn: &Connection, after: i64, ledger: &HashMap<(String, String),
 /// The identity input of a stored event, as ingest made it: anonymous ID, user ID, alias's previous ID, and the
 /// e-mail and phone hashes among its traits (already keyed hashes in the stored traits). External IDs from
 /// `context.externalIds` are not kept on the event and are not rebuilt.
-pub(super) fn identity_from_stored(e: &StoredEvent) -> IdentityInput {
+fn identity_from_stored(e: &StoredEvent) -> IdentityInput {
     let mut identifiers = Vec::new();
     identifiers.extend(e.anonymous_id.iter().map(|a| Identifier::new(IdKind::AnonymousId, a.as_str())));
     identifiers.extend(e.user_id.iter().map(|u| Identifier::new(IdKind::UserId, u.as_str())));

@@ -142,6 +142,83 @@ impl StoredEvent {
     }
 }
 
+/// The columns of a stored event row, in the order [`StoredEvent::from_columns`] reads them (the same in SQLite and
+/// PostgreSQL).
+pub(crate) const EVENT_ROW_COLUMNS: &str = "site, message_id, type, name, category, anonymous_id, user_id, previous_id, group_id,
+    timestamp, original_timestamp, sent_at, received_at, flags, url, path, title, referrer, referrer_host, utm_source, utm_medium,
+    utm_campaign, utm_term, utm_content, ip, browser, os, device, properties, traits, context, integrations, visitor, session_id, consent";
+
+/// A row read back by position, from either database.
+pub(crate) trait RowColumns {
+    fn text(&self, i: usize) -> Result<Option<String>, StoreError>;
+    fn int(&self, i: usize) -> Result<Option<i64>, StoreError>;
+}
+
+impl RowColumns for rusqlite::Row<'_> {
+    fn text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(i)?)
+    }
+}
+
+impl RowColumns for ::postgres::Row {
+    fn text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        self.try_get(i).map_err(StoreError::Postgres)
+    }
+    fn int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        self.try_get(i).map_err(StoreError::Postgres)
+    }
+}
+
+impl StoredEvent {
+    /// The event whose [`EVENT_ROW_COLUMNS`] start at column `first` of `row` (identity input, consent change and
+    /// shared id are the caller's).
+    pub(crate) fn from_columns(row: &impl RowColumns, first: usize) -> Result<StoredEvent, StoreError> {
+        let text = |i: usize| row.text(first + i);
+        let int = |i: usize| row.int(first + i);
+        Ok(StoredEvent {
+            site: text(0)?.unwrap_or_default().into(),
+            message_id: text(1)?.unwrap_or_default(),
+            kind: text(2)?.as_deref().and_then(CallKind::parse),
+            name: text(3)?,
+            category: text(4)?,
+            anonymous_id: text(5)?,
+            user_id: text(6)?,
+            previous_id: text(7)?,
+            group_id: text(8)?,
+            timestamp: int(9)?.unwrap_or_default(),
+            original_timestamp: int(10)?,
+            sent_at: int(11)?,
+            received_at: int(12)?.unwrap_or_default(),
+            flags: int(13)?.unwrap_or_default(),
+            url: text(14)?,
+            path: text(15)?,
+            title: text(16)?,
+            referrer: text(17)?,
+            referrer_host: text(18)?,
+            utm_source: text(19)?,
+            utm_medium: text(20)?,
+            utm_campaign: text(21)?,
+            utm_term: text(22)?,
+            utm_content: text(23)?,
+            ip: text(24)?,
+            browser: text(25)?,
+            os: text(26)?,
+            device: text(27)?.as_deref().map(crate::enrich::device_name),
+            properties: text(28)?,
+            traits: text(29)?,
+            context: text(30)?,
+            integrations: text(31)?,
+            visitor: text(32)?,
+            session_id: text(33)?,
+            consent: int(34)?.unwrap_or_default(),
+            ..Default::default()
+        })
+    }
+}
+
 /// A refused event, kept for inspection with its reason ("failed events"). Never silently dropped.
 #[derive(Debug, Clone)]
 pub struct QuarantinedEvent {

@@ -127,10 +127,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// Any number that names our migration lock among a database's advisory locks.
 const MIGRATION_LOCK: i64 = 0x466f_6f74_7072_696e;
 
-const EVENT_COLUMNS: &str = "site, message_id, type, name, category, anonymous_id, user_id, previous_id, group_id, timestamp,
-    original_timestamp, sent_at, received_at, flags, url, path, title, referrer, referrer_host, utm_source, utm_medium, utm_campaign,
-    utm_term, utm_content, ip, browser, os, device, properties, traits, context, integrations, visitor, session_id, consent,
-    identity, consent_change";
+/// The log's event columns: the stored row, then the identity input and consent change.
+fn event_columns() -> String {
+    format!("{}, identity, consent_change", super::EVENT_ROW_COLUMNS)
+}
 
 /// The shared log on PostgreSQL (see the module's note).
 pub struct PgEventLog {
@@ -226,7 +226,7 @@ impl PgEventLog {
             None => final_below,
         };
         let mut pulled = Pulled { next, final_below, ..Default::default() };
-        let sql = format!("SELECT tx, id, {EVENT_COLUMNS} FROM events WHERE tx >= $1 AND tx < $2 ORDER BY tx, id");
+        let sql = format!("SELECT tx, id, {} FROM events WHERE tx >= $1 AND tx < $2 ORDER BY tx, id", event_columns());
         for row in client.query(&sql, &[&from, &next]).map_err(database)? {
             pulled.events.push((row.get(0), event_from_row(&row)?));
         }
@@ -361,7 +361,7 @@ impl PgEventLog {
 
 /// Appends events with one binary COPY (the fastest bulk path; research/perf-baselines.md §4.3).
 fn copy_events<'a>(tx: &mut postgres::Transaction<'_>, events: impl Iterator<Item = &'a StoredEvent>) -> Result<(), StoreError> {
-    let sink = tx.copy_in(&format!("COPY events ({EVENT_COLUMNS}) FROM STDIN BINARY")).map_err(database)?;
+    let sink = tx.copy_in(&format!("COPY events ({}) FROM STDIN BINARY", event_columns())).map_err(database)?;
     let (text, int) = (Type::TEXT, Type::INT8);
     let types = [
         &text, &text, &text, &text, &text, &text, &text, &text, &text, &int, &int, &int, &int, &int, &text, &text, &text, &text, &text, &text, &text, &text,
@@ -441,51 +441,15 @@ fn without_nul(e: &StoredEvent) -> Option<StoredEvent> {
     Some(e)
 }
 
-/// An event as the log holds it (columns `tx, id, EVENT_COLUMNS`).
+/// An event as the log holds it (columns `tx, id`, then [`event_columns`]).
 fn event_from_row(row: &postgres::Row) -> Result<StoredEvent, StoreError> {
-    let kind: String = row.get(4);
-    let device: Option<String> = row.get(29);
     let identity: Option<String> = row.get(37);
     let consent_change: Option<String> = row.get(38);
     Ok(StoredEvent {
         shared_id: Some(row.get(1)),
-        site: row.get::<_, String>(2).into(),
-        message_id: row.get(3),
-        kind: footprint_core::CallKind::parse(&kind),
-        name: row.get(5),
-        category: row.get(6),
-        anonymous_id: row.get(7),
-        user_id: row.get(8),
-        previous_id: row.get(9),
-        group_id: row.get(10),
-        timestamp: row.get(11),
-        original_timestamp: row.get(12),
-        sent_at: row.get(13),
-        received_at: row.get(14),
-        flags: row.get(15),
-        url: row.get(16),
-        path: row.get(17),
-        title: row.get(18),
-        referrer: row.get(19),
-        referrer_host: row.get(20),
-        utm_source: row.get(21),
-        utm_medium: row.get(22),
-        utm_campaign: row.get(23),
-        utm_term: row.get(24),
-        utm_content: row.get(25),
-        ip: row.get(26),
-        browser: row.get(27),
-        os: row.get(28),
-        device: device.as_deref().map(crate::enrich::device_name),
-        properties: row.get(30),
-        traits: row.get(31),
-        context: row.get(32),
-        integrations: row.get(33),
-        visitor: row.get(34),
-        session_id: row.get(35),
-        consent: row.get(36),
         identity: identity.as_deref().map(decode_identity).transpose()?,
         consent_change: consent_change.as_deref().map(decode_consent_change).transpose()?,
+        ..StoredEvent::from_columns(row, 2)?
     })
 }
 
