@@ -160,6 +160,7 @@ pub(super) fn delete_older_than(conn: &Connection, site: &str, cutoff_ms: i64, l
         .prepare_cached("SELECT id, profile_id, anonymous_id, user_id FROM events WHERE site = ?2 AND timestamp / 86400000 <= ?4 AND timestamp < ?1 LIMIT ?3")?
         .query_map(params![cutoff_ms, site, limit as i64, cutoff_ms.div_euclid(86_400_000)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<Result<_, _>>()?;
+    // Not used: on a shared store, retention deletes from PostgreSQL by the same rule itself (store/shared.rs).
     let mut shared = Vec::new();
     for (id, profile, anonymous_id, user_id) in &old {
         delete_event(conn, site, *id, *profile, anonymous_id.as_deref(), user_id.as_deref(), &mut shared)?;
