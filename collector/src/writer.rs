@@ -227,10 +227,14 @@ fn commit_group(store: &mut dyn EventStore, recent: &mut RecentIds, jobs: Vec<Wr
                 recent.insert(received_at, key);
             }
             metrics.dedupe_ids.store(recent.len() as i64, Relaxed);
-            metrics.stats_waiting.store(store.stats_backlog() as i64, Relaxed);
             for (reply, statuses, _permit) in answers {
                 let _ = reply.send(Ok(statuses));
             }
+            // After the answers: a stats update (tens of ms for thousands of events) must not hold them up.
+            if let Err(error) = store.flush_if_due() {
+                tracing::warn!(%error, "stats update failed; retrying from the stored events");
+            }
+            metrics.stats_waiting.store(store.stats_backlog() as i64, Relaxed);
         }
         Err(error) => {
             Metrics::add(&metrics.commit_failures, 1);

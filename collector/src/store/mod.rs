@@ -267,6 +267,12 @@ pub trait EventStore: Send {
     fn flush(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Brings derived tables up to date if enough committed events wait (or the oldest has waited long enough).
+    /// The writer calls it after it has answered a group's requests, so a stats update never delays an answer
+    /// that is already durable.
+    fn flush_if_due(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Whether committed events wait for [`EventStore::flush`].
     fn stats_waiting(&self) -> bool {
         false

@@ -435,16 +435,13 @@ struct Delta {
 /// (site, dimension, hour) → value → change (two levels, so a lookup borrows the value).
 #[derive(Default)]
 struct Deltas<'a> {
-    rows: super::FastMap<(&'a str, Dim, i64), super::FastMap<String, Delta>>,
+    rows: super::FastMap<(&'a str, Dim, i64), hashbrown::HashMap<String, Delta, foldhash::fast::RandomState>>,
 }
 
 impl<'a> Deltas<'a> {
     fn at(&mut self, site: &'a str, dim: Dim, hour: i64, value: &str) -> &mut Delta {
-        let values = self.rows.entry((site, dim, hour)).or_default();
-        if !values.contains_key(value) {
-            values.insert(value.to_owned(), Delta::default());
-        }
-        values.get_mut(value).expect("inserted above")
+        // One hash and one probe; the key is copied only when the value is new (std's entry() would copy it always).
+        self.rows.entry((site, dim, hour)).or_default().entry_ref(value).or_default()
     }
     fn counters(&mut self, site: &'a str, dim: Dim, hour: i64, value: &str) -> &mut Counters {
         &mut self.at(site, dim, hour, value).counters
