@@ -229,33 +229,35 @@ fn keeps_everything(url: &str, drop: &dyn Fn(&str, &str) -> bool) -> bool {
     query_kept && fragment_kept
 }
 
-/// The URL without advertising click identifiers.
-pub fn strip_click_ids(url: &str) -> String {
-    if !url.contains(['?', '#']) {
+/// The URL as stored: clipped to `max` bytes, without query parameters that look like personal data or secrets
+/// (`core::sensitive`'s lists, plus a value that is an e-mail address: the collector's second line of defence, for
+/// events from any source) and, unless `keep_click_ids`, without advertising click identifiers. One pass over the
+/// parameters, one allocation.
+pub fn clean_url(url: &str, max: usize, keep_click_ids: bool) -> String {
+    let url = clipped(url, max);
+    if !url.as_bytes().iter().any(|b| matches!(b, b'?' | b'#')) {
         return url.to_owned();
     }
-    without_params(url, &|name, _| CLICK_ID_PARAMS.iter().any(|c| name.eq_ignore_ascii_case(c)))
+    without_params(url, &|name, value| is_sensitive_name_or_value(name, value) || (!keep_click_ids && is_click_id(name)))
 }
 
-/// The URL without query parameters that look like personal data or secrets (`core::sensitive`'s lists, plus a
-/// value that is an e-mail address): the collector's second line of defence, for events from any source.
-pub fn scrub_url(url: &str) -> String {
-    if !url.contains(['?', '#']) {
-        return url.to_owned();
-    }
-    without_params(url, &|name, value| {
-        // Lower-cased on the stack: parameter names are short, and this runs for every parameter of every URL.
-        let mut buffer = [0u8; 64];
-        let lower = match buffer.get_mut(..name.len()) {
-            Some(lower) => {
-                lower.copy_from_slice(name.as_bytes());
-                lower.make_ascii_lowercase();
-                std::str::from_utf8(lower).unwrap_or("")
-            }
-            None => return is_sensitive_param(&name.to_ascii_lowercase(), value),
-        };
-        is_sensitive_param(lower, value)
-    })
+fn is_click_id(name: &str) -> bool {
+    CLICK_ID_PARAMS.iter().any(|c| name.eq_ignore_ascii_case(c))
+}
+
+/// [`is_sensitive_param`] for a parameter name in any case.
+fn is_sensitive_name_or_value(name: &str, value: &str) -> bool {
+    // Lower-cased on the stack: parameter names are short, and this runs for every parameter of every URL.
+    let mut buffer = [0u8; 64];
+    let lower = match buffer.get_mut(..name.len()) {
+        Some(lower) => {
+            lower.copy_from_slice(name.as_bytes());
+            lower.make_ascii_lowercase();
+            std::str::from_utf8(lower).unwrap_or("")
+        }
+        None => return is_sensitive_param(&name.to_ascii_lowercase(), value),
+    };
+    is_sensitive_param(lower, value)
 }
 
 /// Whether a parameter (its lower-cased name and its value) looks like personal data or a secret.
@@ -271,19 +273,40 @@ fn looks_like_email(value: &str) -> bool {
 
 /// Truncates to at most `max` bytes on a character boundary.
 pub fn clip(s: &str, max: usize) -> String {
+    clipped(s, max).to_owned()
+}
+
+fn clipped(s: &str, max: usize) -> &str {
     if s.len() <= max {
-        return s.to_owned();
+        return s;
     }
     let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s[..end].to_owned()
+    &s[..end]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scrub_url(url: &str) -> String {
+        clean_url(url, usize::MAX, true)
+    }
+
+    fn strip_click_ids(url: &str) -> String {
+        without_params(url, &|name, _| is_click_id(name))
+    }
+
+    #[test]
+    fn clean_url_clips_scrubs_and_strips_click_ids_in_one_pass() {
+        assert_eq!(clean_url("https://s.example/p?gclid=1&email=a%40b.co&q=1", 1000, false), "https://s.example/p?q=1");
+        assert_eq!(clean_url("https://s.example/p?gclid=1&email=a%40b.co&q=1", 1000, true), "https://s.example/p?gclid=1&q=1");
+        // Clipped first, so a secret cut in half is still dropped.
+        assert_eq!(clean_url("https://s.example/p?token=secret&q=1", 30, true), "https://s.example/p");
+        assert_eq!(clean_url("https://s.example/p?q=1", 21, true), "https://s.example/p?q");
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

@@ -131,11 +131,14 @@ pub fn process(decoded: &Decoded<'_>, route: Route, facts: &RequestFacts<'_>, ua
         Route::Single(kind) => Some(kind),
     };
     let mut out = Processed { slots: Vec::with_capacity(decoded.events.len()), events: Vec::with_capacity(decoded.events.len()), quarantine: Vec::new() };
+    // The request's stored (truncated) IP, written out once: every event of a batch shares it unless its context
+    // names another.
+    let request_ip = enrich::truncate_ip(facts.client_ip, facts.ipv4_prefix, facts.ipv6_prefix).to_string();
     for (index, raw) in decoded.events.iter().enumerate() {
         let result = if index >= MAX_BATCH_EVENTS {
             Err((message_id_of(raw), Rejection::new(RejectCode::BatchTooLarge, format!("a batch holds at most {MAX_BATCH_EVENTS} events; this is number {}", index + 1))))
         } else {
-            event_row(raw, route_kind, decoded, facts, ua_cache)
+            event_row(raw, route_kind, decoded, facts, &request_ip, ua_cache)
         };
         match result {
             Ok(mut row) => {
@@ -170,7 +173,7 @@ fn message_id_of(raw: &RawValue) -> Option<String> {
 
 type RowResult = Result<StoredEvent, (Option<String>, Rejection)>;
 
-fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>, facts: &RequestFacts<'_>, ua_cache: &UserAgentCache) -> RowResult {
+fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>, facts: &RequestFacts<'_>, request_ip: &str, ua_cache: &UserAgentCache) -> RowResult {
     let wire: WireEvent = serde_json::from_str(raw.get()).map_err(|e| (message_id_of(raw), Rejection::new(RejectCode::InvalidEvent, format!("event does not match the spec: {e}"))))?;
     let message_id = wire.message_id.as_deref().map(str::to_owned);
     // Consent comes first: it decides whether the event needs an identity at all.
@@ -193,21 +196,17 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
     let context_ip = context.take("ip").and_then(|v| serde_json::from_str::<&str>(v.get()).ok()).and_then(|s| s.trim().parse::<IpAddr>().ok());
     let context_ua = context.take("userAgent").and_then(|v| serde_json::from_str::<Cow<str>>(v.get()).ok());
     let raw_ip = context_ip.unwrap_or(facts.client_ip);
-    let ip = enrich::truncate_ip(raw_ip, facts.ipv4_prefix, facts.ipv6_prefix);
+    let ip = match context_ip {
+        Some(ip) => enrich::truncate_ip(ip, facts.ipv4_prefix, facts.ipv6_prefix).to_string(),
+        None => request_ip.to_owned(),
+    };
     let user_agent = context_ua.as_deref().or(facts.user_agent);
     let ua = user_agent.map(|ua| ua_cache.get(ua));
 
     let consent_context = context.get("consent");
     let session_id = context.take("sessionId").and_then(|v| serde_json::from_str::<String>(v.get()).ok()).filter(|s| !s.is_empty() && s.len() <= 100);
     let (page, campaign) = page_and_campaign(&mut context, &event);
-    let scrub = |u: &str| {
-        let clean = enrich::scrub_url(&enrich::clip(u, MAX_URL_BYTES));
-        if granted.marketing {
-            clean
-        } else {
-            enrich::strip_click_ids(&clean)
-        }
-    };
+    let scrub = |u: &str| enrich::clean_url(u, MAX_URL_BYTES, granted.marketing);
     let url = page.url.as_deref().map(scrub);
     let path = page.path.map(|p| enrich::clip(&p, MAX_URL_BYTES)).or_else(|| url.as_deref().and_then(enrich::url_path));
     let referrer = page.referrer.filter(|r| !r.is_empty()).map(|r| scrub(&r));
@@ -231,8 +230,8 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
             return Err((message_id, Rejection::new(RejectCode::ErasedIdentity, reason)));
         }
         let visitor = match (&event.anonymous_id, &event.user_id) {
-            (Some(a), _) => format!("a:{a}"),
-            (None, Some(u)) => format!("u:{u}"),
+            (Some(a), _) => ["a:", a].concat(),
+            (None, Some(u)) => ["u:", u].concat(),
             (None, None) => unreachable!("validation requires an identity with analytics consent"),
         };
         (visitor, privacy.identity_resolution.then_some(identity), traits)
@@ -288,7 +287,7 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
         utm_campaign: campaign.name,
         utm_term: campaign.term,
         utm_content: campaign.content,
-        ip: Some(ip.to_string()),
+        ip: Some(ip),
         browser: ua.as_ref().and_then(|u| u.browser.clone()),
         os: ua.as_ref().and_then(|u| u.os.clone()),
         device: ua.as_ref().map(|u| u.device),
@@ -490,11 +489,46 @@ struct CampaignFields {
 }
 
 /// Enrichment must not refuse an event the spec allows: a field of another type is simply not used.
+/// Other values are skipped without being built (a `serde_json::Value` for every page field cost ~2 % of ingest).
 fn lenient_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(match Option::<serde_json::Value>::deserialize(d)? {
-        Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s),
-        _ => None,
-    })
+    use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+    struct NonEmptyString;
+    impl<'de> Visitor<'de> for NonEmptyString {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok((!v.is_empty()).then(|| v.to_owned()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+            Ok((!v.is_empty()).then_some(v))
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+    d.deserialize_any(NonEmptyString)
 }
 
 #[cfg(test)]
@@ -587,9 +621,10 @@ mod tests {
         let e = &from_props.events[0];
         assert_eq!((e.path.as_deref(), e.referrer_host.as_deref(), e.utm_source.as_deref(), e.title.as_deref()), (Some("/a/b"), Some("ref.example"), Some("x"), Some("T")));
         // context.campaign beats the URL's parameters; non-string values are ignored, not refused.
-        let ctx = run(r#"{"event":"E","anonymousId":"a","context":{"page":{"url":"https://s.example/?utm_source=url","path":7},"campaign":{"source":"ctx","medium":"cpc"}}}"#, Route::Single(CallKind::Track));
+        let ctx = run(r#"{"event":"E","anonymousId":"a","context":{"page":{"url":"https://s.example/?utm_source=url","path":7,"title":{"a":[1,{"b":null}]},"referrer":null,"search":""},"campaign":{"source":"ctx","medium":"cpc","term":false}}}"#, Route::Single(CallKind::Track));
         let e = &ctx.events[0];
         assert_eq!((e.utm_source.as_deref(), e.utm_medium.as_deref(), e.path.as_deref()), (Some("ctx"), Some("cpc"), Some("/")));
+        assert_eq!((e.title.as_deref(), e.referrer.as_deref(), e.utm_term.as_deref()), (None, None, None));
         // Personal data and secrets in query strings are scrubbed server-side too, whatever sent the event.
         let leaky = run(r#"{"anonymousId":"a","properties":{"url":"https://s.example/reset?token=abc123&email=x%40y.co&lang=de","referrer":"https://mail.example/?u=jo@mail.example"}}"#, Route::Single(CallKind::Page));
         let e = &leaky.events[0];

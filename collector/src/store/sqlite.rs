@@ -408,6 +408,21 @@ impl SqliteStore {
             self.stats.clear();
             self.stats_from_database = true;
         }
+        // The buffers go back empty with their capacity: refilled from nothing, they were reallocated (and
+        // thousands of events moved) several times per flush.
+        let mut pending = pending;
+        pending.clear();
+        links.clear();
+        unfiled.clear();
+        if self.stats_pending.is_empty() {
+            self.stats_pending = pending;
+        }
+        if self.links_pending.is_empty() {
+            self.links_pending = links;
+        }
+        if self.unfiled_pending.is_empty() {
+            self.unfiled_pending = unfiled;
+        }
         result
     }
 
