@@ -74,7 +74,9 @@ pub fn decode(body: &str, route: Route) -> Result<Decoded<'_>, DecodeError> {
                 #[serde(rename = "writeKey", borrow, default)]
                 write_key: Option<Cow<'a, str>>,
             }
-            let write_key = serde_json::from_str::<KeyOnly>(body).ok().and_then(|k| k.write_key);
+            // A second parse only when the key can be there (a key name may also be spelled with \u escapes).
+            let may_have_key = body.contains("writeKey") || body.contains("\\u");
+            let write_key = if may_have_key { serde_json::from_str::<KeyOnly>(body).ok().and_then(|k| k.write_key) } else { None };
             Ok(Decoded { events: vec![raw], write_key, sent_at_ms: None, context: None, integrations: None })
         }
     }
@@ -596,6 +598,9 @@ mod tests {
         check_decode_error(r#""track""#, Route::Single(CallKind::Track), "invalid_json");
         let single = decode(r#"{"writeKey":"wk","event":"E"}"#, Route::Single(CallKind::Track)).unwrap();
         assert_eq!((single.events.len(), single.write_key.as_deref()), (1, Some("wk")));
+        let escaped = decode(r#"{"write\u004bey":"wk","event":"E"}"#, Route::Single(CallKind::Track)).unwrap();
+        assert_eq!(escaped.write_key.as_deref(), Some("wk"));
+        assert_eq!(decode(r#"{"event":"E"}"#, Route::Single(CallKind::Track)).unwrap().write_key, None);
     }
 
     #[test]
