@@ -656,12 +656,14 @@ fn commit_in_transaction(
     let mut links = Vec::new();
     let mut unfiled = Vec::new();
     {
+        // Looked up in the statement cache once per commit, not per event (the lookup hashes the whole SQL text).
+        let mut insert_event = tx.prepare_cached(INSERT_EVENT)?;
         for e in events {
             let profile_id = match &e.identity {
                 Some(input) => identity::resolve(&tx, identities, limits, &e.site, input, e.timestamp, &e.message_id)?,
                 None => None,
             };
-            tx.prepare_cached(INSERT_EVENT)?.execute(params![
+            insert_event.execute(params![
                 &*e.site,
                 e.message_id,
                 e.kind.map(|k| k.as_str()),
