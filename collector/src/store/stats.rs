@@ -516,10 +516,16 @@ pub fn record(conn: &Connection, cache: &mut StatsCache, events: &[StoredEvent],
     // Stable: events of one visitor at the same time stay in insertion order.
     recent.sort_by(|a, b| (a.site, &a.visitor, a.ts).cmp(&(b.site, &b.visitor, b.ts)));
     let mut deltas = Deltas::default();
+    let mut statements = VisitStatements {
+        select_open: conn.prepare_cached(SELECT_OPEN)?,
+        update_visit: conn.prepare_cached(UPDATE_VISIT)?,
+        insert_visit: conn.prepare_cached(INSERT_VISIT)?,
+        upsert_open: conn.prepare_cached(UPSERT_OPEN)?,
+    };
     let mut i = 0;
     while i < recent.len() {
         let j = i + recent[i..].iter().take_while(|e| e.site == recent[i].site && e.visitor == recent[i].visitor).count();
-        record_visitor(conn, cache, &recent[i..j], &mut deltas)?;
+        record_visitor(conn, &mut statements, cache, &recent[i..j], &mut deltas)?;
         i = j;
     }
     write_deltas(conn, deltas)?;
@@ -532,13 +538,22 @@ pub fn record(conn: &Connection, cache: &mut StatsCache, events: &[StoredEvent],
     Ok(())
 }
 
+/// The statements [`record_visitor`] runs, taken from the statement cache once per stats update rather than once
+/// per visitor (a cache lookup hashes the whole SQL text).
+struct VisitStatements<'c> {
+    select_open: rusqlite::CachedStatement<'c>,
+    update_visit: rusqlite::CachedStatement<'c>,
+    insert_visit: rusqlite::CachedStatement<'c>,
+    upsert_open: rusqlite::CachedStatement<'c>,
+}
+
 /// One visitor's new events, in time order: continue or open visits, and collect the rollup changes.
-fn record_visitor<'a>(conn: &Connection, cache: &mut StatsCache, events: &[Recent<'a>], deltas: &mut Deltas<'a>) -> Result<(), StoreError> {
+fn record_visitor<'a>(conn: &Connection, statements: &mut VisitStatements<'_>, cache: &mut StatsCache, events: &[Recent<'a>], deltas: &mut Deltas<'a>) -> Result<(), StoreError> {
     let (site, visitor) = (events[0].site, &*events[0].visitor);
     let hash = visitor_hash(visitor);
     if cache.get_mut(site, visitor).is_none() {
-        let open = conn
-            .prepare_cached(SELECT_OPEN)?
+        let open = statements
+            .select_open
             .query_row(params![site, visitor], |r| {
                 let visit = if r.get::<_, Option<i64>>(0)?.is_some() { Some(Visit::from_row(r)?) } else { None };
                 Ok(Open { last: r.get(21)?, visit_id: r.get(22)?, visit })
@@ -637,12 +652,13 @@ fn record_visitor<'a>(conn: &Connection, cache: &mut StatsCache, events: &[Recen
             match visit.id {
                 Some(id) => {
                     let v = &visit;
-                    conn.prepare_cached(UPDATE_VISIT)?
+                    statements
+                        .update_visit
                         .execute(params![id, v.sdk_session, v.last, v.pageviews, v.events, v.engaged_ms, v.engaged_n, v.scroll_sum, v.exit_page, v.steps])?;
                 }
                 None => {
                     let v = &visit;
-                    conn.prepare_cached(INSERT_VISIT)?.execute(params![
+                    statements.insert_visit.execute(params![
                         site, v.visitor, v.sdk_session, v.start, v.last, v.pageviews, v.events, v.engaged_ms, v.engaged_n, v.scroll_sum,
                         v.dims[0], v.exit_page, v.dims[1], v.dims[2], v.dims[3], v.dims[4], v.dims[5], v.dims[6], v.dims[7], v.steps
                     ])?;
@@ -655,7 +671,7 @@ fn record_visitor<'a>(conn: &Connection, cache: &mut StatsCache, events: &[Recen
         let takes_over = entry.as_ref().is_none_or(|o| visit.last >= o.last);
         if takes_over {
             if changed || entry.as_ref().is_none_or(|o| o.last != visit.last) {
-                conn.prepare_cached(UPSERT_OPEN)?.execute(params![site, visitor, visit.id, visit.last])?;
+                statements.upsert_open.execute(params![site, visitor, visit.id, visit.last])?;
             }
             let visit_id = visit.id.expect("stored above");
             *entry = Some(Open { last: visit.last, visit_id, visit: Some(visit) });
