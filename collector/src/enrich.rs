@@ -262,7 +262,16 @@ fn is_sensitive_name_or_value(name: &str, value: &str) -> bool {
 
 /// Whether a parameter (its lower-cased name and its value) looks like personal data or a secret.
 fn is_sensitive_param(name: &str, value: &str) -> bool {
-    SCRUB_CONTAINS.iter().any(|s| name.contains(s)) || SCRUB_EXACT.contains(&name) || looks_like_email(value)
+    contains_any(name.as_bytes(), SCRUB_CONTAINS) || SCRUB_EXACT.contains(&name) || looks_like_email(value)
+}
+
+/// Whether any of `patterns` occurs in `text`: one walk over the text, comparing a pattern only where its first
+/// byte is (nineteen `str::contains` calls per parameter name were ~3 % of batched ingest).
+fn contains_any(text: &[u8], patterns: &[&str]) -> bool {
+    (0..text.len()).any(|i| {
+        let rest = &text[i..];
+        patterns.iter().any(|p| p.as_bytes().first() == Some(&rest[0]) && rest.starts_with(p.as_bytes()))
+    })
 }
 
 /// `local@domain.tld`, raw or with `@` percent-encoded.
@@ -297,6 +306,15 @@ mod tests {
 
     fn strip_click_ids(url: &str) -> String {
         without_params(url, &|name, _| is_click_id(name))
+    }
+
+    #[test]
+    fn contains_any_finds_a_pattern_anywhere() {
+        let patterns = &["mail", "token", "pwd"];
+        for (text, expected) in [("email", true), ("x_token_y", true), ("pwd", true), ("tok", false), ("", false), ("mai", false), ("utm_source", false)] {
+            assert_eq!(contains_any(text.as_bytes(), patterns), expected, "{text}");
+            assert_eq!(patterns.iter().any(|p| text.contains(p)), expected, "{text}");
+        }
     }
 
     #[test]

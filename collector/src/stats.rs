@@ -311,8 +311,10 @@ pub fn push_visit_step(steps: &mut String, token: &str) {
     if steps.is_empty() {
         steps.push('\n');
     }
-    let count = steps.matches('\n').count().saturating_sub(1);
-    let last = steps.trim_end_matches('\n').rsplit('\n').next().unwrap_or("");
+    // Byte counts, not `matches`/`rsplit`: this runs for every page view, over the visit's whole path so far.
+    let count = steps.bytes().filter(|&b| b == b'\n').count().saturating_sub(1);
+    let trimmed = steps.trim_end_matches('\n');
+    let last = trimmed.as_bytes().iter().rposition(|&b| b == b'\n').map_or(trimmed, |at| &trimmed[at + 1..]);
     if last == token || count >= MAX_VISIT_STEPS || token.contains('\n') {
         return;
     }
