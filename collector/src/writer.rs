@@ -339,6 +339,8 @@ mod tests {
     struct MemoryStore {
         rows: Arc<Mutex<Vec<StoredEvent>>>,
         fail: Arc<Mutex<bool>>,
+        /// When set, a due stats update waits until the test sends on it (or 5 s pass).
+        hold_flush: Arc<Mutex<Option<std::sync::mpsc::Receiver<()>>>>,
     }
 
     impl EventStore for MemoryStore {
@@ -351,6 +353,12 @@ mod tests {
             let already: Vec<usize> = events.iter().enumerate().filter(|(_, e)| rows.iter().any(|r| r.site == e.site && r.message_id == e.message_id)).map(|(i, _)| i).collect();
             rows.extend(events.into_iter().enumerate().filter(|(i, _)| !already.contains(i)).map(|(_, e)| e));
             Ok(already)
+        }
+        fn flush_if_due(&mut self) -> Result<(), StoreError> {
+            if let Some(release) = self.hold_flush.lock().unwrap().take() {
+                let _ = release.recv_timeout(Duration::from_secs(5));
+            }
+            Ok(())
         }
         fn unmerge(&mut self, _: i64, _: i64) -> Result<Result<(i64, i64), crate::store::UnmergeError>, StoreError> {
             unreachable!("the writer tests do not unmerge")
@@ -417,6 +425,18 @@ mod tests {
         // The retry of the failed event must be accepted, not called a duplicate.
         let retried = writer.submit(vec![event("a", "m1", fixed_now())], vec![]).await.unwrap();
         assert_eq!(retried, vec![Stored::Accepted]);
+    }
+
+    #[tokio::test]
+    async fn answers_go_out_before_a_due_stats_update() {
+        let store = MemoryStore::default();
+        let (release, held) = std::sync::mpsc::channel();
+        *store.hold_flush.lock().unwrap() = Some(held);
+        let (writer, _thread) = Writer::start(Box::new(store.clone()), 7, 1 << 20, Default::default(), fixed_now).unwrap();
+        // The stats update after this group is still running (held) when the answer must already be here.
+        let answer = tokio::time::timeout(Duration::from_secs(2), writer.submit(vec![event("a", "m1", fixed_now())], vec![])).await;
+        release.send(()).unwrap();
+        assert_eq!(answer.expect("answered while the stats update ran").unwrap(), vec![Stored::Accepted]);
     }
 
     #[tokio::test]
