@@ -10,6 +10,9 @@
 //! - overload 2×:     open loop at twice the batched maximum, 2048 connections, default queue (64 MB);
 //! - overload 2×, 1 MB queue: the same with `queue_capacity_mb = 1`, so the collector must shed load with 503.
 //!
+//! `--against REV` (a git revision, or a collector binary) compares instead: batched, single and single at a fixed
+//! rate, the older build and this one alternating run by run, medians side by side.
+//!
 //! The robust figure is the server's CPU time per event (from `/proc/<pid>/stat`): it holds when other builds
 //! share the box and starve the load generator. Runs whose server CPU is under ~90% were limited elsewhere.
 
@@ -17,7 +20,7 @@ use crate::{cargo, run_step, target_dir};
 use anyhow::{bail, Context as _};
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -62,7 +65,15 @@ pub(crate) fn parse_settings(args: &[String], command: &str) -> anyhow::Result<S
 }
 
 pub fn bench(args: &[String]) -> anyhow::Result<()> {
-    let mut settings = parse_settings(args, "bench")?;
+    // `--against REV` is this command's own option; the rest are every load benchmark's.
+    let (against, args) = match args.iter().position(|a| a == "--against") {
+        Some(at) => {
+            let rev = args.get(at + 1).filter(|v| !v.starts_with("--")).context("--against takes a git revision or a collector binary")?;
+            (Some(rev.clone()), [&args[..at], &args[at + 2..]].concat())
+        }
+        None => (None, args.to_vec()),
+    };
+    let mut settings = parse_settings(&args, "bench")?;
 
     run_step("build the collector and the load generator (release)", cargo().args(["build", "--release", "-p", "footprint-collector", "-p", "footprint-bench"]))?;
     let collector = target_dir().join("release/footprint");
@@ -78,6 +89,10 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
         settings.pin = false;
     } else {
         eprintln!("==> collector pinned to CPU 0, load generator pinned to CPU 1 ({cpus} CPUs on this machine)");
+    }
+    if let Some(rev) = against {
+        let baseline = baseline_collector(&rev)?;
+        return compare(&rev, &baseline, &collector, &generator, &settings);
     }
     eprintln!("==> {} runs per scenario, {:.1} s each after {:.1} s warm-up; median reported", settings.runs, settings.secs, settings.warmup);
 
@@ -146,6 +161,101 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
 
     print_table(&results, &settings);
     eprintln!("(every run's raw figures: {})", log_path.display());
+    Ok(())
+}
+
+/// The collector to compare with: `rev` itself when it is a file, else the collector built from that git revision
+/// (exported with `git archive` into the target directory and built there, with its own target directory).
+fn baseline_collector(rev: &str) -> anyhow::Result<PathBuf> {
+    if Path::new(rev).is_file() {
+        return Ok(PathBuf::from(rev));
+    }
+    let root = crate::root();
+    let commit = Command::new("git").current_dir(&root).args(["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")]).output().context("cannot run git")?;
+    if !commit.status.success() {
+        bail!("--against {rev:?} is neither a file nor a git revision of this repository");
+    }
+    let commit = String::from_utf8_lossy(&commit.stdout).trim().to_owned();
+    let base = target_dir().join("bench-against");
+    let source = base.join(&commit[..12]);
+    if !source.join("Cargo.toml").exists() {
+        std::fs::create_dir_all(&source)?;
+        let archive = Command::new("git").current_dir(&root).args(["archive", "--format=tar", &commit]).stdout(Stdio::piped()).spawn().context("cannot run git archive")?;
+        run_step(&format!("export {rev} ({}) into {}", &commit[..12], source.display()), Command::new("tar").arg("-x").arg("-C").arg(&source).stdin(archive.stdout.context("git archive output")?))?;
+    }
+    let mut build = cargo();
+    build.current_dir(&source).env("CARGO_TARGET_DIR", base.join("target")).args(["build", "--release", "-p", "footprint-collector"]);
+    run_step(&format!("build the collector of {rev} (release)"), &mut build)?;
+    Ok(base.join("target/release/footprint"))
+}
+
+/// `bench --against REV`: the baseline and this build, run after one another in alternating order (ABBA), so the
+/// box's drift (it changes speed by tens of % between half-hours when shared) falls on both alike. Prints the
+/// medians side by side.
+fn compare(rev: &str, baseline: &Path, current: &Path, generator: &Path, settings: &Settings) -> anyhow::Result<()> {
+    eprintln!("==> {} rounds per scenario, each running {rev} and this build (order alternating), {:.1} s per run", settings.runs, settings.secs);
+    let data_root = target_dir().join("bench-data");
+    let _ = std::fs::remove_dir_all(&data_root);
+    let common = |mode: &str, connections: usize| -> Vec<String> {
+        vec!["--mode".into(), mode.into(), "--connections".into(), connections.to_string(), "--duration".into(), settings.secs.to_string(), "--warmup".into(), settings.warmup.to_string()]
+    };
+    let mut counter = 0usize;
+    let mut pairs = |scenario: Scenario| -> anyhow::Result<(&'static str, Vec<Run>, Vec<Run>)> {
+        eprintln!("==> {}", scenario.name);
+        let (mut before, mut after) = (Vec::new(), Vec::new());
+        for round in 0..settings.runs {
+            let order = if round % 2 == 0 { [false, true] } else { [true, false] };
+            for is_current in order {
+                counter += 1;
+                wait_quiet(settings.quiet_wait);
+                let dir = data_root.join(format!("run-{counter}"));
+                let run = one_run(if is_current { current } else { baseline }, generator, &dir, &scenario, settings)?;
+                let _ = std::fs::remove_dir_all(&dir);
+                eprintln!("    round {} {:<10} {:>6} µs/event  {:>9} events/s", round + 1, if is_current { "this build" } else { rev }, field(&run, "server_us_per_event"), field(&run, "events_s"));
+                if is_current { after.push(run) } else { before.push(run) }
+            }
+        }
+        Ok((scenario.name, before, after))
+    };
+    let mut results = vec![pairs(Scenario { name: "batched (30 events/request)", args: common("batch", 32), config: None })?];
+    results.push(pairs(Scenario { name: "single event/request, max", args: common("single", 128), config: None })?);
+    // The same open-loop rate for both: half of the slower build's maximum, so neither is overloaded.
+    let half = median(&results[1].1, "events_s").unwrap_or(0.0).min(median(&results[1].2, "events_s").unwrap_or(0.0)) / 2.0;
+    if half >= 1.0 {
+        let mut args = common("single", 128);
+        args.extend(["--rate".into(), format!("{half:.0}")]);
+        results.push(pairs(Scenario { name: "single event/request, fixed rate", args, config: None })?);
+    }
+    let _ = std::fs::remove_dir_all(&data_root);
+
+    let num = |v: Option<f64>, d: usize| v.map(|v| format!("{v:.d$}")).unwrap_or_else(|| "-".into());
+    let change = |b: Option<f64>, a: Option<f64>| match (b, a) {
+        (Some(b), Some(a)) if b > 0.0 => format!("{:+.1}%", (a - b) / b * 100.0),
+        _ => "-".into(),
+    };
+    println!();
+    println!("{rev} (before) against this build (after): medians of {} rounds × {:.1} s, alternating; collector {}", settings.runs, settings.secs, if settings.pin { "on CPU 0, load generator on CPU 1" } else { "UNPINNED" });
+    println!();
+    println!("| {:<34} | {:>15} | {:>14} | {:>8} | {:>14} | {:>13} | {:>15} | {:>14} |", "scenario", "µs/event before", "µs/event after", "change", "p99 ms before", "p99 ms after", "events/s before", "events/s after");
+    println!("|{:-<36}|{:->17}|{:->16}|{:->10}|{:->16}|{:->15}|{:->17}|{:->16}|", "", ":", ":", ":", ":", ":", ":", ":");
+    for (name, before, after) in &results {
+        let p99 = if before.iter().any(|r| get(r, "rate").unwrap_or(0.0) > 0.0) { "sched_p99_us" } else { "p99_us" };
+        let (ub, ua) = (median(before, "server_us_per_event"), median(after, "server_us_per_event"));
+        println!(
+            "| {:<34} | {:>15} | {:>14} | {:>8} | {:>14} | {:>13} | {:>15} | {:>14} |",
+            name,
+            num(ub, 2),
+            num(ua, 2),
+            change(ub, ua),
+            num(median(before, p99).map(|u| u / 1000.0), 2),
+            num(median(after, p99).map(|u| u / 1000.0), 2),
+            num(median(before, "events_s"), 0),
+            num(median(after, "events_s"), 0),
+        );
+    }
+    println!();
+    println!("µs/event: the collector's CPU time (user+sys, all threads) per accepted event. Fixed rate: open loop at half the");
+    println!("slower build's single-event maximum, p99 from the scheduled send time.");
     Ok(())
 }
 
