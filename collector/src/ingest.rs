@@ -337,6 +337,13 @@ fn without_page_fields(properties: &str, kind: CallKind) -> Cow<'_, str> {
     Cow::Owned(obj.to_json())
 }
 
+/// Whether `needle` occurs in `text`, ASCII letters compared without case.
+fn contains_ignore_ascii_case(text: &str, needle: &str) -> bool {
+    let (text, needle) = (text.as_bytes(), needle.as_bytes());
+    let Some(&first) = needle.first() else { return true };
+    text.windows(needle.len()).any(|w| w[0].eq_ignore_ascii_case(&first) && w.eq_ignore_ascii_case(needle))
+}
+
 /// The identity side of a consented event: its identifiers (email and phone as keyed hashes, junk filtered by the
 /// identity rules later) and the traits it sets on the profile.
 fn identity_input(event: &footprint_core::ValidEvent<'_>, traits: Option<&str>, context_traits: Option<&str>, context: &RawObject<'_>, pseudo: &Pseudonymizer) -> IdentityInput {
@@ -380,7 +387,9 @@ pub fn hashed_trait_identifiers(traits: &str) -> Vec<Identifier> {
     [("email", IdKind::Email), ("phone", IdKind::Phone)]
         .into_iter()
         .filter_map(|(key, kind)| {
-            let hash = obj.get(key).and_then(|v| serde_json::from_str::<String>(v.get()).ok()).filter(|v| v.starts_with(HASH_PREFIX))?;
+            // Found whatever the key's case, like the hashing in `pseudonymise_fields`.
+            let value = obj.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| *v);
+            let hash = value.and_then(|v| serde_json::from_str::<String>(v.get()).ok()).filter(|v| v.starts_with(HASH_PREFIX))?;
             Some(Identifier::new(kind, hash))
         })
         .collect()
@@ -410,8 +419,9 @@ fn merge_objects(base: Option<&str>, over: Option<&str>) -> Option<String> {
 /// A JSON object with the values of the configured personal fields (`email`, `phone`, …) replaced by keyed
 /// hashes. Emails and phones are normalised first, so the hash matches however the value was typed.
 fn pseudonymise_fields(json: &str, privacy: &PrivacyFacts<'_>) -> String {
-    // A cheap text test first: most objects hold none of the fields.
-    if !privacy.pii_fields.iter().any(|f| json.contains(f.as_str())) {
+    // A cheap text test first: most objects hold none of the fields. It ignores case like the key match below
+    // (`"Email"` is an e-mail field too), and a key spelled with \u escapes always takes the full path.
+    if !privacy.pii_fields.iter().any(|f| contains_ignore_ascii_case(json, f)) && !json.contains("\\u") {
         return json.to_owned();
     }
     let Ok(mut obj) = serde_json::from_str::<RawObject>(json) else { return json.to_owned() };
@@ -688,6 +698,23 @@ mod tests {
         assert_eq!(kinds, ["anonymous_id", "user_id", "email", "phone", "external:crm_id"]);
         assert_eq!(e.visitor.as_deref(), Some("a:anon-1"));
         assert!(!e.all_text().to_lowercase().contains("alice@example.com"));
+    }
+
+    #[test]
+    fn personal_fields_are_hashed_whatever_the_case_of_their_key() {
+        let body = r#"{"type":"identify","userId":"u-1","traits":{"Email":"bob@example.com","PHONE":"+49 30 7654321"},
+            "context":{"consent":{"categoryPreferences":{"analytics":true}}}}"#;
+        let e = &run(body, Route::Single(CallKind::Identify)).events[0];
+        let traits: serde_json::Value = serde_json::from_str(e.traits.as_deref().unwrap()).unwrap();
+        assert_eq!(traits["Email"], PSEUDONYMIZER.hash("email", "bob@example.com").as_str());
+        assert_eq!(traits["PHONE"], PSEUDONYMIZER.hash("phone", "+49307654321").as_str());
+        assert!(!e.all_text().contains("bob@example.com"));
+        let kinds: Vec<String> = e.identity.as_ref().unwrap().identifiers.iter().map(|i| i.kind.as_string()).collect();
+        assert_eq!(kinds, ["user_id", "email", "phone"], "the hashed values are identifiers too");
+        let escaped = r#"{"type":"identify","userId":"u-2","traits":{"e\u006dail":"eve@example.com"},"context":{"consent":{"categoryPreferences":{"analytics":true}}}}"#;
+        assert!(!run(escaped, Route::Single(CallKind::Identify)).events[0].all_text().contains("eve@example.com"));
+        let page = r#"{"event":"Signed up","anonymousId":"a","properties":{"EMAIL":"bob@example.com"},"context":{"consent":{"categoryPreferences":{"analytics":true}}}}"#;
+        assert!(!run(page, Route::Single(CallKind::Track)).events[0].all_text().contains("bob@example.com"));
     }
 
     #[test]
