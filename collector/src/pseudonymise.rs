@@ -90,24 +90,43 @@ pub fn stored_identifier(kind: IdKind, raw: &str, pseudo: &Pseudonymizer) -> Opt
 /// Quarantined text with every e-mail address replaced by its keyed hash: rejected events are kept for
 /// inspection, but raw e-mail addresses still never reach the disk. Works on any text (JSON or not).
 pub fn redact_emails(text: &str, pseudo: &Pseudonymizer) -> String {
-    let is_local = |c: char| c.is_ascii_alphanumeric() || "._%+-".contains(c);
-    let is_domain = |c: char| c.is_ascii_alphanumeric() || ".-".contains(c);
+    let is_local = |b: u8| b.is_ascii_alphanumeric() || b"._%+-".contains(&b);
+    let is_domain = |b: u8| b.is_ascii_alphanumeric() || b".-".contains(&b);
+    let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('@') {
-        let start = rest[..at].char_indices().rev().take_while(|(_, c)| is_local(*c)).last().map_or(at, |(i, _)| i);
-        let end = at + 1 + rest[at + 1..].char_indices().take_while(|(_, c)| is_domain(*c)).last().map_or(0, |(i, c)| i + c.len_utf8());
-        let candidate = &rest[start..end];
-        match normalize_email(candidate) {
-            Some(email) if start < at && candidate[at - start + 1..].contains('.') => {
-                out.push_str(&rest[..start]);
-                out.push_str(&pseudo.hash("email", &email));
+    // `text[..copied]` is in `out` already.
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        // The `@`, also as a URL escape or a JSON escape (both are how a rejected event's text may carry it).
+        let marker = match &bytes[i..] {
+            [b'@', ..] => 1,
+            [b'%', b'4', b'0', ..] => 3,
+            [b'\\', b'u', b'0', b'0', b'4', b'0', ..] => 6,
+            _ => {
+                i += 1;
+                continue;
             }
-            _ => out.push_str(&rest[..end.max(at + 1)]),
+        };
+        let mut start = i;
+        while start > copied && is_local(bytes[start - 1]) {
+            start -= 1;
         }
-        rest = &rest[end.max(at + 1)..];
+        let mut end = i + marker;
+        while end < bytes.len() && is_domain(bytes[end]) {
+            end += 1;
+        }
+        let (local, domain) = (&text[start..i], &text[i + marker..end]);
+        if let Some(email) = (!local.is_empty() && domain.contains('.')).then(|| normalize_email(&format!("{local}@{domain}"))).flatten() {
+            out.push_str(&text[copied..start]);
+            out.push_str(&pseudo.hash("email", &email));
+            copied = end;
+            i = end;
+        } else {
+            i += marker;
+        }
     }
-    out.push_str(rest);
+    out.push_str(&text[copied..]);
     out
 }
 
@@ -191,6 +210,11 @@ mod tests {
         assert!(out.contains(r#""x":"a@b""#) && out.contains(r#""y":"@home""#), "not e-mails, kept: {out}");
         assert_eq!(redact_emails("no at sign", &p), "no at sign");
         assert_eq!(redact_emails("trailing@", &p), "trailing@");
+        // Escaped the URL way or the JSON way, it is the same address.
+        let escaped = redact_emails(r#"{"u":"https://s.example/?to=dan%40mail.example","t":"dan\u0040mail.example","n":"100%40"}"#, &p);
+        assert!(!escaped.contains("dan%40mail") && !escaped.contains("dan\\u0040mail"), "{escaped}");
+        assert_eq!(escaped.matches(&p.hash("email", "dan@mail.example")).count(), 2, "{escaped}");
+        assert!(escaped.contains(r#""n":"100%40""#), "{escaped}");
     }
 
     #[test]
