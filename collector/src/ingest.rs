@@ -154,7 +154,7 @@ pub fn process(decoded: &Decoded<'_>, route: Route, facts: &RequestFacts<'_>, ua
             Err((message_id, rejection)) => {
                 let message_id = message_id.unwrap_or_else(&mut *new_message_id);
                 // An erased person's event is recorded as refused, without its content.
-                let payload = if rejection.code == RejectCode::ErasedIdentity { String::new() } else { redact_emails(raw.get(), facts.privacy.pseudonymizer) };
+                let payload = if rejection.code == RejectCode::ErasedIdentity { String::new() } else { redact_emails(raw.get(), facts.privacy.pseudonymizer).into_owned() };
                 out.quarantine.push(QuarantinedEvent::new(facts.site.clone(), facts.received_at_ms, Some(message_id.clone()), rejection.code, rejection.reason.clone(), payload));
                 out.slots.push(Slot::Rejected { message_id, code: rejection.code.as_str(), reason: rejection.reason });
             }
@@ -264,7 +264,7 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
         row_flags |= flags::BOT;
     }
     let integrations = event.integrations.or(decoded.integrations).map(|r| r.get().to_owned());
-    Ok(StoredEvent {
+    let mut row = StoredEvent {
         site: facts.site.clone(),
         message_id: event.message_id.map(Cow::into_owned).unwrap_or_default(),
         kind: Some(event.kind),
@@ -303,7 +303,40 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
         identity,
         consent_change,
         shared_id: None,
-    })
+    };
+    hash_remaining_emails(&mut row, privacy.pseudonymizer);
+    Ok(row)
+}
+
+/// Any e-mail address still in the event's texts (a property or trait under another key than `pii_fields`, a page
+/// title, a path, the context) becomes its keyed hash, as in the quarantine: raw e-mail addresses are never stored
+/// (DESIGN.md §5). IDs are handled by `stored_identifier` already.
+fn hash_remaining_emails(row: &mut StoredEvent, pseudo: &Pseudonymizer) {
+    let texts = [
+        &mut row.name,
+        &mut row.category,
+        &mut row.group_id,
+        &mut row.url,
+        &mut row.path,
+        &mut row.title,
+        &mut row.referrer,
+        &mut row.utm_source,
+        &mut row.utm_medium,
+        &mut row.utm_campaign,
+        &mut row.utm_term,
+        &mut row.utm_content,
+        &mut row.properties,
+        &mut row.traits,
+        &mut row.context,
+        &mut row.integrations,
+        &mut row.session_id,
+    ];
+    let profile_traits = row.identity.as_mut().and_then(|identity| identity.traits.as_mut());
+    for text in texts.into_iter().flatten().chain(profile_traits) {
+        if let Cow::Owned(clean) = redact_emails(text, pseudo) {
+            *text = clean;
+        }
+    }
 }
 
 /// The page (`context.page`, else a page/screen call's properties) and campaign (`context.campaign`, else the
@@ -715,6 +748,25 @@ mod tests {
         assert!(!run(escaped, Route::Single(CallKind::Identify)).events[0].all_text().contains("eve@example.com"));
         let page = r#"{"event":"Signed up","anonymousId":"a","properties":{"EMAIL":"bob@example.com"},"context":{"consent":{"categoryPreferences":{"analytics":true}}}}"#;
         assert!(!run(page, Route::Single(CallKind::Track)).events[0].all_text().contains("bob@example.com"));
+    }
+
+    #[test]
+    fn no_text_of_an_event_keeps_a_raw_email() {
+        let body = r#"{"event":"Contact bob@example.com","anonymousId":"a","properties":{"contact":"Bob@Example.com","note":"write to carol%40example.org"},
+            "context":{"page":{"url":"https://s.example/users/dan@example.net/edit","title":"Profile of dan@example.net"},"consent":{"categoryPreferences":{"analytics":true}}}}"#;
+        let e = &run(body, Route::Single(CallKind::Track)).events[0];
+        let all = e.all_text().to_lowercase();
+        for raw in ["bob@example.com", "carol%40example.org", "dan@example.net"] {
+            assert!(!all.contains(raw), "{raw} in {all}");
+        }
+        let props: serde_json::Value = serde_json::from_str(e.properties.as_deref().unwrap()).unwrap();
+        assert_eq!(props["contact"], PSEUDONYMIZER.hash("email", "bob@example.com").as_str(), "the same hash as the e-mail identifier");
+        assert_eq!(e.name.as_deref(), Some(format!("Contact {}", PSEUDONYMIZER.hash("email", "bob@example.com")).as_str()));
+        let identify = r#"{"type":"identify","userId":"u-9","traits":{"contact":"erin@example.com"},"context":{"consent":{"categoryPreferences":{"analytics":true}}}}"#;
+        assert!(!run(identify, Route::Single(CallKind::Identify)).events[0].all_text().contains("erin@example.com"), "profile traits too");
+        // Nothing to replace: the texts are kept as sent.
+        let plain = run(r#"{"event":"E","anonymousId":"a","properties":{"at":"@home","pct":"100%"}}"#, Route::Single(CallKind::Track));
+        assert_eq!(plain.events[0].properties.as_deref(), Some(r#"{"at":"@home","pct":"100%"}"#));
     }
 
     #[test]

@@ -253,7 +253,7 @@ fn message_id_or_empty(event: &str) -> String {
 /// A body that is not events at all: kept in quarantine when the site is known, then refused with 400.
 async fn quarantine_body(state: &AppState, site: Option<Arc<Site>>, refusal: &Refusal, body: &[u8], received_at_ms: i64) -> Response<Body> {
     if let Some(site) = site {
-        let payload = crate::pseudonymise::redact_emails(&String::from_utf8_lossy(body), &state.pseudonymizer);
+        let payload = crate::pseudonymise::redact_emails(&String::from_utf8_lossy(body), &state.pseudonymizer).into_owned();
         let row = QuarantinedEvent { site: site.id.clone(), received_at: received_at_ms, message_id: None, code: refusal.code, reason: refusal.message.clone(), payload, shared_id: None };
         if let Err(error) = state.writer.submit(vec![], vec![row]).await {
             return reply::refusal(&submit_refusal(&error), vec![]);
