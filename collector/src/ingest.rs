@@ -305,7 +305,40 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
         shared_id: None,
     };
     hash_remaining_emails(&mut row, privacy.pseudonymizer);
+    for json in [&mut row.properties, &mut row.traits].into_iter().chain(row.identity.as_mut().map(|i| &mut i.traits)).flatten() {
+        if let Cow::Owned(clean) = truncate_ip_fields(json, facts.ipv4_prefix, facts.ipv6_prefix) {
+            *json = clean;
+        }
+    }
     Ok(row)
+}
+
+/// Top-level `ip` / `ipAddress` / `ip_address` fields of a properties or traits object, stored truncated like the
+/// request's own IP (libraries that do not put it in `context.ip`): raw IPs are never stored (DESIGN.md §5).
+fn truncate_ip_fields(json: &str, v4_prefix: u8, v6_prefix: u8) -> Cow<'_, str> {
+    const IP_KEYS: [&str; 3] = ["ip", "ipaddress", "ip_address"];
+    if !contains_ignore_ascii_case(json, "\"ip") && !json.contains("\\u") {
+        return Cow::Borrowed(json);
+    }
+    let Ok(mut obj) = serde_json::from_str::<RawObject>(json) else { return Cow::Borrowed(json) };
+    let truncated: Vec<(usize, Box<RawValue>)> = obj
+        .0
+        .iter()
+        .enumerate()
+        .filter(|(_, (key, _))| IP_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key)))
+        .filter_map(|(i, (_, value))| {
+            let ip = serde_json::from_str::<&str>(value.get()).ok()?.trim().parse::<IpAddr>().ok()?;
+            let text = serde_json::to_string(&enrich::truncate_ip(ip, v4_prefix, v6_prefix).to_string()).ok()?;
+            Some((i, RawValue::from_string(text).ok()?))
+        })
+        .collect();
+    if truncated.is_empty() {
+        return Cow::Borrowed(json);
+    }
+    for (i, value) in &truncated {
+        obj.0[*i].1 = value;
+    }
+    Cow::Owned(obj.to_json())
 }
 
 /// Any e-mail address still in the event's texts (a property or trait under another key than `pii_fields`, a page
@@ -767,6 +800,17 @@ mod tests {
         // Nothing to replace: the texts are kept as sent.
         let plain = run(r#"{"event":"E","anonymousId":"a","properties":{"at":"@home","pct":"100%"}}"#, Route::Single(CallKind::Track));
         assert_eq!(plain.events[0].properties.as_deref(), Some(r#"{"at":"@home","pct":"100%"}"#));
+    }
+
+    #[test]
+    fn ip_fields_of_properties_and_traits_are_truncated() {
+        let body = r#"{"type":"identify","userId":"u-3","traits":{"ipAddress":"198.51.100.77","plan":"pro"},"context":{"consent":{"categoryPreferences":{"analytics":true}}}}"#;
+        let e = &run(body, Route::Single(CallKind::Identify)).events[0];
+        assert_eq!(e.traits.as_deref(), Some(r#"{"ipAddress":"198.51.100.0","plan":"pro"}"#));
+        assert!(!e.all_text().contains("198.51.100.77"), "profile traits too");
+        let track = r#"{"event":"E","anonymousId":"a","properties":{"IP":"2001:db8:1234:5678::1","ip_address":"not an ip","vip":"198.51.100.9"}}"#;
+        let e = &run(track, Route::Single(CallKind::Track)).events[0];
+        assert_eq!(e.properties.as_deref(), Some(r#"{"IP":"2001:db8:1234::","ip_address":"not an ip","vip":"198.51.100.9"}"#), "only IP fields, only IPs");
     }
 
     #[test]
