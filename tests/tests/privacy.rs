@@ -29,8 +29,8 @@ fn denied_consent_leaves_no_identifier_on_disk() {
     assert_eq!(r.statuses(), vec!["accepted"; 3], "{}", r.text());
     // With consent, raw IPs and e-mails still never reach the disk.
     let granted = r#"{"type":"identify","userId":"user-ok","messageId":"g1","traits":{"email":"granted.person@example.org"},"context":{"consent":{"categoryPreferences":{"analytics":true}},"ip":"198.51.100.202"}}"#;
-    // Nor anywhere else in an event: a key in another case, another key, a title, a path, escaped.
-    let elsewhere = r#"{"type":"page","userId":"user-ok","messageId":"g2","properties":{"Email":"cased.key@example.org","contact":"other.key@example.org","note":"mail escaped\u0040example.org"},"context":{"page":{"url":"https://s.example/u/in.path@example.org","title":"Hi title.text@example.org"},"consent":{"categoryPreferences":{"analytics":true}}}}"#;
+    // Nor anywhere else in an event: a key in another case, another key, a title, a path, escaped; an IP property.
+    let elsewhere = r#"{"type":"page","userId":"user-ok","messageId":"g2","properties":{"Email":"cased.key@example.org","contact":"other.key@example.org","note":"mail escaped\u0040example.org","ipAddress":"198.51.100.203"},"context":{"page":{"url":"https://s.example/u/in.path@example.org","title":"Hi title.text@example.org"},"consent":{"categoryPreferences":{"analytics":true}}}}"#;
     assert_eq!(browser_post(&c, &batch(&[granted.to_owned(), elsewhere.to_owned()]), &[]).statuses(), vec!["accepted"; 2]);
     // Rejected events are kept for inspection, but not their e-mail addresses; nor those of an unparseable body.
     let rejected = r#"{"batch":[{"type":"track","userId":"q-user","messageId":"q1","properties":{"contact":"quarantined.person@example.org"}}]}"#;
@@ -43,7 +43,7 @@ fn denied_consent_leaves_no_identifier_on_disk() {
     assert!(c.stop());
     let disk = c.database_bytes();
     assert!(disk.len() > 10_000, "read the database files");
-    for secret in ["anon-zq81x", "user-kw29v", "wendy.private", "Wendy Q", "198.51.100.201", "203.0.113.144", "clk-77k", "granted.person@example.org", "198.51.100.202", "quarantined.person", "broken.body", "cased.key", "other.key", "escaped\\u0040", "in.path@", "title.text"] {
+    for secret in ["anon-zq81x", "user-kw29v", "wendy.private", "Wendy Q", "198.51.100.201", "203.0.113.144", "clk-77k", "granted.person@example.org", "198.51.100.202", "quarantined.person", "broken.body", "cased.key", "other.key", "escaped\\u0040", "in.path@", "title.text", "198.51.100.203"] {
         assert!(!contains_bytes(&disk, secret), "{secret:?} is on disk");
     }
     assert!(contains_bytes(&disk, "user-ok"), "the byte search does find what consent allowed");
