@@ -88,8 +88,6 @@ pub struct RequestFacts<'a> {
     pub received_at_ms: i64,
     pub client_ip: IpAddr,
     pub user_agent: Option<&'a str>,
-    pub ipv4_prefix: u8,
-    pub ipv6_prefix: u8,
     pub privacy: PrivacyFacts<'a>,
 }
 
@@ -104,6 +102,9 @@ pub struct PrivacyFacts<'a> {
     pub pseudonymizer: &'a Pseudonymizer,
     /// Trait and property keys whose values are stored only as keyed hashes (`email`, `phone` by default).
     pub pii_fields: &'a [String],
+    /// How much of an IP is kept (the request's, `context.ip`, and IP fields of properties and traits).
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
     /// Resolve identities (off only for measurements).
     pub identity_resolution: bool,
     /// Whether an identifier (as stored: email/phone hashed) belongs to an erased person.
@@ -135,7 +136,7 @@ pub fn process(decoded: &Decoded<'_>, route: Route, facts: &RequestFacts<'_>, ua
     let mut out = Processed { slots: Vec::with_capacity(decoded.events.len()), events: Vec::with_capacity(decoded.events.len()), quarantine: Vec::new() };
     // The request's stored (truncated) IP, written out once: every event of a batch shares it unless its context
     // names another.
-    let request_ip = enrich::truncate_ip(facts.client_ip, facts.ipv4_prefix, facts.ipv6_prefix).to_string();
+    let request_ip = enrich::truncate_ip(facts.client_ip, facts.privacy.ipv4_prefix, facts.privacy.ipv6_prefix).to_string();
     for (index, raw) in decoded.events.iter().enumerate() {
         let result = if index >= MAX_BATCH_EVENTS {
             Err((message_id_of(raw), Rejection::new(RejectCode::BatchTooLarge, format!("a batch holds at most {MAX_BATCH_EVENTS} events; this is number {}", index + 1))))
@@ -199,7 +200,7 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
     let context_ua = context.take("userAgent").and_then(|v| serde_json::from_str::<Cow<str>>(v.get()).ok());
     let raw_ip = context_ip.unwrap_or(facts.client_ip);
     let ip = match context_ip {
-        Some(ip) => enrich::truncate_ip(ip, facts.ipv4_prefix, facts.ipv6_prefix).to_string(),
+        Some(ip) => enrich::truncate_ip(ip, facts.privacy.ipv4_prefix, facts.privacy.ipv6_prefix).to_string(),
         None => request_ip.to_owned(),
     };
     let user_agent = context_ua.as_deref().or(facts.user_agent);
@@ -305,40 +306,7 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
         shared_id: None,
     };
     hash_remaining_emails(&mut row, privacy.pseudonymizer);
-    for json in [&mut row.properties, &mut row.traits].into_iter().chain(row.identity.as_mut().map(|i| &mut i.traits)).flatten() {
-        if let Cow::Owned(clean) = truncate_ip_fields(json, facts.ipv4_prefix, facts.ipv6_prefix) {
-            *json = clean;
-        }
-    }
     Ok(row)
-}
-
-/// Top-level `ip` / `ipAddress` / `ip_address` fields of a properties or traits object, stored truncated like the
-/// request's own IP (libraries that do not put it in `context.ip`): raw IPs are never stored (DESIGN.md §5).
-fn truncate_ip_fields(json: &str, v4_prefix: u8, v6_prefix: u8) -> Cow<'_, str> {
-    const IP_KEYS: [&str; 3] = ["ip", "ipaddress", "ip_address"];
-    if !contains_ignore_ascii_case(json, "\"ip") && !json.contains("\\u") {
-        return Cow::Borrowed(json);
-    }
-    let Ok(mut obj) = serde_json::from_str::<RawObject>(json) else { return Cow::Borrowed(json) };
-    let truncated: Vec<(usize, Box<RawValue>)> = obj
-        .0
-        .iter()
-        .enumerate()
-        .filter(|(_, (key, _))| IP_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key)))
-        .filter_map(|(i, (_, value))| {
-            let ip = serde_json::from_str::<&str>(value.get()).ok()?.trim().parse::<IpAddr>().ok()?;
-            let text = serde_json::to_string(&enrich::truncate_ip(ip, v4_prefix, v6_prefix).to_string()).ok()?;
-            Some((i, RawValue::from_string(text).ok()?))
-        })
-        .collect();
-    if truncated.is_empty() {
-        return Cow::Borrowed(json);
-    }
-    for (i, value) in &truncated {
-        obj.0[*i].1 = value;
-    }
-    Cow::Owned(obj.to_json())
 }
 
 /// Any e-mail address still in the event's texts (a property or trait under another key than `pii_fields`, a page
@@ -482,34 +450,42 @@ fn merge_objects(base: Option<&str>, over: Option<&str>) -> Option<String> {
     }
 }
 
-/// A JSON object with the values of the configured personal fields (`email`, `phone`, …) replaced by keyed
-/// hashes. Emails and phones are normalised first, so the hash matches however the value was typed.
+/// A JSON object with its personal values replaced: the configured personal fields (`email`, `phone`, …) by keyed
+/// hashes (e-mails and phones normalised first, so the hash matches however the value was typed), and top-level
+/// `ip` / `ipAddress` / `ip_address` fields truncated like the request's IP (for libraries that do not put it in
+/// `context.ip`). Keys match whatever their case.
 fn pseudonymise_fields(json: &str, privacy: &PrivacyFacts<'_>) -> String {
+    const IP_KEYS: [&str; 3] = ["ip", "ipaddress", "ip_address"];
     // A cheap text test first: most objects hold none of the fields. It ignores case like the key match below
     // (`"Email"` is an e-mail field too), and a key spelled with \u escapes always takes the full path.
-    if !privacy.pii_fields.iter().any(|f| contains_ignore_ascii_case(json, f)) && !json.contains("\\u") {
+    let may_hold = privacy.pii_fields.iter().any(|f| contains_ignore_ascii_case(json, f)) || contains_ignore_ascii_case(json, "\"ip") || json.contains("\\u");
+    if !may_hold {
         return json.to_owned();
     }
     let Ok(mut obj) = serde_json::from_str::<RawObject>(json) else { return json.to_owned() };
-    let mut hashed: Vec<(usize, String)> = Vec::new();
-    for (i, (key, value)) in obj.0.iter().enumerate() {
-        if !privacy.pii_fields.iter().any(|f| f.eq_ignore_ascii_case(key)) {
-            continue;
-        }
-        let Ok(text) = serde_json::from_str::<String>(value.get()) else { continue };
-        if text.starts_with(HASH_PREFIX) {
-            continue;
-        }
-        let field = key.to_ascii_lowercase();
-        let normalised = match field.as_str() {
-            "email" => normalize_email(&text).unwrap_or_else(|| text.trim().to_owned()),
-            "phone" => normalize_phone(&text).unwrap_or_else(|| text.trim().to_owned()),
-            _ => text.trim().to_owned(),
+    let replacement = |key: &str, value: &RawValue| -> Option<Box<RawValue>> {
+        let text = serde_json::from_str::<String>(value.get()).ok()?;
+        let stored = if privacy.pii_fields.iter().any(|f| f.eq_ignore_ascii_case(key)) {
+            if text.starts_with(HASH_PREFIX) {
+                return None;
+            }
+            let field = key.to_ascii_lowercase();
+            let normalised = match field.as_str() {
+                "email" => normalize_email(&text).unwrap_or_else(|| text.trim().to_owned()),
+                "phone" => normalize_phone(&text).unwrap_or_else(|| text.trim().to_owned()),
+                _ => text.trim().to_owned(),
+            };
+            privacy.pseudonymizer.hash(&field, &normalised)
+        } else if IP_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key)) {
+            let ip = text.trim().parse::<IpAddr>().ok()?;
+            enrich::truncate_ip(ip, privacy.ipv4_prefix, privacy.ipv6_prefix).to_string()
+        } else {
+            return None;
         };
-        hashed.push((i, serde_json::to_string(&privacy.pseudonymizer.hash(&field, &normalised)).expect("string")));
-    }
-    let owned: Vec<Box<RawValue>> = hashed.iter().map(|(_, h)| RawValue::from_string(h.clone()).expect("a JSON string")).collect();
-    for ((i, _), value) in hashed.iter().zip(owned.iter()) {
+        RawValue::from_string(serde_json::to_string(&stored).expect("a string")).ok()
+    };
+    let replaced: Vec<(usize, Box<RawValue>)> = obj.0.iter().enumerate().filter_map(|(i, (key, value))| Some((i, replacement(key, value)?))).collect();
+    for (i, value) in &replaced {
         obj.0[*i].1 = value;
     }
     obj.to_json()
@@ -626,8 +602,6 @@ mod tests {
             received_at_ms: 1_000_000,
             client_ip: "198.51.100.99".parse().unwrap(),
             user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"),
-            ipv4_prefix: 24,
-            ipv6_prefix: 48,
             privacy: PrivacyFacts {
                 consent_mode: mode,
                 channel,
@@ -635,6 +609,8 @@ mod tests {
                 salt: [7; 16],
                 pseudonymizer: &PSEUDONYMIZER,
                 pii_fields: &PII,
+                ipv4_prefix: 24,
+                ipv6_prefix: 48,
                 identity_resolution: true,
                 is_suppressed: &nothing_suppressed,
             },

@@ -154,8 +154,6 @@ async fn ingest(req: Request<Incoming>, route: Route, state: &AppState, peer: So
         received_at_ms,
         client_ip,
         user_agent: header_str(&headers, header::USER_AGENT),
-        ipv4_prefix: state.config.ipv4_prefix,
-        ipv6_prefix: state.config.ipv6_prefix,
         privacy: PrivacyFacts {
             consent_mode: match site.config.consent_mode {
                 crate::config::ConsentMode::Required => consent::Mode::Required,
@@ -166,6 +164,8 @@ async fn ingest(req: Request<Incoming>, route: Route, state: &AppState, peer: So
             salt,
             pseudonymizer: &state.pseudonymizer,
             pii_fields: &state.config.pii_fields,
+            ipv4_prefix: state.config.ipv4_prefix,
+            ipv6_prefix: state.config.ipv6_prefix,
             identity_resolution: state.config.identity_resolution,
             is_suppressed: &is_suppressed,
         },
