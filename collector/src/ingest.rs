@@ -310,30 +310,10 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
 }
 
 /// Any e-mail address still in the event's texts (a property or trait under another key than `pii_fields`, a page
-/// title, a path, the context) becomes its keyed hash, as in the quarantine: raw e-mail addresses are never stored
-/// (DESIGN.md §5). IDs are handled by `stored_identifier` already.
+/// title, a path, the context, the profile's traits) becomes its keyed hash, as in the quarantine: raw e-mail
+/// addresses are never stored (DESIGN.md §5). IDs that are e-mails are hashed by `stored_identifier` already.
 fn hash_remaining_emails(row: &mut StoredEvent, pseudo: &Pseudonymizer) {
-    let texts = [
-        &mut row.name,
-        &mut row.category,
-        &mut row.group_id,
-        &mut row.url,
-        &mut row.path,
-        &mut row.title,
-        &mut row.referrer,
-        &mut row.utm_source,
-        &mut row.utm_medium,
-        &mut row.utm_campaign,
-        &mut row.utm_term,
-        &mut row.utm_content,
-        &mut row.properties,
-        &mut row.traits,
-        &mut row.context,
-        &mut row.integrations,
-        &mut row.session_id,
-    ];
-    let profile_traits = row.identity.as_mut().and_then(|identity| identity.traits.as_mut());
-    for text in texts.into_iter().flatten().chain(profile_traits) {
+    for text in row.free_texts_mut() {
         if let Cow::Owned(clean) = redact_emails(text, pseudo) {
             *text = clean;
         }

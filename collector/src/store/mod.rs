@@ -112,18 +112,27 @@ impl std::fmt::Debug for StoredEvent {
 }
 
 impl StoredEvent {
+    /// The texts a sender may have put anything into (every optional text but the identifiers, which identity
+    /// resolution keys on, and the fields the collector derives itself), and the traits the profile gets: for
+    /// e-mail redaction at ingest, and for tests that search a row.
+    pub fn free_texts_mut(&mut self) -> impl Iterator<Item = &mut String> {
+        let texts = [
+            &mut self.name, &mut self.category, &mut self.group_id, &mut self.url, &mut self.path, &mut self.title, &mut self.referrer,
+            &mut self.utm_source, &mut self.utm_medium, &mut self.utm_campaign, &mut self.utm_term, &mut self.utm_content, &mut self.properties,
+            &mut self.traits, &mut self.context, &mut self.integrations, &mut self.session_id,
+        ];
+        let profile_traits = self.identity.as_mut().and_then(|identity| identity.traits.as_mut());
+        texts.into_iter().flatten().chain(profile_traits)
+    }
+
     /// Every text the row would store, joined (for tests that search a row for what must not be there).
     #[cfg(test)]
     pub fn all_text(&self) -> String {
-        let texts = [
-            &self.name, &self.category, &self.anonymous_id, &self.user_id, &self.previous_id, &self.group_id, &self.url, &self.path, &self.title,
-            &self.referrer, &self.referrer_host, &self.utm_source, &self.utm_medium, &self.utm_campaign, &self.utm_term, &self.utm_content,
-            &self.ip, &self.browser, &self.os, &self.properties, &self.traits, &self.context, &self.integrations, &self.visitor, &self.session_id,
-        ];
-        let mut all: Vec<String> = texts.iter().filter_map(|t| (*t).clone()).collect();
+        let derived = [&self.anonymous_id, &self.user_id, &self.previous_id, &self.referrer_host, &self.ip, &self.browser, &self.os, &self.visitor];
+        let mut all: Vec<String> = derived.into_iter().flatten().cloned().collect();
+        all.extend(self.clone().free_texts_mut().map(|t| t.clone()));
         if let Some(identity) = &self.identity {
             all.extend(identity.identifiers.iter().map(|i| i.value.clone()));
-            all.extend(identity.traits.clone());
         }
         all.join("\n")
     }
