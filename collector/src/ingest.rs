@@ -351,13 +351,6 @@ fn without_page_fields(properties: &str, kind: CallKind) -> Cow<'_, str> {
     Cow::Owned(obj.to_json())
 }
 
-/// Whether `needle` occurs in `text`, ASCII letters compared without case.
-fn contains_ignore_ascii_case(text: &str, needle: &str) -> bool {
-    let (text, needle) = (text.as_bytes(), needle.as_bytes());
-    let Some(&first) = needle.first() else { return true };
-    text.windows(needle.len()).any(|w| w[0].eq_ignore_ascii_case(&first) && w.eq_ignore_ascii_case(needle))
-}
-
 /// The identity side of a consented event: its identifiers (email and phone as keyed hashes, junk filtered by the
 /// identity rules later) and the traits it sets on the profile.
 fn identity_input(event: &footprint_core::ValidEvent<'_>, traits: Option<&str>, context_traits: Option<&str>, context: &RawObject<'_>, pseudo: &Pseudonymizer) -> IdentityInput {
@@ -438,7 +431,7 @@ fn pseudonymise_fields(json: &str, privacy: &PrivacyFacts<'_>) -> String {
     const IP_KEYS: [&str; 3] = ["ip", "ipaddress", "ip_address"];
     // A cheap text test first: most objects hold none of the fields. It ignores case like the key match below
     // (`"Email"` is an e-mail field too), and a key spelled with \u escapes always takes the full path.
-    let may_hold = privacy.pii_fields.iter().any(|f| contains_ignore_ascii_case(json, f)) || contains_ignore_ascii_case(json, "\"ip") || json.contains("\\u");
+    let may_hold = enrich::contains_any(json, privacy.pii_fields) || enrich::contains_any(json, &["\"ip"]) || json.contains("\\u");
     if !may_hold {
         return json.to_owned();
     }
