@@ -383,21 +383,20 @@ impl SqliteStore {
     /// Brings the stats tables up to date with every committed event, in one transaction that also moves the
     /// watermark (so no event is counted twice or left out, whatever fails or crashes in between).
     pub fn flush_stats(&mut self) -> Result<(), StoreError> {
-        let pending = std::mem::take(&mut self.stats_pending);
-        let mut links = std::mem::take(&mut self.links_pending);
-        let mut unfiled = std::mem::take(&mut self.unfiled_pending);
         self.stats_pending_since = None;
         let result = if self.stats_from_database {
+            // The waiting events are read back from `events` with the rest.
             self.catch_up_stats()
-        } else if pending.is_empty() && links.is_empty() {
+        } else if self.stats_pending.is_empty() && self.links_pending.is_empty() {
             Ok(())
         } else {
+            let (conn, stats, pending, links, unfiled) = (&mut self.conn, &mut self.stats, &self.stats_pending, &mut self.links_pending, &mut self.unfiled_pending);
             (|| {
-                let tx = self.conn.transaction()?;
+                let tx = conn.transaction()?;
                 let last: i64 = tx.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")?.query_row([], |r| r.get(0))?;
-                super::stats::record(&tx, &mut self.stats, &pending, last)?;
-                super::stats::link_profile_events(&tx, &mut links)?;
-                super::stats::link_unfiled_events(&tx, &mut unfiled)?;
+                super::stats::record(&tx, stats, pending, last)?;
+                super::stats::link_profile_events(&tx, links)?;
+                super::stats::link_unfiled_events(&tx, unfiled)?;
                 super::stats::set_watermark(&tx, last)?;
                 tx.commit()?;
                 Ok(())
@@ -408,21 +407,11 @@ impl SqliteStore {
             self.stats.clear();
             self.stats_from_database = true;
         }
-        // The buffers go back empty with their capacity: refilled from nothing, they were reallocated (and
-        // thousands of events moved) several times per flush.
-        let mut pending = pending;
-        pending.clear();
-        links.clear();
-        unfiled.clear();
-        if self.stats_pending.is_empty() {
-            self.stats_pending = pending;
-        }
-        if self.links_pending.is_empty() {
-            self.links_pending = links;
-        }
-        if self.unfiled_pending.is_empty() {
-            self.unfiled_pending = unfiled;
-        }
+        // Emptied with their capacity kept: refilled from nothing, they were reallocated (and thousands of events
+        // moved) several times per flush.
+        self.stats_pending.clear();
+        self.links_pending.clear();
+        self.unfiled_pending.clear();
         result
     }
 
