@@ -96,9 +96,7 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
     }
     eprintln!("==> {} runs per scenario, {:.1} s each after {:.1} s warm-up; median reported", settings.runs, settings.secs, settings.warmup);
 
-    let data_root = target_dir().join("bench-data");
-    let _ = std::fs::remove_dir_all(&data_root);
-    std::fs::create_dir_all(&data_root).with_context(|| format!("cannot create {}", data_root.display()))?;
+    let data_root = fresh_data_root("bench-data")?;
     let mut log = String::new();
     let mut results: Vec<(&'static str, Vec<Run>)> = Vec::new();
     let mut counter = 0usize;
@@ -106,22 +104,18 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
         eprintln!("==> {}", scenario.name);
         let mut runs = Vec::new();
         for i in 0..settings.runs {
-            counter += 1;
-            wait_quiet(settings.quiet_wait);
-            let dir = data_root.join(format!("run-{counter}"));
-            let run = one_run(&collector, &generator, &dir, &scenario, &settings)?;
-            let _ = std::fs::remove_dir_all(&dir);
+            let run = fresh_run(&collector, &generator, &data_root, &mut counter, &scenario, &settings)?;
             eprintln!(
                 "    run {}: {:>9} events/s  {:>7} req/s  server CPU {:>5}%  {:>6} µs/event  p50 {:>6} µs  p99 {:>6} µs{}  RSS {:>6} MB  503 {}  rows/commit {}  writer busy {}%  other load {}%",
                 i + 1,
-                get(&run, "events_s").map(|v| format!("{v:.0}")).unwrap_or_default(),
-                get(&run, "req_s").map(|v| format!("{v:.0}")).unwrap_or_default(),
+                whole(&run, "events_s"),
+                whole(&run, "req_s"),
                 field(&run, "server_cpu_pct"),
                 field(&run, "server_us_per_event"),
                 field(&run, "p50_us"),
                 field(&run, "p99_us"),
                 if get(&run, "rate").unwrap_or(0.0) > 0.0 { format!(" (sched p99 {} µs)", field(&run, "sched_p99_us")) } else { String::new() },
-                get(&run, "peak_rss_kb").map(|k| format!("{:.1}", k / 1024.0)).unwrap_or_default(),
+                rss_mb(&run),
                 field(&run, "s503"),
                 field(&run, "rows_per_commit"),
                 field(&run, "writer_busy_pct"),
@@ -137,9 +131,7 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
         Ok(runs)
     };
 
-    let common = |mode: &str, connections: usize| -> Vec<String> {
-        vec!["--mode".into(), mode.into(), "--connections".into(), connections.to_string(), "--duration".into(), settings.secs.to_string(), "--warmup".into(), settings.warmup.to_string()]
-    };
+    let common = |mode: &str, connections: usize| load_args(&settings, mode, connections);
     let batched = run_scenario(Scenario { name: "batched (30 events/request)", args: common("batch", 32), config: None }, &mut results, &mut log)?;
     let single = run_scenario(Scenario { name: "single event/request, max", args: common("single", 128), config: None }, &mut results, &mut log)?;
     let half = median(&single, "events_s").unwrap_or(0.0) / 2.0;
@@ -194,11 +186,8 @@ fn baseline_collector(rev: &str) -> anyhow::Result<PathBuf> {
 /// medians side by side.
 fn compare(rev: &str, baseline: &Path, current: &Path, generator: &Path, settings: &Settings) -> anyhow::Result<()> {
     eprintln!("==> {} rounds per scenario, each running {rev} and this build (order alternating), {:.1} s per run", settings.runs, settings.secs);
-    let data_root = target_dir().join("bench-data");
-    let _ = std::fs::remove_dir_all(&data_root);
-    let common = |mode: &str, connections: usize| -> Vec<String> {
-        vec!["--mode".into(), mode.into(), "--connections".into(), connections.to_string(), "--duration".into(), settings.secs.to_string(), "--warmup".into(), settings.warmup.to_string()]
-    };
+    let data_root = fresh_data_root("bench-data")?;
+    let common = |mode: &str, connections: usize| load_args(settings, mode, connections);
     let mut counter = 0usize;
     let mut pairs = |scenario: Scenario| -> anyhow::Result<(&'static str, Vec<Run>, Vec<Run>)> {
         eprintln!("==> {}", scenario.name);
@@ -206,11 +195,7 @@ fn compare(rev: &str, baseline: &Path, current: &Path, generator: &Path, setting
         for round in 0..settings.runs {
             let order = if round % 2 == 0 { [false, true] } else { [true, false] };
             for is_current in order {
-                counter += 1;
-                wait_quiet(settings.quiet_wait);
-                let dir = data_root.join(format!("run-{counter}"));
-                let run = one_run(if is_current { current } else { baseline }, generator, &dir, &scenario, settings)?;
-                let _ = std::fs::remove_dir_all(&dir);
+                let run = fresh_run(if is_current { current } else { baseline }, generator, &data_root, &mut counter, &scenario, settings)?;
                 eprintln!("    round {} {:<10} {:>6} µs/event  {:>9} events/s", round + 1, if is_current { "this build" } else { rev }, field(&run, "server_us_per_event"), field(&run, "events_s"));
                 if is_current { after.push(run) } else { before.push(run) }
             }
@@ -257,6 +242,29 @@ fn compare(rev: &str, baseline: &Path, current: &Path, generator: &Path, setting
     println!("µs/event: the collector's CPU time (user+sys, all threads) per accepted event. Fixed rate: open loop at half the");
     println!("slower build's single-event maximum, p99 from the scheduled send time.");
     Ok(())
+}
+
+/// An empty directory `name` in the target directory, for the runs' data directories.
+pub(crate) fn fresh_data_root(name: &str) -> anyhow::Result<PathBuf> {
+    let data_root = target_dir().join(name);
+    let _ = std::fs::remove_dir_all(&data_root);
+    std::fs::create_dir_all(&data_root).with_context(|| format!("cannot create {}", data_root.display()))?;
+    Ok(data_root)
+}
+
+/// The load generator's arguments for `mode` over `connections` connections, for the configured duration.
+fn load_args(settings: &Settings, mode: &str, connections: usize) -> Vec<String> {
+    vec!["--mode".into(), mode.into(), "--connections".into(), connections.to_string(), "--duration".into(), settings.secs.to_string(), "--warmup".into(), settings.warmup.to_string()]
+}
+
+/// One run on a fresh data directory (numbered by `counter`), once the box is quiet; the directory is removed after.
+fn fresh_run(collector: &Path, generator: &Path, data_root: &Path, counter: &mut usize, scenario: &Scenario, settings: &Settings) -> anyhow::Result<Run> {
+    *counter += 1;
+    wait_quiet(settings.quiet_wait);
+    let dir = data_root.join(format!("run-{counter}"));
+    let run = one_run(collector, generator, &dir, scenario, settings)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(run)
 }
 
 fn one_run(collector: &Path, generator: &Path, dir: &Path, scenario: &Scenario, settings: &Settings) -> anyhow::Result<Run> {
@@ -364,6 +372,16 @@ pub(crate) fn wait_quiet(limit: Duration) {
 
 pub(crate) fn get(run: &Run, key: &str) -> Option<f64> {
     run.get(key).and_then(|v| v.parse().ok())
+}
+
+/// A figure of a run rounded to a whole number, or empty.
+pub(crate) fn whole(run: &Run, key: &str) -> String {
+    get(run, key).map(|v| format!("{v:.0}")).unwrap_or_default()
+}
+
+/// The run's peak RSS in MB, or empty.
+pub(crate) fn rss_mb(run: &Run) -> String {
+    get(run, "peak_rss_kb").map(|k| format!("{:.1}", k / 1024.0)).unwrap_or_default()
 }
 
 pub(crate) fn field<'a>(run: &'a Run, key: &str) -> &'a str {

@@ -18,7 +18,7 @@
 //! the command (after the table is printed). Nothing is pinned: PostgreSQL, the collectors and the load generator
 //! share the machine's cores, so the figures are for the whole box, and other work on it shows in "others".
 
-use crate::bench::{field, get, median, parse_settings, values, wait_quiet, Run, Server, Settings};
+use crate::bench::{field, fresh_data_root, get, median, parse_settings, rss_mb, values, wait_quiet, whole, Run, Server, Settings};
 use crate::pg_cluster::{TestCluster, PERFORMANCE_SETTINGS};
 use crate::{cargo, run_step, target_dir};
 use anyhow::{bail, Context as _};
@@ -56,9 +56,7 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
     eprintln!("==> PostgreSQL settings: {}, fsync=on", PERFORMANCE_SETTINGS.join(", "));
     eprintln!("==> {} runs per scenario, {:.1} s each after {:.1} s warm-up; median reported", settings.runs, settings.secs, settings.warmup);
 
-    let data_root = target_dir().join("bench-pg-data");
-    let _ = std::fs::remove_dir_all(&data_root);
-    std::fs::create_dir_all(&data_root).with_context(|| format!("cannot create {}", data_root.display()))?;
+    let data_root = fresh_data_root("bench-pg-data")?;
     let scenarios = [
         Scenario { name: "1 collector, batched (30 events/request)", collectors: 1, overlap: 0.0 },
         Scenario { name: "2 collectors, batched, 5% sent to both", collectors: 2, overlap: OVERLAP },
@@ -92,13 +90,13 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
             eprintln!(
                 "    run {}: {:>7} events/s  {:>5} req/s  p50 {:>6} µs  p99 {:>6} µs  collectors CPU {:>4}%  PostgreSQL CPU {:>4}%  RSS {:>6} MB  rows/commit {}  503 {}  others {}%",
                 i + 1,
-                get(&run, "events_s").map(|v| format!("{v:.0}")).unwrap_or_default(),
-                get(&run, "req_s").map(|v| format!("{v:.0}")).unwrap_or_default(),
+                whole(&run, "events_s"),
+                whole(&run, "req_s"),
                 field(&run, "p50_us"),
                 field(&run, "p99_us"),
                 field(&run, "server_cpu_pct"),
                 field(&run, "db_cpu_pct"),
-                get(&run, "peak_rss_kb").map(|k| format!("{:.1}", k / 1024.0)).unwrap_or_default(),
+                rss_mb(&run),
                 field(&run, "rows_per_commit"),
                 field(&run, "s503_total"),
                 field(&run, "foreign_cpu_pct"),
