@@ -126,7 +126,7 @@ pub fn call(op: u32, n: f64, m: f64, a: isize, b: isize, c: isize, d: isize) {
         17 => {
             let n = n as u32;
             let mut o = Options::new(text(a), text(b));
-            o.scrub = crate::text::split(&text(c), b',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            o.scrub = text(c);
             o.consent = if n & 1 == 1 { Mode::Implied } else { Mode::Required };
             o.capture = Capture::from_bits(n >> 1 & 15);
             o.batch_size = (n >> 5 & 511) as usize;

@@ -36,8 +36,9 @@ pub struct Options {
     pub batch_size: usize,
     /// Default: everything.
     pub capture: Capture,
-    /// Extra query-parameter names to scrub from URLs (matched as lower-case substrings).
-    pub scrub: Vec<String>,
+    /// Extra query-parameter names to scrub from URLs (matched as lower-case substrings), comma-separated (as
+    /// `js/client.js` passes them: one text, not a vector of them, is less code in the module).
+    pub scrub: String,
     /// How long the anonymous ID lives on the device. Default 395 days (13 months, the CNIL's ceiling).
     pub id_lifetime_days: u32,
 }
@@ -56,7 +57,7 @@ impl Options {
             flush_interval_ms: DEFAULT_FLUSH_INTERVAL_MS,
             batch_size: DEFAULT_BATCH_SIZE,
             capture: Capture::ALL,
-            scrub: Vec::new(),
+            scrub: String::new(),
             id_lifetime_days: DEFAULT_ID_LIFETIME_DAYS,
         }
     }

@@ -38,8 +38,9 @@ pub trait Device {
     fn load(&self, key: &str) -> Option<String>;
     fn store(&mut self, key: &str, value: &str);
     fn remove(&mut self, key: &str);
-    /// Every storage key that starts with `prefix`.
-    fn keys(&self, prefix: &str) -> Vec<String>;
+    /// Every storage key that starts with `prefix`, one per line (one text: collecting a vector of them costs the
+    /// module more).
+    fn keys(&self, prefix: &str) -> String;
 }
 
 /// What the browser says about the page; URLs absolute, not yet scrubbed.
@@ -173,8 +174,8 @@ impl Tracker {
         t.outbox.key_base.push('-');
         if t.consent.allows_device_storage() {
             t.open_device(dev);
-            for key in dev.keys(STORED_BATCH_PREFIX) {
-                if let (Some(batch_key), Some(stored)) = (key.strip_prefix(STORED_BATCH_PREFIX), dev.load(&key)) {
+            for key in crate::text::split(&dev.keys(STORED_BATCH_PREFIX), b'\n') {
+                if let (Some(batch_key), Some(stored)) = (key.strip_prefix(STORED_BATCH_PREFIX), dev.load(key)) {
                     t.outbox.restore(batch_key, &stored);
                 }
             }

@@ -44,7 +44,7 @@ impl Device for BrowserDevice {
         host::store(key, None);
     }
 
-    fn keys(&self, prefix: &str) -> Vec<String> {
-        crate::text::split(&host::keys(prefix), b'\n').filter(|k| !k.is_empty()).map(str::to_owned).collect()
+    fn keys(&self, prefix: &str) -> String {
+        host::keys(prefix)
     }
 }

@@ -35,8 +35,8 @@ impl Device for TestDevice {
     fn remove(&mut self, key: &str) {
         self.storage.remove(key);
     }
-    fn keys(&self, prefix: &str) -> Vec<String> {
-        self.storage.keys().filter(|k| k.starts_with(prefix)).cloned().collect()
+    fn keys(&self, prefix: &str) -> String {
+        self.storage.keys().filter(|k| k.starts_with(prefix)).cloned().collect::<Vec<_>>().join("\n")
     }
 }
 
@@ -50,7 +50,7 @@ fn options(mode: Mode) -> Options {
         flush_interval_ms: DEFAULT_FLUSH_INTERVAL_MS,
         batch_size: DEFAULT_BATCH_SIZE,
         capture: Capture::ALL,
-        scrub: vec![],
+        scrub: String::new(),
         id_lifetime_days: DEFAULT_ID_LIFETIME_DAYS,
     }
 }
@@ -286,7 +286,7 @@ fn the_unload_path_stays_within_the_beacon_budget_and_keeps_what_the_browser_ref
     });
     assert!(sizes.iter().sum::<usize>() <= BEACON_BUDGET_BYTES, "{sizes:?}");
     assert!(!t.outbox.is_empty(), "the rest waits");
-    let stored: usize = dev.keys(STORED_BATCH_PREFIX).len();
+    let stored: usize = dev.keys(STORED_BATCH_PREFIX).lines().count();
     assert_eq!(stored, t.outbox.batches().count(), "and stays on the device for the next page");
     // The browser refuses: nothing is lost.
     let before = t.outbox.len();
