@@ -58,12 +58,16 @@ export const imports = {
   take: (at) => bytes(at, out.length).set(out),
 
   now: () => Date.now(),
+  iso: (ms) => give(new Date(ms).toISOString()),
 
-  random(at, n) {
-    const b = bytes(at, n);
-    if (self.crypto && crypto.getRandomValues) crypto.getRandomValues(b);
-    else for (let i = 0; i < n; i++) b[i] = (Math.random() * 256) | 0;
-  },
+  random: (at, n) => crypto.getRandomValues(bytes(at, n)),
+  // crypto.randomUUID exists only in secure contexts (https, localhost): elsewhere a UUIDv4 from getRandomValues.
+  uuid: () =>
+    give(
+      crypto.randomUUID
+        ? crypto.randomUUID()
+        : "10000000-1000-4000-8000-100000000000".replace(/[018]/g, (c) => (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16)),
+    ),
 
   load(at, n) {
     try {

@@ -7,7 +7,7 @@
 //! Texts cross as UTF-8 in one buffer: `js/host.js` asks [`texts`] for room, writes the call's texts one after the
 //! other, and passes their byte lengths (-1 for none) to [`call`].
 
-use crate::browser::{self, call as tracker_call, with};
+use crate::browser;
 use crate::consent::Mode;
 use crate::consent::Update;
 use crate::navigation::Trigger;
@@ -70,70 +70,71 @@ pub fn call(op: u32, n: f64, m: f64, a: isize, b: isize, c: isize, d: isize) {
     };
     let (a, b, c, d) = (text(a), text(b), text(c), text(d));
     TEXTS.with(|t| t.set(buffer));
-    if op == 0 {
-        // track(): the texts are moved into the event.
-        let mut args = Some((a.unwrap_or_default(), b));
-        return tracker_call(&mut |t, dev| {
-            if let Some((event, properties)) = args.take() {
-                t.track_owned(dev, event, properties)
-            }
-        });
-    }
-    let text = |s: Option<String>| s.unwrap_or_default();
-    match op {
-        1 => tracker_call(&mut |t, dev| t.page(dev, a.as_deref(), b.as_deref())),
-        2 => tracker_call(&mut |t, dev| t.identify(dev, a.as_deref(), b.as_deref())),
-        3 => tracker_call(&mut |t, dev| t.alias(dev, a.as_deref().unwrap_or(""), b.as_deref())),
-        4 => tracker_call(&mut |t, dev| t.group(dev, a.as_deref().unwrap_or(""), b.as_deref())),
-        5 => tracker_call(&mut |t, dev| t.reset(dev)),
-        6 => with(&mut |rt| rt.flush()),
-        7 => {
-            let n = n as u32;
-            let choice = |v: u32| match v % 3 {
-                0 => None,
-                v => Some(v == 2),
-            };
-            let update = Update { analytics: choice(n), marketing: choice(n / 3), personalization: choice(n / 9) };
-            tracker_call(&mut |t, dev| t.consent(dev, update));
-        }
-        8 => {
-            let trigger = match n as u32 {
-                0 => Trigger::PushState,
-                1 => Trigger::ReplaceState,
-                2 => Trigger::PopState,
-                _ => Trigger::HashChange,
-            };
-            let mut page = Some(browser::current_page());
-            tracker_call(&mut |t, dev| t.navigated(dev, page.take().unwrap_or_default(), trigger));
-        }
-        9 => {
-            let click = Click { selector: text(a), text: text(b), tag: text(c), href: d, download_attribute: n == 1.0 };
-            tracker_call(&mut |t, dev| t.clicked(dev, &click));
-        }
-        10 => {
-            let form = FormSubmit { selector: text(a), id: text(b), action: text(c), method: text(d) };
-            tracker_call(&mut |t, dev| t.form_submitted(dev, &form));
-        }
-        11 => with(&mut |rt| rt.answered(a.as_deref().unwrap_or(""), n as u16, b.as_deref())),
-        12 => with(&mut |rt| rt.tick()),
-        13 => with(&mut |rt| rt.hidden()),
-        14 => tracker_call(&mut |t, dev| t.shown(crate::tracker::Device::now(dev))),
-        15 => with(&mut |rt| rt.tracker.scrolled(n, m)),
-        // Warm-up from js/client.js: a round trip through the same path as `track()` (the call, the texts, the clock).
-        16 => {
+    if op >= 16 {
+        if op == 17 {
+            start(n as u32, m, a, b, c);
+        } else {
+            // Warm-up from js/client.js: a round trip through the same path as `track()` (the call, the texts, the
+            // clock).
             browser::host::now();
         }
-        17 => {
-            let n = n as u32;
-            let mut o = Options::new(text(a), text(b));
-            o.scrub = text(c);
-            o.consent = if n & 1 == 1 { Mode::Implied } else { Mode::Required };
-            o.capture = Capture::from_bits(n >> 1 & 15);
-            o.batch_size = (n >> 5 & 511) as usize;
-            o.id_lifetime_days = n >> 14;
-            o.flush_interval_ms = m;
-            browser::start(o);
-        }
-        _ => {}
+        return;
     }
+    // One closure for every operation on the running SDK: each closure passed as `dyn FnMut` costs the module a
+    // function and a vtable of shims.
+    let mut texts = Some((a, b, c, d));
+    browser::with(&mut |rt| {
+        let Some((a, b, c, d)) = texts.take() else { return };
+        let text = |s: Option<String>| s.unwrap_or_default();
+        let (t, dev) = (&mut rt.tracker, &mut rt.dev);
+        match op {
+            // track(): the texts are moved into the event.
+            0 => t.track_owned(dev, text(a), b),
+            1 => t.page(dev, a.as_deref(), b.as_deref()),
+            2 => t.identify(dev, a.as_deref(), b.as_deref()),
+            3 => t.alias(dev, a.as_deref().unwrap_or(""), b.as_deref()),
+            4 => t.group(dev, a.as_deref().unwrap_or(""), b.as_deref()),
+            5 => t.reset(dev),
+            7 => {
+                let n = n as u32;
+                let choice = |v: u32| match v % 3 {
+                    0 => None,
+                    v => Some(v == 2),
+                };
+                t.consent(dev, Update { analytics: choice(n), marketing: choice(n / 3), personalization: choice(n / 9) });
+            }
+            8 => {
+                let trigger = match n as u32 {
+                    0 => Trigger::PushState,
+                    1 => Trigger::ReplaceState,
+                    2 => Trigger::PopState,
+                    _ => Trigger::HashChange,
+                };
+                t.navigated(dev, browser::current_page(), trigger);
+            }
+            9 => t.clicked(dev, &Click { selector: text(a), text: text(b), tag: text(c), href: d, download_attribute: n == 1.0 }),
+            10 => t.form_submitted(dev, &FormSubmit { selector: text(a), id: text(b), action: text(c), method: text(d) }),
+            14 => t.shown(crate::tracker::Device::now(dev)),
+            15 => t.scrolled(n, m),
+            6 => return rt.flush(),
+            11 => return rt.answered(a.as_deref().unwrap_or(""), n as u16, b.as_deref()),
+            12 => return rt.tick(),
+            13 => return rt.hidden(),
+            _ => return,
+        }
+        // A tracking call: delivery reacts (arms the timer, or sends a full batch soon).
+        rt.tracked();
+    });
+}
+
+/// Operation 17: starts the SDK with the options `js/client.js` validated.
+fn start(n: u32, m: f64, a: Option<String>, b: Option<String>, c: Option<String>) {
+    let mut o = Options::new(a.unwrap_or_default(), b.unwrap_or_default());
+    o.scrub = c.unwrap_or_default();
+    o.consent = if n & 1 == 1 { Mode::Implied } else { Mode::Required };
+    o.capture = Capture::from_bits(n >> 1 & 15);
+    o.batch_size = (n >> 5 & 511) as usize;
+    o.id_lifetime_days = n >> 14;
+    o.flush_interval_ms = m;
+    browser::start(o);
 }

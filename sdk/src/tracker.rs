@@ -35,6 +35,20 @@ pub trait Device {
     fn now(&self) -> f64;
     /// Fills `out` with cryptographically random bytes.
     fn random(&mut self, out: &mut [u8]);
+    /// A new random UUIDv4 (IDs and `messageId`s). The browser's `crypto.randomUUID` makes it there: less code in
+    /// the module than formatting one.
+    fn uuid(&mut self) -> String {
+        let mut bytes = [0u8; 16];
+        self.random(&mut bytes);
+        ids::uuid_v4(bytes)
+    }
+    /// Epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`, the form `footprint_core::time` parses. The browser's
+    /// `Date.prototype.toISOString` writes it there: less code in the module than the calendar arithmetic.
+    fn iso_time(&self, ms: f64) -> String {
+        let mut text = String::with_capacity(24);
+        json::push_iso_time(&mut text, ms);
+        text
+    }
     fn load(&self, key: &str) -> Option<String>;
     fn store(&mut self, key: &str, value: &str);
     fn remove(&mut self, key: &str);
@@ -170,7 +184,7 @@ impl Tracker {
             engagement: Engagement { visible_since: visible.then_some(now), ..Engagement::default() },
             outbox: Outbox::default(),
         };
-        t.outbox.key_base = random_id(dev);
+        t.outbox.key_base = dev.uuid();
         t.outbox.key_base.push('-');
         if t.consent.allows_device_storage() {
             t.open_device(dev);
@@ -200,7 +214,7 @@ impl Tracker {
         self.anonymous_id = Some(match stored {
             Some(id) => id,
             None => {
-                let id = random_id(dev);
+                let id = dev.uuid();
                 dev.store(KEY_ANONYMOUS_ID, &stamp(&id, now));
                 id
             }
@@ -299,7 +313,7 @@ impl Tracker {
         dev.remove(KEY_USER_ID);
         dev.remove(KEY_SESSION);
         if self.consent.allows_device_storage() {
-            let id = random_id(dev);
+            let id = dev.uuid();
             dev.store(KEY_ANONYMOUS_ID, &stamp(&id, dev.now()));
             self.anonymous_id = Some(id);
         }
@@ -495,15 +509,15 @@ impl Tracker {
 
     /// The event's JSON, with a new `messageId`. Too large for the collector: the event is kept, its payload
     /// replaced by a marker that says so.
-    fn encode(draft: &Draft, message_id: &str) -> String {
-        let mut event = Self::encode_with(draft, message_id, None);
+    fn encode(draft: &Draft, message_id: &str, time: &str) -> String {
+        let mut event = Self::encode_with(draft, message_id, time, None);
         if event.len() > MAX_EVENT_BYTES {
-            event = Self::encode_with(draft, message_id, Some("{\"footprintDropped\":\"too_large\"}"));
+            event = Self::encode_with(draft, message_id, time, Some("{\"footprintDropped\":\"too_large\"}"));
         }
         event
     }
 
-    fn encode_with(d: &Draft, message_id: &str, replace_payload: Option<&str>) -> String {
+    fn encode_with(d: &Draft, message_id: &str, time: &str, replace_payload: Option<&str>) -> String {
         let mut out = String::with_capacity(d.tail.ids.len() + 128 + d.field.as_ref().map_or(0, |f| f.1.len()) + d.payload.as_ref().map_or(0, |p| p.1.len()));
         out.push('{');
         json::push_member(&mut out, "type", d.kind);
@@ -514,8 +528,7 @@ impl Tracker {
             json::push_raw_member(&mut out, k, replace_payload.unwrap_or(if p.is_empty() { "{}" } else { p }));
         }
         json::push_member(&mut out, "messageId", message_id);
-        json::push_key_after_comma(&mut out, "timestamp");
-        json::push_timestamp(&mut out, d.time);
+        json::push_member(&mut out, "timestamp", time);
         out.push_str(&d.tail.ids);
         out.push('}');
         out
@@ -534,7 +547,7 @@ impl Tracker {
             Some(s) if now - s.last_activity < SESSION_TIMEOUT_MS => s,
             _ => {
                 self.tail = None;
-                Session { id: random_id(dev), last_activity: now, written_at: f64::NEG_INFINITY }
+                Session { id: dev.uuid(), last_activity: now, written_at: f64::NEG_INFINITY }
             }
         };
         let s = &mut session;
@@ -601,8 +614,8 @@ impl Tracker {
     pub fn seal(&mut self, dev: &mut impl Device) {
         let persist = self.consent.allows_device_storage();
         for draft in std::mem::take(&mut self.drafts) {
-            let message_id = random_id(dev);
-            self.outbox.push(Some(draft.tail.context.clone()), &Self::encode(&draft, &message_id), persist);
+            let (message_id, time) = (dev.uuid(), dev.iso_time(draft.time));
+            self.outbox.push(Some(draft.tail.context.clone()), &Self::encode(&draft, &message_id, &time), persist);
         }
         self.outbox.seal(persist);
         self.apply_ops(dev);
@@ -622,7 +635,7 @@ impl Tracker {
     pub fn next_request(&mut self, dev: &mut impl Device) -> Option<Request> {
         self.seal(dev);
         let now = dev.now();
-        let sent_at = timestamp(now);
+        let sent_at = dev.iso_time(now);
         let batch = self.outbox.start_send(now)?;
         Some(Request { batch_key: batch.key.clone(), body: batch.body(&sent_at, &self.options.write_key) })
     }
@@ -661,7 +674,7 @@ impl Tracker {
         self.send_engagement(dev, now);
         self.engagement.visible_since = None;
         self.seal(dev);
-        let sent_at = timestamp(now);
+        let sent_at = dev.iso_time(now);
         let mut budget = BEACON_BUDGET_BYTES;
         let mut handed = Vec::new();
         for batch in self.outbox.batches() {
@@ -697,13 +710,6 @@ impl Tracker {
     }
 }
 
-/// A new UUIDv4 from the device's randomness.
-fn random_id(dev: &mut impl Device) -> String {
-    let mut bytes = [0u8; 16];
-    dev.random(&mut bytes);
-    ids::uuid_v4(bytes)
-}
-
 /// `id.time` — an ID with the epoch-ms time it was made or last used.
 fn stamp(id: &str, ms: f64) -> String {
     let mut s = String::with_capacity(id.len() + 16);
@@ -711,13 +717,6 @@ fn stamp(id: &str, ms: f64) -> String {
     s.push('.');
     json::push_u64(&mut s, ms.max(0.0) as u64);
     s
-}
-
-/// The `sentAt` text for a send at `now`.
-fn timestamp(now: f64) -> String {
-    let mut text = String::with_capacity(24);
-    json::push_iso_time(&mut text, now);
-    text
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.

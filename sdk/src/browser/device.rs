@@ -1,20 +1,12 @@
-//! [`Device`] on the browser, through `js/host.js`: `Date.now`, `crypto.getRandomValues`, `localStorage`. Storage
-//! failures (quota, storage disabled, private modes) are swallowed there: the tracker then keeps its state in memory.
+//! [`Device`] on the browser, through `js/host.js`: `Date.now`, `crypto`, `localStorage`, and the two texts the
+//! browser formats with less code than the module would (`crypto.randomUUID`, `Date.prototype.toISOString`).
+//! Storage failures (quota, storage disabled, private modes) are swallowed there: the tracker then keeps its state
+//! in memory.
 
 use super::host;
 use crate::tracker::Device;
 
-pub struct BrowserDevice {
-    /// Random bytes drawn 256 at a time: one call into the browser per 16 message IDs.
-    pool: [u8; 256],
-    used: usize,
-}
-
-impl BrowserDevice {
-    pub fn new() -> BrowserDevice {
-        BrowserDevice { pool: [0; 256], used: 256 }
-    }
-}
+pub struct BrowserDevice;
 
 impl Device for BrowserDevice {
     fn now(&self) -> f64 {
@@ -22,14 +14,15 @@ impl Device for BrowserDevice {
     }
 
     fn random(&mut self, out: &mut [u8]) {
-        for b in out.iter_mut() {
-            if self.used == self.pool.len() {
-                host::random(&mut self.pool);
-                self.used = 0;
-            }
-            *b = self.pool[self.used];
-            self.used += 1;
-        }
+        host::random(out);
+    }
+
+    fn uuid(&mut self) -> String {
+        host::uuid()
+    }
+
+    fn iso_time(&self, ms: f64) -> String {
+        host::iso(ms)
     }
 
     fn load(&self, key: &str) -> Option<String> {

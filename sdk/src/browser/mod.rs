@@ -23,6 +23,10 @@ pub mod host {
         fn now_() -> f64;
         #[link_name = "random"]
         fn random_(out: *mut u8, len: usize);
+        #[link_name = "uuid"]
+        fn uuid_() -> isize;
+        #[link_name = "iso"]
+        fn iso_(ms: f64) -> isize;
         #[link_name = "load"]
         fn load_(key: *const u8, key_len: usize) -> isize;
         #[link_name = "store"]
@@ -62,6 +66,14 @@ pub mod host {
     }
     pub fn random(out: &mut [u8]) {
         unsafe { random_(out.as_mut_ptr(), out.len()) }
+    }
+    /// `crypto.randomUUID()`.
+    pub fn uuid() -> String {
+        text(unsafe { uuid_() }).unwrap_or_default()
+    }
+    /// `new Date(ms).toISOString()`.
+    pub fn iso(ms: f64) -> String {
+        text(unsafe { iso_(ms) }).unwrap_or_default()
     }
     pub fn load(key: &str) -> Option<String> {
         text(unsafe { load_(key.as_ptr(), key.len()) })
@@ -117,7 +129,7 @@ pub fn start(options: Options) {
         return;
     }
     let (page, env, visible) = browser_state();
-    let mut dev = BrowserDevice::new();
+    let mut dev = BrowserDevice;
     let mut endpoint = options.collector.clone();
     endpoint.push_str("/v1/batch");
     let tracker = Tracker::start(options, env, page, visible, &mut dev);
@@ -154,14 +166,6 @@ pub fn with(f: &mut dyn FnMut(&mut Runtime)) {
                 f(rt);
             }
         }
-    });
-}
-
-/// Runs a tracker call, then lets delivery react (arm the timer, or send a full batch soon).
-pub fn call(f: &mut dyn FnMut(&mut Tracker, &mut BrowserDevice)) {
-    with(&mut |rt| {
-        f(&mut rt.tracker, &mut rt.dev);
-        rt.pump(Send::Later);
     });
 }
 
@@ -205,6 +209,11 @@ impl Runtime {
             self.timer = Some(due);
             host::arm((due - now).max(0.0));
         }
+    }
+
+    /// After a tracking call: delivery reacts (arms the timer, or sends a full batch soon, from the timer).
+    pub fn tracked(&mut self) {
+        self.pump(Send::Later);
     }
 
     /// The timer fired: it was armed for the oldest waiting event's deadline (or a retry), so send now.
