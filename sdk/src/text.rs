@@ -69,6 +69,17 @@ pub fn split_at(s: &str, at: usize) -> (&str, &str) {
     s.split_at_checked(at).unwrap_or((s, ""))
 }
 
+/// At most `max` bytes of `s`, cut at a character boundary (a slice: no copy).
+pub fn cut(s: &str, mut max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    while !s.is_char_boundary(max) {
+        max -= 1;
+    }
+    split_at(s, max).0
+}
+
 /// A decimal integer of 1 to 19 digits, nothing else.
 pub fn parse_u64(s: &str) -> Option<u64> {
     if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -103,6 +114,7 @@ mod tests {
         assert_eq!(split_at("grüße", 2), ("gr", "üße"));
         assert_eq!(split_at("grüße", 3), ("grüße", ""));
         assert_eq!(split_at("ab", 9), ("ab", ""));
+        assert_eq!((cut("grüße", 9), cut("grüße", 3), cut("grüße", 2)), ("grüße", "gr", "gr"));
         assert_eq!(parse_u64("1800000000000"), Some(1_800_000_000_000));
         for bad in ["", "-1", "1.5", "1e3", "99999999999999999999"] {
             assert_eq!(parse_u64(bad), None, "{bad}");

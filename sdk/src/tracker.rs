@@ -7,6 +7,7 @@ use crate::navigation::{Navigation, Trigger};
 use crate::options::Options;
 use crate::queue::{Outbox, StorageOp, STORED_BATCH_PREFIX};
 use crate::queue::MAX_QUEUED_EVENTS;
+use crate::text::cut;
 use crate::{ids, json, url};
 use footprint_core::limits::{BEACON_BUDGET_BYTES, MAX_EVENT_BYTES, MAX_URL_BYTES};
 use std::rc::Rc;
@@ -206,24 +207,18 @@ impl Tracker {
     fn open_device(&mut self, dev: &mut impl Device) {
         let now = dev.now();
         let lifetime_ms = f64::from(self.options.id_lifetime_days) * 86_400_000.0;
-        let stored = dev.load(KEY_ANONYMOUS_ID).and_then(|v| {
-            let (id, created) = crate::text::split_once(&v, b'.')?;
-            let created = crate::text::parse_u64(created)? as f64;
-            (ids::is_uuid(id) && now - created < lifetime_ms && created <= now + 86_400_000.0).then(|| id.to_owned())
-        });
+        let stored = read_stamp(dev, KEY_ANONYMOUS_ID).filter(|(_, created)| now - created < lifetime_ms && *created <= now + 86_400_000.0);
         self.anonymous_id = Some(match stored {
-            Some(id) => id,
+            Some((id, _)) => id,
             None => {
                 let id = dev.uuid();
                 dev.store(KEY_ANONYMOUS_ID, &stamp(&id, now));
                 id
             }
         });
-        self.session = dev.load(KEY_SESSION).and_then(|v| {
-            let (id, last) = crate::text::split_once(&v, b'.')?;
-            let last = crate::text::parse_u64(last)? as f64;
-            (ids::is_uuid(id) && now - last < SESSION_TIMEOUT_MS).then(|| Session { id: id.to_owned(), last_activity: last, written_at: last })
-        });
+        self.session = read_stamp(dev, KEY_SESSION)
+            .filter(|(_, last)| now - last < SESSION_TIMEOUT_MS)
+            .map(|(id, last)| Session { id, last_activity: last, written_at: last });
         if self.user_id.is_none() {
             self.user_id = dev.load(KEY_USER_ID).filter(|u| !u.is_empty() && u.len() <= 255);
         }
@@ -233,8 +228,7 @@ impl Tracker {
     /// `raw` scrubbed (the site's patterns too, and ad click IDs unless marketing is granted) and bounded.
     fn clean_url(&self, raw: &str) -> String {
         let click_ids = if self.consent.granted().marketing { "" } else { CLICK_IDS };
-        let scrubbed = url::scrub_with(raw, &self.options.scrub, click_ids).into_owned();
-        truncate(scrubbed, MAX_URL_BYTES)
+        cut(&url::scrub_with(raw, &self.options.scrub, click_ids), MAX_URL_BYTES).to_owned()
     }
 
     fn page_url(&self) -> String {
@@ -394,9 +388,9 @@ impl Tracker {
         }
         let origin = url::parts(&self.page.url).origin.to_owned();
         let mut props = String::from("{");
-        json::push_member(&mut props, "selector", &truncate(click.selector.clone(), MAX_SELECTOR_CHARS));
+        json::push_member(&mut props, "selector", cut(&click.selector, MAX_SELECTOR_CHARS));
         json::push_member(&mut props, "text", &click.text);
-        json::push_member(&mut props, "tag", &truncate(click.tag.clone(), 16));
+        json::push_member(&mut props, "tag", cut(&click.tag, 16));
         let mut event = "Element Clicked";
         if let Some(href) = &click.href {
             let clean = self.clean_url(href);
@@ -421,7 +415,7 @@ impl Tracker {
             return;
         }
         let mut props = String::from("{");
-        json::push_member(&mut props, "selector", &truncate(form.selector.clone(), MAX_SELECTOR_CHARS));
+        json::push_member(&mut props, "selector", cut(&form.selector, MAX_SELECTOR_CHARS));
         if !form.id.is_empty() {
             json::push_member(&mut props, "id", &form.id);
         }
@@ -569,13 +563,13 @@ impl Tracker {
         json::push_member(&mut c, "path", p.path);
         json::push_member(&mut c, "referrer", &self.clean_url(&self.page.referrer));
         json::push_member(&mut c, "search", p.search);
-        json::push_member(&mut c, "title", &truncate(self.page.title.clone(), 512));
+        json::push_member(&mut c, "title", cut(&self.page.title, 512));
         json::push_member(&mut c, "url", &url);
         c.push('}');
         let mut campaign = String::from("{");
         for (field, param) in crate::text::split(url::CAMPAIGN_PARAMS, b' ').filter_map(|f| crate::text::split_once(f, b'=')) {
             if let Some(v) = url::query_param(p.search, param) {
-                json::push_member(&mut campaign, field, &truncate(v.to_owned(), 256));
+                json::push_member(&mut campaign, field, cut(v, 256));
             }
         }
         if campaign.len() > 1 {
@@ -583,7 +577,7 @@ impl Tracker {
             json::push_raw_member(&mut c, "campaign", &campaign);
         }
         if !self.env.locale.is_empty() {
-            json::push_member(&mut c, "locale", &truncate(self.env.locale.clone(), 35));
+            json::push_member(&mut c, "locale", cut(&self.env.locale, 35));
         }
         if self.env.screen_width > 0 {
             c.push_str(",\"screen\":{");
@@ -710,6 +704,14 @@ impl Tracker {
     }
 }
 
+/// A stored [`stamp`]: the ID and its time, when the ID is a UUID (anything else on the device is not trusted).
+fn read_stamp(dev: &impl Device, key: &str) -> Option<(String, f64)> {
+    let v = dev.load(key)?;
+    let (id, time) = crate::text::split_once(&v, b'.')?;
+    let time = crate::text::parse_u64(time)? as f64;
+    ids::is_uuid(id).then(|| (id.to_owned(), time))
+}
+
 /// `id.time` — an ID with the epoch-ms time it was made or last used.
 fn stamp(id: &str, ms: f64) -> String {
     let mut s = String::with_capacity(id.len() + 16);
@@ -719,17 +721,6 @@ fn stamp(id: &str, ms: f64) -> String {
     s
 }
 
-/// At most `max` bytes of `s`, cut at a character boundary.
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut at = max;
-        while !s.is_char_boundary(at) {
-            at -= 1;
-        }
-        s.truncate(at);
-    }
-    s
-}
 
 #[cfg(test)]
 mod tests;

@@ -133,9 +133,8 @@ pub fn start(options: Options) {
     let mut endpoint = options.collector.clone();
     endpoint.push_str("/v1/batch");
     let tracker = Tracker::start(options, env, page, visible, &mut dev);
-    RUNTIME.with(|r| {
-        *r.borrow_mut() = Some(Runtime { tracker, dev, endpoint, timer: None, flush_requested: false });
-    });
+    // The old value is `None` (checked above): forgetting it spares the module the runtime's drop code.
+    RUNTIME.with(|r| core::mem::forget(r.replace(Some(Runtime { tracker, dev, endpoint, timer: None, flush_requested: false }))));
     with(&mut |rt| rt.pump(Send::Now));
 }
 
