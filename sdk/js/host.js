@@ -4,6 +4,8 @@
 // (`texts`). Written by hand because each wasm-bindgen binding costs a shim here and marshalling code in the
 // module (see sdk/ARCHITECTURE-sdk.md, "Size"). No decisions are made here: what to store, send, or retry is
 // decided in Rust.
+import { version } from "../../package.json";
+
 let w = null; // the module's exports
 let out = null; // the bytes of the text a host function answered, until the module takes them
 const encoder = new TextEncoder();
@@ -92,14 +94,41 @@ export const imports = {
     }
   },
 
-  /** url, referrer, title, locale — one per line. */
-  page: () => give([location.href, document.referrer, document.title.replace(/\n/g, " "), navigator.language || ""].join("\n")),
-  /** Screen width + 2^16 · height + 2^32 · Global Privacy Control (1/0) + 2^33 · visible (1/0). */
-  facts: () =>
-    Math.min(screen.width | 0, 65535) +
-    65536 * Math.min(screen.height | 0, 65535) +
-    2 ** 32 * (navigator.globalPrivacyControl === true) +
-    2 ** 33 * !document.hidden,
+  /** url and referrer, one per line. */
+  page: () => give(location.href + "\n" + document.referrer),
+  /** Global Privacy Control (1/0) + 2 · visible (1/0). */
+  facts: () => (navigator.globalPrivacyControl === true) + 2 * !document.hidden,
+
+  /** The events' `context` (sdk/src/tracker.rs, `Device::context`) from what the module decided — the scrubbed URL
+   * and referrer, the consent state `n` (its bits: 1 analytics, 2 marketing, 4 personalization, 8 implied mode,
+   * 16 · source, 64 GPC), the session — and what only the page knows: title, locale, screen. */
+  context(uat, un, rat, rn, n, sat, sn) {
+    const url = text(uat, un);
+    // The path and query of the URL as written (no URL parsing: nothing is normalised or decoded).
+    const [, path, search] = url.match(/^(?:[^?#]*?:\/\/)?[^/?#]*([^?#]*)([^#]*)/);
+    let campaign;
+    ["source", "medium", "name", "term", "content"].forEach((f) => {
+      const v = search.match("[?&]utm_" + (f == "name" ? "campaign" : f) + "=([^&]+)");
+      if (v) (campaign ||= {})[f] = v[1].slice(0, 256);
+    });
+    return give(
+      JSON.stringify({
+        library: { name: "footprint-sdk", version },
+        page: { path: path || "/", referrer: text(rat, rn), search, title: document.title.slice(0, 512), url },
+        campaign,
+        locale: navigator.language?.slice(0, 35) || undefined,
+        screen: screen.width ? { width: screen.width, height: screen.height } : undefined,
+        consent: {
+          categoryPreferences: { necessary: true, analytics: !!(n & 1), marketing: !!(n & 2), personalization: !!(n & 4) },
+          mode: n & 8 ? "implied" : "required",
+          source: ["default", "stored", "explicit"][(n >> 4) & 3],
+          gpc: !!(n & 64),
+        },
+        sessionId: sn < 0 ? undefined : text(sat, sn),
+        cookieless: n & 1 ? undefined : true,
+      }),
+    );
+  },
 
   // A text/plain string body is a CORS "simple request" (no preflight); no cookies. No keepalive: Chromium caps all
   // keepalive bodies in flight at 64 KiB and refuses the rest silently; only the page-hide path uses sendBeacon.

@@ -4,16 +4,7 @@
 //! Google Consent Mode v2 (`analytics_storage` ← analytics; `ad_storage`/`ad_user_data`/`ad_personalization` ←
 //! marketing; `personalization_storage` ← personalization) and travel as Segment's `context.consent.categoryPreferences`.
 
-use crate::json;
-
 pub use footprint_core::consent::{Categories, Mode};
-
-fn mode_str(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Required => "required",
-        Mode::Implied => "implied",
-    }
-}
 
 /// The compact form kept on the device after a grant: the category bits (core's encoding) as one digit.
 pub fn to_record(c: Categories) -> String {
@@ -100,26 +91,18 @@ impl Consent {
         self.allows_device_storage().then(|| to_record(self.chosen))
     }
 
-    /// `{"categoryPreferences":{…},"mode":…,"source":…,"gpc":…}` for `context.consent`.
-    pub fn write_json(&self, out: &mut String) {
-        let g = self.granted();
-        out.push_str("{\"categoryPreferences\":{\"necessary\":true");
-        json::push_bool_member(out, "analytics", g.analytics);
-        json::push_bool_member(out, "marketing", g.marketing);
-        json::push_bool_member(out, "personalization", g.personalization);
-        out.push('}');
-        json::push_member(out, "mode", mode_str(self.mode));
-        json::push_member(
-            out,
-            "source",
-            match self.source {
-                Source::Default => "default",
-                Source::Stored => "stored",
-                Source::Explicit => "explicit",
-            },
-        );
-        json::push_bool_member(out, "gpc", self.gpc);
-        out.push('}');
+    /// The state as one number, for `context.consent`, which the device writes (`Device::context`): the granted
+    /// categories (core's bits: 1 analytics, 2 marketing, 4 personalization) + 8 when the mode is `implied` + 16 ·
+    /// the source (0 default, 1 stored, 2 explicit) + 64 under Global Privacy Control. The wire form is
+    /// `{"categoryPreferences":{"necessary":true,"analytics":…,"marketing":…,"personalization":…},"mode":…,
+    /// "source":…,"gpc":…}`.
+    pub fn bits(&self) -> u32 {
+        let source = match self.source {
+            Source::Default => 0,
+            Source::Stored => 16,
+            Source::Explicit => 32,
+        };
+        self.granted().bits() as u32 | u32::from(self.mode == Mode::Implied) << 3 | source | u32::from(self.gpc) << 6
     }
 }
 
@@ -170,12 +153,10 @@ mod tests {
     }
 
     #[test]
-    fn wire_form() {
-        let mut out = String::new();
-        Consent::initial(Mode::Required, None, true).write_json(&mut out);
-        assert_eq!(
-            out,
-            r#"{"categoryPreferences":{"necessary":true,"analytics":false,"marketing":false,"personalization":false},"mode":"required","source":"default","gpc":true}"#
-        );
+    fn the_state_as_one_number() {
+        assert_eq!(Consent::initial(Mode::Required, None, true).bits(), 64);
+        let c = Consent::initial(Mode::Implied, from_record("5"), false);
+        assert_eq!(c.bits(), 5 + 8 + 16);
+        assert_eq!(c.updated(Update { marketing: Some(true), ..Update::default() }).bits(), 7 + 8 + 32);
     }
 }

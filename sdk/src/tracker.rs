@@ -28,7 +28,6 @@ const SESSION_WRITE_EVERY_MS: f64 = 60_000.0;
 /// Click-ID parameters (ads, core's list): scrubbed from URLs unless `marketing` is granted.
 use crate::url::CLICK_IDS;
 
-const LIBRARY: &str = concat!("{\"name\":\"footprint-sdk\",\"version\":\"", env!("CARGO_PKG_VERSION"), "\"}");
 
 /// What the tracker needs from its environment.
 pub trait Device {
@@ -53,6 +52,15 @@ pub trait Device {
     fn load(&self, key: &str) -> Option<String>;
     fn store(&mut self, key: &str, value: &str);
     fn remove(&mut self, key: &str);
+    /// The `context` object (JSON) of the events made in one state, from what the tracker decided: `library`
+    /// (`footprint-sdk` and the package's version); `page` with `url` and `referrer` as given (scrubbed and bounded), the
+    /// `path` and `search` of `url` and the page's `title`; `campaign` from the UTM parameters of `url`'s query
+    /// (Segment's names: `source`, `medium`, `name` ← `utm_campaign`, `term`, `content`; values as they are,
+    /// at most 256 bytes; left out when there are none); `locale` and `screen` (`width`, `height`) when known;
+    /// `consent` from [`Consent::bits`]; `sessionId` when `session` is given, and `cookieless: true` without
+    /// analytics consent. The browser writes it with `JSON.stringify` (`js/host.js`): the facts it alone knows
+    /// (title, locale, screen) need not cross, and it is far less code than writing the JSON here.
+    fn context(&mut self, url: &str, referrer: &str, consent: u32, session: Option<&str>) -> String;
     /// Every storage key that starts with `prefix`, one per line (one text: collecting a vector of them costs the
     /// module more).
     fn keys(&self, prefix: &str) -> String;
@@ -63,15 +71,13 @@ pub trait Device {
 pub struct Page {
     pub url: String,
     pub referrer: String,
-    pub title: String,
 }
 
-/// Facts about the device sent in `context` (no fingerprinting detail beyond what Segment sends).
+/// What the tracker needs to know about the device (the facts that only travel in `context` stay with the
+/// device: see [`Device::context`]).
 #[derive(Debug, Clone, Default)]
 pub struct Environment {
-    pub locale: String,
-    pub screen_width: u32,
-    pub screen_height: u32,
+    /// `navigator.globalPrivacyControl`.
     pub gpc: bool,
 }
 
@@ -108,7 +114,6 @@ pub struct Request {
 
 pub struct Tracker {
     pub options: Options,
-    env: Environment,
     pub consent: Consent,
     anonymous_id: Option<String>,
     user_id: Option<String>,
@@ -172,7 +177,6 @@ impl Tracker {
         let now = dev.now();
         let mut t = Tracker {
             options,
-            env,
             consent,
             anonymous_id: None,
             user_id: None,
@@ -488,7 +492,7 @@ impl Tracker {
                         }
                     }
                 }
-                let tail = Rc::new(Shared { ids, context: Rc::new(self.build_context()) });
+                let tail = Rc::new(Shared { ids, context: Rc::new(self.build_context(dev)) });
                 self.tail = Some(tail.clone());
                 tail
             }
@@ -553,48 +557,11 @@ impl Tracker {
         self.session = Some(session);
     }
 
-    fn build_context(&self) -> String {
-        let url = self.page_url();
-        let p = url::parts(&url);
-        let mut c = String::with_capacity(512);
-        c.push('{');
-        json::push_raw_member(&mut c, "library", LIBRARY);
-        c.push_str(",\"page\":{");
-        json::push_member(&mut c, "path", p.path);
-        json::push_member(&mut c, "referrer", &self.clean_url(&self.page.referrer));
-        json::push_member(&mut c, "search", p.search);
-        json::push_member(&mut c, "title", cut(&self.page.title, 512));
-        json::push_member(&mut c, "url", &url);
-        c.push('}');
-        let mut campaign = String::from("{");
-        for (field, param) in crate::text::split(url::CAMPAIGN_PARAMS, b' ').filter_map(|f| crate::text::split_once(f, b'=')) {
-            if let Some(v) = url::query_param(p.search, param) {
-                json::push_member(&mut campaign, field, cut(v, 256));
-            }
-        }
-        if campaign.len() > 1 {
-            campaign.push('}');
-            json::push_raw_member(&mut c, "campaign", &campaign);
-        }
-        if !self.env.locale.is_empty() {
-            json::push_member(&mut c, "locale", cut(&self.env.locale, 35));
-        }
-        if self.env.screen_width > 0 {
-            c.push_str(",\"screen\":{");
-            json::push_u64_member(&mut c, "width", u64::from(self.env.screen_width));
-            json::push_u64_member(&mut c, "height", u64::from(self.env.screen_height));
-            c.push('}');
-        }
-        c.push_str(",\"consent\":");
-        self.consent.write_json(&mut c);
-        match &self.session {
-            Some(s) if self.consent.allows_device_storage() => json::push_member(&mut c, "sessionId", &s.id),
-            // No analytics consent: no identifiers at all; the collector counts the visit cookielessly.
-            _ if !self.consent.allows_device_storage() => json::push_bool_member(&mut c, "cookieless", true),
-            _ => {}
-        }
-        c.push('}');
-        c
+    fn build_context(&self, dev: &mut impl Device) -> String {
+        let allowed = self.consent.allows_device_storage();
+        // No analytics consent: no identifiers at all; the collector counts the visit cookielessly.
+        let session = self.session.as_ref().filter(|_| allowed).map(|s| s.id.as_str());
+        dev.context(&self.page_url(), &self.clean_url(&self.page.referrer), self.consent.bits(), session)
     }
 
     // ----- delivery ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-//! URL rules: scrubbing query parameters that look like personal data or secrets, the parts Segment's
-//! `context.page` wants, campaign (UTM) parameters, and how a link is classified (outbound, download).
+//! URL rules: scrubbing query parameters that look like personal data or secrets, the parts of a URL, and how a
+//! link is classified (outbound, download). (`context.page` and `context.campaign` are written by the browser
+//! from the scrubbed URL: see `Device::context`.)
 //!
 //! The browser hands over absolute URLs (`location.href`, `a.href`), so this only splits text; it never resolves.
 
@@ -158,18 +159,6 @@ pub fn parts(url: &str) -> Parts<'_> {
     Parts { origin, path: if path.is_empty() { "/" } else { path }, search, hash }
 }
 
-/// The value of query parameter `name` in `search` (`?a=b&…`), if present and non-empty. Values stay encoded.
-pub fn query_param<'a>(search: &'a str, name: &str) -> Option<&'a str> {
-    split(trim_start_bytes(search, b"?"), b'&').find_map(|p| {
-        let (k, v) = split_once(p, b'=');
-        (k == name).then_some(v).flatten().filter(|v| !v.is_empty())
-    })
-}
-
-/// Segment's `context.campaign` names and the UTM parameters they come from, `field=param` space-separated (a text,
-/// not a table of `&str` pairs: smaller in the module).
-pub const CAMPAIGN_PARAMS: &str = "source=utm_source medium=utm_medium name=utm_campaign term=utm_term content=utm_content";
-
 /// What a clicked link is, for the event it produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkKind {
@@ -246,9 +235,6 @@ mod tests {
         assert_eq!(p, Parts { origin: "https://a.example:8080", path: "/shop/cart", search: "?x=1", hash: "#top" });
         assert_eq!(parts("https://a.example").path, "/");
         assert_eq!(parts("https://a.example?x").search, "?x");
-        assert_eq!(query_param("?utm_source=news&utm_medium=", "utm_source"), Some("news"));
-        assert_eq!(query_param("?utm_source=news&utm_medium=", "utm_medium"), None);
-        assert_eq!(query_param("", "utm_source"), None);
     }
 
     #[test]

@@ -57,6 +57,9 @@ test("page views: the initial load and SPA navigations, each once", async () => 
     noDuplicates(all);
     assert.equal(rows[0].url, `${base}/t/home?utm_source=news`, "the e-mail parameter is scrubbed");
     assert.equal(rows[0].utm_source, "news");
+    // The context's page facts come from the page (js/host.js writes the context the module decided).
+    assert.equal(rows[0].context.library.name, "footprint-sdk");
+    assert.ok(rows[0].context.locale && rows[0].context.screen.width > 0, "locale and screen");
     assert.equal(rows[1].referrer, `${base}/t/home?utm_source=news`, "the previous view is the referrer");
   });
 });

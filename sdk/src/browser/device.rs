@@ -37,6 +37,10 @@ impl Device for BrowserDevice {
         host::store(key, None);
     }
 
+    fn context(&mut self, url: &str, referrer: &str, consent: u32, session: Option<&str>) -> String {
+        host::context(url, referrer, consent, session)
+    }
+
     fn keys(&self, prefix: &str) -> String {
         host::keys(prefix)
     }

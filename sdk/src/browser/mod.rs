@@ -36,7 +36,9 @@ pub mod host {
         #[link_name = "page"]
         fn page_() -> isize;
         #[link_name = "facts"]
-        fn facts_() -> f64;
+        fn facts_() -> u32;
+        #[link_name = "context"]
+        fn context_(url: *const u8, url_len: usize, referrer: *const u8, referrer_len: usize, consent: u32, session: *const u8, session_len: isize) -> isize;
         #[link_name = "send"]
         fn send_(url: *const u8, url_len: usize, body: *const u8, body_len: usize, key: *const u8, key_len: usize);
         #[link_name = "beacon"]
@@ -87,13 +89,18 @@ pub mod host {
     pub fn keys(prefix: &str) -> String {
         text(unsafe { keys_(prefix.as_ptr(), prefix.len()) }).unwrap_or_default()
     }
-    /// url, referrer, title, locale — one per line.
+    /// url and referrer, one per line.
     pub fn page() -> String {
         text(unsafe { page_() }).unwrap_or_default()
     }
-    /// Screen width + 2^16 · screen height + 2^32 · GPC (1/0) + 2^33 · visible (1/0): numbers need no parsing.
-    pub fn facts() -> u64 {
-        unsafe { facts_() as u64 }
+    /// GPC (1/0) + 2 · visible (1/0).
+    pub fn facts() -> u32 {
+        unsafe { facts_() }
+    }
+    /// The `context` JSON (see `Device::context`).
+    pub fn context(url: &str, referrer: &str, consent: u32, session: Option<&str>) -> String {
+        let (session, len) = session.map_or((core::ptr::null(), -1), |s| (s.as_ptr(), s.len() as isize));
+        text(unsafe { context_(url.as_ptr(), url.len(), referrer.as_ptr(), referrer.len(), consent, session, len) }).unwrap_or_default()
     }
     /// POSTs `body`; the answer comes back through `call` (op 11).
     pub fn send(url: &str, body: &str, key: &str) {
@@ -146,14 +153,10 @@ pub fn current_page() -> Page {
 /// The page, the device, and whether the page is visible (one call into the browser).
 fn browser_state() -> (Page, Environment, bool) {
     let text = host::page();
-    // No line holds a newline (host.js replaces them in the title).
-    let mut lines = crate::text::split(&text, b'\n');
-    let mut next = || lines.next().unwrap_or("");
-    let page = Page { url: next().to_owned(), referrer: next().to_owned(), title: next().to_owned() };
-    let locale = next().to_owned();
+    // URLs hold no raw newline.
+    let (url, referrer) = crate::text::split_once(&text, b'\n').unwrap_or((&text, ""));
     let f = host::facts();
-    let (screen_width, screen_height, gpc, visible) = ((f & 0xffff) as u32, (f >> 16 & 0xffff) as u32, f >> 32 & 1 == 1, f >> 33 & 1 == 1);
-    (page, Environment { locale, screen_width, screen_height, gpc }, visible)
+    (Page { url: url.to_owned(), referrer: referrer.to_owned() }, Environment { gpc: f & 1 == 1 }, f & 2 != 0)
 }
 
 /// Runs `f` on the runtime, if started and not busy. Every public call and every listener goes through here.

@@ -35,6 +35,28 @@ impl Device for TestDevice {
     fn remove(&mut self, key: &str) {
         self.storage.remove(key);
     }
+    /// The context's JSON as `js/host.js` writes it, from the facts the tracker passes (the page's own facts —
+    /// title, locale, screen, path and campaign — are the browser tests').
+    fn context(&mut self, url: &str, referrer: &str, consent: u32, session: Option<&str>) -> String {
+        let bit = |b: u32| consent & b != 0;
+        let source = ["default", "stored", "explicit"][(consent >> 4 & 3) as usize];
+        let mut c = serde_json::json!({
+            "library": {"name": "footprint-sdk", "version": env!("CARGO_PKG_VERSION")},
+            "page": {"url": url, "referrer": referrer},
+            "consent": {
+                "categoryPreferences": {"necessary": true, "analytics": bit(1), "marketing": bit(2), "personalization": bit(4)},
+                "mode": if bit(8) { "implied" } else { "required" },
+                "source": source,
+                "gpc": bit(64),
+            },
+        });
+        match session {
+            Some(s) => c["sessionId"] = s.into(),
+            None if !bit(1) => c["cookieless"] = true.into(),
+            None => {}
+        }
+        c.to_string()
+    }
     fn keys(&self, prefix: &str) -> String {
         self.storage.keys().filter(|k| k.starts_with(prefix)).cloned().collect::<Vec<_>>().join("\n")
     }
@@ -56,11 +78,11 @@ fn options(mode: Mode) -> Options {
 }
 
 fn page(url: &str) -> Page {
-    Page { url: url.into(), referrer: "https://search.example/?q=shoes".into(), title: "Shop".into() }
+    Page { url: url.into(), referrer: "https://search.example/?q=shoes".into() }
 }
 
 fn start(mode: Mode, dev: &mut TestDevice) -> Tracker {
-    start_with(options(mode), Environment { locale: "de-DE".into(), screen_width: 1280, screen_height: 800, gpc: false }, dev)
+    start_with(options(mode), Environment { gpc: false }, dev)
 }
 
 fn start_with(options: Options, env: Environment, dev: &mut TestDevice) -> Tracker {
@@ -193,7 +215,6 @@ fn global_privacy_control_keeps_marketing_off_and_scrubs_click_ids() {
     }
     let last = events.last().unwrap();
     assert_eq!(last["context"]["page"]["url"], "https://shop.example/landing?utm_source=news");
-    assert_eq!(last["context"]["campaign"]["source"], "news");
 }
 
 #[test]
@@ -208,11 +229,8 @@ fn spa_navigation_sends_one_page_view_with_the_previous_page_as_referrer() {
     assert_eq!(names(&events), ["page", "page"]);
     let ctx = &events[1]["context"]["page"];
     assert_eq!(ctx["url"], "https://shop.example/cart");
-    assert_eq!(ctx["path"], "/cart");
     assert_eq!(ctx["referrer"], "https://shop.example/p?x=1");
     assert_eq!(events[0]["context"]["page"]["referrer"], "https://search.example/?q=shoes");
-    assert_eq!(events[0]["context"]["locale"], "de-DE");
-    assert_eq!(events[0]["context"]["library"]["name"], "footprint-sdk");
 }
 
 #[test]
