@@ -59,78 +59,79 @@ pub fn texts(bytes: usize) -> *mut u8 {
 /// | 17 | start (options `js/client.js` validated) | `a` write key, `b` collector, `c` scrub patterns (comma-separated, lower-case); `n` = consent (0 required, 1 implied) + 2·capture flags (1 page views, 2 clicks, 4 forms, 8 engagement) + 32·batch size + 16384·ID lifetime in days; `m` flush interval (ms) |
 #[wasm_bindgen]
 pub fn call(op: u32, n: f64, m: f64, a: isize, b: isize, c: isize, d: isize) {
+    // The buffer stays out of its cell for the call: the texts are borrowed from it (no copies, and nothing to
+    // drop but the buffer), and a call made from inside this one (none is) would only find an empty buffer.
     let buffer = TEXTS.with(Cell::take);
     let mut at = 0;
-    let mut text = |len: isize| {
+    let mut next = |len: isize| {
         let len = usize::try_from(len).ok()?;
-        // SAFETY: js/host.js wrote the texts, UTF-8 from TextEncoder, back to back into the buffer's spare room.
+        // SAFETY: js/host.js wrote the texts, UTF-8 from TextEncoder, back to back into the buffer's spare room,
+        // which nothing else touches until the buffer goes back into its cell below.
         let bytes = unsafe { core::slice::from_raw_parts(buffer.as_ptr().add(at), len) };
         at += len;
-        Some(unsafe { String::from_utf8_unchecked(bytes.to_vec()) })
+        Some(unsafe { core::str::from_utf8_unchecked(bytes) })
     };
-    let (a, b, c, d) = (text(a), text(b), text(c), text(d));
-    TEXTS.with(|t| t.set(buffer));
-    if op >= 16 {
-        if op == 17 {
-            start(n as u32, m, a, b, c);
-        } else {
-            // Warm-up from js/client.js: a round trip through the same path as `track()` (the call, the texts, the
-            // clock).
-            browser::host::now();
-        }
-        return;
+    let (a, b, c, d) = (next(a), next(b), next(c), next(d));
+    if op == 17 {
+        start(n as u32, m, a, b, c);
+    } else if op == 16 {
+        // Warm-up from js/client.js: a round trip through the same path as `track()` (the call, the texts, the clock).
+        browser::host::now();
+    } else {
+        // One closure for every operation on the running SDK: each closure passed as `dyn FnMut` costs the module a
+        // function and a vtable of shims.
+        browser::with(&mut |rt| {
+            let (t, dev) = (&mut rt.tracker, &mut rt.dev);
+            match op {
+                0 => t.track(dev, text(a), b),
+                1 => t.page(dev, a, b),
+                2 => t.identify(dev, a, b),
+                3 => t.alias(dev, text(a), b),
+                4 => t.group(dev, text(a), b),
+                5 => t.reset(dev),
+                7 => {
+                    let n = n as u32;
+                    let choice = |v: u32| match v % 3 {
+                        0 => None,
+                        v => Some(v == 2),
+                    };
+                    t.consent(dev, Update { analytics: choice(n), marketing: choice(n / 3), personalization: choice(n / 9) });
+                }
+                8 => {
+                    let trigger = match n as u32 {
+                        0 => Trigger::PushState,
+                        1 => Trigger::ReplaceState,
+                        2 => Trigger::PopState,
+                        _ => Trigger::HashChange,
+                    };
+                    t.navigated(dev, browser::current_page(), trigger);
+                }
+                9 => t.clicked(dev, &Click { selector: text(a), text: text(b), tag: text(c), href: d, download_attribute: n == 1.0 }),
+                10 => t.form_submitted(dev, &FormSubmit { selector: text(a), id: text(b), action: text(c), method: text(d) }),
+                14 => t.shown(crate::tracker::Device::now(dev)),
+                15 => t.scrolled(n, m),
+                6 => return rt.flush(),
+                11 => return rt.answered(text(a), n as u16, b),
+                12 => return rt.tick(),
+                13 => return rt.hidden(),
+                _ => return,
+            }
+            // A tracking call: delivery reacts (arms the timer, or sends a full batch soon).
+            rt.tracked();
+        });
     }
-    // One closure for every operation on the running SDK: each closure passed as `dyn FnMut` costs the module a
-    // function and a vtable of shims.
-    let mut texts = Some((a, b, c, d));
-    browser::with(&mut |rt| {
-        let Some((a, b, c, d)) = texts.take() else { return };
-        let text = |s: Option<String>| s.unwrap_or_default();
-        let (t, dev) = (&mut rt.tracker, &mut rt.dev);
-        match op {
-            // track(): the texts are moved into the event.
-            0 => t.track_owned(dev, text(a), b),
-            1 => t.page(dev, a.as_deref(), b.as_deref()),
-            2 => t.identify(dev, a.as_deref(), b.as_deref()),
-            3 => t.alias(dev, a.as_deref().unwrap_or(""), b.as_deref()),
-            4 => t.group(dev, a.as_deref().unwrap_or(""), b.as_deref()),
-            5 => t.reset(dev),
-            7 => {
-                let n = n as u32;
-                let choice = |v: u32| match v % 3 {
-                    0 => None,
-                    v => Some(v == 2),
-                };
-                t.consent(dev, Update { analytics: choice(n), marketing: choice(n / 3), personalization: choice(n / 9) });
-            }
-            8 => {
-                let trigger = match n as u32 {
-                    0 => Trigger::PushState,
-                    1 => Trigger::ReplaceState,
-                    2 => Trigger::PopState,
-                    _ => Trigger::HashChange,
-                };
-                t.navigated(dev, browser::current_page(), trigger);
-            }
-            9 => t.clicked(dev, &Click { selector: text(a), text: text(b), tag: text(c), href: d, download_attribute: n == 1.0 }),
-            10 => t.form_submitted(dev, &FormSubmit { selector: text(a), id: text(b), action: text(c), method: text(d) }),
-            14 => t.shown(crate::tracker::Device::now(dev)),
-            15 => t.scrolled(n, m),
-            6 => return rt.flush(),
-            11 => return rt.answered(a.as_deref().unwrap_or(""), n as u16, b.as_deref()),
-            12 => return rt.tick(),
-            13 => return rt.hidden(),
-            _ => return,
-        }
-        // A tracking call: delivery reacts (arms the timer, or sends a full batch soon).
-        rt.tracked();
-    });
+    TEXTS.with(|t| t.set(buffer));
+}
+
+/// A text, `""` for none.
+fn text(s: Option<&str>) -> &str {
+    s.unwrap_or("")
 }
 
 /// Operation 17: starts the SDK with the options `js/client.js` validated.
-fn start(n: u32, m: f64, a: Option<String>, b: Option<String>, c: Option<String>) {
-    let mut o = Options::new(a.unwrap_or_default(), b.unwrap_or_default());
-    o.scrub = c.unwrap_or_default();
+fn start(n: u32, m: f64, a: Option<&str>, b: Option<&str>, c: Option<&str>) {
+    let mut o = Options::new(text(a).to_owned(), text(b).to_owned());
+    o.scrub = text(c).to_owned();
     o.consent = if n & 1 == 1 { Mode::Implied } else { Mode::Required };
     o.capture = Capture::from_bits(n >> 1 & 15);
     o.batch_size = (n >> 5 & 511) as usize;

@@ -82,27 +82,28 @@ pub struct Environment {
 }
 
 /// A clicked link or button, as the page's capture code saw it.
+/// (Texts borrowed: the module's `call` lends them from its text buffer.)
 #[derive(Debug, Clone, Default)]
-pub struct Click {
+pub struct Click<'a> {
     /// A stable CSS selector of the element.
-    pub selector: String,
+    pub selector: &'a str,
     /// Lower-case tag name.
-    pub tag: String,
+    pub tag: &'a str,
     /// A short text: `js/capture.js` collapses whitespace and keeps at most 64 characters (never an input's value).
-    pub text: String,
+    pub text: &'a str,
     /// The link's absolute `href`, for links.
-    pub href: Option<String>,
+    pub href: Option<&'a str>,
     pub download_attribute: bool,
 }
 
 /// A submitted form.
 #[derive(Debug, Clone, Default)]
-pub struct FormSubmit {
-    pub selector: String,
+pub struct FormSubmit<'a> {
+    pub selector: &'a str,
     /// Made short like [`Click::text`].
-    pub id: String,
-    pub action: String,
-    pub method: String,
+    pub id: &'a str,
+    pub action: &'a str,
+    pub method: &'a str,
 }
 
 /// A request ready to go: the body and the batch it carries.
@@ -243,15 +244,10 @@ impl Tracker {
 
     /// `track(event, properties?)`. `properties` is JSON text (the JS side ran `JSON.stringify`).
     pub fn track(&mut self, dev: &mut impl Device, event: &str, properties: Option<&str>) {
-        self.track_owned(dev, event.to_owned(), properties.map(str::to_owned));
-    }
-
-    /// [`Tracker::track`] taking the texts it keeps (the module's `track` export owns them already: no copy).
-    pub fn track_owned(&mut self, dev: &mut impl Device, event: String, properties: Option<String>) {
         if event.trim_ascii().is_empty() {
             return;
         }
-        self.emit(dev, "track", Some(("event", event)), Some(("properties", properties)));
+        self.emit(dev, "track", Some(("event", event.to_owned())), Some(("properties", properties.map(str::to_owned))));
     }
 
     /// `page(name?, properties?)`.
@@ -386,17 +382,17 @@ impl Tracker {
         self.page(dev, None, None);
     }
 
-    pub fn clicked(&mut self, dev: &mut impl Device, click: &Click) {
+    pub fn clicked(&mut self, dev: &mut impl Device, click: &Click<'_>) {
         if !self.options.capture.clicks {
             return;
         }
         let origin = url::parts(&self.page.url).origin.to_owned();
         let mut props = String::from("{");
-        json::push_member(&mut props, "selector", cut(&click.selector, MAX_SELECTOR_CHARS));
-        json::push_member(&mut props, "text", &click.text);
-        json::push_member(&mut props, "tag", cut(&click.tag, 16));
+        json::push_member(&mut props, "selector", cut(click.selector, MAX_SELECTOR_CHARS));
+        json::push_member(&mut props, "text", click.text);
+        json::push_member(&mut props, "tag", cut(click.tag, 16));
         let mut event = "Element Clicked";
-        if let Some(href) = &click.href {
+        if let Some(href) = click.href {
             let clean = self.clean_url(href);
             match url::classify_link(href, &origin, click.download_attribute) {
                 url::LinkKind::Outbound => event = "Outbound Link Clicked",
@@ -414,16 +410,16 @@ impl Tracker {
         self.track_props(dev, event, props);
     }
 
-    pub fn form_submitted(&mut self, dev: &mut impl Device, form: &FormSubmit) {
+    pub fn form_submitted(&mut self, dev: &mut impl Device, form: &FormSubmit<'_>) {
         if !self.options.capture.forms {
             return;
         }
         let mut props = String::from("{");
-        json::push_member(&mut props, "selector", cut(&form.selector, MAX_SELECTOR_CHARS));
+        json::push_member(&mut props, "selector", cut(form.selector, MAX_SELECTOR_CHARS));
         if !form.id.is_empty() {
-            json::push_member(&mut props, "id", &form.id);
+            json::push_member(&mut props, "id", form.id);
         }
-        json::push_member(&mut props, "action", &self.clean_url(&form.action));
+        json::push_member(&mut props, "action", &self.clean_url(form.action));
         json::push_member(&mut props, "method", &form.method.to_ascii_lowercase());
         props.push('}');
         self.track_props(dev, "Form Submitted", props);

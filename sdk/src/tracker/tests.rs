@@ -237,18 +237,12 @@ fn spa_navigation_sends_one_page_view_with_the_previous_page_as_referrer() {
 fn clicks_become_click_outbound_and_download_events() {
     let mut dev = TestDevice::default();
     let mut t = start(Mode::Required, &mut dev);
-    let click = |href: Option<&str>, download| Click {
-        selector: "nav#top > a".into(),
-        tag: "a".into(),
-        text: "Read more".into(),
-        href: href.map(str::to_owned),
-        download_attribute: download,
-    };
-    t.clicked(&mut dev, &Click { selector: "button#buy".into(), tag: "button".into(), text: "Buy".into(), ..Click::default() });
+    let click = |href, download| Click { selector: "nav#top > a", tag: "a", text: "Read more", href, download_attribute: download };
+    t.clicked(&mut dev, &Click { selector: "button#buy", tag: "button", text: "Buy", ..Click::default() });
     t.clicked(&mut dev, &click(Some("https://shop.example/about"), false));
     t.clicked(&mut dev, &click(Some("https://elsewhere.example/?token=t"), false));
     t.clicked(&mut dev, &click(Some("https://shop.example/report.pdf"), false));
-    t.form_submitted(&mut dev, &FormSubmit { selector: "form#signup".into(), id: "signup".into(), action: "https://shop.example/join?email=x@y.example".into(), method: "POST".into() });
+    t.form_submitted(&mut dev, &FormSubmit { selector: "form#signup", id: "signup", action: "https://shop.example/join?email=x@y.example", method: "POST" });
     let events = sent(&mut t, &mut dev);
     assert_eq!(names(&events), ["page", "Element Clicked", "Element Clicked", "Outbound Link Clicked", "File Downloaded", "Form Submitted"]);
     assert_eq!(events[1]["properties"], serde_json::json!({"selector": "button#buy", "text": "Buy", "tag": "button"}));
