@@ -132,11 +132,10 @@ export const imports = {
 
   // A text/plain string body is a CORS "simple request" (no preflight); no cookies. No keepalive: Chromium caps all
   // keepalive bodies in flight at 64 KiB and refuses the rest silently; only the page-hide path uses sendBeacon.
-  send(uat, un, bat, bn, kat, kn) {
-    const key = text(kat, kn);
+  send(uat, un, bat, bn, batch) {
     fetch(text(uat, un), { method: "POST", body: text(bat, bn), credentials: "omit" }).then(
-      (r) => call(11, r.status, 0, key, r.headers.get("Retry-After") ?? undefined),
-      () => call(11, 0, 0, key),
+      (r) => call(11, r.status, batch, r.headers.get("Retry-After") ?? undefined),
+      () => call(11, 0, batch),
     );
   },
 

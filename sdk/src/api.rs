@@ -50,7 +50,7 @@ pub fn texts(bytes: usize) -> *mut u8 {
 /// | 8 | navigated | `n` 0 `pushState`, 1 `replaceState`, 2 `popstate`, 3 `hashchange` |
 /// | 9 | a click on a link or button | `a` selector, `b` text, `c` tag, `d` href (links only), `n` 1 with a `download` attribute |
 /// | 10 | a form submission (no field values) | `a` selector, `b` id, `c` action, `d` method |
-/// | 11 | the answer to a send | `a` batch key, `n` status (0: network error), `b` `Retry-After` |
+/// | 11 | the answer to a send | `n` status (0: network error), `m` the batch, `a` `Retry-After` |
 /// | 12 | the timer fired | |
 /// | 13 | the page is hidden or going away | |
 /// | 14 | the page is visible again | |
@@ -111,7 +111,7 @@ pub fn call(op: u32, n: f64, m: f64, a: isize, b: isize, c: isize, d: isize) {
                 14 => t.shown(crate::tracker::Device::now(dev)),
                 15 => t.scrolled(n, m),
                 6 => return rt.flush(),
-                11 => return rt.answered(text(a), n as u16, b),
+                11 => return rt.answered(m as u32, n as u16, a),
                 12 => return rt.tick(),
                 13 => return rt.hidden(),
                 _ => return,

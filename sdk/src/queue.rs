@@ -34,7 +34,9 @@ pub const STORED_BATCH_PREFIX: &str = "fp_q.";
 
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// Unique across tabs and page loads; also its storage key after [`STORED_BATCH_PREFIX`].
+    /// Names the batch on this page (a number: cheaper to keep, compare and pass to the browser than its key).
+    pub id: u32,
+    /// Unique across tabs and page loads: its storage key after [`STORED_BATCH_PREFIX`].
     pub key: String,
     /// The events' JSON separated by `,\n` (event JSON never contains a raw newline): the envelope's array as it is
     /// sent, and one event per line on the device. One text, not a vector of them: less code, fewer allocations.
@@ -104,10 +106,11 @@ pub struct Outbox {
     batches: Vec<Batch>,
     /// New batches are named this followed by a counter (the tracker sets a random ID per page).
     pub key_base: String,
-    keys_made: u64,
+    /// Batch IDs given so far (restored batches get new ones).
+    ids_made: u32,
     /// The storage effects to carry out, in order (see [`Outbox::take_ops`]).
     ops: Vec<StorageOp>,
-    in_flight: Option<String>,
+    in_flight: Option<u32>,
     /// Consecutive failed attempts of the front batch.
     pub attempt: u32,
     /// No send before this time (epoch ms).
@@ -169,9 +172,9 @@ impl Outbox {
             return;
         }
         let mut batch = std::mem::take(&mut self.open);
-        self.keys_made += 1;
+        batch.id = self.new_id();
         batch.key = self.key_base.clone();
-        json::push_u64(&mut batch.key, self.keys_made);
+        json::push_u64(&mut batch.key, u64::from(batch.id));
         if persist && self.stored_bytes + batch.bytes() <= MAX_STORED_BYTES {
             batch.stored = true;
             self.stored_bytes += batch.bytes();
@@ -194,7 +197,7 @@ impl Outbox {
             text.push_str(c);
             Rc::new(text)
         });
-        let mut batch = Batch { key: key.to_owned(), context, stored: true, ..Batch::default() };
+        let mut batch = Batch { id: self.new_id(), key: key.to_owned(), context, stored: true, ..Batch::default() };
         for line in split(stored, b'\n').filter(|e| e.starts_with("{")) {
             batch.add(line.strip_suffix(",").unwrap_or(line));
         }
@@ -212,40 +215,45 @@ impl Outbox {
             return None;
         }
         let front = self.batches.first()?;
-        self.in_flight = Some(front.key.clone());
+        self.in_flight = Some(front.id);
         Some(front)
     }
 
-    pub fn in_flight(&self) -> Option<&str> {
-        self.in_flight.as_deref()
+    pub fn in_flight(&self) -> Option<u32> {
+        self.in_flight
     }
 
-    /// The batch `key` was delivered (or refused for good): it leaves the outbox (and the device).
-    pub fn delivered(&mut self, key: &str) {
-        if self.in_flight.as_deref() == Some(key) {
+    fn new_id(&mut self) -> u32 {
+        self.ids_made += 1;
+        self.ids_made
+    }
+
+    /// The batch `id` was delivered (or refused for good): it leaves the outbox (and the device).
+    pub fn delivered(&mut self, id: u32) {
+        if self.in_flight == Some(id) {
             self.in_flight = None;
             self.attempt = 0;
             self.retry_at = 0.0;
         }
-        self.remove(key);
+        self.remove(id);
     }
 
-    /// The batch `key` failed transiently: it stays at the front; the caller sets [`Outbox::retry_at`].
-    pub fn failed(&mut self, key: &str) {
-        if self.in_flight.as_deref() == Some(key) {
+    /// The batch `id` failed transiently: it stays at the front; the caller sets [`Outbox::retry_at`].
+    pub fn failed(&mut self, id: u32) {
+        if self.in_flight == Some(id) {
             self.in_flight = None;
             self.attempt += 1;
         }
     }
 
     /// Removes a batch (delivered, or handed to the browser by beacon), and its device copy.
-    pub fn remove(&mut self, key: &str) {
-        let Some(at) = self.batches.iter().position(|b| b.key == key) else { return };
+    pub fn remove(&mut self, id: u32) {
+        let Some(at) = self.batches.iter().position(|b| b.id == id) else { return };
         let batch = self.batches.remove(at);
         self.queued -= batch.count;
         if batch.stored {
             self.stored_bytes -= batch.bytes();
-            self.ops.push(StorageOp::Remove { key: storage_key(key) });
+            self.ops.push(StorageOp::Remove { key: storage_key(&batch.key) });
         }
     }
 
@@ -319,7 +327,7 @@ mod tests {
         let body = o.start_send(0.0).unwrap().body("T", "wk");
         assert_eq!(body, "{\"batch\":[{\"i\":1,\"p\":\"\"},\n{\"i\":2,\"p\":\"\"}],\"sentAt\":\"T\",\"writeKey\":\"wk\"}");
         assert!(o.start_send(0.0).is_none(), "one batch in flight at a time");
-        o.delivered("k1");
+        o.delivered(1);
         assert_eq!(o.take_ops(), [StorageOp::Remove { key: "fp_q.k1".into() }]);
         assert!(o.is_empty());
         assert!(o.start_send(0.0).is_none());
@@ -332,13 +340,13 @@ mod tests {
         o.seal(false);
         o.push(None, &event(2, 0), false);
         o.seal(false);
-        let key = o.start_send(0.0).unwrap().key.clone();
-        o.failed(&key);
+        let id = o.start_send(0.0).unwrap().id;
+        o.failed(id);
         assert_eq!(o.attempt, 1);
         o.retry_at = 1_000.0;
         assert!(o.start_send(999.0).is_none());
-        assert_eq!(o.start_send(1_000.0).unwrap().key, key);
-        o.delivered(&key);
+        assert_eq!(o.start_send(1_000.0).unwrap().id, id);
+        o.delivered(id);
         assert_eq!(o.attempt, 0);
         assert_eq!(o.start_send(1_000.0).unwrap().key, "k2");
     }
@@ -359,7 +367,7 @@ mod tests {
         assert_eq!(o.take_ops().len(), 2);
         o.unstore_all();
         assert!(o.take_ops().is_empty());
-        o.remove("old");
+        o.remove(1);
         assert!(o.take_ops().is_empty(), "no longer stored: nothing to remove from the device");
         assert_eq!(o.len(), 1);
     }

@@ -109,7 +109,8 @@ pub struct FormSubmit<'a> {
 /// A request ready to go: the body and the batch it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    pub batch_key: String,
+    /// The batch's [`crate::queue::Batch::id`].
+    pub batch: u32,
     pub body: String,
 }
 
@@ -594,24 +595,24 @@ impl Tracker {
         let now = dev.now();
         let sent_at = dev.iso_time(now);
         let batch = self.outbox.start_send(now)?;
-        Some(Request { batch_key: batch.key.clone(), body: batch.body(&sent_at, &self.options.write_key) })
+        Some(Request { batch: batch.id, body: batch.body(&sent_at, &self.options.write_key) })
     }
 
     /// The answer to a request: `status` is `None` for a network failure. Returns the wait before the next attempt
     /// when the batch will be retried.
-    pub fn answered(&mut self, dev: &mut impl Device, batch_key: &str, status: Option<u16>, retry_after: Option<&str>) -> Option<f64> {
-        if self.outbox.in_flight() != Some(batch_key) {
+    pub fn answered(&mut self, dev: &mut impl Device, batch: u32, status: Option<u16>, retry_after: Option<&str>) -> Option<f64> {
+        if self.outbox.in_flight() != Some(batch) {
             // A batch that already left by beacon: nothing to do.
             return None;
         }
         match crate::delivery::classify(status) {
             crate::delivery::Outcome::Done | crate::delivery::Outcome::Refused => {
-                self.outbox.delivered(batch_key);
+                self.outbox.delivered(batch);
                 self.apply_ops(dev);
                 None
             }
             crate::delivery::Outcome::Retry => {
-                self.outbox.failed(batch_key);
+                self.outbox.failed(batch);
                 let mut r = [0u8; 4];
                 dev.random(&mut r);
                 let jitter = f64::from(u32::from_le_bytes(r)) / 4_294_967_296.0;
@@ -643,14 +644,14 @@ impl Tracker {
                 break;
             }
             budget -= body.len();
-            handed.push(batch.key.clone());
+            handed.push(batch.id);
         }
-        for key in handed {
-            if self.outbox.in_flight() == Some(key.as_str()) {
+        for id in handed {
+            if self.outbox.in_flight() == Some(id) {
                 // Its fetch may still answer; the batch is gone either way, and messageId dedupes a double arrival.
-                self.outbox.delivered(&key);
+                self.outbox.delivered(id);
             } else {
-                self.outbox.remove(&key);
+                self.outbox.remove(id);
             }
         }
         self.apply_ops(dev);

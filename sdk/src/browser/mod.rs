@@ -40,7 +40,7 @@ pub mod host {
         #[link_name = "context"]
         fn context_(url: *const u8, url_len: usize, referrer: *const u8, referrer_len: usize, consent: u32, session: *const u8, session_len: isize) -> isize;
         #[link_name = "send"]
-        fn send_(url: *const u8, url_len: usize, body: *const u8, body_len: usize, key: *const u8, key_len: usize);
+        fn send_(url: *const u8, url_len: usize, body: *const u8, body_len: usize, batch: u32);
         #[link_name = "beacon"]
         fn beacon_(url: *const u8, url_len: usize, body: *const u8, body_len: usize) -> i32;
         #[link_name = "arm"]
@@ -103,8 +103,8 @@ pub mod host {
         text(unsafe { context_(url.as_ptr(), url.len(), referrer.as_ptr(), referrer.len(), consent, session, len) }).unwrap_or_default()
     }
     /// POSTs `body`; the answer comes back through `call` (op 11).
-    pub fn send(url: &str, body: &str, key: &str) {
-        unsafe { send_(url.as_ptr(), url.len(), body.as_ptr(), body.len(), key.as_ptr(), key.len()) }
+    pub fn send(url: &str, body: &str, batch: u32) {
+        unsafe { send_(url.as_ptr(), url.len(), body.as_ptr(), body.len(), batch) }
     }
     /// `navigator.sendBeacon`; false when offline or refused.
     pub fn beacon(url: &str, body: &str) -> bool {
@@ -205,7 +205,7 @@ impl Runtime {
         if due <= now && send == Send::Now {
             self.flush_requested = false;
             if let Some(request) = self.tracker.next_request(&mut self.dev) {
-                host::send(&self.endpoint, &request.body, &request.batch_key);
+                host::send(&self.endpoint, &request.body, request.batch);
             }
         } else if self.timer.is_none_or(|at| at > due) {
             self.timer = Some(due);
@@ -233,9 +233,9 @@ impl Runtime {
     }
 
     /// The answer to a send: `status` 0 means no answer (network error).
-    pub fn answered(&mut self, batch_key: &str, status: u16, retry_after: Option<&str>) {
+    pub fn answered(&mut self, batch: u32, status: u16, retry_after: Option<&str>) {
         let status = (status != 0).then_some(status);
-        self.tracker.answered(&mut self.dev, batch_key, status, retry_after);
+        self.tracker.answered(&mut self.dev, batch, status, retry_after);
         self.pump(Send::Now);
     }
 

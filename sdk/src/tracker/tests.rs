@@ -115,7 +115,7 @@ fn sent(t: &mut Tracker, dev: &mut TestDevice) -> Vec<Value> {
         assert_eq!(body["writeKey"], "wk_demo");
         assert!(footprint_core::time::parse_rfc3339_ms(body["sentAt"].as_str().unwrap()).is_some());
         events.extend(batch_events(&req.body));
-        assert_eq!(t.answered(dev, &req.batch_key, Some(200), None), None);
+        assert_eq!(t.answered(dev, req.batch, Some(200), None), None);
     }
     events
 }
@@ -333,19 +333,19 @@ fn retries_back_off_honour_retry_after_and_resume_online() {
     let mut dev = TestDevice::default();
     let mut t = start(Mode::Required, &mut dev);
     let req = t.next_request(&mut dev).unwrap();
-    let first = t.answered(&mut dev, &req.batch_key, None, None).unwrap();
+    let first = t.answered(&mut dev, req.batch, None, None).unwrap();
     assert!((500.0..1_000.0).contains(&first), "{first}");
     assert!(t.next_request(&mut dev).is_none(), "waits");
     dev.now += first;
     let again = t.next_request(&mut dev).unwrap();
-    assert_eq!(again.batch_key, req.batch_key);
-    assert_eq!(t.answered(&mut dev, &again.batch_key, Some(503), Some("7")), Some(7_000.0));
+    assert_eq!(again.batch, req.batch);
+    assert_eq!(t.answered(&mut dev, again.batch, Some(503), Some("7")), Some(7_000.0));
     t.online();
     let third = t.next_request(&mut dev).unwrap();
-    assert_eq!(t.answered(&mut dev, &third.batch_key, Some(400), None), None, "refused for good");
+    assert_eq!(t.answered(&mut dev, third.batch, Some(400), None), None, "refused for good");
     assert!(t.outbox.is_empty());
     // A late answer for a batch that already left is ignored.
-    assert_eq!(t.answered(&mut dev, &req.batch_key, Some(503), None), None);
+    assert_eq!(t.answered(&mut dev, req.batch, Some(503), None), None);
 }
 
 #[test]
