@@ -98,10 +98,12 @@ export function bind(w) {
       // A tracker must never break the page.
     }
   };
+  // page(name?, properties?) and identify(userId?, traits?): the first argument may be left out.
+  const optional = (op) => safe((a, b) => (isObject(a) ? w.call(op, 0, 0, undefined, json(a)) : w.call(op, 0, 0, text(a), json(b))));
   return {
     track: safe((event, properties) => w.call(0, 0, 0, String(event), json(properties))),
-    page: safe((name, properties) => (isObject(name) ? w.call(1, 0, 0, undefined, json(name)) : w.call(1, 0, 0, text(name), json(properties)))),
-    identify: safe((userId, traits) => (isObject(userId) ? w.call(2, 0, 0, undefined, json(userId)) : w.call(2, 0, 0, text(userId), json(traits)))),
+    page: optional(1),
+    identify: optional(2),
     alias: safe((userId, previousId) => w.call(3, 0, 0, String(userId), text(previousId))),
     group: safe((groupId, traits) => w.call(4, 0, 0, String(groupId), json(traits))),
     reset: safe(() => w.call(5, 0, 0)),

@@ -18,14 +18,6 @@ const text = (at, n) => decoder.decode(bytes(at, n));
 const give = (s) => (s == null ? -1 : (out = encoder.encode(s)).length);
 
 let timer = 0;
-// localStorage can be missing or throw (blocked storage, private modes, quota): then nothing is kept.
-const storage = () => {
-  try {
-    return localStorage;
-  } catch (e) {
-    return null;
-  }
-};
 
 export function connect(exports) {
   w = exports;
@@ -71,9 +63,10 @@ export const imports = {
         : "10000000-1000-4000-8000-100000000000".replace(/[018]/g, (c) => (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16)),
     ),
 
+  // localStorage can be missing (null) or throw (blocked storage, private modes, quota): then nothing is kept.
   load(at, n) {
     try {
-      return give(storage()?.getItem(text(at, n)));
+      return give(localStorage.getItem(text(at, n)));
     } catch (e) {
       return -1;
     }
@@ -81,14 +74,14 @@ export const imports = {
   /** Writes the value, or removes the key when there is none (length -1). */
   store(at, n, vat, vn) {
     try {
-      if (vn < 0) storage()?.removeItem(text(at, n));
-      else storage()?.setItem(text(at, n), text(vat, vn));
+      if (vn < 0) localStorage.removeItem(text(at, n));
+      else localStorage.setItem(text(at, n), text(vat, vn));
     } catch (e) {}
   },
-  keys(at, n) {
-    const prefix = text(at, n);
+  /** Every key, one per line (the module picks its own). */
+  keys() {
     try {
-      return give(Object.keys(storage() || {}).filter((k) => k.startsWith(prefix)).join("\n"));
+      return give(Object.keys(localStorage).join("\n"));
     } catch (e) {
       return -1;
     }

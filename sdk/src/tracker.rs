@@ -61,8 +61,8 @@ pub trait Device {
     /// analytics consent. The browser writes it with `JSON.stringify` (`js/host.js`): the facts it alone knows
     /// (title, locale, screen) need not cross, and it is far less code than writing the JSON here.
     fn context(&mut self, url: &str, referrer: &str, consent: u32, session: Option<&str>) -> String;
-    /// Every storage key that starts with `prefix`, one per line (one text: collecting a vector of them costs the
-    /// module more).
+    /// The storage keys that start with `prefix` (at least; the tracker ignores others), one per line (one text:
+    /// collecting a vector of them costs the module more).
     fn keys(&self, prefix: &str) -> String;
 }
 

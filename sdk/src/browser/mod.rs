@@ -32,7 +32,7 @@ pub mod host {
         #[link_name = "store"]
         fn store_(key: *const u8, key_len: usize, value: *const u8, value_len: isize);
         #[link_name = "keys"]
-        fn keys_(prefix: *const u8, prefix_len: usize) -> isize;
+        fn keys_() -> isize;
         #[link_name = "page"]
         fn page_() -> isize;
         #[link_name = "facts"]
@@ -85,9 +85,9 @@ pub mod host {
         let (value, len) = value.map_or((core::ptr::null(), -1), |v| (v.as_ptr(), v.len() as isize));
         unsafe { store_(key.as_ptr(), key.len(), value, len) }
     }
-    /// The keys starting with `prefix`, one per line.
-    pub fn keys(prefix: &str) -> String {
-        text(unsafe { keys_(prefix.as_ptr(), prefix.len()) }).unwrap_or_default()
+    /// Every storage key, one per line.
+    pub fn keys() -> String {
+        text(unsafe { keys_() }).unwrap_or_default()
     }
     /// url and referrer, one per line.
     pub fn page() -> String {
