@@ -5,6 +5,7 @@ pub mod copy;
 mod identity;
 mod postgres;
 mod privacy;
+mod static_insert;
 pub mod profiles;
 pub mod shared;
 pub mod sqlite;

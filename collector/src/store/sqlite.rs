@@ -3,6 +3,7 @@
 
 use super::identity::{self, IdentityCache};
 use super::{EventStore, QuarantinedEvent, StoreError, StoredEvent};
+use super::static_insert::{Param, StaticInsert};
 use crate::identity::Limits;
 use rusqlite::{params, Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -242,6 +243,8 @@ const STATS_CATCH_UP_BATCH: usize = 20_000;
 const WAL_RESTART_BYTES: u64 = 128 * 1024 * 1024;
 
 pub struct SqliteStore {
+    /// Declared before `conn`, so it is finalized before the connection closes.
+    insert_event: StaticInsert,
     conn: Connection,
     path: PathBuf,
     /// Committed events not yet in the stats tables (slimmed by `stats::keep_for_stats`), oldest first.
@@ -363,6 +366,7 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         let checkpointer = Some(Checkpointer::start(&path, Checkpointer::INTERVAL, WAL_RESTART_BYTES)?);
         let mut store = SqliteStore {
+            insert_event: StaticInsert::prepare(&conn, INSERT_EVENT)?,
             conn,
             path,
             stats_pending: Vec::new(),
@@ -492,7 +496,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 impl SqliteStore {
     /// Commits like [`EventStore::commit`]; a replica also records its new position in the shared log.
     fn commit_at(&mut self, events: Vec<StoredEvent>, quarantine: &[QuarantinedEvent], replica_position: Option<i64>) -> Result<Vec<usize>, StoreError> {
-        let result = match commit_in_transaction(&mut self.conn, &mut self.identities, &self.limits, &events, quarantine, replica_position) {
+        let result = match commit_in_transaction(&mut self.conn, &mut self.insert_event, &mut self.identities, &self.limits, &events, quarantine, replica_position) {
             Ok(links) => {
                 if !events.is_empty() {
                     self.after_commit(events, links);
@@ -635,6 +639,7 @@ type Links = (Vec<(i64, i64)>, Vec<super::stats::UnfiledLink>);
 /// A replica also moves its position in the shared log (`replica_position`) in the same transaction.
 fn commit_in_transaction(
     conn: &mut Connection,
+    insert_event: &mut StaticInsert,
     identities: &mut IdentityCache,
     limits: &Limits,
     events: &[StoredEvent],
@@ -645,51 +650,50 @@ fn commit_in_transaction(
     let mut links = Vec::new();
     let mut unfiled = Vec::new();
     {
-        // Looked up in the statement cache once per commit, not per event (the lookup hashes the whole SQL text).
-        let mut insert_event = tx.prepare_cached(INSERT_EVENT)?;
         for e in events {
             let profile_id = match &e.identity {
                 Some(input) => identity::resolve(&tx, identities, limits, &e.site, input, e.timestamp, &e.message_id)?,
                 None => None,
             };
-            insert_event.execute(params![
-                &*e.site,
-                e.message_id,
-                e.kind.map(|k| k.as_str()),
-                e.name,
-                e.category,
-                e.anonymous_id,
-                e.user_id,
-                e.previous_id,
-                e.group_id,
-                e.timestamp,
-                e.original_timestamp,
-                e.sent_at,
-                e.received_at,
-                e.flags,
-                e.url,
-                e.path,
-                e.title,
-                e.referrer,
-                e.referrer_host,
-                e.utm_source,
-                e.utm_medium,
-                e.utm_campaign,
-                e.utm_term,
-                e.utm_content,
-                e.ip,
-                e.browser,
-                e.os,
-                e.device,
-                e.properties,
-                e.traits,
-                e.context,
-                e.integrations,
-                e.visitor,
-                e.session_id,
-                e.consent,
-                profile_id,
-                e.shared_id,
+            use Param::{Int, Text};
+            insert_event.execute(&[
+                Text(&e.site),
+                Text(&e.message_id),
+                e.kind.map(|k| k.as_str()).into(),
+                (&e.name).into(),
+                (&e.category).into(),
+                (&e.anonymous_id).into(),
+                (&e.user_id).into(),
+                (&e.previous_id).into(),
+                (&e.group_id).into(),
+                Int(e.timestamp),
+                e.original_timestamp.into(),
+                e.sent_at.into(),
+                Int(e.received_at),
+                Int(e.flags),
+                (&e.url).into(),
+                (&e.path).into(),
+                (&e.title).into(),
+                (&e.referrer).into(),
+                (&e.referrer_host).into(),
+                (&e.utm_source).into(),
+                (&e.utm_medium).into(),
+                (&e.utm_campaign).into(),
+                (&e.utm_term).into(),
+                (&e.utm_content).into(),
+                (&e.ip).into(),
+                (&e.browser).into(),
+                (&e.os).into(),
+                e.device.into(),
+                (&e.properties).into(),
+                (&e.traits).into(),
+                (&e.context).into(),
+                (&e.integrations).into(),
+                (&e.visitor).into(),
+                (&e.session_id).into(),
+                Int(e.consent),
+                profile_id.into(),
+                e.shared_id.into(),
             ])?;
             let id = tx.last_insert_rowid();
             match profile_id {
