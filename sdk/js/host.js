@@ -17,6 +17,16 @@ const text = (at, n) => decoder.decode(bytes(at, n));
 /** Answers a text: its byte length now (-1 for none), the bytes when the module calls `take`. */
 const give = (s) => (s == null ? -1 : (out = encoder.encode(s)).length);
 
+/** Writes exactly `n` bytes of the ASCII text `s` at `at` (0 past its end). */
+const ascii = (at, n, s) => {
+  const v = view();
+  for (let i = 0; i < n; i++) v[at + i] = s.charCodeAt(i);
+};
+let isoMs, isoText;
+const pool = new Uint8Array(256);
+let used = 256;
+const HEX = "0123456789abcdef";
+
 let timer = 0;
 
 export function connect(exports) {
@@ -52,16 +62,23 @@ export const imports = {
   take: (at) => bytes(at, out.length).set(out),
 
   now: () => Date.now(),
-  iso: (ms) => give(new Date(ms).toISOString()),
+  // One per event when batches are sealed: written straight into the module's buffer (TextEncoder.encode costs
+  // microseconds per short text), and the last one kept (toISOString does too, and a burst shares milliseconds).
+  iso: (ms, at) => ascii(at, 24, ms === isoMs ? isoText : (isoText = new Date((isoMs = ms)).toISOString())),
 
   random: (at, n) => crypto.getRandomValues(bytes(at, n)),
-  // crypto.randomUUID exists only in secure contexts (https, localhost): elsewhere a UUIDv4 from getRandomValues.
-  uuid: () =>
-    give(
-      crypto.randomUUID
-        ? crypto.randomUUID()
-        : "10000000-1000-4000-8000-100000000000".replace(/[018]/g, (c) => (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16)),
-    ),
+  /** A UUIDv4, written at `at` (36 bytes) from random bytes drawn 256 at a time (crypto.randomUUID costs microseconds
+   * a call in Chromium, more than the rest of an event's encoding). */
+  uuid(at) {
+    const v = view();
+    for (let i = 0; i < 16; i++) {
+      if (used > 255) crypto.getRandomValues(pool), (used = 0);
+      const b = i == 6 ? (pool[used++] & 15) | 64 : i == 8 ? (pool[used++] & 63) | 128 : pool[used++];
+      if (i == 4 || i == 6 || i == 8 || i == 10) v[at++] = 45;
+      v[at++] = HEX.charCodeAt(b >> 4);
+      v[at++] = HEX.charCodeAt(b & 15);
+    }
+  },
 
   // localStorage can be missing (null) or throw (blocked storage, private modes, quota): then nothing is kept.
   load(at, n) {

@@ -35,8 +35,7 @@ pub trait Device {
     fn now(&self) -> f64;
     /// Fills `out` with cryptographically random bytes.
     fn random(&mut self, out: &mut [u8]);
-    /// A new random UUIDv4 (IDs and `messageId`s). The browser's `crypto.randomUUID` makes it there: less code in
-    /// the module than formatting one.
+    /// A new random UUIDv4 (IDs and `messageId`s).
     fn uuid(&mut self) -> String {
         let mut bytes = [0u8; 16];
         self.random(&mut bytes);

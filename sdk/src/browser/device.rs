@@ -1,5 +1,6 @@
-//! [`Device`] on the browser, through `js/host.js`: `Date.now`, `crypto`, `localStorage`, and the two texts the
-//! browser formats with less code than the module would (`crypto.randomUUID`, `Date.prototype.toISOString`).
+//! [`Device`] on the browser, through `js/host.js`: `Date.now`, `crypto.getRandomValues`, `localStorage`, and what
+//! the browser writes with less code than the module would: ISO times (`Date.prototype.toISOString`) and the
+//! events' `context` (`JSON.stringify`).
 //! Storage failures (quota, storage disabled, private modes) are swallowed there: the tracker then keeps its state
 //! in memory.
 

@@ -23,10 +23,12 @@ pub mod host {
         fn now_() -> f64;
         #[link_name = "random"]
         fn random_(out: *mut u8, len: usize);
+        /// Writes 36 bytes (ASCII) to `out`.
         #[link_name = "uuid"]
-        fn uuid_() -> isize;
+        fn uuid_(out: *mut u8);
+        /// Writes 24 bytes (ASCII) to `out`.
         #[link_name = "iso"]
-        fn iso_(ms: f64) -> isize;
+        fn iso_(ms: f64, out: *mut u8);
         #[link_name = "load"]
         fn load_(key: *const u8, key_len: usize) -> isize;
         #[link_name = "store"]
@@ -69,13 +71,23 @@ pub mod host {
     pub fn random(out: &mut [u8]) {
         unsafe { random_(out.as_mut_ptr(), out.len()) }
     }
-    /// `crypto.randomUUID()`.
+    /// A text of `N` ASCII bytes the host writes with `write`.
+    fn ascii<const N: usize>(write: impl FnOnce(*mut u8)) -> String {
+        let mut bytes = Vec::with_capacity(N);
+        write(bytes.as_mut_ptr());
+        // SAFETY: the host wrote `N` bytes, all ASCII (0 past the end of a shorter text).
+        unsafe {
+            bytes.set_len(N);
+            String::from_utf8_unchecked(bytes)
+        }
+    }
+    /// A random UUIDv4.
     pub fn uuid() -> String {
-        text(unsafe { uuid_() }).unwrap_or_default()
+        ascii::<36>(|out| unsafe { uuid_(out) })
     }
     /// `new Date(ms).toISOString()`.
     pub fn iso(ms: f64) -> String {
-        text(unsafe { iso_(ms) }).unwrap_or_default()
+        ascii::<24>(|out| unsafe { iso_(ms, out) })
     }
     pub fn load(key: &str) -> Option<String> {
         text(unsafe { load_(key.as_ptr(), key.len()) })
