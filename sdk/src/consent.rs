@@ -9,7 +9,7 @@ pub use footprint_core::consent::{Categories, Mode};
 /// The compact form kept on the device after a grant: the category bits (core's encoding) as one digit.
 pub fn to_record(c: Categories) -> String {
     let mut s = String::new();
-    crate::json::push_u64(&mut s, c.bits() as u64);
+    crate::json::push_ascii(&mut s, b'0' + c.bits() as u8);
     s
 }
 

@@ -10,12 +10,10 @@ pub fn push_str(out: &mut String, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
+        // Control characters as `\u00XX` (newlines and tabs too: one form, less code; the same JSON).
         let escape: &str = match b {
             b'"' => "\\\"",
             b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
             0..=0x1f => "",
             _ => continue,
         };
@@ -170,7 +168,7 @@ mod tests {
     fn escapes_what_json_requires_and_nothing_else() {
         check("plain", r#""plain""#);
         check("a\"b\\c", r#""a\"b\\c""#);
-        check("l1\nl2\r\t", r#""l1\nl2\r\t""#);
+        check("l1\nl2\r\t", r#""l1\u000al2\u000d\u0009""#);
         check("\u{0}\u{1f}", r#""\u0000\u001f""#);
         check("grüße 👣 </script>", "\"grüße 👣 </script>\"");
     }

@@ -282,8 +282,8 @@ impl Tracker {
         if user_id.is_empty() || !self.consent.allows_device_storage() {
             return;
         }
-        let previous = previous_id.map(str::to_owned).or_else(|| self.user_id.clone()).or_else(|| self.anonymous_id.clone());
-        let Some(previous) = previous.filter(|p| !p.trim_ascii().is_empty()) else { return };
+        let previous = previous_id.or(self.user_id.as_deref()).or(self.anonymous_id.as_deref());
+        let Some(previous) = previous.filter(|p| !p.trim_ascii().is_empty()).map(str::to_owned) else { return };
         self.user_id = Some(user_id.to_owned());
         self.tail = None;
         dev.store(KEY_USER_ID, user_id);
@@ -386,7 +386,7 @@ impl Tracker {
         if !self.options.capture.clicks {
             return;
         }
-        let origin = url::parts(&self.page.url).origin.to_owned();
+        let origin = url::parts(&self.page.url).origin;
         let mut props = String::from("{");
         json::push_member(&mut props, "selector", cut(click.selector, MAX_SELECTOR_CHARS));
         json::push_member(&mut props, "text", click.text);
@@ -394,7 +394,7 @@ impl Tracker {
         let mut event = "Element Clicked";
         if let Some(href) = click.href {
             let clean = self.clean_url(href);
-            match url::classify_link(href, &origin, click.download_attribute) {
+            match url::classify_link(href, origin, click.download_attribute) {
                 url::LinkKind::Outbound => event = "Outbound Link Clicked",
                 url::LinkKind::Download => {
                     event = "File Downloaded";
@@ -537,20 +537,18 @@ impl Tracker {
         if !self.consent.allows_device_storage() {
             return;
         }
-        let mut session = match self.session.take() {
+        let s = match &mut self.session {
             Some(s) if now - s.last_activity < SESSION_TIMEOUT_MS => s,
             _ => {
                 self.tail = None;
-                Session { id: dev.uuid(), last_activity: now, written_at: f64::NEG_INFINITY }
+                self.session.insert(Session { id: dev.uuid(), last_activity: now, written_at: f64::NEG_INFINITY })
             }
         };
-        let s = &mut session;
         s.last_activity = now;
         if now - s.written_at >= SESSION_WRITE_EVERY_MS {
             s.written_at = now;
             dev.store(KEY_SESSION, &stamp(&s.id, now));
         }
-        self.session = Some(session);
     }
 
     fn build_context(&self, dev: &mut impl Device) -> String {
@@ -633,19 +631,15 @@ impl Tracker {
         self.seal(dev);
         let sent_at = dev.iso_time(now);
         let mut budget = BEACON_BUDGET_BYTES;
-        let mut handed = Vec::new();
-        for batch in self.outbox.batches() {
+        // Always the first batch left: each one handed over leaves the outbox at once.
+        loop {
+            let Some(batch) = self.outbox.batches().next() else { break };
             let body = batch.body(&sent_at, &self.options.write_key);
-            if body.len() > budget {
-                break;
-            }
-            if !beacon(&body) {
+            if body.len() > budget || !beacon(&body) {
                 break;
             }
             budget -= body.len();
-            handed.push(batch.id);
-        }
-        for id in handed {
+            let id = batch.id;
             if self.outbox.in_flight() == Some(id) {
                 // Its fetch may still answer; the batch is gone either way, and messageId dedupes a double arrival.
                 self.outbox.delivered(id);
