@@ -35,7 +35,7 @@ pub const STORED_BATCH_PREFIX: &str = "fp_q.";
 pub struct Batch {
     /// Names the batch on this page (a number: cheaper to keep, compare and pass to the browser than its key).
     pub id: u32,
-    /// Unique across tabs and page loads: its storage key after [`STORED_BATCH_PREFIX`].
+    /// Its storage key: [`STORED_BATCH_PREFIX`] and a name unique across tabs and page loads.
     pub key: String,
     /// The events' JSON separated by `,\n` (event JSON never contains a raw newline): the envelope's array as it is
     /// sent, and one event per line on the device. One text, not a vector of them: less code, fewer allocations.
@@ -103,7 +103,8 @@ pub struct Outbox {
     /// The events not yet sealed: the batch being filled (no key yet, not on the device).
     open: Batch,
     batches: Vec<Batch>,
-    /// New batches are named this followed by a counter (the tracker sets a random ID per page).
+    /// New batches are named this followed by their ID: [`STORED_BATCH_PREFIX`] and a random ID per page (the
+    /// tracker sets it).
     pub key_base: String,
     /// Batch IDs given so far (restored batches get new ones).
     ids_made: u32,
@@ -174,7 +175,7 @@ impl Outbox {
         if persist && self.stored_bytes + batch.bytes() <= MAX_STORED_BYTES {
             batch.stored = true;
             self.stored_bytes += batch.bytes();
-            self.ops.push(StorageOp::Write { key: storage_key(&batch.key), value: batch.stored_form() });
+            self.ops.push(StorageOp::Write { key: batch.key.clone(), value: batch.stored_form() });
         }
         self.batches.push(batch);
     }
@@ -244,7 +245,7 @@ impl Outbox {
         self.queued -= batch.count;
         if batch.stored {
             self.stored_bytes -= batch.bytes();
-            self.ops.push(StorageOp::Remove { key: storage_key(&batch.key) });
+            self.ops.push(StorageOp::Remove { key: batch.key });
         }
     }
 
@@ -253,7 +254,7 @@ impl Outbox {
         self.stored_bytes = 0;
         for b in self.batches.iter_mut().filter(|b| b.stored) {
             b.stored = false;
-            self.ops.push(StorageOp::Remove { key: storage_key(&b.key) });
+            self.ops.push(StorageOp::Remove { key: b.key.clone() });
         }
     }
 
@@ -263,19 +264,13 @@ impl Outbox {
     }
 }
 
-pub fn storage_key(batch_key: &str) -> String {
-    let mut k = String::with_capacity(STORED_BATCH_PREFIX.len() + batch_key.len());
-    k.push_str(STORED_BATCH_PREFIX);
-    k.push_str(batch_key);
-    k
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn outbox() -> Outbox {
-        Outbox { key_base: "k".into(), ..Outbox::default() }
+        Outbox { key_base: "fp_q.k".into(), ..Outbox::default() }
     }
 
     fn event(i: usize, pad: usize) -> String {
@@ -339,7 +334,7 @@ mod tests {
         assert_eq!(o.start_send(1_000.0).unwrap().id, id);
         o.delivered(id);
         assert_eq!(o.attempt, 0);
-        assert_eq!(o.start_send(1_000.0).unwrap().key, "k2");
+        assert_eq!(o.start_send(1_000.0).unwrap().key, "fp_q.k2");
     }
 
     #[test]

@@ -190,13 +190,14 @@ impl Tracker {
             engagement: Engagement { visible_since: visible.then_some(now), ..Engagement::default() },
             outbox: Outbox::default(),
         };
-        t.outbox.key_base = dev.uuid();
+        t.outbox.key_base.push_str(STORED_BATCH_PREFIX);
+        t.outbox.key_base.push_str(&dev.uuid());
         t.outbox.key_base.push('-');
         if t.consent.allows_device_storage() {
             t.open_device(dev);
-            for key in crate::text::split(&dev.keys(STORED_BATCH_PREFIX), b'\n') {
-                if let (Some(batch_key), Some(stored)) = (key.strip_prefix(STORED_BATCH_PREFIX), dev.load(key)) {
-                    t.outbox.restore(batch_key, &stored);
+            for key in crate::text::split(&dev.keys(STORED_BATCH_PREFIX), b'\n').filter(|k| k.starts_with(STORED_BATCH_PREFIX)) {
+                if let Some(stored) = dev.load(key) {
+                    t.outbox.restore(key, &stored);
                 }
             }
         }
