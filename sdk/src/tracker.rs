@@ -234,7 +234,9 @@ impl Tracker {
     /// `raw` scrubbed (the site's patterns too, and ad click IDs unless marketing is granted) and bounded.
     fn clean_url(&self, raw: &str) -> String {
         let click_ids = if self.consent.granted().marketing { "" } else { CLICK_IDS };
-        cut(&url::scrub_with(raw, &self.options.scrub, click_ids), MAX_URL_BYTES).to_owned()
+        let mut url = url::scrub_with(raw, &self.options.scrub, click_ids);
+        url.truncate(cut(&url, MAX_URL_BYTES).len());
+        url
     }
 
     fn page_url(&self) -> String {

@@ -5,7 +5,7 @@
 //! The browser hands over absolute URLs (`location.href`, `a.href`), so this only splits text; it never resolves.
 
 use crate::text::{contains, find, find_byte, split, split_at, trim_start_bytes};
-use std::borrow::Cow;
+use crate::json::push_ascii;
 
 /// Parameter names dropped from every URL before it leaves the page — names containing one of `SCRUB_CONTAINS` or
 /// equal to one of `SCRUB_EXACT` (case-insensitive) — are core's lists, the ones the collector scrubs with again.
@@ -64,48 +64,40 @@ pub const DOWNLOAD_EXTENSIONS: &str = "pdf zip gz tgz bz2 xz 7z rar dmg exe msi 
 /// `url` without query parameters (in the query and in a `#a=b&c=d` fragment) whose name is sensitive by the
 /// built-in lists or `extra` (lower-case substrings, comma-separated), and without any parameter whose value looks
 /// like an e-mail address.
-pub fn scrub<'a>(url: &'a str, extra: &str) -> Cow<'a, str> {
+pub fn scrub(url: &str, extra: &str) -> String {
     scrub_with(url, extra, "")
 }
 
 /// [`scrub`], also dropping parameters named exactly one of `also`, space-separated (the ad click IDs,
 /// [`CLICK_IDS`], without marketing consent).
-pub fn scrub_with<'a>(url: &'a str, extra: &str, also: &str) -> Cow<'a, str> {
-    let extra = (extra, also);
+pub fn scrub_with(url: &str, extra: &str, also: &str) -> String {
+    let sensitive = |p: &str| is_sensitive(p, (extra, also));
     let (before_hash, fragment) = split_once(url, b'#');
     let (base, query) = split_once(before_hash, b'?');
-    let query_clean = query.map(|q| clean_params(q, extra));
     // A fragment is scrubbed when it reads like parameters (OAuth's implicit flow puts tokens there).
-    let fragment_clean = fragment.map(|f| if find_byte(f, b'=').is_some() { clean_params(trim_start_bytes(f, b"/?"), extra) } else { Cow::Borrowed(f) });
-    let unchanged = matches!(query_clean, None | Some(Cow::Borrowed(_))) && matches!(fragment_clean, None | Some(Cow::Borrowed(_)));
-    if unchanged {
-        return Cow::Borrowed(url);
+    let (fragment, fragment_params) = match fragment {
+        Some(f) if find_byte(f, b'=').is_some() => (Some(trim_start_bytes(f, b"/?")), true),
+        f => (f, false),
+    };
+    let dirty = |part: Option<&str>| part.is_some_and(|p| split(p, b'&').any(sensitive));
+    let parts = [(b'?', query, dirty(query)), (b'#', fragment, fragment_params && dirty(fragment))];
+    if !parts[0].2 && !parts[1].2 {
+        return url.to_owned();
     }
+    // A part with a sensitive parameter loses it (and its empty parameters); the other stays as it is. A part left
+    // empty goes with its separator.
     let mut out = String::with_capacity(url.len());
     out.push_str(base);
-    if let Some(q) = query_clean.filter(|q| !q.is_empty()) {
-        out.push('?');
-        out.push_str(&q);
-    }
-    if let Some(f) = fragment_clean.filter(|f| !f.is_empty()) {
-        out.push('#');
-        out.push_str(&f);
-    }
-    Cow::Owned(out)
-}
-
-fn clean_params<'a>(params: &'a str, extra: (&str, &str)) -> Cow<'a, str> {
-    if !split(params, b'&').any(|p| is_sensitive(p, extra)) {
-        return Cow::Borrowed(params);
-    }
-    let mut out = String::with_capacity(params.len());
-    for p in split(params, b'&').filter(|p| !p.is_empty() && !is_sensitive(p, extra)) {
-        if !out.is_empty() {
-            out.push('&');
+    for (sep, part, dirty) in parts {
+        let Some(part) = part.filter(|p| !p.is_empty()) else { continue };
+        let mut first = true;
+        for p in split(part, b'&').filter(|p| !dirty || !p.is_empty() && !sensitive(p)) {
+            push_ascii(&mut out, if first { sep } else { b'&' });
+            first = false;
+            out.push_str(p);
         }
-        out.push_str(p);
     }
-    Cow::Owned(out)
+    out
 }
 
 fn is_sensitive(param: &str, (extra, also): (&str, &str)) -> bool {
@@ -227,6 +219,11 @@ mod tests {
         check("https://a.example/p?key=1&monkey=2", &[], "https://a.example/p?monkey=2");
         check("https://a.example/p?&&q=1&", &[], "https://a.example/p?&&q=1&");
         check("https://a.example/p?at=@home", &[], "https://a.example/p?at=@home");
+        // A part without a sensitive parameter stays as written; a parameter-like fragment loses its leading `/?`.
+        check("https://a.example/p?&&q=1#access_token=t", &[], "https://a.example/p?&&q=1");
+        check("https://a.example/p?token=1#/?a=b", &[], "https://a.example/p#a=b");
+        check("https://a.example/p?#x", &[], "https://a.example/p?#x");
+        check("https://a.example/p?token=1#", &[], "https://a.example/p");
     }
 
     #[test]
