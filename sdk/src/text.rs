@@ -58,15 +58,20 @@ impl<'a> Iterator for Split<'a> {
 /// `s` without the leading bytes that are in `set` (ASCII).
 pub fn trim_start_bytes<'a>(s: &'a str, set: &[u8]) -> &'a str {
     let mut rest = s;
-    while let Some(tail) = rest.as_bytes().first().filter(|b| set.iter().any(|x| x == *b)).and_then(|_| rest.get(1..)) {
-        rest = tail;
+    while rest.as_bytes().first().is_some_and(|b| set.contains(b)) {
+        rest = split_at(rest, 1).1;
     }
     rest
 }
 
 /// `s` split at byte `at`; all of `s` and `""` when `at` is not a character boundary or past the end.
 pub fn split_at(s: &str, at: usize) -> (&str, &str) {
-    s.split_at_checked(at).unwrap_or((s, ""))
+    if s.is_char_boundary(at) {
+        // SAFETY: `at` is a character boundary of `s` (which includes `at <= s.len()`).
+        unsafe { (s.get_unchecked(..at), s.get_unchecked(at..)) }
+    } else {
+        (s, "")
+    }
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary (a slice: no copy).
