@@ -61,16 +61,16 @@ export function install(w, flags) {
     history[name] = function () {
       const result = original.apply(this, arguments);
       try {
-        w.call(8, trigger, 0);
+        w.call(8, trigger);
       } catch (_) {}
       return result;
     };
   });
-  on(window, "popstate", () => w.call(8, 2, 0));
-  on(window, "hashchange", () => w.call(8, 3, 0));
+  on(window, "popstate", () => w.call(8, 2));
+  on(window, "hashchange", () => w.call(8, 3));
   // 13: hidden or going away, 14: visible again, 6: flush.
-  on(document, "visibilitychange", () => w.call(document.hidden ? 13 : 14, 0, 0));
-  on(window, "pagehide", () => w.call(13, 0, 0));
-  on(window, "online", () => w.call(6, 0, 0));
+  on(document, "visibilitychange", () => w.call(document.hidden ? 13 : 14));
+  on(window, "pagehide", () => w.call(13));
+  on(window, "online", () => w.call(6));
   if (flags & 8) on(window, "scroll", () => w.call(15, scrollY + innerHeight, document.documentElement.scrollHeight));
 }

@@ -106,8 +106,8 @@ export function bind(w) {
     identify: optional(2),
     alias: safe((userId, previousId) => w.call(3, 0, 0, String(userId), text(previousId))),
     group: safe((groupId, traits) => w.call(4, 0, 0, String(groupId), json(traits))),
-    reset: safe(() => w.call(5, 0, 0)),
-    flush: safe(() => w.call(6, 0, 0)),
-    consent: safe((c) => w.call(7, choice(c, "analytics") + 3 * choice(c, "marketing") + 9 * choice(c, "personalization"), 0)),
+    reset: safe(() => w.call(5)),
+    flush: safe(() => w.call(6)),
+    consent: safe((c) => w.call(7, choice(c, "analytics") + 3 * choice(c, "marketing") + 9 * choice(c, "personalization"))),
   };
 }

@@ -51,25 +51,28 @@ function put(t) {
   return end - start;
 }
 
-/** Calls the module (operation numbers in sdk/src/api.rs); `a`–`d` are texts or undefined. */
+/** Calls the module (operation numbers in sdk/src/api.rs); `a`–`d` are texts or undefined, and numbers left out
+ * arrive as NaN (read as 0). */
 export function call(op, n, m, a, b, c, d) {
   end = w.texts(3 * (len(a) + len(b) + len(c) + len(d))) >>> 0; // a UTF-16 unit is at most 3 bytes of UTF-8
   w.call(op, n, m, put(a), put(b), put(c), put(d));
 }
 
-/** The module's imports (module "h"). One object rather than an `import *` namespace: smaller once bundled. */
+/** The module's imports (module "h"), named by one letter each (`link_name` in sdk/src/browser/mod.rs): take, now,
+ * iso, random, uuid, load, store, keys, page, facts, context, send (x), beacon, arm. One object rather than an
+ * `import *` namespace: smaller once bundled. */
 export const imports = {
-  take: (at) => bytes(at, out.length).set(out),
+  /* take */ t: (at) => bytes(at, out.length).set(out),
 
-  now: () => Date.now(),
+  /* now */ n: () => Date.now(),
   // One per event when batches are sealed: written straight into the module's buffer (TextEncoder.encode costs
   // microseconds per short text), and the last one kept (toISOString does too, and a burst shares milliseconds).
-  iso: (ms, at) => ascii(at, 24, ms === isoMs ? isoText : (isoText = new Date((isoMs = ms)).toISOString())),
+  /* iso */ i: (ms, at) => ascii(at, 24, ms === isoMs ? isoText : (isoText = new Date((isoMs = ms)).toISOString())),
 
-  random: (at, n) => crypto.getRandomValues(bytes(at, n)),
+  /* random */ r: (at, n) => crypto.getRandomValues(bytes(at, n)),
   /** A UUIDv4, written at `at` (36 bytes) from random bytes drawn 256 at a time (crypto.randomUUID costs microseconds
    * a call in Chromium, more than the rest of an event's encoding). */
-  uuid(at) {
+  /* uuid */ u(at) {
     const v = view();
     for (let i = 0; i < 16; i++) {
       if (used > 255) crypto.getRandomValues(pool), (used = 0);
@@ -81,7 +84,7 @@ export const imports = {
   },
 
   // localStorage can be missing (null) or throw (blocked storage, private modes, quota): then nothing is kept.
-  load(at, n) {
+  /* load */ l(at, n) {
     try {
       return give(localStorage.getItem(text(at, n)));
     } catch (e) {
@@ -89,14 +92,14 @@ export const imports = {
     }
   },
   /** Writes the value, or removes the key when there is none (length -1). */
-  store(at, n, vat, vn) {
+  /* store */ s(at, n, vat, vn) {
     try {
       if (vn < 0) localStorage.removeItem(text(at, n));
       else localStorage.setItem(text(at, n), text(vat, vn));
     } catch (e) {}
   },
   /** Every key, one per line (the module picks its own). */
-  keys() {
+  /* keys */ k() {
     try {
       return give(Object.keys(localStorage).join("\n"));
     } catch (e) {
@@ -105,14 +108,14 @@ export const imports = {
   },
 
   /** url and referrer, one per line. */
-  page: () => give(location.href + "\n" + document.referrer),
+  /* page */ p: () => give(location.href + "\n" + document.referrer),
   /** Global Privacy Control (1/0) + 2 · visible (1/0). */
-  facts: () => (navigator.globalPrivacyControl === true) + 2 * !document.hidden,
+  /* facts */ f: () => (navigator.globalPrivacyControl === true) + 2 * !document.hidden,
 
   /** The events' `context` (sdk/src/tracker.rs, `Device::context`) from what the module decided — the scrubbed URL
    * and referrer, the consent state `n` (its bits: 1 analytics, 2 marketing, 4 personalization, 8 implied mode,
    * 16 · source, 64 GPC), the session — and what only the page knows: title, locale, screen. */
-  context(uat, un, rat, rn, n, sat, sn) {
+  /* context */ c(uat, un, rat, rn, n, sat, sn) {
     const url = text(uat, un);
     // The path and query of the URL as written (no URL parsing: nothing is normalised or decoded).
     const [, path, search] = url.match(/^(?:[^?#]*?:\/\/)?[^/?#]*([^?#]*)([^#]*)/);
@@ -142,14 +145,14 @@ export const imports = {
 
   // A text/plain string body is a CORS "simple request" (no preflight); no cookies. No keepalive: Chromium caps all
   // keepalive bodies in flight at 64 KiB and refuses the rest silently; only the page-hide path uses sendBeacon.
-  send(uat, un, bat, bn, batch) {
+  /* send */ x(uat, un, bat, bn, batch) {
     fetch(text(uat, un), { method: "POST", body: text(bat, bn), credentials: "omit" }).then(
       (r) => call(11, r.status, batch, r.headers.get("Retry-After") ?? undefined),
       () => call(11, 0, batch),
     );
   },
 
-  beacon(uat, un, bat, bn) {
+  /* beacon */ b(uat, un, bat, bn) {
     try {
       return navigator.onLine !== false && navigator.sendBeacon(text(uat, un), text(bat, bn));
     } catch (e) {
@@ -157,8 +160,8 @@ export const imports = {
     }
   },
 
-  arm(ms) {
+  /* arm */ a(ms) {
     clearTimeout(timer);
-    timer = setTimeout(() => call(12, 0, 0), ms);
+    timer = setTimeout(() => call(12), ms);
   },
 };

@@ -13,42 +13,43 @@ use device::BrowserDevice;
 use std::cell::RefCell;
 
 pub mod host {
-    //! The imports from `js/host.js`, as plain Wasm functions over the module's memory: a text goes out as a
+    //! The imports from `js/host.js` (one-letter names: each name is in the module and in the script), as plain
+    //! Wasm functions over the module's memory: a text goes out as a
     //! pointer and a byte length, and comes back as a byte length (-1: none) that [`take`] then copies in. No
     //! wasm-bindgen shims or marshalling glue: `js/host.js` is the whole JS side of the boundary.
 
     #[link(wasm_import_module = "h")]
     extern "C" {
-        #[link_name = "now"]
+        #[link_name = "n"]
         fn now_() -> f64;
-        #[link_name = "random"]
+        #[link_name = "r"]
         fn random_(out: *mut u8, len: usize);
         /// Writes 36 bytes (ASCII) to `out`.
-        #[link_name = "uuid"]
+        #[link_name = "u"]
         fn uuid_(out: *mut u8);
         /// Writes 24 bytes (ASCII) to `out`.
-        #[link_name = "iso"]
+        #[link_name = "i"]
         fn iso_(ms: f64, out: *mut u8);
-        #[link_name = "load"]
+        #[link_name = "l"]
         fn load_(key: *const u8, key_len: usize) -> isize;
-        #[link_name = "store"]
+        #[link_name = "s"]
         fn store_(key: *const u8, key_len: usize, value: *const u8, value_len: isize);
-        #[link_name = "keys"]
+        #[link_name = "k"]
         fn keys_() -> isize;
-        #[link_name = "page"]
+        #[link_name = "p"]
         fn page_() -> isize;
-        #[link_name = "facts"]
+        #[link_name = "f"]
         fn facts_() -> u32;
-        #[link_name = "context"]
+        #[link_name = "c"]
         fn context_(url: *const u8, url_len: usize, referrer: *const u8, referrer_len: usize, consent: u32, session: *const u8, session_len: isize) -> isize;
-        #[link_name = "send"]
+        #[link_name = "x"]
         fn send_(url: *const u8, url_len: usize, body: *const u8, body_len: usize, batch: u32);
-        #[link_name = "beacon"]
+        #[link_name = "b"]
         fn beacon_(url: *const u8, url_len: usize, body: *const u8, body_len: usize) -> i32;
-        #[link_name = "arm"]
+        #[link_name = "a"]
         fn arm_(ms: f64);
         /// Copies the text the last call answered (its length) to `out`.
-        #[link_name = "take"]
+        #[link_name = "t"]
         fn take_(out: *mut u8);
     }
 
