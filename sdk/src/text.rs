@@ -58,7 +58,7 @@ impl<'a> Iterator for Split<'a> {
 /// `s` without the leading bytes that are in `set` (ASCII).
 pub fn trim_start_bytes<'a>(s: &'a str, set: &[u8]) -> &'a str {
     let mut rest = s;
-    while rest.as_bytes().first().is_some_and(|b| set.contains(b)) {
+    while rest.as_bytes().first().is_some_and(|b| set.iter().any(|x| x == b)) {
         rest = split_at(rest, 1).1;
     }
     rest
