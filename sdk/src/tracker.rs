@@ -145,13 +145,36 @@ struct Shared {
 /// An event as `emit` records it: its own fields, its time and what it shares with the events of its state.
 #[derive(Debug)]
 struct Draft {
-    kind: &'static str,
-    /// `event`, `name`, `previousId` or `groupId`.
-    field: Option<(&'static str, String)>,
-    /// `properties` or `traits`: JSON object text; empty for `{}`.
-    payload: Option<(&'static str, String)>,
+    kind: Kind,
+    /// The kind's own field ([`Kind::keys`]).
+    field: Option<String>,
+    /// The kind's `properties` or `traits`: JSON object text; empty for `{}`; `None`: left out.
+    payload: Option<String>,
     time: f64,
     tail: Rc<Shared>,
+}
+
+/// An event's `type`.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Track,
+    Page,
+    Identify,
+    Alias,
+    Group,
+}
+
+impl Kind {
+    /// The `type`, the key of the kind's own field and of its payload (`""`: none).
+    fn keys(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Kind::Track => ("track", "event", "properties"),
+            Kind::Page => ("page", "name", "properties"),
+            Kind::Identify => ("identify", "", "traits"),
+            Kind::Alias => ("alias", "previousId", ""),
+            Kind::Group => ("group", "groupId", "traits"),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -250,13 +273,13 @@ impl Tracker {
         if event.trim_ascii().is_empty() {
             return;
         }
-        self.emit(dev, "track", Some(("event", event.to_owned())), Some(("properties", properties.map(str::to_owned))));
+        self.emit(dev, Kind::Track, Some(event.to_owned()), properties.map(str::to_owned));
     }
 
     /// `page(name?, properties?)`.
     pub fn page(&mut self, dev: &mut impl Device, name: Option<&str>, properties: Option<&str>) {
         let name = name.filter(|n| !n.trim_ascii().is_empty());
-        self.emit(dev, "page", name.map(|n| ("name", n.to_owned())), Some(("properties", properties.map(str::to_owned))));
+        self.emit(dev, Kind::Page, name.map(str::to_owned), properties.map(str::to_owned));
     }
 
     /// `identify(userId?, traits?)`. Without analytics consent nothing identifying leaves the page: the call waits
@@ -274,7 +297,7 @@ impl Tracker {
             return;
         }
         if self.user_id.is_some() || self.anonymous_id.is_some() {
-            self.emit(dev, "identify", None, Some(("traits", traits.map(str::to_owned))));
+            self.emit(dev, Kind::Identify, None, traits.map(str::to_owned));
         }
     }
 
@@ -290,7 +313,7 @@ impl Tracker {
         self.user_id = Some(user_id.to_owned());
         self.tail = None;
         dev.store(KEY_USER_ID, user_id);
-        self.emit(dev, "alias", Some(("previousId", previous)), None);
+        self.emit(dev, Kind::Alias, Some(previous), None);
     }
 
     /// `group(groupId, traits?)`. Identity operation: sent only with analytics consent.
@@ -299,7 +322,7 @@ impl Tracker {
         if group_id.is_empty() || !self.consent.allows_device_storage() {
             return;
         }
-        self.emit(dev, "group", Some(("groupId", group_id.to_owned())), Some(("traits", traits.map(str::to_owned))));
+        self.emit(dev, Kind::Group, Some(group_id.to_owned()), traits.map(str::to_owned));
     }
 
     /// `reset()`: logout. Forgets the user ID and traits, and starts a new anonymous ID and session.
@@ -347,7 +370,7 @@ impl Tracker {
         if after {
             if let Some(traits) = self.waiting_identify.take() {
                 if self.user_id.is_some() {
-                    self.emit(dev, "identify", None, Some(("traits", traits)));
+                    self.emit(dev, Kind::Identify, None, traits);
                 }
             }
         }
@@ -463,7 +486,7 @@ impl Tracker {
 
     /// An automatic `track` event with properties the SDK wrote.
     fn track_props(&mut self, dev: &mut impl Device, event: &str, props: String) {
-        self.emit(dev, "track", Some(("event", event.to_owned())), Some(("properties", Some(props))));
+        self.emit(dev, Kind::Track, Some(event.to_owned()), Some(props));
     }
 
     // ----- events -----------------------------------------------------------------------------------------------
@@ -471,7 +494,7 @@ impl Tracker {
     /// Records an event: its time, session activity and the shared tail of the current state. No JSON is written
     /// here (see [`Tracker::seal`]). `payload` is `properties` or `traits`: `None` text means `{}`, and text that is
     /// not an object (what JSON.stringify makes of a bad argument) is left out rather than refused.
-    fn emit(&mut self, dev: &mut impl Device, kind: &'static str, field: Option<(&'static str, String)>, payload: Option<(&'static str, Option<String>)>) {
+    fn emit(&mut self, dev: &mut impl Device, kind: Kind, field: Option<String>, payload: Option<String>) {
         if self.queued() >= MAX_QUEUED_EVENTS {
             self.outbox.dropped += 1;
             return;
@@ -496,11 +519,11 @@ impl Tracker {
                 tail
             }
         };
-        let payload = payload.and_then(|(key, text)| match text {
-            None => Some((key, String::new())),
-            Some(p) if p.starts_with("{") => Some((key, p)),
+        let payload = match payload {
+            None => Some(String::new()),
+            Some(p) if p.starts_with("{") => Some(p),
             Some(_) => None,
-        });
+        };
         self.drafts.push(Draft { kind, field, payload, time, tail });
     }
 
@@ -515,14 +538,15 @@ impl Tracker {
     }
 
     fn encode_with(d: &Draft, message_id: &str, time: &str, replace_payload: Option<&str>) -> String {
-        let mut out = String::with_capacity(d.tail.ids.len() + 128 + d.field.as_ref().map_or(0, |f| f.1.len()) + d.payload.as_ref().map_or(0, |p| p.1.len()));
+        let mut out = String::with_capacity(d.tail.ids.len() + 128 + d.field.as_ref().map_or(0, String::len) + d.payload.as_ref().map_or(0, String::len));
+        let (kind, field_key, payload_key) = d.kind.keys();
         out.push('{');
-        json::push_member(&mut out, "type", d.kind);
-        if let Some((k, v)) = &d.field {
-            json::push_member(&mut out, k, v);
+        json::push_member(&mut out, "type", kind);
+        if let Some(v) = &d.field {
+            json::push_member(&mut out, field_key, v);
         }
-        if let Some((k, p)) = &d.payload {
-            json::push_raw_member(&mut out, k, replace_payload.unwrap_or(if p.is_empty() { "{}" } else { p }));
+        if let Some(p) = d.payload.as_deref().filter(|_| !payload_key.is_empty()) {
+            json::push_raw_member(&mut out, payload_key, replace_payload.unwrap_or(if p.is_empty() { "{}" } else { p }));
         }
         json::push_member(&mut out, "messageId", message_id);
         json::push_member(&mut out, "timestamp", time);
