@@ -237,14 +237,10 @@ impl Tracker {
         let now = dev.now();
         let lifetime_ms = f64::from(self.options.id_lifetime_days) * 86_400_000.0;
         let stored = read_stamp(dev, KEY_ANONYMOUS_ID).filter(|(_, created)| now - created < lifetime_ms && *created <= now + 86_400_000.0);
-        self.anonymous_id = Some(match stored {
-            Some((id, _)) => id,
-            None => {
-                let id = dev.uuid();
-                dev.store(KEY_ANONYMOUS_ID, &stamp(&id, now));
-                id
-            }
-        });
+        match stored {
+            Some((id, _)) => self.anonymous_id = Some(id),
+            None => self.new_anonymous_id(dev, now),
+        }
         self.session = read_stamp(dev, KEY_SESSION)
             .filter(|(_, last)| now - last < SESSION_TIMEOUT_MS)
             .map(|(id, last)| Session { id, last_activity: last, written_at: last });
@@ -333,11 +329,16 @@ impl Tracker {
         dev.remove(KEY_USER_ID);
         dev.remove(KEY_SESSION);
         if self.consent.allows_device_storage() {
-            let id = dev.uuid();
-            dev.store(KEY_ANONYMOUS_ID, &stamp(&id, dev.now()));
-            self.anonymous_id = Some(id);
+            self.new_anonymous_id(dev, dev.now());
         }
         self.tail = None;
+    }
+
+    /// A new anonymous ID, stored with its creation time.
+    fn new_anonymous_id(&mut self, dev: &mut impl Device, now: f64) {
+        let id = dev.uuid();
+        dev.store(KEY_ANONYMOUS_ID, &stamp(&id, now));
+        self.anonymous_id = Some(id);
     }
 
     /// `consent({analytics?, marketing?, personalization?})`. Granting analytics creates the device state;
