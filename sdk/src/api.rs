@@ -7,7 +7,7 @@
 //! Texts cross as UTF-8 in one buffer: `js/host.js` asks [`texts`] for room, writes the call's texts one after the
 //! other, and passes their byte lengths (-1 for none) to [`call`].
 
-use crate::browser;
+use crate::browser::{self, OneThread};
 use crate::consent::Mode;
 use crate::consent::Update;
 use crate::navigation::Trigger;
@@ -16,22 +16,18 @@ use crate::tracker::{Click, FormSubmit};
 use std::cell::Cell;
 use wasm_bindgen::prelude::*;
 
-thread_local! {
-    /// The texts of the call being made (written by `js/host.js` past the vector's length).
-    static TEXTS: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
-}
+/// The texts of the call being made (written by `js/host.js` past the vector's length).
+static TEXTS: OneThread<Cell<Vec<u8>>> = OneThread(Cell::new(Vec::new()));
 
 /// Room for `bytes` bytes of texts for the next [`call`]; returns where to write them.
 #[wasm_bindgen]
 pub fn texts(bytes: usize) -> *mut u8 {
-    TEXTS.with(|t| {
-        let mut v = t.take();
-        v.clear();
-        v.reserve(bytes);
-        let at = v.as_mut_ptr();
-        t.set(v);
-        at
-    })
+    let mut v = TEXTS.0.take();
+    v.clear();
+    v.reserve(bytes);
+    let at = v.as_mut_ptr();
+    TEXTS.0.set(v);
+    at
 }
 
 /// Every call into the module: `op` says which, `n`/`m` are its numbers and `a`–`d` the byte lengths of its texts
@@ -61,7 +57,7 @@ pub fn texts(bytes: usize) -> *mut u8 {
 pub fn call(op: u32, n: f64, m: f64, a: isize, b: isize, c: isize, d: isize) {
     // The buffer stays out of its cell for the call: the texts are borrowed from it (no copies, and nothing to
     // drop but the buffer), and a call made from inside this one (none is) would only find an empty buffer.
-    let buffer = TEXTS.with(Cell::take);
+    let buffer = TEXTS.0.take();
     let mut at = 0;
     let mut next = |len: isize| {
         let len = usize::try_from(len).ok()?;
@@ -120,7 +116,7 @@ pub fn call(op: u32, n: f64, m: f64, a: isize, b: isize, c: isize, d: isize) {
             rt.tracked();
         });
     }
-    TEXTS.with(|t| t.set(buffer));
+    TEXTS.0.set(buffer);
 }
 
 /// A text, `""` for none.

@@ -139,13 +139,21 @@ pub struct Runtime {
     flush_requested: bool,
 }
 
-thread_local! {
-    static RUNTIME: RefCell<Option<Runtime>> = const { RefCell::new(None) };
-}
+/// A static of the module's one thread: without the `atomics` feature a Wasm module has no other (see `lib.rs`).
+/// Plain statics instead of `thread_local!`, whose access path costs the module code for nothing here.
+pub struct OneThread<T>(pub T);
+
+// SAFETY: nothing runs concurrently in a module built without `atomics` (checked below).
+unsafe impl<T> Sync for OneThread<T> {}
+
+#[cfg(target_feature = "atomics")]
+compile_error!("the SDK's statics (OneThread) and allocator assume a single-threaded module");
+
+static RUNTIME: OneThread<RefCell<Option<Runtime>>> = OneThread(RefCell::new(None));
 
 /// Starts the SDK on this page. A second call is ignored.
 pub fn start(options: Options) {
-    if RUNTIME.with(|r| r.borrow().is_some()) {
+    if RUNTIME.0.borrow().is_some() {
         return;
     }
     let (page, env, visible) = browser_state();
@@ -154,7 +162,7 @@ pub fn start(options: Options) {
     endpoint.push_str("/v1/batch");
     let tracker = Tracker::start(options, env, page, visible, &mut dev);
     // The old value is `None` (checked above): forgetting it spares the module the runtime's drop code.
-    RUNTIME.with(|r| core::mem::forget(r.replace(Some(Runtime { tracker, dev, endpoint, timer: None, flush_requested: false }))));
+    core::mem::forget(RUNTIME.0.replace(Some(Runtime { tracker, dev, endpoint, timer: None, flush_requested: false })));
     with(&mut |rt| rt.pump(Send::Now));
 }
 
@@ -175,13 +183,11 @@ fn browser_state() -> (Page, Environment, bool) {
 /// Runs `f` on the runtime, if started and not busy. Every public call and every listener goes through here.
 /// (Takes `&mut dyn FnMut` rather than a generic closure: one copy of this code in the module, not one per caller.)
 pub fn with(f: &mut dyn FnMut(&mut Runtime)) {
-    RUNTIME.with(|r| {
-        if let Ok(mut guard) = r.try_borrow_mut() {
-            if let Some(rt) = guard.as_mut() {
-                f(rt);
-            }
+    if let Ok(mut guard) = RUNTIME.0.try_borrow_mut() {
+        if let Some(rt) = guard.as_mut() {
+            f(rt);
         }
-    });
+    }
 }
 
 /// Whether [`Runtime::pump`] may send from the current call stack.
