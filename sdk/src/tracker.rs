@@ -596,9 +596,11 @@ impl Tracker {
     /// Seals waiting events into batches (writing them to the device when consent allows).
     pub fn seal(&mut self, dev: &mut impl Device) {
         let persist = self.consent.allows_device_storage();
-        for draft in std::mem::take(&mut self.drafts) {
+        // By reference, then dropped whole: a consuming loop costs the module an iterator's drop code.
+        let drafts = std::mem::take(&mut self.drafts);
+        for draft in &drafts {
             let (message_id, time) = (dev.uuid(), dev.iso_time(draft.time));
-            self.outbox.push(Some(&draft.tail.context), &Self::encode(&draft, &message_id, &time), persist);
+            self.outbox.push(Some(&draft.tail.context), &Self::encode(draft, &message_id, &time), persist);
         }
         self.outbox.seal(persist);
         self.apply_ops(dev);
@@ -606,10 +608,10 @@ impl Tracker {
 
     /// Carries out the outbox's storage effects.
     fn apply_ops(&mut self, dev: &mut impl Device) {
-        for op in self.outbox.take_ops() {
+        for op in &self.outbox.take_ops() {
             match op {
-                StorageOp::Write { key, value } => dev.store(&key, &value),
-                StorageOp::Remove { key } => dev.remove(&key),
+                StorageOp::Write { key, value } => dev.store(key, value),
+                StorageOp::Remove { key } => dev.remove(key),
             }
         }
     }
