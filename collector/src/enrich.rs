@@ -168,7 +168,9 @@ pub fn campaign_from_url(url: &str) -> Campaign {
             _ => continue,
         };
         if slot.is_none() && !value.is_empty() {
-            *slot = Some(value.chars().take(200).collect());
+            // At most 200 characters, cut on a character boundary.
+            let end = value.char_indices().nth(200).map_or(value.len(), |(i, _)| i);
+            *slot = Some(value[..end].to_owned());
         }
     }
     campaign
@@ -270,12 +272,25 @@ fn is_sensitive_param(name: &str, value: &str) -> bool {
 /// batched ingest).
 pub fn contains_any(text: &str, patterns: &[impl AsRef<str>]) -> bool {
     let text = text.as_bytes();
-    // An empty pattern occurs everywhere, as with `str::contains`.
-    patterns.iter().any(|p| p.as_ref().is_empty()) || (0..text.len()).any(|i| {
-        let rest = &text[i..];
-        patterns.iter().map(|p| p.as_ref().as_bytes()).any(|p| {
-            p.first().is_some_and(|first| first.eq_ignore_ascii_case(&rest[0])) && rest.len() >= p.len() && rest[..p.len()].eq_ignore_ascii_case(p)
-        })
+    // The patterns' first bytes, both cases: most positions of the text start none of them and cost one lookup.
+    let mut firsts = [0u64; 4];
+    for p in patterns {
+        match p.as_ref().as_bytes().first() {
+            // An empty pattern occurs everywhere, as with `str::contains`.
+            None => return true,
+            Some(&b) => {
+                for b in [b.to_ascii_lowercase(), b.to_ascii_uppercase()] {
+                    firsts[usize::from(b >> 6)] |= 1 << (b & 63);
+                }
+            }
+        }
+    }
+    (0..text.len()).any(|i| {
+        let b = text[i];
+        firsts[usize::from(b >> 6)] & (1 << (b & 63)) != 0 && {
+            let rest = &text[i..];
+            patterns.iter().map(|p| p.as_ref().as_bytes()).any(|p| rest.len() >= p.len() && rest[..p.len()].eq_ignore_ascii_case(p))
+        }
     })
 }
 
@@ -322,6 +337,9 @@ mod tests {
         }
         assert!(contains_any(r#"{"Email":1}"#, &["email".to_owned()]), "without case");
         assert!(contains_any("", &[""]), "an empty pattern occurs everywhere, as with str::contains");
+        assert!(contains_any("x_PWD", &["Pwd"]), "a pattern's first letter in either case");
+        assert!(contains_any("grüße", &["üß"]) && !contains_any("grüße", &["üx"]), "bytes past ASCII");
+        assert!(!contains_any("mai", &["mail"]), "a pattern longer than what is left");
     }
 
     #[test]
@@ -376,6 +394,8 @@ mod tests {
         assert_eq!(url_path("https://shop.example/a/b?x=1#y").as_deref(), Some("/a/b"));
         let c = campaign_from_url("https://shop.example/?utm_source=news%20letter&utm_medium=email&utm_campaign=spring&x=1#utm_term=no");
         assert_eq!(c, Campaign { source: Some("news letter".into()), medium: Some("email".into()), name: Some("spring".into()), term: None, content: None });
+        let long = format!("https://shop.example/?utm_source={}", "é".repeat(300));
+        assert_eq!(campaign_from_url(&long).source, Some("é".repeat(200)), "at most 200 characters");
         assert_eq!(clip("héllo", 2), "h");
         assert_eq!(strip_click_ids("https://s.example/?utm_source=g&gclid=abc&x=1#top"), "https://s.example/?utm_source=g&x=1#top");
         // The shortcut for URLs that keep everything gives what rebuilding them gives.
