@@ -139,7 +139,7 @@ struct Shared {
     /// `,"anonymousId":…,"userId":…` (only with analytics consent), or empty.
     ids: String,
     /// The `context` object; it travels once per batch (see `queue`).
-    context: String,
+    context: Rc<String>,
 }
 
 /// An event as `emit` records it: its own fields, its time and what it shares with the events of its state.
@@ -515,7 +515,7 @@ impl Tracker {
                         }
                     }
                 }
-                let tail = Rc::new(Shared { ids, context: self.build_context(dev) });
+                let tail = Rc::new(Shared { ids, context: Rc::new(self.build_context(dev)) });
                 self.tail = Some(tail.clone());
                 tail
             }
@@ -600,7 +600,7 @@ impl Tracker {
         let drafts = std::mem::take(&mut self.drafts);
         for draft in &drafts {
             let (message_id, time) = (dev.uuid(), dev.iso_time(draft.time));
-            self.outbox.push(Some(&draft.tail.context), &Self::encode(draft, &message_id, &time), persist);
+            self.outbox.push(Some(draft.tail.context.clone()), &Self::encode(draft, &message_id, &time), persist);
         }
         self.outbox.seal(persist);
         self.apply_ops(dev);
