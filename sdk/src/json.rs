@@ -6,24 +6,28 @@
 /// Appends `s` as a JSON string literal, quotes included. Control characters, quotes and backslashes are escaped;
 /// everything else, non-ASCII included, is copied as UTF-8.
 pub fn push_str(out: &mut String, s: &str) {
-    // SAFETY: what goes in is `s`'s bytes as they are (whole UTF-8 sequences: only ASCII bytes get an escape) and
-    // ASCII escapes, so `out` stays UTF-8.
-    let v = unsafe { out.as_mut_vec() };
-    v.reserve(s.len() + 2);
-    v.push(b'"');
-    for &b in s.as_bytes() {
-        if b == b'"' || b == b'\\' {
-            v.push(b'\\');
-        } else if b < 0x20 {
-            // Control characters as `\u00XX` (newlines and tabs too: one form, less code; the same JSON).
-            v.extend_from_slice(b"\\u00");
-            v.push(hex_digit(b >> 4));
-            v.push(hex_digit(b & 0xf));
-            continue;
+    out.push('"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(crate::text::split_at(crate::text::split_at(s, i).0, start).1);
+        if escape.is_empty() {
+            out.push_str("\\u00");
+            push_ascii(out, hex_digit(b >> 4));
+            push_ascii(out, hex_digit(b & 0xf));
+        } else {
+            out.push_str(escape);
         }
-        v.push(b);
+        start = i + 1;
     }
-    v.push(b'"');
+    out.push_str(crate::text::split_at(s, start).1);
+    out.push('"');
 }
 
 /// Appends `"key":` — `key` must be a literal that needs no escaping.
