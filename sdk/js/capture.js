@@ -21,7 +21,7 @@ export function selector(el) {
     }
     let part = tag;
     (el.getAttribute("class") || "").split(/\s+/).filter(stable).slice(0, 2).forEach((c) => (part += "." + c));
-    const same = el.parentElement ? Array.prototype.filter.call(el.parentElement.children, (s) => s.tagName === el.tagName) : [];
+    const same = [...(el.parentElement?.children || [])].filter((s) => s.tagName === el.tagName);
     if (same.length > 1) part += ":nth-of-type(" + (same.indexOf(el) + 1) + ")";
     parts.unshift(part);
   }
@@ -42,7 +42,7 @@ export function install(w, flags) {
     );
   if (flags & 2)
     on(document, "click", (e) => {
-      const el = e.target && e.target.closest && e.target.closest(CLICKABLE);
+      const el = e.target?.closest?.(CLICKABLE);
       if (!el) return;
       const tag = el.tagName.toLowerCase();
       // Never an input's value: for inputs only their accessible label.

@@ -27,5 +27,5 @@ import { METHODS, OPTIONS, start } from "./client.js";
       queue.forEach((call) => api[call[0]].apply(null, call[1]));
       document.dispatchEvent(new Event("footprint:ready"));
     })
-    .catch((e) => console.error("footprint:", e && e.message ? e.message : e));
+    .catch((e) => console.error("footprint:", e?.message || e));
 })();
