@@ -52,6 +52,11 @@ const fn join<const N: usize>(list: &[&str]) -> [u8; N] {
     out
 }
 
+/// Whether one of the `sep`-separated `parts` is part of `name`.
+fn part_of(parts: &str, sep: u8, name: &str) -> bool {
+    split(parts, sep).any(|p| !p.is_empty() && contains(name, p))
+}
+
 /// Whether `name` is one of the space-separated `names`.
 fn listed(names: &str, name: &str) -> bool {
     split(names, b' ').any(|n| !n.is_empty() && n == name)
@@ -103,13 +108,7 @@ pub fn scrub_with(url: &str, extra: &str, also: &str) -> String {
 fn is_sensitive(param: &str, (extra, also): (&str, &str)) -> bool {
     let (name, value) = split_once(param, b'=');
     let name = name.to_ascii_lowercase();
-    if split(CONTAINS, b' ').any(|s| contains(&name, s)) || listed(EXACT, &name) || listed(also, &name) {
-        return true;
-    }
-    if split(extra, b',').any(|s| !s.is_empty() && contains(&name, s)) {
-        return true;
-    }
-    value.is_some_and(looks_like_email)
+    part_of(CONTAINS, b' ', &name) || listed(EXACT, &name) || listed(also, &name) || part_of(extra, b',', &name) || value.is_some_and(looks_like_email)
 }
 
 /// `local@domain.tld`, raw or with `@` percent-encoded.
