@@ -164,7 +164,7 @@ pub enum LinkKind {
 /// Classifies a link's absolute `href` seen from a page at `page_origin`.
 pub fn classify_link(href: &str, page_origin: &str, has_download_attribute: bool) -> LinkKind {
     let p = parts(href);
-    if has_download_attribute || extension(p.path).is_some_and(|e| split(DOWNLOAD_EXTENSIONS, b' ').any(|d| d == e)) {
+    if has_download_attribute || extension(p.path).is_some_and(|e| listed(DOWNLOAD_EXTENSIONS, &e)) {
         return LinkKind::Download;
     }
     let web = href.starts_with("http://") || href.starts_with("https://");
