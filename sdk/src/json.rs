@@ -63,12 +63,6 @@ pub fn push_u64_member(out: &mut String, key: &str, n: u64) {
     push_u64(out, n);
 }
 
-/// Appends `,"key":` (the comma unless the object just opened), for a value the caller writes.
-pub fn push_key_after_comma(out: &mut String, key: &str) {
-    push_separator(out);
-    push_key(out, key);
-}
-
 /// A comma, unless the object or array just opened.
 fn push_separator(out: &mut String) {
     if !matches!(out.as_bytes().last(), Some(b'{' | b'[') | None) {
