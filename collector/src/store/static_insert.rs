@@ -39,6 +39,9 @@ impl<'a> From<&'a Option<String>> for Param<'a> {
 pub(super) struct StaticInsert {
     stmt: NonNull<ffi::sqlite3_stmt>,
     db: NonNull<ffi::sqlite3>,
+    /// How many parameters the statement has: [`StaticInsert::execute`] takes exactly these (an unbound one would
+    /// silently be NULL).
+    parameters: usize,
 }
 
 // SAFETY: like rusqlite's `Connection`, which it travels with: SQLite is built thread-safe, and `&mut self` keeps
@@ -58,12 +61,16 @@ impl StaticInsert {
                 return Err(error(db, rc));
             }
             let stmt = NonNull::new(stmt).ok_or_else(|| rusqlite::Error::SqliteFailure(ffi::Error::new(ffi::SQLITE_MISUSE), Some("empty statement".into())))?;
-            Ok(StaticInsert { stmt, db })
+            let parameters = usize::try_from(ffi::sqlite3_bind_parameter_count(stmt.as_ptr())).unwrap_or(0);
+            Ok(StaticInsert { stmt, db, parameters })
         }
     }
 
     /// Binds `params` to ?1, ?2, … in order, runs the statement once and clears the bindings.
     pub(super) fn execute(&mut self, params: &[Param<'_>]) -> rusqlite::Result<()> {
+        if params.len() != self.parameters {
+            return Err(rusqlite::Error::InvalidParameterCount(params.len(), self.parameters));
+        }
         let stmt = self.stmt.as_ptr();
         // SAFETY: `stmt` is a live prepared statement of `db`, used from one thread (`&mut self`). Texts are bound
         // SQLITE_STATIC: SQLite reads them only until the bindings are cleared, which happens before this returns.
@@ -130,6 +137,7 @@ mod tests {
         insert.execute(&[Param::Null, Param::Null, Param::Text("")]).unwrap();
         let failed = insert.execute(&[Param::Null, Param::Null, Param::Null]).unwrap_err();
         assert!(failed.to_string().contains("NOT NULL"), "{failed}");
+        assert!(matches!(insert.execute(&[Param::Null, Param::Null]), Err(rusqlite::Error::InvalidParameterCount(2, 3))));
         // A failed run leaves the statement usable.
         insert.execute(&[Param::Text("after"), Param::Int(9), Param::Text("c")]).unwrap();
         let rows: Vec<(Option<String>, Option<i64>, String)> =
