@@ -512,9 +512,7 @@ pub fn record(conn: &Connection, cache: &mut StatsCache, events: &[StoredEvent],
         return Ok(());
     }
     let first_id = max_id - events.len() as i64;
-    let mut recent: Vec<Recent> = events.iter().filter_map(Recent::of).collect();
-    // Stable: events of one visitor at the same time stay in insertion order.
-    recent.sort_by(|a, b| (a.site, &a.visitor, a.ts).cmp(&(b.site, &b.visitor, b.ts)));
+    let recent = by_visitor_and_time(events.iter().filter_map(Recent::of).collect());
     let mut deltas = Deltas::default();
     let mut statements = VisitStatements {
         select_open: conn.prepare_cached(SELECT_OPEN)?,
@@ -536,6 +534,19 @@ pub fn record(conn: &Connection, cache: &mut StatsCache, events: &[StoredEvent],
         }
     }
     Ok(())
+}
+
+/// `recent` ordered by site, visitor and time; events of one visitor at the same time stay in insertion order. The
+/// order is found on indices and applied once: sorting the ~250-byte rows themselves moved each of them many times
+/// (~2 % of batched ingest CPU).
+fn by_visitor_and_time(recent: Vec<Recent<'_>>) -> Vec<Recent<'_>> {
+    let mut order: Vec<usize> = (0..recent.len()).collect();
+    order.sort_unstable_by(|&a, &b| {
+        let (x, y) = (&recent[a], &recent[b]);
+        (x.site, &x.visitor, x.ts, a).cmp(&(y.site, &y.visitor, y.ts, b))
+    });
+    let mut slots: Vec<Option<Recent>> = recent.into_iter().map(Some).collect();
+    order.into_iter().map(|i| slots[i].take().expect("each index once")).collect()
 }
 
 /// The statements [`record_visitor`] runs, taken from the statement cache once per stats update rather than once
