@@ -188,7 +188,7 @@ fn commit_group(store: &mut dyn EventStore, recent: &mut RecentIds, jobs: Vec<Wr
     recent.expire(now);
     // Sized once: grown event by event, the events (~800 bytes each) were copied over and over.
     let events: usize = jobs.iter().map(|job| job.events.len()).sum();
-    let mut fresh_keys: HashSet<u128, IdentityHash> = HashSet::with_capacity_and_hasher(events, IdentityHash::default());
+    let mut fresh_keys: HashSet<u128, IdentityHash> = HashSet::with_capacity_and_hasher(events, IdentityHash);
     let mut to_store = Vec::with_capacity(events);
     let mut to_quarantine = Vec::new();
     let mut answers = Vec::with_capacity(jobs.len());
