@@ -132,10 +132,28 @@ fn event_columns() -> String {
     format!("{}, identity, consent_change", super::EVENT_ROW_COLUMNS)
 }
 
+// The statements of the hot paths (a group commit, a pull of the log), prepared once per connection.
+const CLAIM_IDS: &str = "WITH claimed AS (
+         INSERT INTO message_ids (site, message_id, received_at) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+         ON CONFLICT DO NOTHING RETURNING site, message_id)
+     SELECT site COLLATE \"C\", message_id COLLATE \"C\" FROM unnest($1::text[], $2::text[]) AS wanted (site, message_id)
+     EXCEPT SELECT site, message_id FROM claimed";
+static COPY_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("COPY events ({}) FROM STDIN BINARY", event_columns()));
+const COPY_QUARANTINE: &str = "COPY quarantine (site, received_at, message_id, code, reason, payload) FROM STDIN BINARY";
+const FINAL_BELOW: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+const PULL_CUT: &str = "SELECT tx FROM events WHERE tx >= $1 AND tx < $2 ORDER BY tx, id OFFSET $3 LIMIT 1";
+static PULL_EVENTS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SELECT tx, id, {} FROM events WHERE tx >= $1 AND tx < $2 ORDER BY tx, id", event_columns()));
+const PULL_QUARANTINE: &str = "SELECT tx, id, site, received_at, message_id, code, reason, payload FROM quarantine WHERE tx >= $1 AND tx < $2 ORDER BY tx, id";
+const PULL_OPS: &str = "SELECT tx, id, at, payload FROM ops WHERE tx >= $1 AND tx < $2 ORDER BY tx, id";
+
 /// The shared log on PostgreSQL (see the module's note).
 pub struct PgEventLog {
     client: Client,
     url: String,
+    /// Prepared on this connection, by SQL text: `query(&str)` prepared its statement again on every call (a round
+    /// trip and a parse in PostgreSQL each time, twice per group commit). Emptied on reconnecting.
+    statements: std::collections::HashMap<&'static str, postgres::Statement>,
 }
 
 /// A stretch of the log: every row with a position in `[from, next)`, in log order. `final_below` is where the
@@ -170,7 +188,7 @@ impl PgEventLog {
     pub fn connect(url: &str) -> Result<PgEventLog, StoreError> {
         let mut client = connect(url)?;
         migrate(&mut client)?;
-        Ok(PgEventLog { client, url: url.to_owned() })
+        Ok(PgEventLog { client, url: url.to_owned(), statements: Default::default() })
     }
 
     /// The connection, opened again first when the server had closed it (a restart): the writer's next group after
@@ -178,9 +196,22 @@ impl PgEventLog {
     fn client(&mut self) -> Result<&mut Client, StoreError> {
         if self.client.is_closed() {
             self.client = connect(&self.url)?;
+            // Statements belong to the connection they were prepared on.
+            self.statements.clear();
             tracing::info!("reconnected to PostgreSQL");
         }
         Ok(&mut self.client)
+    }
+
+    /// `sql` prepared on the current connection (once per connection).
+    fn statement(&mut self, sql: &'static str) -> Result<postgres::Statement, StoreError> {
+        self.client()?;
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql).map_err(database)?;
+        self.statements.insert(sql, statement.clone());
+        Ok(statement)
     }
 
     /// Names the database for a replica: the server's system identifier and the database name (a replica refuses
@@ -192,7 +223,8 @@ impl PgEventLog {
 
     /// The log position below which everything is final: the oldest transaction still running (or the next one).
     pub fn final_below(&mut self) -> Result<i64, StoreError> {
-        let row = self.client()?.query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint", &[]).map_err(database)?;
+        let statement = self.statement(FINAL_BELOW)?;
+        let row = self.client()?.query_one(&statement, &[]).map_err(database)?;
         Ok(row.get(0))
     }
 
@@ -216,23 +248,20 @@ impl PgEventLog {
         if final_below <= from {
             return Ok(Pulled { next: from, final_below, ..Default::default() });
         }
+        let [cut_rows, event_rows, quarantine_rows, op_rows] = [PULL_CUT, &PULL_EVENTS, PULL_QUARANTINE, PULL_OPS].map(|sql| self.statement(sql));
+        let (cut_rows, event_rows, quarantine_rows, op_rows) = (cut_rows?, event_rows?, quarantine_rows?, op_rows?);
         let client = self.client()?;
-        let cut = client
-            .query_opt("SELECT tx FROM events WHERE tx >= $1 AND tx < $2 ORDER BY tx, id OFFSET $3 LIMIT 1", &[&from, &final_below, &max_events])
-            .map_err(database)?;
+        let cut = client.query_opt(&cut_rows, &[&from, &final_below, &max_events]).map_err(database)?;
         // Whole transactions only: stop before the one the cut falls in (unless it is the first).
         let next = match cut {
             Some(row) => row.get::<_, i64>(0).max(from + 1),
             None => final_below,
         };
         let mut pulled = Pulled { next, final_below, ..Default::default() };
-        let sql = format!("SELECT tx, id, {} FROM events WHERE tx >= $1 AND tx < $2 ORDER BY tx, id", event_columns());
-        for row in client.query(&sql, &[&from, &next]).map_err(database)? {
+        for row in client.query(&event_rows, &[&from, &next]).map_err(database)? {
             pulled.events.push((row.get(0), event_from_row(&row)?));
         }
-        let rows = client
-            .query("SELECT tx, id, site, received_at, message_id, code, reason, payload FROM quarantine WHERE tx >= $1 AND tx < $2 ORDER BY tx, id", &[&from, &next])
-            .map_err(database)?;
+        let rows = client.query(&quarantine_rows, &[&from, &next]).map_err(database)?;
         for row in rows {
             let code: String = row.get(5);
             pulled.quarantine.push((
@@ -248,7 +277,7 @@ impl PgEventLog {
                 },
             ));
         }
-        for row in client.query("SELECT tx, id, at, payload FROM ops WHERE tx >= $1 AND tx < $2 ORDER BY tx, id", &[&from, &next]).map_err(database)? {
+        for row in client.query(&op_rows, &[&from, &next]).map_err(database)? {
             pulled.ops.push((row.get(0), row.get(1), row.get(2), row.get(3)));
         }
         Ok(pulled)
@@ -301,6 +330,8 @@ impl PgEventLog {
     pub fn commit(&mut self, events: &[StoredEvent], quarantine: &[QuarantinedEvent]) -> Result<Vec<usize>, StoreError> {
         let cleaned: Vec<std::borrow::Cow<'_, StoredEvent>> = events.iter().map(|e| without_nul(e).map_or(std::borrow::Cow::Borrowed(e), std::borrow::Cow::Owned)).collect();
         let events: Vec<&StoredEvent> = cleaned.iter().map(|e| e.as_ref()).collect();
+        let [claim, copy_events_in, copy_quarantine_in] = [CLAIM_IDS, &COPY_EVENTS, COPY_QUARANTINE].map(|sql| self.statement(sql));
+        let (claim, copy_events_in, copy_quarantine_in) = (claim?, copy_events_in?, copy_quarantine_in?);
         let mut tx = self.client()?.transaction().map_err(database)?;
         // The group's messageIds claimed in one statement. Concurrent transactions
         // claiming the same id wait for each other on the primary key, so exactly one of them gets it. Claimed in
@@ -317,11 +348,7 @@ impl PgEventLog {
         // Only what was claimed before (by another collector, or earlier) comes back: usually nothing.
         let already: HashSet<(String, String)> = tx
             .query(
-                "WITH claimed AS (
-                     INSERT INTO message_ids (site, message_id, received_at) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
-                     ON CONFLICT DO NOTHING RETURNING site, message_id)
-                 SELECT site COLLATE \"C\", message_id COLLATE \"C\" FROM unnest($1::text[], $2::text[]) AS wanted (site, message_id)
-                 EXCEPT SELECT site, message_id FROM claimed",
+                &claim,
                 &[&sites, &ids, &times],
             )
             .map_err(database)?
@@ -336,9 +363,9 @@ impl PgEventLog {
                 new && taken.insert((&*e.site, e.message_id.as_str()))
             })
             .collect();
-        copy_events(&mut tx, events.iter().zip(&stored).filter(|(_, s)| **s).map(|(e, _)| *e))?;
+        copy_events(&mut tx, &copy_events_in, events.iter().zip(&stored).filter(|(_, s)| **s).map(|(e, _)| *e))?;
         if !quarantine.is_empty() {
-            let sink = tx.copy_in("COPY quarantine (site, received_at, message_id, code, reason, payload) FROM STDIN BINARY").map_err(database)?;
+            let sink = tx.copy_in(&copy_quarantine_in).map_err(database)?;
             let mut writer = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT]);
             for q in quarantine {
                 let (message_id, payload) = (q.message_id.as_deref().map(nul_free), nul_free(&q.payload));
@@ -360,8 +387,8 @@ impl PgEventLog {
 }
 
 /// Appends events with one binary COPY (the fastest bulk path; research/perf-baselines.md §4.3).
-fn copy_events<'a>(tx: &mut postgres::Transaction<'_>, events: impl Iterator<Item = &'a StoredEvent>) -> Result<(), StoreError> {
-    let sink = tx.copy_in(&format!("COPY events ({}) FROM STDIN BINARY", event_columns())).map_err(database)?;
+fn copy_events<'a>(tx: &mut postgres::Transaction<'_>, statement: &postgres::Statement, events: impl Iterator<Item = &'a StoredEvent>) -> Result<(), StoreError> {
+    let sink = tx.copy_in(statement).map_err(database)?;
     let (text, int) = (Type::TEXT, Type::INT8);
     let types = [
         &text, &text, &text, &text, &text, &text, &text, &text, &text, &int, &int, &int, &int, &int, &text, &text, &text, &text, &text, &text, &text, &text,
