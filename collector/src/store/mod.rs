@@ -279,10 +279,9 @@ pub trait EventStore: Send {
     }
     /// Brings derived tables up to date if enough committed events wait (or the oldest has waited long enough).
     /// The writer calls it after it has answered a group's requests, so a stats update never delays an answer
-    /// that is already durable.
-    fn flush_if_due(&mut self) -> Result<(), StoreError> {
-        Ok(())
-    }
+    /// that is already durable. The events are durable whatever happens here, so a failure is the store's to log
+    /// and to catch up from later, not an error for the writer.
+    fn flush_if_due(&mut self) {}
     /// Whether committed events wait for [`EventStore::flush`].
     fn stats_waiting(&self) -> bool {
         false

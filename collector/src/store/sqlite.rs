@@ -591,9 +591,8 @@ impl EventStore for SqliteStore {
         self.flush_stats()
     }
 
-    fn flush_if_due(&mut self) -> Result<(), StoreError> {
+    fn flush_if_due(&mut self) {
         self.flush_stats_if_due();
-        Ok(())
     }
 
     fn stats_waiting(&self) -> bool {
