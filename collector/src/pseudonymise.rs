@@ -88,53 +88,50 @@ pub fn stored_identifier(kind: IdKind, raw: &str, pseudo: &Pseudonymizer) -> Opt
     (!value.is_empty()).then(|| Identifier::new(kind, value))
 }
 
-/// Whether `bytes` hold an `@`, raw, URL-escaped (`%40`) or JSON-escaped (`\u0040`).
-fn has_at_sign(bytes: &[u8]) -> bool {
-    memchr::memchr3_iter(b'@', b'%', b'\\', bytes).any(|i| matches!(&bytes[i..], [b'@', ..] | [b'%', b'4', b'0', ..] | [b'\\', b'u', b'0', b'0', b'4', b'0', ..]))
+/// How many bytes the `@` at the start of `rest` takes: raw (1), URL-escaped `%40` (3) or JSON-escaped `\u0040` (6)
+/// — all three are how an event's text may carry it.
+fn at_sign_len(rest: &[u8]) -> Option<usize> {
+    match rest {
+        [b'@', ..] => Some(1),
+        [b'%', b'4', b'0', ..] => Some(3),
+        [b'\\', b'u', b'0', b'0', b'4', b'0', ..] => Some(6),
+        _ => None,
+    }
+}
+
+/// Every `@` in `bytes`, in any spelling, as (position, length): one fast scan for the bytes they start with.
+fn at_signs(bytes: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    memchr::memchr3_iter(b'@', b'%', b'\\', bytes).filter_map(|i| Some((i, at_sign_len(&bytes[i..])?)))
 }
 
 /// Text with every e-mail address replaced by its keyed hash (the same as the address's `email` identifier): for
 /// quarantined payloads and for every text of an accepted event, so raw e-mail addresses never reach the disk.
 /// Works on any text (JSON or not); JSON stays valid. Borrows when there is nothing to replace.
 pub fn redact_emails<'t>(text: &'t str, pseudo: &Pseudonymizer) -> Cow<'t, str> {
-    // One fast scan first: nearly every text holds no `@` in any spelling.
-    if !has_at_sign(text.as_bytes()) {
-        return Cow::Borrowed(text);
-    }
     let is_local = |b: u8| b.is_ascii_alphanumeric() || b"._%+-".contains(&b);
     let is_domain = |b: u8| b.is_ascii_alphanumeric() || b".-".contains(&b);
     let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
+    let mut out = String::new();
     // `text[..copied]` is in `out` already.
     let mut copied = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        // The `@`, also as a URL escape or a JSON escape (both are how a rejected event's text may carry it).
-        let marker = match &bytes[i..] {
-            [b'@', ..] => 1,
-            [b'%', b'4', b'0', ..] => 3,
-            [b'\\', b'u', b'0', b'0', b'4', b'0', ..] => 6,
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
-        let mut start = i;
+    for (at, marker) in at_signs(bytes) {
+        if at < copied {
+            // Inside an address already replaced.
+            continue;
+        }
+        let mut start = at;
         while start > copied && is_local(bytes[start - 1]) {
             start -= 1;
         }
-        let mut end = i + marker;
+        let mut end = at + marker;
         while end < bytes.len() && is_domain(bytes[end]) {
             end += 1;
         }
-        let (local, domain) = (&text[start..i], &text[i + marker..end]);
+        let (local, domain) = (&text[start..at], &text[at + marker..end]);
         if let Some(email) = (!local.is_empty() && domain.contains('.')).then(|| normalize_email(&format!("{local}@{domain}"))).flatten() {
             out.push_str(&text[copied..start]);
             out.push_str(&pseudo.hash("email", &email));
             copied = end;
-            i = end;
-        } else {
-            i += marker;
         }
     }
     if copied == 0 {
@@ -224,7 +221,7 @@ mod tests {
         assert!(out.contains(r#""x":"a@b""#) && out.contains(r#""y":"@home""#), "not e-mails, kept: {out}");
         assert_eq!(redact_emails("no at sign", &p), "no at sign");
         assert!(matches!(redact_emails(r#"{"p":"50%","q":"a\"b","r":"%4","s":"\u004"}"#, &p), Cow::Borrowed(_)), "escapes of other characters");
-        assert!(has_at_sign(b"x%40y") && has_at_sign(br"x\u0040y") && has_at_sign(b"@") && !has_at_sign(br"%4 \u00 %"));
+        assert_eq!(at_signs(br"x%40y \u0040 @ %4 \u00 %").collect::<Vec<_>>(), vec![(1, 3), (6, 6), (13, 1)]);
         assert_eq!(redact_emails("trailing@", &p), "trailing@");
         // Escaped the URL way or the JSON way, it is the same address.
         let escaped = redact_emails(r#"{"u":"https://s.example/?to=dan%40mail.example","t":"dan\u0040mail.example","n":"100%40"}"#, &p);
