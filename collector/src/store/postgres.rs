@@ -248,8 +248,10 @@ impl PgEventLog {
         if final_below <= from {
             return Ok(Pulled { next: from, final_below, ..Default::default() });
         }
-        let [cut_rows, event_rows, quarantine_rows, op_rows] = [PULL_CUT, &PULL_EVENTS, PULL_QUARANTINE, PULL_OPS].map(|sql| self.statement(sql));
-        let (cut_rows, event_rows, quarantine_rows, op_rows) = (cut_rows?, event_rows?, quarantine_rows?, op_rows?);
+        let cut_rows = self.statement(PULL_CUT)?;
+        let event_rows = self.statement(&PULL_EVENTS)?;
+        let quarantine_rows = self.statement(PULL_QUARANTINE)?;
+        let op_rows = self.statement(PULL_OPS)?;
         let client = self.client()?;
         let cut = client.query_opt(&cut_rows, &[&from, &final_below, &max_events]).map_err(database)?;
         // Whole transactions only: stop before the one the cut falls in (unless it is the first).
@@ -330,8 +332,9 @@ impl PgEventLog {
     pub fn commit(&mut self, events: &[StoredEvent], quarantine: &[QuarantinedEvent]) -> Result<Vec<usize>, StoreError> {
         let cleaned: Vec<std::borrow::Cow<'_, StoredEvent>> = events.iter().map(|e| without_nul(e).map_or(std::borrow::Cow::Borrowed(e), std::borrow::Cow::Owned)).collect();
         let events: Vec<&StoredEvent> = cleaned.iter().map(|e| e.as_ref()).collect();
-        let [claim, copy_events_in, copy_quarantine_in] = [CLAIM_IDS, &COPY_EVENTS, COPY_QUARANTINE].map(|sql| self.statement(sql));
-        let (claim, copy_events_in, copy_quarantine_in) = (claim?, copy_events_in?, copy_quarantine_in?);
+        let claim = self.statement(CLAIM_IDS)?;
+        let copy_events_in = self.statement(&COPY_EVENTS)?;
+        let copy_quarantine_in = self.statement(COPY_QUARANTINE)?;
         let mut tx = self.client()?.transaction().map_err(database)?;
         // The group's messageIds claimed in one statement. Concurrent transactions
         // claiming the same id wait for each other on the primary key, so exactly one of them gets it. Claimed in
