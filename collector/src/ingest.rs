@@ -37,7 +37,11 @@ fn decode_error(code: &'static str, message: impl Into<String>) -> DecodeError {
 /// The events of a request, still raw, with the request-level fields.
 #[derive(Debug)]
 pub struct Decoded<'a> {
-    pub events: Vec<&'a RawValue>,
+    /// Each event's JSON text.
+    pub events: Vec<&'a str>,
+    /// The event of a single-event request, parsed already: decode read its write key from it. `None` for a batch,
+    /// and for an event that did not parse (it is parsed again to be refused with the reason).
+    pub parsed: Option<WireEvent<'a>>,
     pub write_key: Option<Cow<'a, str>>,
     pub sent_at_ms: Option<i64>,
     pub context: Option<RawObject<'a>>,
@@ -62,9 +66,19 @@ pub fn decode(body: &str, route: Route) -> Result<Decoded<'_>, DecodeError> {
                 Some(raw) => Some(serde_json::from_str(raw.get()).map_err(|_| decode_error("invalid_json", "batch \"context\" must be an object"))?),
                 None => None,
             };
-            Ok(Decoded { events, write_key: envelope.write_key, sent_at_ms, context, integrations: envelope.integrations })
+            let events = events.into_iter().map(RawValue::get).collect();
+            Ok(Decoded { events, parsed: None, write_key: envelope.write_key, sent_at_ms, context, integrations: envelope.integrations })
         }
         Route::Single(_) => {
+            // A well-formed event is parsed once, here, with its write key. Anything else takes the long way below, so
+            // a body that is not JSON is told apart from an event that is (and is refused on its own).
+            let text = body.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+            if text.starts_with('{') {
+                if let Ok(wire) = serde_json::from_str::<WireEvent>(text) {
+                    let write_key = wire.write_key.clone();
+                    return Ok(Decoded { events: vec![text], parsed: Some(wire), write_key, sent_at_ms: None, context: None, integrations: None });
+                }
+            }
             let raw: &RawValue = serde_json::from_str(body).map_err(|e| decode_error("invalid_json", format!("body is not JSON: {e}")))?;
             if !raw.get().starts_with('{') {
                 return Err(decode_error("invalid_json", "body must be a JSON object"));
@@ -77,7 +91,7 @@ pub fn decode(body: &str, route: Route) -> Result<Decoded<'_>, DecodeError> {
             // A second parse only when the key can be there (a key name may also be spelled with \u escapes).
             let may_have_key = body.contains("writeKey") || body.contains("\\u");
             let write_key = if may_have_key { serde_json::from_str::<KeyOnly>(body).ok().and_then(|k| k.write_key) } else { None };
-            Ok(Decoded { events: vec![raw], write_key, sent_at_ms: None, context: None, integrations: None })
+            Ok(Decoded { events: vec![raw.get()], parsed: None, write_key, sent_at_ms: None, context: None, integrations: None })
         }
     }
 }
@@ -128,7 +142,7 @@ pub struct Processed {
 }
 
 /// Validates and enriches every event. `new_message_id` makes IDs for events that came without one.
-pub fn process(decoded: &Decoded<'_>, route: Route, facts: &RequestFacts<'_>, ua_cache: &UserAgentCache, new_message_id: &mut dyn FnMut() -> String) -> Processed {
+pub fn process(mut decoded: Decoded<'_>, route: Route, facts: &RequestFacts<'_>, ua_cache: &UserAgentCache, new_message_id: &mut dyn FnMut() -> String) -> Processed {
     let route_kind = match route {
         Route::Batch => None,
         Route::Single(kind) => Some(kind),
@@ -137,11 +151,13 @@ pub fn process(decoded: &Decoded<'_>, route: Route, facts: &RequestFacts<'_>, ua
     // The request's stored (truncated) IP, written out once: every event of a batch shares it unless its context
     // names another.
     let request_ip = enrich::truncate_ip(facts.client_ip, facts.privacy.ipv4_prefix, facts.privacy.ipv6_prefix).to_string();
-    for (index, raw) in decoded.events.iter().enumerate() {
+    let mut parsed = decoded.parsed.take();
+    let decoded = &decoded;
+    for (index, &raw) in decoded.events.iter().enumerate() {
         let result = if index >= MAX_BATCH_EVENTS {
             Err((message_id_of(raw), Rejection::new(RejectCode::BatchTooLarge, format!("a batch holds at most {MAX_BATCH_EVENTS} events; this is number {}", index + 1))))
         } else {
-            event_row(raw, route_kind, decoded, facts, &request_ip, ua_cache)
+            event_row(raw, parsed.take(), route_kind, decoded, facts, &request_ip, ua_cache)
         };
         match result {
             Ok(mut row) => {
@@ -155,7 +171,7 @@ pub fn process(decoded: &Decoded<'_>, route: Route, facts: &RequestFacts<'_>, ua
             Err((message_id, rejection)) => {
                 let message_id = message_id.unwrap_or_else(&mut *new_message_id);
                 // An erased person's event is recorded as refused, without its content.
-                let payload = if rejection.code == RejectCode::ErasedIdentity { String::new() } else { redact_emails(raw.get(), facts.privacy.pseudonymizer).into_owned() };
+                let payload = if rejection.code == RejectCode::ErasedIdentity { String::new() } else { redact_emails(raw, facts.privacy.pseudonymizer).into_owned() };
                 out.quarantine.push(QuarantinedEvent::new(facts.site.clone(), facts.received_at_ms, Some(message_id.clone()), rejection.code, rejection.reason.clone(), payload));
                 out.slots.push(Slot::Rejected { message_id, code: rejection.code.as_str(), reason: rejection.reason });
             }
@@ -165,19 +181,30 @@ pub fn process(decoded: &Decoded<'_>, route: Route, facts: &RequestFacts<'_>, ua
 }
 
 /// The `messageId` of an event that failed before validation, when one can be read.
-fn message_id_of(raw: &RawValue) -> Option<String> {
+fn message_id_of(raw: &str) -> Option<String> {
     #[derive(Deserialize)]
     struct IdOnly {
         #[serde(rename = "messageId")]
         message_id: Option<String>,
     }
-    serde_json::from_str::<IdOnly>(raw.get()).ok().and_then(|e| e.message_id).filter(|id| !id.is_empty() && id.chars().count() <= footprint_core::limits::MAX_MESSAGE_ID_CHARS)
+    serde_json::from_str::<IdOnly>(raw).ok().and_then(|e| e.message_id).filter(|id| !id.is_empty() && id.chars().count() <= footprint_core::limits::MAX_MESSAGE_ID_CHARS)
 }
 
 type RowResult = Result<StoredEvent, (Option<String>, Rejection)>;
 
-fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>, facts: &RequestFacts<'_>, request_ip: &str, ua_cache: &UserAgentCache) -> RowResult {
-    let wire: WireEvent = serde_json::from_str(raw.get()).map_err(|e| (message_id_of(raw), Rejection::new(RejectCode::InvalidEvent, format!("event does not match the spec: {e}"))))?;
+fn event_row(
+    raw: &str,
+    parsed: Option<WireEvent<'_>>,
+    route_kind: Option<CallKind>,
+    decoded: &Decoded<'_>,
+    facts: &RequestFacts<'_>,
+    request_ip: &str,
+    ua_cache: &UserAgentCache,
+) -> RowResult {
+    let wire: WireEvent = match parsed {
+        Some(wire) => wire,
+        None => serde_json::from_str(raw).map_err(|e| (message_id_of(raw), Rejection::new(RejectCode::InvalidEvent, format!("event does not match the spec: {e}"))))?,
+    };
     let message_id = wire.message_id.as_deref().map(str::to_owned);
     // Consent comes first: it decides whether the event needs an identity at all.
     let mut context: RawObject = wire.context.filter(|c| c.get().starts_with('{')).and_then(|c| serde_json::from_str(c.get()).ok()).unwrap_or_default();
@@ -193,7 +220,7 @@ fn event_row(raw: &RawValue, route_kind: Option<CallKind>, decoded: &Decoded<'_>
         granted.analytics = false;
     }
     let rule = if granted.analytics { IdentityRule::Required } else { IdentityRule::Optional };
-    let mut event = validate_event(raw.get().len(), wire, route_kind, rule).map_err(|r| (message_id.clone().filter(|_| r.code != RejectCode::MessageIdTooLong), r))?;
+    let mut event = validate_event(raw.len(), wire, route_kind, rule).map_err(|r| (message_id.clone().filter(|_| r.code != RejectCode::MessageIdTooLong), r))?;
 
     // The raw IP and user agent are used here and never stored (DESIGN.md §5).
     let context_ip = context.take("ip").and_then(|v| serde_json::from_str::<&str>(v.get()).ok()).and_then(|s| s.trim().parse::<IpAddr>().ok());
@@ -601,7 +628,7 @@ mod tests {
     fn run_with(body: &str, route: Route, facts: &RequestFacts<'_>) -> Processed {
         let decoded = decode(body, route).expect("decodes");
         let mut n = 0;
-        process(&decoded, route, facts, &UserAgentCache::default(), &mut || {
+        process(decoded, route, facts, &UserAgentCache::default(), &mut || {
             n += 1;
             format!("generated-{n}")
         })
@@ -626,6 +653,15 @@ mod tests {
         let escaped = decode(r#"{"write\u004bey":"wk","event":"E"}"#, Route::Single(CallKind::Track)).unwrap();
         assert_eq!(escaped.write_key.as_deref(), Some("wk"));
         assert_eq!(decode(r#"{"event":"E"}"#, Route::Single(CallKind::Track)).unwrap().write_key, None);
+        // A well-formed event is parsed once; one with a wrong type is still JSON: decoded, and refused on its own.
+        let spaced = decode(" \n{\"event\":\"E\"}\r\n", Route::Single(CallKind::Track)).unwrap();
+        assert_eq!((spaced.events, spaced.parsed.is_some()), (vec![r#"{"event":"E"}"#], true));
+        let wrong = decode(r#"{"writeKey":"wk","event":5,"messageId":"m"}"#, Route::Single(CallKind::Track)).unwrap();
+        assert_eq!((wrong.write_key.as_deref(), wrong.parsed.is_some()), (Some("wk"), false));
+        let out = process(wrong, Route::Single(CallKind::Track), &facts(), &UserAgentCache::default(), &mut || "generated".into());
+        assert!(matches!(&out.slots[..], [Slot::Rejected { message_id, code: "invalid_event", .. }] if message_id == "m"), "{:?}", out.slots);
+        check_decode_error(r#"{"event":"E"} x"#, Route::Single(CallKind::Track), "invalid_json");
+        check_decode_error(r#"{"event":"E""#, Route::Single(CallKind::Track), "invalid_json");
     }
 
     #[test]

@@ -170,7 +170,7 @@ async fn ingest(req: Request<Incoming>, route: Route, state: &AppState, peer: So
             is_suppressed: &is_suppressed,
         },
     };
-    let processed = ingest::process(&decoded, route, &facts, &state.ua_cache, &mut crate::new_message_id);
+    let processed = ingest::process(decoded, route, &facts, &state.ua_cache, &mut crate::new_message_id);
     let is_bot: Vec<bool> = processed.events.iter().map(|e| e.flags & crate::store::flags::BOT != 0).collect();
     let stored = match state.writer.submit(processed.events, processed.quarantine).await {
         Ok(stored) => stored,
@@ -233,7 +233,7 @@ fn answer(slots: &[Slot], stored: &[Stored], metrics: &Metrics, bots: usize) -> 
 
 /// Refuses the whole request; each event it carried is listed as rejected with the request's code.
 fn refuse_events(decoded: &Decoded<'_>, refusal: &Refusal) -> Response<Body> {
-    let ids: Vec<String> = decoded.events.iter().map(|raw| message_id_or_empty(raw.get())).collect();
+    let ids: Vec<String> = decoded.events.iter().map(|raw| message_id_or_empty(raw)).collect();
     let results = ids.iter().map(|id| EventResult { message_id: id, status: "rejected", code: Some(refusal.code), reason: Some(&refusal.message) }).collect();
     reply::refusal(refusal, results)
 }
