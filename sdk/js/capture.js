@@ -6,10 +6,14 @@ const CLICKABLE = "a,button,[role=button],input[type=submit],input[type=button]"
 // Ids and classes that look generated (CSS-in-JS hashes, framework ids) change between builds: left out.
 const stable = (n) => /^[A-Za-z_-][\w-]{0,31}$/.test(n) && !/\d.*\d.*\d/.test(n) && !/^(css|sc)-/.test(n);
 
+/** A text as a JSON string, what the module takes (sdk/src/api.rs); lone surrogates become U+FFFD, as they do in
+ * UTF-8 (where the browser has `toWellFormed`; the collector refuses them in names). */
+export const str = (s) => JSON.stringify((s = String(s)).toWellFormed ? s.toWellFormed() : s);
+
 /** A short text: ASCII whitespace runs collapsed, trimmed, at most 64 characters (never a field's value). */
 const short = (s) => [...(s || "").slice(0, 1000).replace(/[\t\n\f\r ]+/g, " ").trim()].slice(0, 64).join("").trimEnd();
 
-/** A stable selector: up to 4 steps up, stopping at an element with a stable id. */
+/** A stable selector: up to 4 steps up, stopping at an element with a stable id; at most 256 characters. */
 export function selector(el) {
   const parts = [];
   for (let i = 0; el && i < 4; i++, el = el.parentElement) {
@@ -25,7 +29,7 @@ export function selector(el) {
     if (same.length > 1) part += ":nth-of-type(" + (same.indexOf(el) + 1) + ")";
     parts.unshift(part);
   }
-  return parts.join(" > ");
+  return parts.join(" > ").slice(0, 256);
 }
 
 /** Installs the listeners `flags` asks for (1 page views, 2 clicks, 4 forms, 8 engagement); `w` is the module. */
@@ -48,12 +52,13 @@ export function install(w, flags) {
       // Never an input's value: for inputs only their accessible label.
       const text = tag === "input" ? el.getAttribute("aria-label") || el.title : el.textContent;
       const link = tag === "a" && el.hasAttribute("href");
-      w.call(9, link && el.hasAttribute("download") ? 1 : 0, 0, selector(el), short(text), tag, link ? el.href : undefined);
+      // The texts as JSON strings (sdk/src/api.rs), but for the href, which the module scrubs.
+      w.call(9, link && el.hasAttribute("download") ? 1 : 0, 0, str(selector(el)), str(short(text)), str(tag.slice(0, 16)), link ? el.href : undefined);
     });
   if (flags & 4)
     on(document, "submit", (e) => {
       const f = e.target;
-      if (f instanceof HTMLFormElement) w.call(10, 0, 0, selector(f), short(f.id), f.action, f.method);
+      if (f instanceof HTMLFormElement) w.call(10, 0, 0, str(selector(f)), str(short(f.id)), f.action, str(f.method));
     });
   // Navigations are followed even without page-view capture: events must carry the current page.
   ["pushState", "replaceState"].forEach((name, trigger) => {

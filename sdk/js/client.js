@@ -1,8 +1,9 @@
 // The public API around the Wasm exports, shared by the script tag (script.js) and the npm entry (npm.js).
-// Tracking calls never throw into the host page: arguments are coerced, properties are turned into JSON text with
-// the browser's own JSON.stringify (fast, and a snapshot at call time), and every call is wrapped in try/catch.
+// Tracking calls never throw into the host page: arguments are coerced, and every call is wrapped in try/catch.
+// Every text goes in as JSON, from the browser's own JSON.stringify (fast, and a snapshot at call time): names and
+// IDs as JSON strings, properties and traits as objects; the module never escapes them.
 
-import { install } from "./capture.js";
+import { install, str } from "./capture.js";
 
 export const METHODS = ["track", "page", "identify", "alias", "group", "reset", "flush", "consent"];
 
@@ -17,7 +18,9 @@ const json = (value) => {
     return undefined; // cyclic, BigInt…: the event goes without properties
   }
 };
-const text = (value) => (value == null ? undefined : String(value));
+const text = (value) => (value == null ? undefined : str(value));
+/** An ID: a JSON string of the text trimmed of ASCII whitespace. */
+const id = (value) => str(String(value).replace(/^[\t\n\f\r ]+|[\t\n\f\r ]+$/g, ""));
 const isObject = (value) => value !== null && typeof value === "object";
 
 /** The SDK's only error: an invalid option, with a stable `code`. */
@@ -72,11 +75,13 @@ export function parseOptions(options) {
   return o;
 }
 
-/** Starts the module with `options` and installs the DOM listeners; throws only for invalid options. */
+/** Starts the module (`w`: js/load.js's `{ call, configure }`) with `options` and installs the DOM listeners;
+ * throws only for invalid options. */
 export function start(w, options) {
   const o = parseOptions(options);
-  // Operation 17 (sdk/src/api.rs) starts the module: the numbers packed into one, the texts as they are.
-  w.call(17, o.consent + 2 * o.capture + 32 * o.batchSize + 16384 * o.idLifetimeDays, o.flushInterval, o.writeKey, o.collector, o.scrub);
+  w.configure(o.collector, o.writeKey);
+  // Operation 17 (sdk/src/api.rs) starts the module: the numbers packed into one, and the scrub patterns.
+  w.call(17, o.consent + 2 * o.capture + 32 * o.batchSize + 16384 * o.idLifetimeDays, o.flushInterval, o.scrub);
   install(w, o.capture);
   const api = bind(w);
   // Warm the JS ↔ Wasm call path (op 16 only reads the clock): V8 compiles its optimized call wrappers after about a
@@ -99,13 +104,13 @@ export function bind(w) {
     }
   };
   // page(name?, properties?) and identify(userId?, traits?): the first argument may be left out.
-  const optional = (op) => safe((a, b) => (isObject(a) ? w.call(op, 0, 0, undefined, json(a)) : w.call(op, 0, 0, text(a), json(b))));
+  const optional = (op, t) => safe((a, b) => (isObject(a) ? w.call(op, 0, 0, undefined, json(a)) : w.call(op, 0, 0, a == null ? a : t(a), json(b))));
   return {
-    track: safe((event, properties) => w.call(0, 0, 0, String(event), json(properties))),
-    page: optional(1),
-    identify: optional(2),
-    alias: safe((userId, previousId) => w.call(3, 0, 0, String(userId), text(previousId))),
-    group: safe((groupId, traits) => w.call(4, 0, 0, String(groupId), json(traits))),
+    track: safe((event, properties) => w.call(0, 0, 0, str(event), json(properties))),
+    page: optional(1, str),
+    identify: optional(2, id),
+    alias: safe((userId, previousId) => w.call(3, 0, 0, id(userId), text(previousId))),
+    group: safe((groupId, traits) => w.call(4, 0, 0, id(groupId), json(traits))),
     reset: safe(() => w.call(5)),
     flush: safe(() => w.call(6)),
     consent: safe((c) => w.call(7, choice(c, "analytics") + 3 * choice(c, "marketing") + 9 * choice(c, "personalization"))),

@@ -1,5 +1,6 @@
 // The module's window on the browser, and the whole JS side of its boundary: the few Web APIs `sdk/src/browser/`
-// imports (as plain Wasm functions, module "h"), and `call`, which passes texts in. A text crosses as UTF-8 in the
+// imports (as plain Wasm functions, module "h"), `call`, which passes texts in, and the request bodies, which it
+// writes from the batches the module hands over (each event a line of fields, sdk/src/queue.rs). A text crosses as UTF-8 in the
 // module's memory: out of the module as a pointer and a byte length, into it through one buffer the module lends
 // (`texts`). Written by hand because each wasm-bindgen binding costs a shim here and marshalling code in the
 // module (see sdk/ARCHITECTURE-sdk.md, "Size"). No decisions are made here: what to store, send, or retry is
@@ -18,19 +19,45 @@ const text = (at, n) => decoder.decode(bytes(at, n));
 const give = (s) => (s == null ? -1 : (out = encoder.encode(s)).length);
 
 /** Writes exactly `n` bytes of the ASCII text `s` at `at` (0 past its end). */
-const ascii = (at, n, s) => {
-  const v = view();
-  for (let i = 0; i < n; i++) v[at + i] = s.charCodeAt(i);
-};
 let isoMs, isoText;
+/** `new Date(ms).toISOString()` of the epoch ms text `ms`, the last one kept (it costs microseconds, and a burst
+ * shares milliseconds). */
+const iso = (ms) => (ms == isoMs ? isoText : (isoText = new Date((isoMs = ms) * 1).toISOString()));
 const pool = new Uint8Array(256);
 let used = 256;
 const HEX = "0123456789abcdef";
 
 let timer = 0;
+let endpoint, key; // `{collector}/v1/batch` and the write key as a JSON string
 
 export function connect(exports) {
   w = exports;
+}
+
+/** Where `x` and `b` send, and the write key of their bodies. */
+export function configure(collector, writeKey) {
+  endpoint = collector + "/v1/batch";
+  key = JSON.stringify(writeKey);
+}
+
+// The kinds of the lines (sdk/src/queue.rs): the event's type and the keys of its field and of its payload.
+const KINDS = [["track", "event", "properties"], ["page", "name", "properties"], ["identify", , "traits"], ["alias", "previousId"], ["group", "groupId", "traits"]];
+
+/** The request body of a batch: its lines (at `at`, `n` bytes) as events' JSON in the Segment batch envelope, with
+ * the shared context (-1: none) and `sentAt` now. A line that is JSON already (stored by an earlier version) goes
+ * as it is; one that does not read as a line (the site's own code changed the device copy) is left out. */
+function body(at, n, cat, cn) {
+  const events = [];
+  for (const line of text(at, n).split("\n"))
+    try {
+      if (line[0] == "{") events.push(line);
+      else {
+        const [k, f, p, id, ms, ids = ""] = line.split("\t");
+        const [type, fk, pk] = KINDS[k];
+        events.push('{"type":"' + type + (f ? '","' + fk + '":' + f : '"') + (p ? ',"' + pk + '":' + p : "") + ',"messageId":"' + id + '","timestamp":"' + iso(ms) + '"' + ids + "}");
+      }
+    } catch (e) {}
+  return '{"batch":[' + events + "]" + (cn < 0 ? "" : ',"context":' + text(cat, cn)) + ',"sentAt":"' + new Date().toISOString() + '","writeKey":' + key + "}";
 }
 
 let end = 0; // where the next text of `call` goes
@@ -59,15 +86,12 @@ export function call(op, n, m, a, b, c, d) {
 }
 
 /** The module's imports (module "h"), named by one letter each (`link_name` in sdk/src/browser/mod.rs): take, now,
- * iso, random, uuid, load, store, keys, page, facts, context, send (x), beacon, arm. One object rather than an
+ * random, uuid, load, store, keys, page, facts, context, send (x), beacon, arm. One object rather than an
  * `import *` namespace: smaller once bundled. */
 export const imports = {
   /* take */ t: (at) => bytes(at, out.length).set(out),
 
   /* now */ n: () => Date.now(),
-  // One per event when batches are sealed: written straight into the module's buffer (TextEncoder.encode costs
-  // microseconds per short text), and the last one kept (toISOString does too, and a burst shares milliseconds).
-  /* iso */ i: (ms, at) => ascii(at, 24, ms === isoMs ? isoText : (isoText = new Date((isoMs = ms)).toISOString())),
 
   /* random */ r: (at, n) => crypto.getRandomValues(bytes(at, n)),
   /** A UUIDv4, written at `at` (36 bytes) from random bytes drawn 256 at a time (crypto.randomUUID costs microseconds
@@ -145,16 +169,16 @@ export const imports = {
 
   // A text/plain string body is a CORS "simple request" (no preflight); no cookies. No keepalive: Chromium caps all
   // keepalive bodies in flight at 64 KiB and refuses the rest silently; only the page-hide path uses sendBeacon.
-  /* send */ x(uat, un, bat, bn, batch) {
-    fetch(text(uat, un), { method: "POST", body: text(bat, bn), credentials: "omit" }).then(
+  /* send */ x(at, n, cat, cn, batch) {
+    fetch(endpoint, { method: "POST", body: body(at, n, cat, cn), credentials: "omit" }).then(
       (r) => call(11, r.status, batch, r.headers.get("Retry-After") ?? undefined),
       () => call(11, 0, batch),
     );
   },
 
-  /* beacon */ b(uat, un, bat, bn) {
+  /* beacon */ b(at, n, cat, cn) {
     try {
-      return navigator.onLine !== false && navigator.sendBeacon(text(uat, un), text(bat, bn));
+      return navigator.onLine !== false && navigator.sendBeacon(endpoint, body(at, n, cat, cn));
     } catch (e) {
       return false;
     }

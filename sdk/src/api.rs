@@ -31,11 +31,12 @@ pub fn texts(bytes: usize) -> *mut u8 {
 }
 
 /// Every call into the module: `op` says which, `n`/`m` are its numbers and `a`–`d` the byte lengths of its texts
-/// (-1: none) in the buffer of [`texts`].
+/// (-1: none) in the buffer of [`texts`]. The texts are JSON (strings, and objects for properties and traits:
+/// `js/client.js` and `js/capture.js` run `JSON.stringify`), but for URLs and the scrub patterns.
 ///
 /// | op | call | arguments |
 /// |---|---|---|
-/// | 0 | `track` | `a` event, `b` properties (JSON) |
+/// | 0 | `track` | `a` event, `b` properties |
 /// | 1 | `page` | `a` name, `b` properties |
 /// | 2 | `identify` | `a` user ID, `b` traits |
 /// | 3 | `alias` | `a` user ID, `b` previous ID |
@@ -44,15 +45,15 @@ pub fn texts(bytes: usize) -> *mut u8 {
 /// | 6 | `flush` | |
 /// | 7 | `consent` | `n` = analytics + 3·marketing + 9·personalization, each 0 left as is, 1 denied, 2 granted |
 /// | 8 | navigated | `n` 0 `pushState`, 1 `replaceState`, 2 `popstate`, 3 `hashchange` |
-/// | 9 | a click on a link or button | `a` selector, `b` text, `c` tag, `d` href (links only), `n` 1 with a `download` attribute |
-/// | 10 | a form submission (no field values) | `a` selector, `b` id, `c` action, `d` method |
+/// | 9 | a click on a link or button | `a` selector, `b` text, `c` tag, `d` href (links only; a URL, not JSON), `n` 1 with a `download` attribute |
+/// | 10 | a form submission (no field values) | `a` selector, `b` id, `c` action (a URL, not JSON), `d` method |
 /// | 11 | the answer to a send | `n` status (0: network error), `m` the batch, `a` `Retry-After` |
 /// | 12 | the timer fired | |
 /// | 13 | the page is hidden or going away | |
 /// | 14 | the page is visible again | |
 /// | 15 | scrolled | `n` the viewport's bottom edge, `m` the document height (CSS pixels) |
 /// | 16 | nothing but a clock read (warm-up) | `a`, `b` empty |
-/// | 17 | start (options `js/client.js` validated) | `a` write key, `b` collector, `c` scrub patterns (comma-separated, lower-case); `n` = consent (0 required, 1 implied) + 2·capture flags (1 page views, 2 clicks, 4 forms, 8 engagement) + 32·batch size + 16384·ID lifetime in days; `m` flush interval (ms) |
+/// | 17 | start (options `js/client.js` validated; it keeps the write key and the collector) | `a` scrub patterns (comma-separated, lower-case); `n` = consent (0 required, 1 implied) + 2·capture flags (1 page views, 2 clicks, 4 forms, 8 engagement) + 32·batch size + 16384·ID lifetime in days; `m` flush interval (ms) |
 #[wasm_bindgen]
 pub fn call(op: u32, n: f64, m: f64, a: isize, b: isize, c: isize, d: isize) {
     // The buffer stays out of its cell for the call: the texts are borrowed from it (no copies, and nothing to
@@ -69,7 +70,7 @@ pub fn call(op: u32, n: f64, m: f64, a: isize, b: isize, c: isize, d: isize) {
     };
     let (a, b, c, d) = (next(a), next(b), next(c), next(d));
     if op == 17 {
-        start(n as u32, m, a, b, c);
+        start(n as u32, m, a);
     } else if op == 16 {
         // Warm-up from js/client.js: a round trip through the same path as `track()` (the call, the texts, the clock).
         browser::host::now();
@@ -125,9 +126,9 @@ fn text(s: Option<&str>) -> &str {
 }
 
 /// Operation 17: starts the SDK with the options `js/client.js` validated.
-fn start(n: u32, m: f64, a: Option<&str>, b: Option<&str>, c: Option<&str>) {
-    let mut o = Options::new(text(a).to_owned(), text(b).to_owned());
-    o.scrub = text(c).to_owned();
+fn start(n: u32, m: f64, a: Option<&str>) {
+    let mut o = Options::new();
+    o.scrub = text(a).to_owned();
     o.consent = if n & 1 == 1 { Mode::Implied } else { Mode::Required };
     o.capture = Capture::from_bits(n >> 1 & 15);
     o.batch_size = (n >> 5 & 511) as usize;

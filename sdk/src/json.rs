@@ -1,33 +1,31 @@
-//! Hand-written JSON output: string escaping and integers, appended to a `String`.
+//! Hand-written JSON output: members, integers and URLs, appended to a `String`.
 //!
 //! serde_json costs about 23 KB brotli in the browser module (research/wasm-toolchain.md §3); what the SDK writes is a
 //! handful of known shapes, so a few push functions do. No `core::fmt` either: it drags in formatting machinery.
 
-/// Appends `s` as a JSON string literal, quotes included. Control characters, quotes and backslashes are escaped;
-/// everything else, non-ASCII included, is copied as UTF-8.
-pub fn push_str(out: &mut String, s: &str) {
+/// Appends `url` as a JSON string. The module escapes nothing else: every other text it writes into JSON arrives as
+/// JSON already (`js/client.js` and `js/capture.js` pass texts through `JSON.stringify`), or is its own. A URL as
+/// the browser serializes it has no control characters and no `"` (percent-encoded), but may hold `\`; for any
+/// text, `"` and `\` are escaped and control characters left out.
+pub fn push_url(out: &mut String, url: &str) {
     out.push('"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &str = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        out.push_str(crate::text::split_at(crate::text::split_at(s, i).0, start).1);
-        if escape.is_empty() {
-            out.push_str("\\u00");
-            push_ascii(out, hex_digit(b >> 4));
-            push_ascii(out, hex_digit(b & 0xf));
-        } else {
-            out.push_str(escape);
+    for &b in url.as_bytes() {
+        if b == b'"' || b == b'\\' {
+            push_ascii(out, b'\\');
         }
-        start = i + 1;
+        if b >= 0x20 {
+            // SAFETY: whole UTF-8 sequences are copied (only ASCII control bytes are left out).
+            unsafe { out.as_mut_vec().push(b) }
+        }
     }
-    out.push_str(crate::text::split_at(s, start).1);
     out.push('"');
+}
+
+/// Appends `"key":` and `url` as a JSON string ([`push_url`]), preceded by a comma unless `out` ends an opening brace.
+pub fn push_url_member(out: &mut String, key: &str, url: &str) {
+    push_separator(out);
+    push_key(out, key);
+    push_url(out, url);
 }
 
 /// Appends `"key":` — `key` must be a literal that needs no escaping.
@@ -35,13 +33,6 @@ pub fn push_key(out: &mut String, key: &str) {
     out.push('"');
     out.push_str(key);
     out.push_str("\":");
-}
-
-/// Appends `"key":"value"` with `value` escaped, preceded by a comma unless `out` ends an opening brace.
-pub fn push_member(out: &mut String, key: &str, value: &str) {
-    push_separator(out);
-    push_key(out, key);
-    push_str(out, value);
 }
 
 /// Appends `"key":value` where `value` is already JSON (an object, a number, `true`…).
@@ -87,49 +78,6 @@ pub fn push_u64(out: &mut String, mut n: u64) {
     }
 }
 
-/// Appends `n` as exactly `width` digits (leading zeros; higher digits cut).
-pub fn push_padded(out: &mut String, n: u64, width: usize) {
-    let mut div = 1;
-    for _ in 1..width {
-        div *= 10;
-    }
-    let mut n = n % (div * 10);
-    while div > 0 {
-        push_ascii(out, b'0' + (n / div) as u8);
-        n %= div;
-        div /= 10;
-    }
-}
-
-/// Appends epoch milliseconds as `"YYYY-MM-DDTHH:MM:SS.mmmZ"` (quoted), the form `footprint_core::time` formats
-/// and parses; written here without `core::fmt`, and tested against core's formatter.
-pub fn push_timestamp(out: &mut String, ms: f64) {
-    out.push('"');
-    push_iso_time(out, ms);
-    out.push('"');
-}
-
-/// Appends epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-pub fn push_iso_time(out: &mut String, ms: f64) {
-    let ms = ms.max(0.0) as u64;
-    let (secs, millis) = (ms / 1_000, ms % 1_000);
-    let (days, sod) = (secs / 86_400, secs % 86_400);
-    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm, non-negative days only).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    for (n, width, sep) in [(year, 4, b'-'), (month, 2, b'-'), (day, 2, b'T'), (sod / 3_600, 2, b':'), (sod / 60 % 60, 2, b':'), (sod % 60, 2, b'.'), (millis, 3, b'Z')] {
-        push_padded(out, n, width);
-        push_ascii(out, sep);
-    }
-}
-
 pub fn hex_digit(n: u8) -> u8 {
     if n < 10 {
         b'0' + n
@@ -150,45 +98,28 @@ pub fn push_ascii(out: &mut String, b: u8) {
 mod tests {
     use super::*;
 
-    #[track_caller]
-    fn check(input: &str, expected: &str) {
-        let mut out = String::new();
-        push_str(&mut out, input);
-        assert_eq!(out, expected);
-    }
-
     #[test]
-    fn escapes_what_json_requires_and_nothing_else() {
-        check("plain", r#""plain""#);
-        check("a\"b\\c", r#""a\"b\\c""#);
-        check("l1\nl2\r\t", r#""l1\u000al2\u000d\u0009""#);
-        check("\u{0}\u{1f}", r#""\u0000\u001f""#);
-        check("grüße 👣 </script>", "\"grüße 👣 </script>\"");
+    fn urls_are_json_strings() {
+        let check = |url: &str, expected: &str| {
+            let mut out = String::new();
+            push_url(&mut out, url);
+            assert_eq!(out, expected);
+            assert_eq!(serde_json::from_str::<String>(&out).unwrap(), url.replace(|c: char| c < ' ', ""));
+        };
+        check("https://a.example/p?q=1#x", r#""https://a.example/p?q=1#x""#);
+        check("foo:a\\b?c=\\\"", r#""foo:a\\b?c=\\\"""#);
+        check("https://a.example/gr\u{fc}\u{df}e\n", "\"https://a.example/gr\u{fc}\u{df}e\"");
     }
 
     #[test]
     fn members_get_commas_between_them() {
         let mut out = String::from("{");
-        push_member(&mut out, "a", "x");
+        push_raw_member(&mut out, "a", "\"x\"");
         push_bool_member(&mut out, "b", true);
         push_u64_member(&mut out, "c", 0);
         push_raw_member(&mut out, "d", "{}");
         out.push('}');
         assert_eq!(out, r#"{"a":"x","b":true,"c":0,"d":{}}"#);
-    }
-
-    #[test]
-    fn timestamps_match_the_core_formatter() {
-        let mut ms = 0i64;
-        while ms < 7_000_000_000_000 {
-            let mut out = String::new();
-            push_timestamp(&mut out, ms as f64);
-            assert_eq!(out, format!("\"{}\"", footprint_core::time::format_rfc3339_ms(ms)), "{ms}");
-            ms = ms * 3 + 86_399_999;
-        }
-        let mut out = String::new();
-        push_timestamp(&mut out, 1_709_210_096_789.0);
-        assert_eq!(out, "\"2024-02-29T12:34:56.789Z\"");
     }
 
     #[test]
@@ -198,9 +129,5 @@ mod tests {
             push_u64(&mut out, n);
             assert_eq!(out, s);
         }
-        let mut out = String::new();
-        push_padded(&mut out, 7, 3);
-        push_padded(&mut out, 2024, 4);
-        assert_eq!(out, "0072024");
     }
 }

@@ -22,12 +22,10 @@ impl Capture {
     pub const NONE: Capture = Capture { pageviews: false, clicks: false, forms: false, engagement: false };
 }
 
+/// What the module decides with. The write key and the collector are `js/host.js`'s, which writes and sends the
+/// requests.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
-    /// The site's public write key (required).
-    pub write_key: String,
-    /// The collector's base URL, without a trailing slash (the script tag defaults it to the script's origin).
-    pub collector: String,
     /// Default [`Mode::Required`].
     pub consent: Mode,
     /// How long an event may wait before its batch is sent. Default 2,000 ms.
@@ -48,11 +46,9 @@ pub const DEFAULT_BATCH_SIZE: usize = 20;
 pub const DEFAULT_ID_LIFETIME_DAYS: u32 = 395;
 
 impl Options {
-    /// The defaults for a site's write key and collector (already validated: `js/client.js` parses the options).
-    pub fn new(write_key: String, collector: String) -> Options {
+    /// The defaults (`js/client.js` parses and validates the options).
+    pub fn new() -> Options {
         Options {
-            write_key,
-            collector,
             consent: Mode::Required,
             flush_interval_ms: DEFAULT_FLUSH_INTERVAL_MS,
             batch_size: DEFAULT_BATCH_SIZE,
@@ -76,7 +72,7 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let o = Options::new("wk_demo".into(), "https://c.example".into());
+        let o = Options::new();
         assert_eq!(o.consent, Mode::Required);
         assert_eq!((o.flush_interval_ms, o.batch_size, o.id_lifetime_days), (2_000.0, 20, 395));
         assert_eq!(o.capture, Capture::ALL);

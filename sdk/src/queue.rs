@@ -1,5 +1,14 @@
-//! The outbox: events wait here as JSON text, are sealed into batches, and leave one batch at a time.
+//! The outbox: events wait here as lines of text, are sealed into batches, and leave one batch at a time.
 //!
+//! - An event is one line of six fields separated by tabs: its kind (a digit), its own field, its payload, its
+//!   `messageId`, its time (epoch ms) and its identifiers, `kind TAB field TAB payload TAB messageId TAB ms TAB ids`.
+//!   The kinds are `0` track (`event`, `properties`), `1` page (`name`, `properties`), `2` identify (`traits`),
+//!   `3` alias (`previousId`), `4` group (`groupId`, `traits`). The field and payload are JSON (a string and an
+//!   object), each left out when empty; `ids` is JSON members (`,"anonymousId":…,"userId":…`) or empty. No field
+//!   holds a tab or a newline (JSON has them escaped). The device writes each line as the event's JSON
+//!   (`{"type":…,"event":…,"properties":…,"messageId":…,"timestamp":…,…}`, `js/host.js`) into the Segment batch
+//!   envelope when the batch is sent, so the module carries no JSON encoder; a line that is JSON already (an event
+//!   stored by an earlier version) is sent as it is.
 //! - `push` appends an encoded event to the batch being filled, sealing that one first when the event does not fit
 //!   (one request, the browser's beacon budget, one context); `seal` closes it. Each new batch is written to the
 //!   device once, as one storage entry (when consent allows), so the persistent queue is never rewritten per event.
@@ -23,6 +32,14 @@ const _: () = assert!(MAX_BATCH_BYTES < MAX_REQUEST_BYTES);
 /// The most events in one batch (the collector takes up to [`MAX_BATCH_EVENTS`]).
 pub const MAX_EVENTS_PER_BATCH: usize = if MAX_BATCH_EVENTS < 500 { MAX_BATCH_EVENTS } else { 500 };
 
+/// What writing a line as JSON adds at most (keys, quotes, the ISO timestamp for the ms; checked by the tracker's
+/// tests): the batch and event limits count each event's line plus this.
+pub const RENDERED_EXTRA: usize = 96;
+
+/// The Segment batch envelope around the events and the context (`{"batch":[…],"context":…,"sentAt":…,"writeKey":…}`)
+/// at most, for a write key of up to 400 bytes.
+pub const ENVELOPE_BYTES: usize = 512;
+
 /// The most events held in memory; past it new events are counted as dropped. Large enough for a 10,000-call burst.
 pub const MAX_QUEUED_EVENTS: usize = 20_000;
 
@@ -38,8 +55,8 @@ pub struct Batch {
     pub id: u32,
     /// Its storage key: [`STORED_BATCH_PREFIX`] and a name unique across tabs and page loads.
     pub key: String,
-    /// The events' JSON separated by `,\n` (event JSON never contains a raw newline): the envelope's array as it is
-    /// sent, and one event per line on the device. One text, not a vector of them: less code, fewer allocations.
+    /// The events' lines, separated by newlines (as they are stored). One text, not a vector of them: less code,
+    /// fewer allocations.
     pub events: String,
     /// How many events `events` holds.
     pub count: usize,
@@ -50,9 +67,14 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Bytes of event and context JSON: what counts toward the batch and device limits.
+    /// At most the bytes of the events' and the context's JSON: what counts toward the batch and device limits.
     fn bytes(&self) -> usize {
-        self.events.len() + self.context.as_ref().map_or(0, |c| c.len() + 2)
+        self.events.len() + self.count * RENDERED_EXTRA + self.context.as_ref().map_or(0, |c| c.len() + 2)
+    }
+
+    /// At most the bytes of the request body.
+    pub fn body_bytes(&self) -> usize {
+        self.bytes() + ENVELOPE_BYTES
     }
 
     /// The batch as stored: the events, one per line, after a first line `c{…}` with the shared context when there
@@ -68,24 +90,40 @@ impl Batch {
         out
     }
 
-    /// The request body: the Segment batch envelope, with `sentAt` set for this send.
+    /// The request body as `js/host.js` writes it (`body`): each line as the event's JSON, in the Segment batch
+    /// envelope with `sentAt` set for this send. (The module leaves this to the browser; the tests use this copy.)
+    #[cfg(test)]
     pub fn body(&self, sent_at: &str, write_key: &str) -> String {
-        let mut out = String::with_capacity(self.bytes() + 128);
-        out.push_str("{\"batch\":[");
-        out.push_str(&self.events);
-        out.push(']');
+        const KINDS: [(&str, &str, &str); 5] =
+            [("track", "event", "properties"), ("page", "name", "properties"), ("identify", "", "traits"), ("alias", "previousId", ""), ("group", "groupId", "traits")];
+        let events: Vec<String> = split(&self.events, b'\n')
+            .map(|line| {
+                if line.starts_with('{') {
+                    return line.to_owned();
+                }
+                let f: Vec<&str> = line.split('\t').collect();
+                let (kind, field, payload) = KINDS[f[0].parse::<usize>().unwrap()];
+                let mut e = format!("{{\"type\":\"{kind}\"");
+                if !f[1].is_empty() {
+                    e += &format!(",\"{field}\":{}", f[1]);
+                }
+                if !f[2].is_empty() {
+                    e += &format!(",\"{payload}\":{}", f[2]);
+                }
+                let time = footprint_core::time::format_rfc3339_ms(f[4].parse().unwrap());
+                e + &format!(",\"messageId\":\"{}\",\"timestamp\":\"{time}\"{}}}", f[3], f[5])
+            })
+            .collect();
+        let mut out = format!("{{\"batch\":[{}]", events.join(","));
         if let Some(c) = &self.context {
-            json::push_raw_member(&mut out, "context", c);
+            out += &format!(",\"context\":{c}");
         }
-        json::push_member(&mut out, "sentAt", sent_at);
-        json::push_member(&mut out, "writeKey", write_key);
-        out.push('}');
-        out
+        out + &format!(",\"sentAt\":\"{sent_at}\",\"writeKey\":{}}}", serde_json::to_string(write_key).unwrap())
     }
 
     fn add(&mut self, event: &str) {
         if self.count > 0 {
-            self.events.push_str(",\n");
+            self.events.push('\n');
         }
         self.events.push_str(event);
         self.count += 1;
@@ -138,7 +176,7 @@ impl Outbox {
             (Some(a), Some(b)) => Rc::ptr_eq(a, b) || a == b,
             (a, b) => a.is_none() && b.is_none(),
         };
-        if !same || o.count >= MAX_EVENTS_PER_BATCH || o.bytes() + event.len() + 2 > MAX_BATCH_BYTES {
+        if !same || o.count >= MAX_EVENTS_PER_BATCH || o.bytes() + event.len() + 1 + RENDERED_EXTRA > MAX_BATCH_BYTES {
             self.seal(persist);
         }
         if self.open.count == 0 {
@@ -191,11 +229,12 @@ impl Outbox {
     }
 
     /// Adds a batch found on the device at start (a backlog from an earlier page). Lines that are not events are
-    /// left out; the trailing commas of the current form are optional (an earlier version stored none).
+    /// left out: an event's line starts with its kind, or is JSON from an earlier version (with a trailing comma
+    /// or without).
     pub fn restore(&mut self, key: &str, stored: &str) {
         let context = stored.strip_prefix("c").filter(|s| s.starts_with("{")).and_then(|s| split(s, b'\n').next()).map(|c| Rc::new(c.to_owned()));
         let mut batch = Batch { id: self.new_id(), key: key.to_owned(), context, stored: true, ..Batch::default() };
-        for line in split(stored, b'\n').filter(|e| e.starts_with("{")) {
+        for line in split(stored, b'\n').filter(|e| matches!(e.as_bytes(), [b'0'..=b'4', b'\t', ..] | [b'{', ..])) {
             batch.add(line.strip_suffix(",").unwrap_or(line));
         }
         if batch.count == 0 || self.queued + batch.count > MAX_QUEUED_EVENTS {
@@ -314,9 +353,9 @@ mod tests {
         o.push(None, &event(2, 0), true);
         assert!(o.take_ops().is_empty(), "nothing written before the seal");
         o.seal(true);
-        assert_eq!(o.take_ops(), [StorageOp::Write { key: "fp_q.k1".into(), value: "{\"i\":1,\"p\":\"\"},\n{\"i\":2,\"p\":\"\"}".into() }]);
+        assert_eq!(o.take_ops(), [StorageOp::Write { key: "fp_q.k1".into(), value: "{\"i\":1,\"p\":\"\"}\n{\"i\":2,\"p\":\"\"}".into() }]);
         let body = o.start_send(0.0).unwrap().body("T", "wk");
-        assert_eq!(body, "{\"batch\":[{\"i\":1,\"p\":\"\"},\n{\"i\":2,\"p\":\"\"}],\"sentAt\":\"T\",\"writeKey\":\"wk\"}");
+        assert_eq!(body, "{\"batch\":[{\"i\":1,\"p\":\"\"},{\"i\":2,\"p\":\"\"}],\"sentAt\":\"T\",\"writeKey\":\"wk\"}");
         assert!(o.start_send(0.0).is_none(), "one batch in flight at a time");
         o.delivered(1);
         assert_eq!(o.take_ops(), [StorageOp::Remove { key: "fp_q.k1".into() }]);
@@ -350,7 +389,7 @@ mod tests {
         o.restore("junk", "not json");
         assert_eq!(o.len(), 2);
         assert_eq!(o.batches().count(), 1);
-        assert_eq!(o.batches().next().unwrap().body("T", "wk"), "{\"batch\":[{\"a\":1},\n{\"a\":2}],\"sentAt\":\"T\",\"writeKey\":\"wk\"}");
+        assert_eq!(o.batches().next().unwrap().body("T", "wk"), "{\"batch\":[{\"a\":1},{\"a\":2}],\"sentAt\":\"T\",\"writeKey\":\"wk\"}");
         o.push(None, &event(3, 0), true);
         o.seal(true);
         o.take_ops();
@@ -385,7 +424,7 @@ mod tests {
         assert_eq!(o.take_ops().len(), 1, "a new context seals what waits");
         o.seal(true);
         let bodies: Vec<String> = o.batches().map(|b| b.body("T", "wk")).collect();
-        assert_eq!(bodies[0], "{\"batch\":[{\"i\":1,\"p\":\"\"},\n{\"i\":2,\"p\":\"\"}],\"context\":{\"page\":{\"path\":\"/a\"}},\"sentAt\":\"T\",\"writeKey\":\"wk\"}");
+        assert_eq!(bodies[0], "{\"batch\":[{\"i\":1,\"p\":\"\"},{\"i\":2,\"p\":\"\"}],\"context\":{\"page\":{\"path\":\"/a\"}},\"sentAt\":\"T\",\"writeKey\":\"wk\"}");
         assert_eq!(bodies[1], "{\"batch\":[{\"i\":3,\"p\":\"\"}],\"context\":{\"page\":{\"path\":\"/b\"}},\"sentAt\":\"T\",\"writeKey\":\"wk\"}");
         // The device copy keeps the context: a reload sends the same body.
         let stored = o.batches().next().unwrap().stored_form();

@@ -5,7 +5,7 @@
 use crate::consent::{from_record, Consent, Update};
 use crate::navigation::{Navigation, Trigger};
 use crate::options::Options;
-use crate::queue::{Outbox, StorageOp, STORED_BATCH_PREFIX};
+use crate::queue::{Batch, Outbox, StorageOp, RENDERED_EXTRA, STORED_BATCH_PREFIX};
 use crate::queue::MAX_QUEUED_EVENTS;
 use crate::text::cut;
 use crate::{ids, json, url};
@@ -35,18 +35,11 @@ pub trait Device {
     fn now(&self) -> f64;
     /// Fills `out` with cryptographically random bytes.
     fn random(&mut self, out: &mut [u8]);
-    /// A new random UUIDv4 (IDs and `messageId`s).
-    fn uuid(&mut self) -> String {
+    /// Appends a new random UUIDv4 (IDs and `messageId`s) to `out`.
+    fn uuid(&mut self, out: &mut String) {
         let mut bytes = [0u8; 16];
         self.random(&mut bytes);
-        ids::uuid_v4(bytes)
-    }
-    /// Epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`, the form `footprint_core::time` parses. The browser's
-    /// `Date.prototype.toISOString` writes it there: less code in the module than the calendar arithmetic.
-    fn iso_time(&self, ms: f64) -> String {
-        let mut text = String::with_capacity(24);
-        json::push_iso_time(&mut text, ms);
-        text
+        out.push_str(&ids::uuid_v4(bytes));
     }
     fn load(&self, key: &str) -> Option<String>;
     fn store(&mut self, key: &str, value: &str);
@@ -80,22 +73,23 @@ pub struct Environment {
     pub gpc: bool,
 }
 
-/// A clicked link or button, as the page's capture code saw it.
+/// A clicked link or button, as the page's capture code saw it. Its texts are JSON strings (`js/capture.js` makes
+/// them short and bounded and runs `JSON.stringify`), but for the `href`, which the tracker classifies and scrubs.
 /// (Texts borrowed: the module's `call` lends them from its text buffer.)
 #[derive(Debug, Clone, Default)]
 pub struct Click<'a> {
-    /// A stable CSS selector of the element.
+    /// A stable CSS selector of the element (at most [`MAX_SELECTOR_CHARS`]).
     pub selector: &'a str,
-    /// Lower-case tag name.
+    /// Lower-case tag name (at most 16 characters).
     pub tag: &'a str,
     /// A short text: `js/capture.js` collapses whitespace and keeps at most 64 characters (never an input's value).
     pub text: &'a str,
-    /// The link's absolute `href`, for links.
+    /// The link's absolute `href` (as the browser serializes it, not JSON), for links.
     pub href: Option<&'a str>,
     pub download_attribute: bool,
 }
 
-/// A submitted form.
+/// A submitted form: JSON strings like [`Click`]'s, but for the `action` URL.
 #[derive(Debug, Clone, Default)]
 pub struct FormSubmit<'a> {
     pub selector: &'a str,
@@ -105,18 +99,11 @@ pub struct FormSubmit<'a> {
     pub method: &'a str,
 }
 
-/// A request ready to go: the body and the batch it carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    /// The batch's [`crate::queue::Batch::id`].
-    pub batch: u32,
-    pub body: String,
-}
-
 pub struct Tracker {
     pub options: Options,
     pub consent: Consent,
     anonymous_id: Option<String>,
+    /// A JSON string (as `identify` and `alias` pass it, and as it is kept on the device).
     user_id: Option<String>,
     /// Traits of an `identify` made before analytics consent: sent when consent comes, never stored.
     waiting_identify: Option<Option<String>>,
@@ -136,45 +123,30 @@ pub struct Tracker {
 /// What the events made in one state have in common.
 #[derive(Debug)]
 struct Shared {
-    /// `,"anonymousId":…,"userId":…` (only with analytics consent), or empty.
+    /// `,"anonymousId":…,"userId":…` (only with analytics consent), or empty: the end of the events' lines.
     ids: String,
     /// The `context` object; it travels once per batch (see `queue`).
     context: Rc<String>,
 }
 
-/// An event as `emit` records it: its own fields, its time and what it shares with the events of its state.
+/// An event as `emit` records it: the start of its line (`kind TAB field TAB payload`, see `queue`), its time and
+/// what it shares with the events of its state.
 #[derive(Debug)]
 struct Draft {
-    kind: Kind,
-    /// The kind's own field ([`Kind::keys`]).
-    field: Option<String>,
-    /// The kind's `properties` or `traits`: JSON object text; empty for `{}`; `None`: left out.
-    payload: Option<String>,
+    line: String,
     time: f64,
     tail: Rc<Shared>,
 }
 
-/// An event's `type`.
+/// An event's `type`, as the digit that starts its line (`queue` lists what each one means).
 #[derive(Debug, Clone, Copy)]
+#[repr(u8)]
 enum Kind {
-    Track,
-    Page,
-    Identify,
-    Alias,
-    Group,
-}
-
-impl Kind {
-    /// The `type`, the key of the kind's own field and of its payload (`""`: none).
-    fn keys(self) -> (&'static str, &'static str, &'static str) {
-        match self {
-            Kind::Track => ("track", "event", "properties"),
-            Kind::Page => ("page", "name", "properties"),
-            Kind::Identify => ("identify", "", "traits"),
-            Kind::Alias => ("alias", "previousId", ""),
-            Kind::Group => ("group", "groupId", "traits"),
-        }
-    }
+    Track = b'0',
+    Page = b'1',
+    Identify = b'2',
+    Alias = b'3',
+    Group = b'4',
 }
 
 #[derive(Debug, Clone)]
@@ -214,7 +186,7 @@ impl Tracker {
             outbox: Outbox::default(),
         };
         t.outbox.key_base.push_str(STORED_BATCH_PREFIX);
-        t.outbox.key_base.push_str(&dev.uuid());
+        dev.uuid(&mut t.outbox.key_base);
         t.outbox.key_base.push('-');
         if t.consent.allows_device_storage() {
             t.open_device(dev);
@@ -245,7 +217,7 @@ impl Tracker {
             .filter(|(_, last)| now - last < SESSION_TIMEOUT_MS)
             .map(|(id, last)| Session { id, last_activity: last, written_at: last });
         if self.user_id.is_none() {
-            self.user_id = dev.load(KEY_USER_ID).filter(|u| !u.is_empty() && u.len() <= 255);
+            self.user_id = dev.load(KEY_USER_ID).filter(|u| u.len() <= 257 && is_json_string(u) && !blank(u));
         }
         self.tail = None;
     }
@@ -264,24 +236,25 @@ impl Tracker {
 
     // ----- the public calls -------------------------------------------------------------------------------------
 
-    /// `track(event, properties?)`. `properties` is JSON text (the JS side ran `JSON.stringify`).
+    /// `track(event, properties?)`. The texts of the public calls are JSON, as `js/client.js` passes them: names
+    /// and IDs are JSON strings (IDs trimmed of ASCII whitespace), `properties` and `traits` what `JSON.stringify`
+    /// made of them. A name or ID that is blank is none.
     pub fn track(&mut self, dev: &mut impl Device, event: &str, properties: Option<&str>) {
-        if event.trim_ascii().is_empty() {
+        if blank(event) {
             return;
         }
-        self.emit(dev, Kind::Track, Some(event.to_owned()), properties.map(str::to_owned));
+        self.emit(dev, Kind::Track, Some(event), properties);
     }
 
     /// `page(name?, properties?)`.
     pub fn page(&mut self, dev: &mut impl Device, name: Option<&str>, properties: Option<&str>) {
-        let name = name.filter(|n| !n.trim_ascii().is_empty());
-        self.emit(dev, Kind::Page, name.map(str::to_owned), properties.map(str::to_owned));
+        self.emit(dev, Kind::Page, name.filter(|n| !blank(n)), properties);
     }
 
     /// `identify(userId?, traits?)`. Without analytics consent nothing identifying leaves the page: the call waits
     /// in memory and is sent when consent is granted.
     pub fn identify(&mut self, dev: &mut impl Device, user_id: Option<&str>, traits: Option<&str>) {
-        if let Some(u) = user_id.map(str::trim_ascii).filter(|u| !u.is_empty()) {
+        if let Some(u) = user_id.filter(|u| !blank(u)) {
             self.user_id = Some(u.to_owned());
             self.tail = None;
             if self.consent.allows_device_storage() {
@@ -293,32 +266,38 @@ impl Tracker {
             return;
         }
         if self.user_id.is_some() || self.anonymous_id.is_some() {
-            self.emit(dev, Kind::Identify, None, traits.map(str::to_owned));
+            self.emit(dev, Kind::Identify, None, traits);
         }
     }
 
     /// `alias(userId, previousId?)`: links `previousId` (default: the current user or anonymous ID) to `userId`.
     /// Identity operation: sent only with analytics consent.
     pub fn alias(&mut self, dev: &mut impl Device, user_id: &str, previous_id: Option<&str>) {
-        let user_id = user_id.trim_ascii();
-        if user_id.is_empty() || !self.consent.allows_device_storage() {
+        if blank(user_id) || !self.consent.allows_device_storage() {
             return;
         }
-        let previous = previous_id.or(self.user_id.as_deref()).or(self.anonymous_id.as_deref());
-        let Some(previous) = previous.filter(|p| !p.trim_ascii().is_empty()).map(str::to_owned) else { return };
+        // The anonymous ID is a UUID: its JSON string is the ID in quotes.
+        let anonymous = self.anonymous_id.as_ref().map(|a| {
+            let mut q = String::with_capacity(38);
+            q.push('"');
+            q.push_str(a);
+            q.push('"');
+            q
+        });
+        let previous = previous_id.or(self.user_id.as_deref()).or(anonymous.as_deref());
+        let Some(previous) = previous.filter(|p| !blank(p)).map(str::to_owned) else { return };
         self.user_id = Some(user_id.to_owned());
         self.tail = None;
         dev.store(KEY_USER_ID, user_id);
-        self.emit(dev, Kind::Alias, Some(previous), None);
+        self.emit(dev, Kind::Alias, Some(&previous), Some(""));
     }
 
     /// `group(groupId, traits?)`. Identity operation: sent only with analytics consent.
     pub fn group(&mut self, dev: &mut impl Device, group_id: &str, traits: Option<&str>) {
-        let group_id = group_id.trim_ascii();
-        if group_id.is_empty() || !self.consent.allows_device_storage() {
+        if blank(group_id) || !self.consent.allows_device_storage() {
             return;
         }
-        self.emit(dev, Kind::Group, Some(group_id.to_owned()), traits.map(str::to_owned));
+        self.emit(dev, Kind::Group, Some(group_id), traits);
     }
 
     /// `reset()`: logout. Forgets the user ID and traits, and starts a new anonymous ID and session.
@@ -336,7 +315,8 @@ impl Tracker {
 
     /// A new anonymous ID, stored with its creation time.
     fn new_anonymous_id(&mut self, dev: &mut impl Device, now: f64) {
-        let id = dev.uuid();
+        let mut id = String::with_capacity(36);
+        dev.uuid(&mut id);
         dev.store(KEY_ANONYMOUS_ID, &stamp(&id, now));
         self.anonymous_id = Some(id);
     }
@@ -367,11 +347,11 @@ impl Tracker {
         json::push_bool_member(&mut props, "marketing", g.marketing);
         json::push_bool_member(&mut props, "personalization", g.personalization);
         props.push('}');
-        self.track_props(dev, "Consent Updated", props);
+        self.track_props(dev, "\"Consent Updated\"", props);
         if after {
             if let Some(traits) = self.waiting_identify.take() {
                 if self.user_id.is_some() {
-                    self.emit(dev, Kind::Identify, None, traits);
+                    self.emit(dev, Kind::Identify, None, traits.as_deref());
                 }
             }
         }
@@ -415,23 +395,23 @@ impl Tracker {
         }
         let origin = url::parts(&self.page.url).origin;
         let mut props = String::from("{");
-        json::push_member(&mut props, "selector", cut(click.selector, MAX_SELECTOR_CHARS));
-        json::push_member(&mut props, "text", click.text);
-        json::push_member(&mut props, "tag", cut(click.tag, 16));
-        let mut event = "Element Clicked";
+        json::push_raw_member(&mut props, "selector", click.selector);
+        json::push_raw_member(&mut props, "text", click.text);
+        json::push_raw_member(&mut props, "tag", click.tag);
+        let mut event = "\"Element Clicked\"";
         if let Some(href) = click.href {
             let clean = self.clean_url(href);
             match url::classify_link(href, origin, click.download_attribute) {
-                url::LinkKind::Outbound => event = "Outbound Link Clicked",
+                url::LinkKind::Outbound => event = "\"Outbound Link Clicked\"",
                 url::LinkKind::Download => {
-                    event = "File Downloaded";
+                    event = "\"File Downloaded\"";
                     if let Some(ext) = url::extension(url::parts(href).path) {
-                        json::push_member(&mut props, "extension", &ext);
+                        json::push_url_member(&mut props, "extension", &ext);
                     }
                 }
                 url::LinkKind::Internal => {}
             }
-            json::push_member(&mut props, "href", &clean);
+            json::push_url_member(&mut props, "href", &clean);
         }
         props.push('}');
         self.track_props(dev, event, props);
@@ -442,14 +422,14 @@ impl Tracker {
             return;
         }
         let mut props = String::from("{");
-        json::push_member(&mut props, "selector", cut(form.selector, MAX_SELECTOR_CHARS));
-        if !form.id.is_empty() {
-            json::push_member(&mut props, "id", form.id);
+        json::push_raw_member(&mut props, "selector", form.selector);
+        if !blank(form.id) {
+            json::push_raw_member(&mut props, "id", form.id);
         }
-        json::push_member(&mut props, "action", &self.clean_url(form.action));
-        json::push_member(&mut props, "method", &form.method.to_ascii_lowercase());
+        json::push_url_member(&mut props, "action", &self.clean_url(form.action));
+        json::push_raw_member(&mut props, "method", &form.method.to_ascii_lowercase());
         props.push('}');
-        self.track_props(dev, "Form Submitted", props);
+        self.track_props(dev, "\"Form Submitted\"", props);
     }
 
     /// The visitor scrolled: `bottom` is how far down the viewport's bottom edge is, `height` the document height.
@@ -482,12 +462,12 @@ impl Tracker {
         json::push_u64_member(&mut props, "engagedMs", ms as u64);
         json::push_u64_member(&mut props, "scrollDepth", u64::from(pct));
         props.push('}');
-        self.track_props(dev, "Page Engaged", props);
+        self.track_props(dev, "\"Page Engaged\"", props);
     }
 
-    /// An automatic `track` event with properties the SDK wrote.
+    /// An automatic `track` event (`event` a JSON string) with properties the SDK wrote.
     fn track_props(&mut self, dev: &mut impl Device, event: &str, props: String) {
-        self.emit(dev, Kind::Track, Some(event.to_owned()), Some(props));
+        self.emit(dev, Kind::Track, Some(event), Some(&props));
     }
 
     // ----- events -----------------------------------------------------------------------------------------------
@@ -495,7 +475,7 @@ impl Tracker {
     /// Records an event: its time, session activity and the shared tail of the current state. No JSON is written
     /// here (see [`Tracker::seal`]). `payload` is `properties` or `traits`: `None` text means `{}`, and text that is
     /// not an object (what JSON.stringify makes of a bad argument) is left out rather than refused.
-    fn emit(&mut self, dev: &mut impl Device, kind: Kind, field: Option<String>, payload: Option<String>) {
+    fn emit(&mut self, dev: &mut impl Device, kind: Kind, field: Option<&str>, payload: Option<&str>) {
         if self.queued() >= MAX_QUEUED_EVENTS {
             self.outbox.dropped += 1;
             return;
@@ -507,12 +487,14 @@ impl Tracker {
             None => {
                 let mut ids = String::new();
                 if self.consent.allows_device_storage() {
-                    for (key, id) in [("anonymousId", &self.anonymous_id), ("userId", &self.user_id)] {
-                        if let Some(id) = id {
-                            ids.push(',');
-                            json::push_key(&mut ids, key);
-                            json::push_str(&mut ids, id);
-                        }
+                    if let Some(id) = &self.anonymous_id {
+                        ids.push_str(",\"anonymousId\":\"");
+                        ids.push_str(id);
+                        ids.push('"');
+                    }
+                    if let Some(id) = &self.user_id {
+                        ids.push_str(",\"userId\":");
+                        ids.push_str(id);
                     }
                 }
                 let tail = Rc::new(Shared { ids, context: Rc::new(self.build_context(dev)) });
@@ -520,40 +502,19 @@ impl Tracker {
                 tail
             }
         };
+        let field = field.unwrap_or("");
         let payload = match payload {
-            None => Some(String::new()),
-            Some(p) if p.starts_with("{") => Some(p),
-            Some(_) => None,
+            None => "{}",
+            Some(p) if p.starts_with("{") => p,
+            Some(_) => "",
         };
-        self.drafts.push(Draft { kind, field, payload, time, tail });
-    }
-
-    /// The event's JSON, with a new `messageId`. Too large for the collector: the event is kept, its payload
-    /// replaced by a marker that says so.
-    fn encode(draft: &Draft, message_id: &str, time: &str) -> String {
-        let mut event = Self::encode_with(draft, message_id, time, None);
-        if event.len() > MAX_EVENT_BYTES {
-            event = Self::encode_with(draft, message_id, time, Some("{\"footprintDropped\":\"too_large\"}"));
-        }
-        event
-    }
-
-    fn encode_with(d: &Draft, message_id: &str, time: &str, replace_payload: Option<&str>) -> String {
-        let mut out = String::with_capacity(d.tail.ids.len() + 128 + d.field.as_ref().map_or(0, String::len) + d.payload.as_ref().map_or(0, String::len));
-        let (kind, field_key, payload_key) = d.kind.keys();
-        out.push('{');
-        json::push_member(&mut out, "type", kind);
-        if let Some(v) = &d.field {
-            json::push_member(&mut out, field_key, v);
-        }
-        if let Some(p) = d.payload.as_deref().filter(|_| !payload_key.is_empty()) {
-            json::push_raw_member(&mut out, payload_key, replace_payload.unwrap_or(if p.is_empty() { "{}" } else { p }));
-        }
-        json::push_member(&mut out, "messageId", message_id);
-        json::push_member(&mut out, "timestamp", time);
-        out.push_str(&d.tail.ids);
-        out.push('}');
-        out
+        let mut line = String::with_capacity(3 + field.len() + payload.len());
+        json::push_ascii(&mut line, kind as u8);
+        line.push('\t');
+        line.push_str(field);
+        line.push('\t');
+        line.push_str(payload);
+        self.drafts.push(Draft { line, time, tail });
     }
 
     /// Events waiting, drafts and batches.
@@ -569,7 +530,9 @@ impl Tracker {
             Some(s) if now - s.last_activity < SESSION_TIMEOUT_MS => s,
             _ => {
                 self.tail = None;
-                self.session.insert(Session { id: dev.uuid(), last_activity: now, written_at: f64::NEG_INFINITY })
+                let mut id = String::with_capacity(36);
+                dev.uuid(&mut id);
+                self.session.insert(Session { id, last_activity: now, written_at: f64::NEG_INFINITY })
             }
         };
         s.last_activity = now;
@@ -593,14 +556,32 @@ impl Tracker {
         self.drafts.len() + self.outbox.pending_len() >= self.options.batch_size
     }
 
-    /// Seals waiting events into batches (writing them to the device when consent allows).
+    /// Seals waiting events into batches (writing them to the device when consent allows): each draft's line gets
+    /// a new `messageId`, its time and the identifiers. An event too large for the collector is kept, its payload
+    /// replaced by a marker that says so.
     pub fn seal(&mut self, dev: &mut impl Device) {
         let persist = self.consent.allows_device_storage();
         // By reference, then dropped whole: a consuming loop costs the module an iterator's drop code.
         let drafts = std::mem::take(&mut self.drafts);
+        let mut line = String::new();
         for draft in &drafts {
-            let (message_id, time) = (dev.uuid(), dev.iso_time(draft.time));
-            self.outbox.push(Some(draft.tail.context.clone()), &Self::encode(draft, &message_id, &time), persist);
+            line.clear();
+            line.push_str(&draft.line);
+            if line.len() + draft.tail.ids.len() + RENDERED_EXTRA > MAX_EVENT_BYTES {
+                // After the second tab (names and IDs are JSON strings: no tab in them); an alias has no payload.
+                let payload_at = crate::text::find_byte(crate::text::split_at(&line, 2).1, b'\t').map_or(line.len(), |i| i + 3);
+                if payload_at < line.len() {
+                    line.truncate(payload_at);
+                    line.push_str("{\"footprintDropped\":\"too_large\"}");
+                }
+            }
+            line.push('\t');
+            dev.uuid(&mut line);
+            line.push('\t');
+            json::push_u64(&mut line, draft.time.max(0.0) as u64);
+            line.push('\t');
+            line.push_str(&draft.tail.ids);
+            self.outbox.push(Some(draft.tail.context.clone()), &line, persist);
         }
         self.outbox.seal(persist);
         self.apply_ops(dev);
@@ -616,13 +597,10 @@ impl Tracker {
         }
     }
 
-    /// The next request to send with `fetch`, if one may go now.
-    pub fn next_request(&mut self, dev: &mut impl Device) -> Option<Request> {
+    /// The next batch to send with `fetch`, if one may go now (the device writes the request body from it).
+    pub fn next_request(&mut self, dev: &mut impl Device) -> Option<&Batch> {
         self.seal(dev);
-        let now = dev.now();
-        let sent_at = dev.iso_time(now);
-        let batch = self.outbox.start_send(now)?;
-        Some(Request { batch: batch.id, body: batch.body(&sent_at, &self.options.write_key) })
+        self.outbox.start_send(dev.now())
     }
 
     /// The answer to a request: `status` is `None` for a network failure. Returns the wait before the next attempt
@@ -654,21 +632,20 @@ impl Tracker {
     /// The page is being hidden (tab switch, navigation, close): report engagement and hand every waiting batch
     /// to `beacon` (which returns whether the browser took it), within the browser's 64 KiB budget. Batches the
     /// browser refused stay queued (and on the device, with consent) for the next send or the next page.
-    pub fn hidden(&mut self, dev: &mut impl Device, mut beacon: impl FnMut(&str) -> bool) {
+    pub fn hidden(&mut self, dev: &mut impl Device, mut beacon: impl FnMut(&Batch) -> bool) {
         let now = dev.now();
         self.send_engagement(dev, now);
         self.engagement.visible_since = None;
         self.seal(dev);
-        let sent_at = dev.iso_time(now);
         let mut budget = BEACON_BUDGET_BYTES;
         // Always the first batch left: each one handed over leaves the outbox at once.
         loop {
             let Some(batch) = self.outbox.batches().next() else { break };
-            let body = batch.body(&sent_at, &self.options.write_key);
-            if body.len() > budget || !beacon(&body) {
+            let bytes = batch.body_bytes();
+            if bytes > budget || !beacon(batch) {
                 break;
             }
-            budget -= body.len();
+            budget -= bytes;
             let id = batch.id;
             if self.outbox.in_flight() == Some(id) {
                 // Its fetch may still answer; the batch is gone either way, and messageId dedupes a double arrival.
@@ -708,6 +685,38 @@ fn stamp(id: &str, ms: f64) -> String {
     s
 }
 
+/// Whether a JSON string holds nothing but ASCII whitespace (spaces and the escapes `\t \n \f \r`), or nothing.
+fn blank(json: &str) -> bool {
+    let b = json.as_bytes();
+    let mut i = 1;
+    while i + 1 < b.len() {
+        i += match (b[i], b[i + 1]) {
+            (b' ', _) => 1,
+            (b'\\', b't' | b'n' | b'f' | b'r') => 2,
+            _ => return false,
+        };
+    }
+    true
+}
+
+/// Whether `s` is one JSON string and nothing more: what the stored user ID must be before it is sent again (the
+/// device's storage is the site's too).
+fn is_json_string(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 1;
+    while i + 1 < b.len() {
+        i += match b[i] {
+            b'"' | 0..=0x1f => return false,
+            b'\\' => match b[i + 1] {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => 2,
+                b'u' if b.get(i + 2..i + 6).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => 6,
+                _ => return false,
+            },
+            _ => 1,
+        };
+    }
+    b.len() >= 2 && b[0] == b'"' && i == b.len() - 1 && b[i] == b'"'
+}
 
 #[cfg(test)]
 mod tests;

@@ -177,6 +177,31 @@ test("Global Privacy Control keeps marketing off", async () => {
   });
 });
 
+test("texts of every kind go in as JSON: quotes, newlines, non-ASCII, blanks and padded IDs", async () => {
+  await withSdk(() => pageHtml({ data: { consent: "implied", "flush-interval": "50" } }), async ({ collector, page, base }) => {
+    await page.goto(`${base}/t/texts`);
+    await ready(page);
+    await page.evaluate(() => {
+      footprint.track('Quote " back\\slash\nline \u00e9 \ud83d\udc63', { k: "v\u2028" });
+      footprint.track(" \t ", { blank: true }); // blank: ignored
+      footprint.track(42);
+      footprint.track("lone \ud800"); // as in UTF-8: U+FFFD
+      footprint.identify("  user 1\n", { plan: "pro" });
+      footprint.group(" acme ");
+      footprint.page("Home");
+    });
+    const rows = await until(() => {
+      const r = events(collector.db, "type != 'page' OR name = 'Home'");
+      return r.length >= 6 && r;
+    }, 10_000, "the events");
+    assert.deepEqual(rows.map((r) => r.name ?? r.type), ['Quote " back\\slash\nline \u00e9 \ud83d\udc63', "42", "lone \ufffd", "identify", "group", "Home"]);
+    assert.equal(rows[0].properties.k, "v\u2028");
+    assert.equal(rows[3].user_id, "user 1", "IDs are trimmed of ASCII whitespace");
+    assert.equal(rows[4].user_id, "user 1");
+    assert.equal(await page.evaluate(() => localStorage.getItem("fp_u")), '"user 1"');
+  });
+});
+
 test("offline, then online: everything is delivered", async () => {
   await withSdk(() => pageHtml({ data: { "flush-interval": "50" } }), async ({ collector, context, page, base }) => {
     await page.goto(`${base}/t/offline`);

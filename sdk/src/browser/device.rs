@@ -1,6 +1,5 @@
 //! [`Device`] on the browser, through `js/host.js`: `Date.now`, `crypto.getRandomValues`, `localStorage`, and what
-//! the browser writes with less code than the module would: ISO times (`Date.prototype.toISOString`) and the
-//! events' `context` (`JSON.stringify`).
+//! the browser writes with less code than the module would: UUIDs and the events' `context` (`JSON.stringify`).
 //! Storage failures (quota, storage disabled, private modes) are swallowed there: the tracker then keeps its state
 //! in memory.
 
@@ -18,12 +17,8 @@ impl Device for BrowserDevice {
         host::random(out);
     }
 
-    fn uuid(&mut self) -> String {
-        host::uuid()
-    }
-
-    fn iso_time(&self, ms: f64) -> String {
-        host::iso(ms)
+    fn uuid(&mut self, out: &mut String) {
+        host::uuid(out);
     }
 
     fn load(&self, key: &str) -> Option<String> {

@@ -27,9 +27,6 @@ pub mod host {
         /// Writes 36 bytes (ASCII) to `out`.
         #[link_name = "u"]
         fn uuid_(out: *mut u8);
-        /// Writes 24 bytes (ASCII) to `out`.
-        #[link_name = "i"]
-        fn iso_(ms: f64, out: *mut u8);
         #[link_name = "l"]
         fn load_(key: *const u8, key_len: usize) -> isize;
         #[link_name = "s"]
@@ -43,9 +40,9 @@ pub mod host {
         #[link_name = "c"]
         fn context_(url: *const u8, url_len: usize, referrer: *const u8, referrer_len: usize, consent: u32, session: *const u8, session_len: isize) -> isize;
         #[link_name = "x"]
-        fn send_(url: *const u8, url_len: usize, body: *const u8, body_len: usize, batch: u32);
+        fn send_(events: *const u8, events_len: usize, context: *const u8, context_len: isize, batch: u32);
         #[link_name = "b"]
-        fn beacon_(url: *const u8, url_len: usize, body: *const u8, body_len: usize) -> i32;
+        fn beacon_(events: *const u8, events_len: usize, context: *const u8, context_len: isize) -> i32;
         #[link_name = "a"]
         fn arm_(ms: f64);
         /// Copies the text the last call answered (its length) to `out`.
@@ -72,23 +69,15 @@ pub mod host {
     pub fn random(out: &mut [u8]) {
         unsafe { random_(out.as_mut_ptr(), out.len()) }
     }
-    /// A text of `N` ASCII bytes the host writes with `write`.
-    fn ascii<const N: usize>(write: impl FnOnce(*mut u8)) -> String {
-        let mut bytes = Vec::with_capacity(N);
-        write(bytes.as_mut_ptr());
-        // SAFETY: the host wrote `N` bytes, all ASCII (0 past the end of a shorter text).
+    /// Appends a random UUIDv4 to `out`, written by the host straight into its buffer.
+    pub fn uuid(out: &mut String) {
+        // SAFETY: the host writes 36 ASCII bytes into the room reserved for them.
         unsafe {
-            bytes.set_len(N);
-            String::from_utf8_unchecked(bytes)
+            let v = out.as_mut_vec();
+            v.reserve(36);
+            uuid_(v.as_mut_ptr().add(v.len()));
+            v.set_len(v.len() + 36);
         }
-    }
-    /// A random UUIDv4.
-    pub fn uuid() -> String {
-        ascii::<36>(|out| unsafe { uuid_(out) })
-    }
-    /// `new Date(ms).toISOString()`.
-    pub fn iso(ms: f64) -> String {
-        ascii::<24>(|out| unsafe { iso_(ms, out) })
     }
     pub fn load(key: &str) -> Option<String> {
         text(unsafe { load_(key.as_ptr(), key.len()) })
@@ -115,13 +104,20 @@ pub mod host {
         let (session, len) = session.map_or((core::ptr::null(), -1), |s| (s.as_ptr(), s.len() as isize));
         text(unsafe { context_(url.as_ptr(), url.len(), referrer.as_ptr(), referrer.len(), consent, session, len) }).unwrap_or_default()
     }
-    /// POSTs `body`; the answer comes back through `call` (op 11).
-    pub fn send(url: &str, body: &str, batch: u32) {
-        unsafe { send_(url.as_ptr(), url.len(), body.as_ptr(), body.len(), batch) }
+    /// A batch's events (their lines) and context, for the host to write as a request body.
+    fn batch(b: &crate::queue::Batch) -> (*const u8, usize, *const u8, isize) {
+        let (context, len) = b.context.as_ref().map_or((core::ptr::null(), -1), |c| (c.as_ptr(), c.len() as isize));
+        (b.events.as_ptr(), b.events.len(), context, len)
     }
-    /// `navigator.sendBeacon`; false when offline or refused.
-    pub fn beacon(url: &str, body: &str) -> bool {
-        unsafe { beacon_(url.as_ptr(), url.len(), body.as_ptr(), body.len()) != 0 }
+    /// POSTs the batch to the collector; the answer comes back through `call` (op 11).
+    pub fn send(b: &crate::queue::Batch) {
+        let (events, n, context, m) = batch(b);
+        unsafe { send_(events, n, context, m, b.id) }
+    }
+    /// `navigator.sendBeacon` of the batch; false when offline or refused.
+    pub fn beacon(b: &crate::queue::Batch) -> bool {
+        let (events, n, context, m) = batch(b);
+        unsafe { beacon_(events, n, context, m) != 0 }
     }
     /// (Re)arms the one timer; it calls `call` (op 12).
     pub fn arm(ms: f64) {
@@ -132,8 +128,6 @@ pub mod host {
 pub struct Runtime {
     pub tracker: Tracker,
     pub dev: BrowserDevice,
-    /// `{collector}/v1/batch`.
-    endpoint: String,
     /// When the armed timer fires.
     timer: Option<f64>,
     flush_requested: bool,
@@ -158,11 +152,9 @@ pub fn start(options: Options) {
     }
     let (page, env, visible) = browser_state();
     let mut dev = BrowserDevice;
-    let mut endpoint = options.collector.clone();
-    endpoint.push_str("/v1/batch");
     let tracker = Tracker::start(options, env, page, visible, &mut dev);
     // The old value is `None` (checked above): forgetting it spares the module the runtime's drop code.
-    core::mem::forget(RUNTIME.0.replace(Some(Runtime { tracker, dev, endpoint, timer: None, flush_requested: false })));
+    core::mem::forget(RUNTIME.0.replace(Some(Runtime { tracker, dev, timer: None, flush_requested: false })));
     with(&mut |rt| rt.pump(Send::Now));
 }
 
@@ -223,8 +215,8 @@ impl Runtime {
         };
         if due <= now && send == Send::Now {
             self.flush_requested = false;
-            if let Some(request) = self.tracker.next_request(&mut self.dev) {
-                host::send(&self.endpoint, &request.body, request.batch);
+            if let Some(batch) = self.tracker.next_request(&mut self.dev) {
+                host::send(batch);
             }
         } else if self.timer.is_none_or(|at| at > due) {
             self.timer = Some(due);
@@ -260,7 +252,6 @@ impl Runtime {
 
     /// The page is going out of sight (or away): the rest leaves by beacon.
     pub fn hidden(&mut self) {
-        let endpoint = &self.endpoint;
-        self.tracker.hidden(&mut self.dev, |body| host::beacon(endpoint, body));
+        self.tracker.hidden(&mut self.dev, host::beacon);
     }
 }

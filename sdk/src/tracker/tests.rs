@@ -67,8 +67,6 @@ const T0: f64 = 1_800_000_000_000.0;
 
 fn options(mode: Mode) -> Options {
     Options {
-        write_key: "wk_demo".into(),
-        collector: "https://c.example".into(),
         consent: mode,
         flush_interval_ms: DEFAULT_FLUSH_INTERVAL_MS,
         batch_size: DEFAULT_BATCH_SIZE,
@@ -108,15 +106,35 @@ fn batch_events(body: &str) -> Vec<Value> {
     events
 }
 
+/// A JSON string, as `js/client.js` passes names and IDs.
+fn s(text: &str) -> String {
+    serde_json::to_string(text).unwrap()
+}
+
+/// The request body `js/host.js` writes for a batch (`Batch::body` mirrors it), within the batch's bound.
+fn body_of(batch: &Batch) -> String {
+    let body = batch.body("2027-01-15T08:00:00.000Z", "wk_demo");
+    assert!(body.len() <= batch.body_bytes(), "{} > {}", body.len(), batch.body_bytes());
+    for e in batch_events(&body) {
+        assert!(e.to_string().len() <= MAX_EVENT_BYTES || e["properties"].get("footprintDropped").is_some() || e["type"] == "alias");
+    }
+    body
+}
+
+/// The next request: the batch and its body.
+fn request(t: &mut Tracker, dev: &mut TestDevice) -> Option<(u32, String)> {
+    t.next_request(dev).map(|b| (b.id, body_of(b)))
+}
+
 /// Every event the tracker would send now, as JSON (drains the outbox as if each batch were accepted).
 fn sent(t: &mut Tracker, dev: &mut TestDevice) -> Vec<Value> {
     let mut events = Vec::new();
-    while let Some(req) = t.next_request(dev) {
-        let body: Value = serde_json::from_str(&req.body).expect("the body is JSON");
+    while let Some((batch, text)) = request(t, dev) {
+        let body: Value = serde_json::from_str(&text).expect("the body is JSON");
         assert_eq!(body["writeKey"], "wk_demo");
         assert!(footprint_core::time::parse_rfc3339_ms(body["sentAt"].as_str().unwrap()).is_some());
-        events.extend(batch_events(&req.body));
-        assert_eq!(t.answered(dev, req.batch, Some(200), None), None);
+        events.extend(batch_events(&text));
+        assert_eq!(t.answered(dev, batch, Some(200), None), None);
     }
     events
 }
@@ -129,13 +147,13 @@ fn names(events: &[Value]) -> Vec<String> {
 fn required_mode_without_consent_writes_nothing_and_sends_no_identifier() {
     let mut dev = TestDevice::default();
     let mut t = start(Mode::Required, &mut dev);
-    t.track(&mut dev, "Signed Up", Some(r#"{"plan":"pro"}"#));
-    t.identify(&mut dev, Some("user-1"), Some(r#"{"email":"a@b.example"}"#));
-    t.alias(&mut dev, "user-2", None);
-    t.group(&mut dev, "acme", None);
+    t.track(&mut dev, &s("Signed Up"), Some(r#"{"plan":"pro"}"#));
+    t.identify(&mut dev, Some(&s("user-1")), Some(r#"{"email":"a@b.example"}"#));
+    t.alias(&mut dev, &s("user-2"), None);
+    t.group(&mut dev, &s("acme"), None);
     let mut beaconed = Vec::new();
-    t.hidden(&mut dev, |body| {
-        beaconed.push(body.to_owned());
+    t.hidden(&mut dev, |batch| {
+        beaconed.push(body_of(batch));
         true
     });
     t.shown(dev.now);
@@ -158,9 +176,9 @@ fn required_mode_without_consent_writes_nothing_and_sends_no_identifier() {
 fn granting_consent_creates_an_id_that_survives_a_reload() {
     let mut dev = TestDevice::default();
     let mut t = start(Mode::Required, &mut dev);
-    t.identify(&mut dev, Some("user-1"), Some(r#"{"plan":"pro"}"#));
+    t.identify(&mut dev, Some(&s("user-1")), Some(r#"{"plan":"pro"}"#));
     t.consent(&mut dev, Update { analytics: Some(true), ..Update::default() });
-    t.track(&mut dev, "After", None);
+    t.track(&mut dev, &s("After"), None);
     let events = sent(&mut t, &mut dev);
     assert_eq!(names(&events), ["page", "Consent Updated", "identify", "After"]);
     let id = t.anonymous_id().unwrap().to_owned();
@@ -190,8 +208,8 @@ fn withdrawing_consent_erases_the_device() {
     let mut dev = TestDevice::default();
     let mut t = start(Mode::Implied, &mut dev);
     assert!(t.anonymous_id().is_some(), "implied mode identifies from the start");
-    t.identify(&mut dev, Some("u"), None);
-    t.track(&mut dev, "x", None);
+    t.identify(&mut dev, Some(&s("u")), None);
+    t.track(&mut dev, &s("x"), None);
     t.seal(&mut dev);
     assert!(dev.storage.keys().any(|k| k.starts_with(STORED_BATCH_PREFIX)));
     t.consent(&mut dev, Update { analytics: Some(false), ..Update::default() });
@@ -238,12 +256,12 @@ fn spa_navigation_sends_one_page_view_with_the_previous_page_as_referrer() {
 fn clicks_become_click_outbound_and_download_events() {
     let mut dev = TestDevice::default();
     let mut t = start(Mode::Required, &mut dev);
-    let click = |href, download| Click { selector: "nav#top > a", tag: "a", text: "Read more", href, download_attribute: download };
-    t.clicked(&mut dev, &Click { selector: "button#buy", tag: "button", text: "Buy", ..Click::default() });
+    let click = |href, download| Click { selector: r#""nav#top > a""#, tag: r#""a""#, text: r#""Read more""#, href, download_attribute: download };
+    t.clicked(&mut dev, &Click { selector: r#""button#buy""#, tag: r#""button""#, text: r#""Buy""#, ..Click::default() });
     t.clicked(&mut dev, &click(Some("https://shop.example/about"), false));
     t.clicked(&mut dev, &click(Some("https://elsewhere.example/?token=t"), false));
     t.clicked(&mut dev, &click(Some("https://shop.example/report.pdf"), false));
-    t.form_submitted(&mut dev, &FormSubmit { selector: "form#signup", id: "signup", action: "https://shop.example/join?email=x@y.example", method: "POST" });
+    t.form_submitted(&mut dev, &FormSubmit { selector: r#""form#signup""#, id: r#""signup""#, action: "https://shop.example/join?email=x@y.example", method: r#""POST""# });
     let events = sent(&mut t, &mut dev);
     assert_eq!(names(&events), ["page", "Element Clicked", "Element Clicked", "Outbound Link Clicked", "File Downloaded", "Form Submitted"]);
     assert_eq!(events[1]["properties"], serde_json::json!({"selector": "button#buy", "text": "Buy", "tag": "button"}));
@@ -262,8 +280,8 @@ fn engagement_is_reported_when_the_page_is_hidden() {
     t.scrolled(900.0, 3_000.0);
     dev.now += 12_345.0;
     let mut beacons = Vec::new();
-    t.hidden(&mut dev, |body| {
-        beacons.push(body.to_owned());
+    t.hidden(&mut dev, |batch| {
+        beacons.push(body_of(batch));
         true
     });
     assert_eq!(beacons.len(), 1, "page view and engagement in one beacon");
@@ -276,8 +294,8 @@ fn engagement_is_reported_when_the_page_is_hidden() {
     dev.now += 60_000.0;
     t.shown(dev.now);
     dev.now += 2_000.0;
-    t.hidden(&mut dev, |body| {
-        beacons.push(body.to_owned());
+    t.hidden(&mut dev, |batch| {
+        beacons.push(body_of(batch));
         true
     });
     let body: Value = serde_json::from_str(&beacons[1]).unwrap();
@@ -290,11 +308,11 @@ fn the_unload_path_stays_within_the_beacon_budget_and_keeps_what_the_browser_ref
     let mut t = start(Mode::Implied, &mut dev);
     let big = format!("{{\"blob\":\"{}\"}}", "x".repeat(10_000));
     for _ in 0..20 {
-        t.track(&mut dev, "Big", Some(&big));
+        t.track(&mut dev, &s("Big"), Some(&big));
     }
     let mut sizes = Vec::new();
-    t.hidden(&mut dev, |body| {
-        sizes.push(body.len());
+    t.hidden(&mut dev, |batch| {
+        sizes.push(body_of(batch).len());
         true
     });
     assert!(sizes.iter().sum::<usize>() <= BEACON_BUDGET_BYTES, "{sizes:?}");
@@ -312,9 +330,9 @@ fn a_reload_delivers_the_backlog_once() {
     let mut dev = TestDevice::default();
     let mut t = start(Mode::Implied, &mut dev);
     for i in 0..5 {
-        t.track(&mut dev, &format!("e{i}"), None);
+        t.track(&mut dev, &s(&format!("e{i}")), None);
     }
-    let req = t.next_request(&mut dev).unwrap();
+    let req = request(&mut t, &mut dev).unwrap();
     // The page goes away before the answer (and the beacon was refused).
     t.hidden(&mut dev, |_| false);
     drop(t);
@@ -325,7 +343,7 @@ fn a_reload_delivers_the_backlog_once() {
     let events = sent(&mut t, &mut dev);
     let mut ids: Vec<&str> = events.iter().map(|e| e["messageId"].as_str().unwrap()).collect();
     assert_eq!(names(&events), ["page", "e0", "e1", "e2", "e3", "e4", "page"]);
-    assert!(req.body.contains(ids[1]), "the backlog is the same events, same messageIds");
+    assert!(req.1.contains(ids[1]), "the backlog is the same events, same messageIds");
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 7);
@@ -336,20 +354,20 @@ fn a_reload_delivers_the_backlog_once() {
 fn retries_back_off_honour_retry_after_and_resume_online() {
     let mut dev = TestDevice::default();
     let mut t = start(Mode::Required, &mut dev);
-    let req = t.next_request(&mut dev).unwrap();
-    let first = t.answered(&mut dev, req.batch, None, None).unwrap();
+    let req = t.next_request(&mut dev).unwrap().id;
+    let first = t.answered(&mut dev, req, None, None).unwrap();
     assert!((500.0..1_000.0).contains(&first), "{first}");
     assert!(t.next_request(&mut dev).is_none(), "waits");
     dev.now += first;
-    let again = t.next_request(&mut dev).unwrap();
-    assert_eq!(again.batch, req.batch);
-    assert_eq!(t.answered(&mut dev, again.batch, Some(503), Some("7")), Some(7_000.0));
+    let again = t.next_request(&mut dev).unwrap().id;
+    assert_eq!(again, req);
+    assert_eq!(t.answered(&mut dev, again, Some(503), Some("7")), Some(7_000.0));
     t.online();
-    let third = t.next_request(&mut dev).unwrap();
-    assert_eq!(t.answered(&mut dev, third.batch, Some(400), None), None, "refused for good");
+    let third = t.next_request(&mut dev).unwrap().id;
+    assert_eq!(t.answered(&mut dev, third, Some(400), None), None, "refused for good");
     assert!(t.outbox.is_empty());
     // A late answer for a batch that already left is ignored.
-    assert_eq!(t.answered(&mut dev, req.batch, Some(503), None), None);
+    assert_eq!(t.answered(&mut dev, req, Some(503), None), None);
 }
 
 #[test]
@@ -357,9 +375,9 @@ fn sessions_end_after_thirty_idle_minutes() {
     let mut dev = TestDevice::default();
     let mut t = start(Mode::Implied, &mut dev);
     dev.now += 29.0 * 60_000.0;
-    t.track(&mut dev, "a", None);
+    t.track(&mut dev, &s("a"), None);
     dev.now += 31.0 * 60_000.0;
-    t.track(&mut dev, "b", None);
+    t.track(&mut dev, &s("b"), None);
     let events = sent(&mut t, &mut dev);
     let s: Vec<&str> = events.iter().map(|e| e["context"]["sessionId"].as_str().unwrap()).collect();
     assert_eq!(s[0], s[1]);
@@ -377,7 +395,7 @@ fn the_anonymous_id_expires_and_reset_replaces_it() {
     let mut t = start(Mode::Implied, &mut dev);
     let second = t.anonymous_id().unwrap().to_owned();
     assert_ne!(first, second);
-    t.identify(&mut dev, Some("u1"), None);
+    t.identify(&mut dev, Some(&s("u1")), None);
     t.reset(&mut dev);
     assert_ne!(t.anonymous_id().unwrap(), second);
     assert_eq!(dev.load(KEY_USER_ID), None);
@@ -390,16 +408,17 @@ fn the_anonymous_id_expires_and_reset_replaces_it() {
 fn every_event_is_valid_for_the_collector() {
     let mut dev = TestDevice::default();
     let mut t = start(Mode::Implied, &mut dev);
-    t.track(&mut dev, "Quote \" and \\ and \n", Some(r#"{"k":"v"}"#));
-    t.track(&mut dev, "Not an object", Some("[1,2]"));
-    t.track(&mut dev, "Huge", Some(&format!("{{\"x\":\"{}\"}}", "y".repeat(MAX_EVENT_BYTES))));
-    t.track(&mut dev, "   ", None);
-    t.page(&mut dev, Some("Home"), None);
-    t.identify(&mut dev, Some("u"), Some(r#"{"plan":"pro"}"#));
-    t.alias(&mut dev, "u2", None);
-    t.group(&mut dev, "g", None);
+    t.track(&mut dev, &s("Quote \" and \\ and \n"), Some(r#"{"k":"v"}"#));
+    t.track(&mut dev, &s("Not an object"), Some("[1,2]"));
+    t.track(&mut dev, &s("Huge"), Some(&format!("{{\"x\":\"{}\"}}", "y".repeat(MAX_EVENT_BYTES))));
+    t.track(&mut dev, &s("   "), None);
+    t.page(&mut dev, Some(&s("Home")), None);
+    t.identify(&mut dev, Some(&s("u")), Some(r#"{"plan":"pro"}"#));
+    t.alias(&mut dev, &s("u2"), None);
+    t.group(&mut dev, &s("g"), None);
     let events = sent(&mut t, &mut dev);
     assert_eq!(events.len(), 8, "the blank track name is ignored");
+    assert_eq!(events[1]["event"], "Quote \" and \\ and \n");
     for e in &events {
         let text = e.to_string();
         let wire: footprint_core::WireEvent = serde_json::from_str(&text).unwrap();
@@ -408,4 +427,27 @@ fn every_event_is_valid_for_the_collector() {
     assert!(events[2].get("properties").is_none());
     assert_eq!(events[3]["properties"]["footprintDropped"], "too_large");
     assert_eq!(events[6]["previousId"], "u");
+}
+
+#[test]
+fn json_strings_blank_and_valid() {
+    for blank_text in ["", "   ", " \t\n\u{c}\r"] {
+        assert!(blank(&s(blank_text)), "{blank_text:?}");
+    }
+    for text in ["a", " a ", "\\", "\\t", "\u{b}", "\u{a0}"] {
+        assert!(!blank(&s(text)), "{text:?}");
+        assert!(is_json_string(&s(text)), "{text:?}");
+    }
+    for junk in ["", "\"", "x", "\"a", "a\"", "\"a\"b\"", "\"a\",\"admin\":true", "\"\\x\"", "\"\\u12\"", "\"\\\"", "\"\n\""] {
+        assert!(!is_json_string(junk), "{junk:?}");
+    }
+    // A stored user ID that is not one JSON string is not sent again.
+    let mut dev = TestDevice::default();
+    dev.storage.insert(KEY_CONSENT.into(), "1".into());
+    dev.storage.insert(KEY_USER_ID.into(), "\"u\",\"admin\":true".into());
+    let mut t = start(Mode::Required, &mut dev);
+    assert!(sent(&mut t, &mut dev).iter().all(|e| e.get("userId").is_none() && e.get("admin").is_none()));
+    t.identify(&mut dev, Some(&s("u \"1\"")), None);
+    let mut t = start(Mode::Required, &mut dev);
+    assert_eq!(sent(&mut t, &mut dev)[0]["userId"], "u \"1\"", "kept as a JSON string, read back");
 }
