@@ -87,7 +87,7 @@ export async function launch() {
 }
 
 /** The stub snippet, as README documents it. */
-export const STUB = `window.footprint=window.footprint||{q:[]};["track","page","identify","alias","group","reset","flush","consent"].forEach(function(m){footprint[m]=footprint[m]||function(){footprint.q.push([m,arguments])}});`;
+export const STUB = `(t=>"track page identify alias group reset flush consent".split(" ").map(n=>t[n]=t[n]||function(){t.q.push([n,arguments])}))(window.footprint=window.footprint||{q:[]});`;
 
 /** A test page: the stub, the script tag with `data` attributes, then `body` HTML. */
 export function pageHtml({ data = {}, body = "", head = "" } = {}) {
