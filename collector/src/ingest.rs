@@ -6,7 +6,7 @@ use crate::identity::{normalize_email, normalize_phone, IdKind, Identifier};
 use crate::pseudonymise::{cookieless_visitor, redact_emails, stored_identifier, Pseudonymizer, HASH_PREFIX};
 use crate::store::{flags, ConsentChange, IdentityInput, QuarantinedEvent, StoredEvent};
 use footprint_core::consent::{self, Categories};
-use footprint_core::limits::{MAX_BATCH_EVENTS, MAX_URL_BYTES};
+use footprint_core::limits::{MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_URL_BYTES};
 use footprint_core::time::corrected_timestamp;
 use footprint_core::validate::timestamp_field;
 use footprint_core::{validate_event, BatchEnvelope, CallKind, IdentityRule, RawObject, RejectCode, Rejection, WireEvent};
@@ -37,11 +37,13 @@ fn decode_error(code: &'static str, message: impl Into<String>) -> DecodeError {
 /// The events of a request, still raw, with the request-level fields.
 #[derive(Debug)]
 pub struct Decoded<'a> {
-    /// Each event's JSON text.
+    /// Each event's JSON text; empty when a batch was parsed in one pass (then `parsed` holds its events).
     pub events: Vec<&'a str>,
-    /// The event of a single-event request, parsed already: decode read its write key from it. `None` for a batch,
-    /// and for an event that did not parse (it is parsed again to be refused with the reason).
-    pub parsed: Option<WireEvent<'a>>,
+    /// The events parsed already, in order: the event of a single-event request (decode read its write key from it)
+    /// or every event of a small, well-formed batch. Empty when the events are still to be parsed from `events`.
+    pub parsed: Vec<WireEvent<'a>>,
+    /// The whole body, for [`process`] to decode again event by event when it needs an event's text.
+    body: &'a str,
     pub write_key: Option<Cow<'a, str>>,
     pub sent_at_ms: Option<i64>,
     pub context: Option<RawObject<'a>>,
@@ -56,18 +58,22 @@ pub fn decode(body: &str, route: Route) -> Result<Decoded<'_>, DecodeError> {
             if !body.trim_start().starts_with('{') {
                 return Err(decode_error("invalid_json", "body must be a JSON object with a \"batch\" array"));
             }
-            let envelope: BatchEnvelope = serde_json::from_str(body).map_err(|e| decode_error("invalid_json", format!("body is not a batch object: {e}")))?;
-            let events = envelope.batch.ok_or_else(|| decode_error("missing_batch", "body has no \"batch\" array"))?;
-            if events.is_empty() {
-                return Err(decode_error("empty_batch", "\"batch\" is empty"));
+            // A small batch of well-formed events is parsed in one pass, envelope and events together. No event of a body
+            // within the per-event size limit can exceed it; an event that is then refused sends the request the long
+            // way (see `process`), which keeps every event's text for the quarantine. Anything else takes the long way
+            // here, with the same errors as before.
+            if body.len() <= MAX_EVENT_BYTES {
+                if let Ok(envelope) = serde_json::from_str::<BatchEnvelope<WireEvent>>(body) {
+                    let parts = envelope_parts(envelope.sent_at, envelope.context);
+                    if let (Some(events), Ok((sent_at_ms, context))) = (envelope.batch, parts) {
+                        if !events.is_empty() && events.len() <= MAX_BATCH_EVENTS {
+                            let (write_key, integrations) = (envelope.write_key, envelope.integrations);
+                            return Ok(Decoded { events: Vec::new(), parsed: events, body, write_key, sent_at_ms, context, integrations });
+                        }
+                    }
+                }
             }
-            let sent_at_ms = timestamp_field("sentAt", envelope.sent_at).map_err(|r| decode_error(r.code.as_str(), r.reason))?;
-            let context = match envelope.context {
-                Some(raw) => Some(serde_json::from_str(raw.get()).map_err(|_| decode_error("invalid_json", "batch \"context\" must be an object"))?),
-                None => None,
-            };
-            let events = events.into_iter().map(RawValue::get).collect();
-            Ok(Decoded { events, parsed: None, write_key: envelope.write_key, sent_at_ms, context, integrations: envelope.integrations })
+            decode_event_by_event(body)
         }
         Route::Single(_) => {
             // A well-formed event is parsed once, here, with its write key. Anything else takes the long way below, so
@@ -76,7 +82,7 @@ pub fn decode(body: &str, route: Route) -> Result<Decoded<'_>, DecodeError> {
             if text.starts_with('{') {
                 if let Ok(wire) = serde_json::from_str::<WireEvent>(text) {
                     let write_key = wire.write_key.clone();
-                    return Ok(Decoded { events: vec![text], parsed: Some(wire), write_key, sent_at_ms: None, context: None, integrations: None });
+                    return Ok(Decoded { events: vec![text], parsed: vec![wire], body, write_key, sent_at_ms: None, context: None, integrations: None });
                 }
             }
             let raw: &RawValue = serde_json::from_str(body).map_err(|e| decode_error("invalid_json", format!("body is not JSON: {e}")))?;
@@ -91,8 +97,42 @@ pub fn decode(body: &str, route: Route) -> Result<Decoded<'_>, DecodeError> {
             // A second parse only when the key can be there (a key name may also be spelled with \u escapes).
             let may_have_key = body.contains("writeKey") || body.contains("\\u");
             let write_key = if may_have_key { serde_json::from_str::<KeyOnly>(body).ok().and_then(|k| k.write_key) } else { None };
-            Ok(Decoded { events: vec![raw.get()], parsed: None, write_key, sent_at_ms: None, context: None, integrations: None })
+            Ok(Decoded { events: vec![raw.get()], parsed: Vec::new(), body, write_key, sent_at_ms: None, context: None, integrations: None })
         }
+    }
+}
+
+/// The batch envelope's `sentAt` and `context`, read.
+fn envelope_parts<'a>(sent_at: Option<Cow<'a, str>>, context: Option<&'a RawValue>) -> Result<(Option<i64>, Option<RawObject<'a>>), DecodeError> {
+    let sent_at_ms = timestamp_field("sentAt", sent_at).map_err(|r| decode_error(r.code.as_str(), r.reason))?;
+    let context = match context {
+        Some(raw) => Some(serde_json::from_str(raw.get()).map_err(|_| decode_error("invalid_json", "batch \"context\" must be an object"))?),
+        None => None,
+    };
+    Ok((sent_at_ms, context))
+}
+
+impl Decoded<'_> {
+    /// How many events the request carries.
+    pub fn len(&self) -> usize {
+        self.events.len().max(self.parsed.len())
+    }
+
+    /// Each event's `messageId` as sent ("" when it has none, or none that is a string), in order.
+    pub fn message_ids(&self) -> Vec<String> {
+        if self.events.is_empty() {
+            return self.parsed.iter().map(|e| e.message_id.as_deref().unwrap_or_default().to_owned()).collect();
+        }
+        #[derive(Deserialize)]
+        struct IdOnly {
+            #[serde(rename = "messageId")]
+            message_id: Option<serde_json::Value>,
+        }
+        let id_of = |event: &str| match serde_json::from_str::<IdOnly>(event).ok().and_then(|e| e.message_id) {
+            Some(serde_json::Value::String(s)) => s,
+            _ => String::new(),
+        };
+        self.events.iter().map(|event| id_of(event)).collect()
     }
 }
 
@@ -142,22 +182,51 @@ pub struct Processed {
 }
 
 /// Validates and enriches every event. `new_message_id` makes IDs for events that came without one.
-pub fn process(mut decoded: Decoded<'_>, route: Route, facts: &RequestFacts<'_>, ua_cache: &UserAgentCache, new_message_id: &mut dyn FnMut() -> String) -> Processed {
+pub fn process(decoded: Decoded<'_>, route: Route, facts: &RequestFacts<'_>, ua_cache: &UserAgentCache, new_message_id: &mut dyn FnMut() -> String) -> Processed {
+    let body = decoded.body;
+    match process_decoded(decoded, route, facts, ua_cache, new_message_id) {
+        Some(processed) => processed,
+        // A batch parsed in one pass has an event to refuse: the events are decoded again one by one, so the refused
+        // one is quarantined with its text. (Nothing of the first pass has left this function.)
+        None => match decode_event_by_event(body) {
+            Ok(decoded) => process_decoded(decoded, route, facts, ua_cache, new_message_id).expect("events decoded one by one have their texts"),
+            Err(error) => unreachable!("a batch that parsed in one pass decodes event by event too: {error:?}"),
+        },
+    }
+}
+
+/// The batch path of [`decode`] without the one-pass shortcut.
+fn decode_event_by_event(body: &str) -> Result<Decoded<'_>, DecodeError> {
+    let envelope: BatchEnvelope = serde_json::from_str(body).map_err(|e| decode_error("invalid_json", format!("body is not a batch object: {e}")))?;
+    let events = envelope.batch.ok_or_else(|| decode_error("missing_batch", "body has no \"batch\" array"))?;
+    if events.is_empty() {
+        return Err(decode_error("empty_batch", "\"batch\" is empty"));
+    }
+    let (sent_at_ms, context) = envelope_parts(envelope.sent_at, envelope.context)?;
+    let events = events.into_iter().map(RawValue::get).collect();
+    Ok(Decoded { events, parsed: Vec::new(), body, write_key: envelope.write_key, sent_at_ms, context, integrations: envelope.integrations })
+}
+
+/// [`process`]; `None` when an event is refused that has no text (a batch parsed in one pass).
+fn process_decoded(mut decoded: Decoded<'_>, route: Route, facts: &RequestFacts<'_>, ua_cache: &UserAgentCache, new_message_id: &mut dyn FnMut() -> String) -> Option<Processed> {
     let route_kind = match route {
         Route::Batch => None,
         Route::Single(kind) => Some(kind),
     };
-    let mut out = Processed { slots: Vec::with_capacity(decoded.events.len()), events: Vec::with_capacity(decoded.events.len()), quarantine: Vec::new() };
+    let count = decoded.len();
+    let mut out = Processed { slots: Vec::with_capacity(count), events: Vec::with_capacity(count), quarantine: Vec::new() };
     // The request's stored (truncated) IP, written out once: every event of a batch shares it unless its context
     // names another.
     let request_ip = enrich::truncate_ip(facts.client_ip, facts.privacy.ipv4_prefix, facts.privacy.ipv6_prefix).to_string();
-    let mut parsed = decoded.parsed.take();
+    let mut parsed = std::mem::take(&mut decoded.parsed).into_iter();
     let decoded = &decoded;
-    for (index, &raw) in decoded.events.iter().enumerate() {
+    for index in 0..count {
+        let raw = decoded.events.get(index).copied();
         let result = if index >= MAX_BATCH_EVENTS {
+            let raw = raw.expect("only batches decoded event by event are this long");
             Err((message_id_of(raw), Rejection::new(RejectCode::BatchTooLarge, format!("a batch holds at most {MAX_BATCH_EVENTS} events; this is number {}", index + 1))))
         } else {
-            event_row(raw, parsed.take(), route_kind, decoded, facts, &request_ip, ua_cache)
+            event_row(raw, parsed.next(), route_kind, decoded, facts, &request_ip, ua_cache)
         };
         match result {
             Ok(mut row) => {
@@ -169,6 +238,7 @@ pub fn process(mut decoded: Decoded<'_>, route: Route, facts: &RequestFacts<'_>,
                 out.events.push(row);
             }
             Err((message_id, rejection)) => {
+                let raw = raw?;
                 let message_id = message_id.unwrap_or_else(&mut *new_message_id);
                 // An erased person's event is recorded as refused, without its content.
                 let payload = if rejection.code == RejectCode::ErasedIdentity { String::new() } else { redact_emails(raw, facts.privacy.pseudonymizer).into_owned() };
@@ -177,7 +247,7 @@ pub fn process(mut decoded: Decoded<'_>, route: Route, facts: &RequestFacts<'_>,
             }
         }
     }
-    out
+    Some(out)
 }
 
 /// The `messageId` of an event that failed before validation, when one can be read.
@@ -193,7 +263,7 @@ fn message_id_of(raw: &str) -> Option<String> {
 type RowResult = Result<StoredEvent, (Option<String>, Rejection)>;
 
 fn event_row(
-    raw: &str,
+    raw: Option<&str>,
     parsed: Option<WireEvent<'_>>,
     route_kind: Option<CallKind>,
     decoded: &Decoded<'_>,
@@ -201,9 +271,10 @@ fn event_row(
     request_ip: &str,
     ua_cache: &UserAgentCache,
 ) -> RowResult {
-    let wire: WireEvent = match parsed {
-        Some(wire) => wire,
-        None => serde_json::from_str(raw).map_err(|e| (message_id_of(raw), Rejection::new(RejectCode::InvalidEvent, format!("event does not match the spec: {e}"))))?,
+    let wire: WireEvent = match (parsed, raw) {
+        (Some(wire), _) => wire,
+        (None, None) => unreachable!("an event comes as text or parsed"),
+        (None, Some(raw)) => serde_json::from_str(raw).map_err(|e| (message_id_of(raw), Rejection::new(RejectCode::InvalidEvent, format!("event does not match the spec: {e}"))))?,
     };
     let message_id = wire.message_id.as_deref().map(str::to_owned);
     // Consent comes first: it decides whether the event needs an identity at all.
@@ -220,7 +291,7 @@ fn event_row(
         granted.analytics = false;
     }
     let rule = if granted.analytics { IdentityRule::Required } else { IdentityRule::Optional };
-    let mut event = validate_event(raw.len(), wire, route_kind, rule).map_err(|r| (message_id.clone().filter(|_| r.code != RejectCode::MessageIdTooLong), r))?;
+    let mut event = validate_event(raw.map_or(0, str::len), wire, route_kind, rule).map_err(|r| (message_id.clone().filter(|_| r.code != RejectCode::MessageIdTooLong), r))?;
 
     // The raw IP and user agent are used here and never stored (DESIGN.md §5).
     let context_ip = context.take("ip").and_then(|v| serde_json::from_str::<&str>(v.get()).ok()).and_then(|s| s.trim().parse::<IpAddr>().ok());
@@ -655,13 +726,36 @@ mod tests {
         assert_eq!(decode(r#"{"event":"E"}"#, Route::Single(CallKind::Track)).unwrap().write_key, None);
         // A well-formed event is parsed once; one with a wrong type is still JSON: decoded, and refused on its own.
         let spaced = decode(" \n{\"event\":\"E\"}\r\n", Route::Single(CallKind::Track)).unwrap();
-        assert_eq!((spaced.events, spaced.parsed.is_some()), (vec![r#"{"event":"E"}"#], true));
+        assert_eq!((spaced.events, spaced.parsed.len()), (vec![r#"{"event":"E"}"#], 1));
         let wrong = decode(r#"{"writeKey":"wk","event":5,"messageId":"m"}"#, Route::Single(CallKind::Track)).unwrap();
-        assert_eq!((wrong.write_key.as_deref(), wrong.parsed.is_some()), (Some("wk"), false));
+        assert_eq!((wrong.write_key.as_deref(), wrong.parsed.len()), (Some("wk"), 0));
         let out = process(wrong, Route::Single(CallKind::Track), &facts(), &UserAgentCache::default(), &mut || "generated".into());
         assert!(matches!(&out.slots[..], [Slot::Rejected { message_id, code: "invalid_event", .. }] if message_id == "m"), "{:?}", out.slots);
         check_decode_error(r#"{"event":"E"} x"#, Route::Single(CallKind::Track), "invalid_json");
         check_decode_error(r#"{"event":"E""#, Route::Single(CallKind::Track), "invalid_json");
+    }
+
+    #[test]
+    fn small_well_formed_batches_are_parsed_in_one_pass_and_others_event_by_event() {
+        let event = r#"{"type":"track","event":"E","anonymousId":"a","messageId":"m"}"#;
+        let small = format!(r#"{{"batch":[{event},{event}],"writeKey":"wk"}}"#);
+        let one_pass = decode(&small, Route::Batch).unwrap();
+        assert_eq!((one_pass.events.len(), one_pass.parsed.len(), one_pass.len(), one_pass.write_key.as_deref()), (0, 2, 2, Some("wk")));
+        assert_eq!(one_pass.message_ids(), ["m", "m"]);
+        // Over the per-event size limit in all: each event's text is kept, so its size can be checked.
+        let large = format!(r#"{{"batch":[{}]}}"#, vec![event; MAX_EVENT_BYTES / event.len() + 1].join(","));
+        let by_event = decode(&large, Route::Batch).unwrap();
+        assert_eq!((by_event.parsed.len(), by_event.len()), (0, MAX_EVENT_BYTES / event.len() + 1));
+        // An event that does not parse sends the batch event by event; it is refused alone.
+        let mixed = format!(r#"{{"batch":[{event},{{"type":"track","event":5}}]}}"#);
+        let decoded = decode(&mixed, Route::Batch).unwrap();
+        assert_eq!((decoded.events.len(), decoded.parsed.len(), decoded.message_ids()), (2, 0, vec!["m".to_owned(), String::new()]));
+        let out = run(&mixed, Route::Batch);
+        assert_eq!((out.events.len(), out.quarantine.len(), out.quarantine[0].payload.as_str()), (1, 1, r#"{"type":"track","event":5}"#));
+        // Both ways give the same rows.
+        let slow = process(decode_event_by_event(&small).unwrap(), Route::Batch, &facts(), &UserAgentCache::default(), &mut || "g".into());
+        let fast = run(&small, Route::Batch);
+        assert_eq!(format!("{:?}", (fast.slots, fast.events)), format!("{:?}", (slow.slots, slow.events)));
     }
 
     #[test]
@@ -814,5 +908,10 @@ mod tests {
         assert_eq!((out.quarantine[0].code, out.quarantine[0].message_id.as_deref()), ("missing_event_name", Some("bad")));
         assert_eq!((out.quarantine[1].code, out.quarantine[1].payload.as_str()), ("invalid_event", "7"));
         assert!(matches!(&out.slots[1], Slot::Rejected { message_id, .. } if message_id == "generated-1"));
+        // Parsed in one pass, then refused: decoded again event by event, so the payload is the event's own text.
+        let refused = r#"{"type":"track","messageId":"bad","anonymousId":"a"}"#;
+        let out = run(&format!(r#"{{"batch":[{{"type":"track","event":"E","anonymousId":"a"}},{refused}]}}"#), Route::Batch);
+        assert_eq!((out.events.len(), out.quarantine.len(), out.quarantine[0].payload.as_str()), (1, 1, refused));
+        assert!(matches!(&out.slots[..], [Slot::Pending { .. }, Slot::Rejected { code: "missing_event_name", .. }]));
     }
 }

@@ -6,11 +6,13 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
-/// The body of `POST /v1/batch`: the events stay raw so that one bad event is refused alone, not the whole batch.
+/// The body of `POST /v1/batch`. With `E` = `&RawValue` the events stay raw, so that one bad event is refused alone,
+/// not the whole batch; with `E` = [`WireEvent`] a well-formed batch is parsed in one pass.
 #[derive(Debug, Deserialize)]
-pub struct BatchEnvelope<'a> {
-    #[serde(borrow, default)]
-    pub batch: Option<Vec<&'a RawValue>>,
+#[serde(bound(deserialize = "'de: 'a, E: Deserialize<'de>"))]
+pub struct BatchEnvelope<'a, E = &'a RawValue> {
+    #[serde(default)]
+    pub batch: Option<Vec<E>>,
     #[serde(rename = "sentAt", borrow, default, deserialize_with = "opt_text")]
     pub sent_at: Option<Cow<'a, str>>,
     #[serde(rename = "writeKey", borrow, default, deserialize_with = "opt_text")]

@@ -233,21 +233,9 @@ fn answer(slots: &[Slot], stored: &[Stored], metrics: &Metrics, bots: usize) -> 
 
 /// Refuses the whole request; each event it carried is listed as rejected with the request's code.
 fn refuse_events(decoded: &Decoded<'_>, refusal: &Refusal) -> Response<Body> {
-    let ids: Vec<String> = decoded.events.iter().map(|raw| message_id_or_empty(raw)).collect();
+    let ids = decoded.message_ids();
     let results = ids.iter().map(|id| EventResult { message_id: id, status: "rejected", code: Some(refusal.code), reason: Some(&refusal.message) }).collect();
     reply::refusal(refusal, results)
-}
-
-fn message_id_or_empty(event: &str) -> String {
-    #[derive(serde::Deserialize)]
-    struct IdOnly {
-        #[serde(rename = "messageId")]
-        message_id: Option<serde_json::Value>,
-    }
-    match serde_json::from_str::<IdOnly>(event).ok().and_then(|e| e.message_id) {
-        Some(serde_json::Value::String(s)) => s,
-        _ => String::new(),
-    }
 }
 
 /// A body that is not events at all: kept in quarantine when the site is known, then refused with 400.
