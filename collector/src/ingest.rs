@@ -277,21 +277,25 @@ fn event_row(
         (None, Some(raw)) => serde_json::from_str(raw).map_err(|e| (message_id_of(raw), Rejection::new(RejectCode::InvalidEvent, format!("event does not match the spec: {e}"))))?,
     };
     let message_id = wire.message_id.as_deref().map(str::to_owned);
-    // Consent comes first: it decides whether the event needs an identity at all.
-    let mut context: RawObject = wire.context.filter(|c| c.get().starts_with('{')).and_then(|c| serde_json::from_str(c.get()).ok()).unwrap_or_default();
-    if let Some(batch_context) = &decoded.context {
-        context.fill_from(batch_context);
-    }
-    let stated = context.get("consent").and_then(consent::parse_stated);
-    let privacy = &facts.privacy;
-    let mut granted = consent::decide(stated, privacy.consent_mode, privacy.channel, privacy.gpc_header);
+    // Consent comes first: it decides whether the event needs an identity at all. A member of the event's own
+    // context wins over the batch's.
+    let batch_context = decoded.context.as_ref();
+    let context_member = |key: &str| wire.context.get(key).or_else(|| batch_context.and_then(|c| c.get(key)));
+    let stated = context_member("consent").and_then(consent::parse_stated);
     // The SDK marks events it sends without analytics consent; that flag alone is enough to withhold identity.
     // It stays in the stored context: it says how the event was counted.
-    if context.get("cookieless").is_some_and(|v| v.get() == "true") {
+    let cookieless = context_member("cookieless").is_some_and(|v| v.get() == "true");
+    let privacy = &facts.privacy;
+    let mut granted = consent::decide(stated, privacy.consent_mode, privacy.channel, privacy.gpc_header);
+    if cookieless {
         granted.analytics = false;
     }
     let rule = if granted.analytics { IdentityRule::Required } else { IdentityRule::Optional };
     let mut event = validate_event(raw.map_or(0, str::len), wire, route_kind, rule).map_err(|r| (message_id.clone().filter(|_| r.code != RejectCode::MessageIdTooLong), r))?;
+    let mut context = std::mem::take(&mut event.context);
+    if let Some(batch_context) = batch_context {
+        context.fill_from(batch_context);
+    }
 
     // The raw IP and user agent are used here and never stored (DESIGN.md §5).
     let context_ip = context.take("ip").and_then(|v| serde_json::from_str::<&str>(v.get()).ok()).and_then(|s| s.trim().parse::<IpAddr>().ok());

@@ -14,4 +14,4 @@ pub mod wire;
 
 pub use reason::RejectCode;
 pub use validate::{validate_event, CallKind, IdentityRule, Rejection, ValidEvent};
-pub use wire::{BatchEnvelope, IdValue, RawObject, WireEvent};
+pub use wire::{BatchEnvelope, ContextField, IdValue, RawObject, WireEvent};

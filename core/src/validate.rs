@@ -4,7 +4,7 @@ use crate::json_shape;
 use crate::limits::*;
 use crate::reason::RejectCode;
 use crate::time::parse_rfc3339_ms;
-use crate::wire::{IdValue, WireEvent};
+use crate::wire::{ContextField, IdValue, RawObject, WireEvent};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
@@ -85,7 +85,8 @@ pub struct ValidEvent<'a> {
     pub sent_at_ms: Option<i64>,
     pub properties: Option<&'a RawValue>,
     pub traits: Option<&'a RawValue>,
-    pub context: Option<&'a RawValue>,
+    /// The event's own context (the batch's is the caller's to add).
+    pub context: RawObject<'a>,
     pub integrations: Option<&'a RawValue>,
 }
 
@@ -136,11 +137,12 @@ pub fn validate_event<'a>(raw_len: usize, ev: WireEvent<'a>, route_kind: Option<
         CallKind::Alias if user_id.is_none() => return Err(Rejection::new(MissingUserId, "an alias call needs a non-empty \"userId\"")),
         _ => {}
     }
-    for (field, value) in [("properties", ev.properties), ("traits", ev.traits), ("context", ev.context)] {
+    for (field, value) in [("properties", ev.properties), ("traits", ev.traits)] {
         if let Some(raw) = value {
             check_object(field, raw)?;
         }
     }
+    check_context(&ev.context)?;
     let original = ev.original_timestamp.or(ev.timestamp);
     Ok(ValidEvent {
         kind,
@@ -155,7 +157,7 @@ pub fn validate_event<'a>(raw_len: usize, ev: WireEvent<'a>, route_kind: Option<
         sent_at_ms: timestamp_field("sentAt", ev.sent_at)?,
         properties: ev.properties,
         traits: ev.traits,
-        context: ev.context,
+        context: ev.context.into_object(),
         integrations: ev.integrations,
     })
 }
@@ -207,6 +209,29 @@ fn check_object(field: &str, raw: &RawValue) -> Result<(), Rejection> {
             RejectCode::StringTooLong,
             format!("{field:?} holds a string of {} bytes; the limit is {MAX_STRING_BYTES}", shape.longest_string),
         ));
+    }
+    Ok(())
+}
+
+/// [`check_object`] for the context, from its members (read in the event's pass): the same depth and string limits,
+/// a key's length counted as decoded. The context has no key limit.
+fn check_context(context: &ContextField<'_>) -> Result<(), Rejection> {
+    let members = match context {
+        ContextField::Absent => return Ok(()),
+        ContextField::NotAnObject => return Err(Rejection::new(RejectCode::NotAnObject, "\"context\" must be a JSON object")),
+        ContextField::Object(object) => &object.0,
+    };
+    let (mut depth, mut longest_string) = (1, 0);
+    for (key, value) in members {
+        let shape = json_shape::measure(value.get());
+        depth = depth.max(1 + shape.depth);
+        longest_string = longest_string.max(key.len()).max(shape.longest_string);
+    }
+    if depth > MAX_JSON_DEPTH {
+        return Err(Rejection::new(RejectCode::TooDeep, format!("\"context\" is nested {depth} levels deep; the limit is {MAX_JSON_DEPTH}")));
+    }
+    if longest_string > MAX_STRING_BYTES {
+        return Err(Rejection::new(RejectCode::StringTooLong, format!("\"context\" holds a string of {longest_string} bytes; the limit is {MAX_STRING_BYTES}")));
     }
     Ok(())
 }
@@ -264,6 +289,25 @@ mod tests {
         let keys: Vec<String> = (0..301).map(|i| format!("\"k{i}\":1")).collect();
         check(&format!(r#"{{"type":"page","anonymousId":"a","traits":{{{}}}}}"#, keys.join(",")), Err(TooManyKeys));
         check(&format!(r#"{{"type":"page","anonymousId":"a","properties":{{"s":"{}"}}}}"#, "x".repeat(MAX_STRING_BYTES + 1)), Err(StringTooLong));
+    }
+
+    #[test]
+    fn the_context_is_checked_like_the_other_objects() {
+        use RejectCode::*;
+        for context in [r#""x""#, "[1,[2]]", "7", "true"] {
+            check(&format!(r#"{{"type":"page","anonymousId":"a","context":{context}}}"#), Err(NotAnObject));
+        }
+        check(r#"{"type":"page","anonymousId":"a","context":null}"#, Ok(CallKind::Page));
+        let nested = |levels: usize| format!(r#"{{"type":"page","anonymousId":"a","context":{}{}}}"#, r#"{"k":"#.repeat(levels), "1".to_owned() + &"}".repeat(levels));
+        check(&nested(MAX_JSON_DEPTH), Ok(CallKind::Page));
+        check(&nested(MAX_JSON_DEPTH + 1), Err(TooDeep));
+        let long = "x".repeat(MAX_STRING_BYTES);
+        check(&format!(r#"{{"type":"page","anonymousId":"a","context":{{"{long}":"{long}"}}}}"#), Ok(CallKind::Page));
+        check(&format!(r#"{{"type":"page","anonymousId":"a","context":{{"a":["{long}x"]}}}}"#), Err(StringTooLong));
+        check(&format!(r#"{{"type":"page","anonymousId":"a","context":{{"{long}x":1}}}}"#), Err(StringTooLong));
+        // Many keys are fine in a context (libraries fill it).
+        let keys: Vec<String> = (0..301).map(|i| format!("\"k{i}\":1")).collect();
+        check(&format!(r#"{{"type":"page","anonymousId":"a","context":{{{}}}}}"#, keys.join(",")), Ok(CallKind::Page));
     }
 
     #[test]

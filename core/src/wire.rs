@@ -58,12 +58,81 @@ pub struct WireEvent<'a> {
     pub properties: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub traits: Option<&'a RawValue>,
+    /// Read into its members in the event's own pass: the collector takes members out and adds the batch's.
     #[serde(borrow, default)]
-    pub context: Option<&'a RawValue>,
+    pub context: ContextField<'a>,
     #[serde(borrow, default)]
     pub integrations: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "opt_text")]
     pub write_key: Option<Cow<'a, str>>,
+}
+
+/// An event's `context` as sent: absent (or `null`), an object, or something else ([`crate::validate_event`] refuses
+/// that with `not_an_object`).
+#[derive(Debug, Default)]
+pub enum ContextField<'a> {
+    #[default]
+    Absent,
+    Object(RawObject<'a>),
+    NotAnObject,
+}
+
+impl<'a> ContextField<'a> {
+    /// The object's members; none when absent or not an object.
+    pub fn into_object(self) -> RawObject<'a> {
+        match self {
+            ContextField::Object(object) => object,
+            _ => RawObject::default(),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+        match self {
+            ContextField::Object(object) => object.get(key),
+            _ => None,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ContextField<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ContextVisitor;
+        impl<'de> Visitor<'de> for ContextVisitor {
+            type Value = ContextField<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<M: de::MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {
+                raw_members(map).map(ContextField::Object)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(ContextField::Absent)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(ContextField::Absent)
+            }
+            fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(ContextField::NotAnObject)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(ContextField::NotAnObject)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(ContextField::NotAnObject)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(ContextField::NotAnObject)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(ContextField::NotAnObject)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(ContextField::NotAnObject)
+            }
+        }
+        deserializer.deserialize_any(ContextVisitor)
+    }
 }
 
 /// An identifier as libraries send it: a string, or a number (several Segment libraries accept numeric user IDs).
@@ -163,23 +232,28 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<M: de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(Key(key)) = map.next_key::<Key>()? {
-                    let value: &'de RawValue = map.next_value()?;
-                    members.push((key, value));
-                }
-                Ok(RawObject(members))
-            }
-        }
-        struct Key<'a>(Cow<'a, str>);
-        impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                opt_text(deserializer)?.map(Key).ok_or_else(|| de::Error::custom("object key must be a string"))
+            fn visit_map<M: de::MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {
+                raw_members(map)
             }
         }
         deserializer.deserialize_map(ObjectVisitor)
     }
+}
+
+/// An object's members, each value as its raw text.
+fn raw_members<'de, M: de::MapAccess<'de>>(mut map: M) -> Result<RawObject<'de>, M::Error> {
+    struct Key<'a>(Cow<'a, str>);
+    impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            opt_text(deserializer)?.map(Key).ok_or_else(|| de::Error::custom("object key must be a string"))
+        }
+    }
+    let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+    while let Some(Key(key)) = map.next_key::<Key>()? {
+        let value: &'de RawValue = map.next_value()?;
+        members.push((key, value));
+    }
+    Ok(RawObject(members))
 }
 
 /// Deserialises an optional string, borrowing from the input when it has no escapes. (serde's `borrow` attribute
