@@ -3,6 +3,7 @@
 
 use footprint_core::sensitive::{CLICK_ID_PARAMS, SCRUB_CONTAINS, SCRUB_EXACT};
 use ipnet::IpNet;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -158,12 +159,20 @@ pub fn campaign_from_url(url: &str) -> Campaign {
     let mut campaign = Campaign::default();
     let Some((_, after)) = url.split_once('?') else { return campaign };
     let query = after.split('#').next().unwrap_or("");
-    // Only `utm_*` parameters are decoded: the others are passed over unless their name is spelled with escapes.
-    let may_be_utm = |pair: &&str| {
-        let raw_key = pair.split('=').next().unwrap_or("");
-        raw_key.starts_with("utm_") || raw_key.contains(['%', '+'])
-    };
-    for (key, value) in query.split('&').filter(may_be_utm).flat_map(|pair| form_urlencoded::parse(pair.as_bytes())) {
+    for pair in query.split('&') {
+        // Only a parameter with escapes (`%`, `+`) is decoded; the others are read as they are, and only `utm_*` ones.
+        let escaped = pair.bytes().any(|b| matches!(b, b'%' | b'+'));
+        let (key, value): (Cow<str>, Cow<str>) = match escaped {
+            true => match form_urlencoded::parse(pair.as_bytes()).next() {
+                Some(key_and_value) => key_and_value,
+                None => continue,
+            },
+            false if pair.starts_with("utm_") => {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (Cow::Borrowed(key), Cow::Borrowed(value))
+            }
+            false => continue,
+        };
         let slot = match key.as_ref() {
             "utm_source" => &mut campaign.source,
             "utm_medium" => &mut campaign.medium,
