@@ -23,8 +23,8 @@ let isoMs, isoText;
 /** `new Date(ms).toISOString()` of the epoch ms text `ms`, the last one kept (it costs microseconds, and a burst
  * shares milliseconds). */
 const iso = (ms) => (ms == isoMs ? isoText : (isoText = new Date((isoMs = ms) * 1).toISOString()));
-const pool = new Uint8Array(256);
-let used = 256;
+const pool = new Uint8Array(4096);
+let used = 4096;
 const HEX = "0123456789abcdef";
 
 let timer = 0;
@@ -43,21 +43,24 @@ export function configure(collector, writeKey) {
 // The kinds of the lines (sdk/src/queue.rs): the event's type and the keys of its field and of its payload.
 const KINDS = [["track", "event", "properties"], ["page", "name", "properties"], ["identify", , "traits"], ["alias", "previousId"], ["group", "groupId", "traits"]];
 
-/** The request body of a batch: its lines (at `at`, `n` bytes) as events' JSON in the Segment batch envelope, with
- * the shared context (-1: none) and `sentAt` now. A line that is JSON already (stored by an earlier version) goes
- * as it is; one that does not read as a line (the site's own code changed the device copy) is left out. */
-function body(at, n, cat, cn) {
+/** The request body of a batch (its text at `at`, `n` bytes: a context line `c{…}`, then one line per event): the
+ * events' JSON in the Segment batch envelope, with the context and `sentAt` now. A line that is JSON already
+ * (stored by an earlier version) goes as it is; one that does not read as a line (the site's own code changed the
+ * device copy) is left out. */
+function body(at, n) {
   const events = [];
+  let context = "";
   for (const line of text(at, n).split("\n"))
     try {
-      if (line[0] == "{") events.push(line);
+      if (line[0] == "c") context = ',"context":' + line.slice(1);
+      else if (line[0] == "{") events.push(line.replace(/,$/, ""));
       else {
         const [k, f, p, id, ms, ids = ""] = line.split("\t");
         const [type, fk, pk] = KINDS[k];
         events.push('{"type":"' + type + (f ? '","' + fk + '":' + f : '"') + (p ? ',"' + pk + '":' + p : "") + ',"messageId":"' + id + '","timestamp":"' + iso(ms) + '"' + ids + "}");
       }
     } catch (e) {}
-  return '{"batch":[' + events + "]" + (cn < 0 ? "" : ',"context":' + text(cat, cn)) + ',"sentAt":"' + new Date().toISOString() + '","writeKey":' + key + "}";
+  return '{"batch":[' + events + "]" + context + ',"sentAt":"' + new Date().toISOString() + '","writeKey":' + key + "}";
 }
 
 let end = 0; // where the next text of `call` goes
@@ -94,12 +97,12 @@ export const imports = {
   /* now */ n: () => Date.now(),
 
   /* random */ r: (at, n) => crypto.getRandomValues(bytes(at, n)),
-  /** A UUIDv4, written at `at` (36 bytes) from random bytes drawn 256 at a time (crypto.randomUUID costs microseconds
-   * a call in Chromium, more than the rest of an event's encoding). */
+  /** A UUIDv4, written at `at` (36 bytes) from random bytes drawn 4 KiB at a time (one per event: crypto.randomUUID
+   * costs microseconds a call in Chromium, more than the rest of an event). */
   /* uuid */ u(at) {
     const v = view();
     for (let i = 0; i < 16; i++) {
-      if (used > 255) crypto.getRandomValues(pool), (used = 0);
+      if (used > 4095) crypto.getRandomValues(pool), (used = 0);
       const b = i == 6 ? (pool[used++] & 15) | 64 : i == 8 ? (pool[used++] & 63) | 128 : pool[used++];
       if (i == 4 || i == 6 || i == 8 || i == 10) v[at++] = 45;
       v[at++] = HEX.charCodeAt(b >> 4);
@@ -169,16 +172,16 @@ export const imports = {
 
   // A text/plain string body is a CORS "simple request" (no preflight); no cookies. No keepalive: Chromium caps all
   // keepalive bodies in flight at 64 KiB and refuses the rest silently; only the page-hide path uses sendBeacon.
-  /* send */ x(at, n, cat, cn, batch) {
-    fetch(endpoint, { method: "POST", body: body(at, n, cat, cn), credentials: "omit" }).then(
+  /* send */ x(at, n, batch) {
+    fetch(endpoint, { method: "POST", body: body(at, n), credentials: "omit" }).then(
       (r) => call(11, r.status, batch, r.headers.get("Retry-After") ?? undefined),
       () => call(11, 0, batch),
     );
   },
 
-  /* beacon */ b(at, n, cat, cn) {
+  /* beacon */ b(at, n) {
     try {
-      return navigator.onLine !== false && navigator.sendBeacon(endpoint, body(at, n, cat, cn));
+      return navigator.onLine !== false && navigator.sendBeacon(endpoint, body(at, n));
     } catch (e) {
       return false;
     }

@@ -1,23 +1,24 @@
-//! The outbox: events wait here as lines of text, are sealed into batches, and leave one batch at a time.
+//! The outbox: events wait here as lines of text, in batches that are sealed and leave one at a time.
 //!
 //! - An event is one line of six fields separated by tabs: its kind (a digit), its own field, its payload, its
 //!   `messageId`, its time (epoch ms) and its identifiers, `kind TAB field TAB payload TAB messageId TAB ms TAB ids`.
 //!   The kinds are `0` track (`event`, `properties`), `1` page (`name`, `properties`), `2` identify (`traits`),
 //!   `3` alias (`previousId`), `4` group (`groupId`, `traits`). The field and payload are JSON (a string and an
 //!   object), each left out when empty; `ids` is JSON members (`,"anonymousId":…,"userId":…`) or empty. No field
-//!   holds a tab or a newline (JSON has them escaped). The device writes each line as the event's JSON
-//!   (`{"type":…,"event":…,"properties":…,"messageId":…,"timestamp":…,…}`, `js/host.js`) into the Segment batch
-//!   envelope when the batch is sent, so the module carries no JSON encoder; a line that is JSON already (an event
-//!   stored by an earlier version) is sent as it is.
-//! - `push` appends an encoded event to the batch being filled, sealing that one first when the event does not fit
-//!   (one request, the browser's beacon budget, one context); `seal` closes it. Each new batch is written to the
-//!   device once, as one storage entry (when consent allows), so the persistent queue is never rewritten per event.
-//!   The storage effects collect in the outbox; the tracker carries them out ([`Outbox::take_ops`]).
+//!   holds a tab or a newline (JSON has them escaped).
+//! - A batch is one text, the same in memory and on the device: a first line `c` + the `context` all its events
+//!   share, then one line per event. The device writes it as the request body when it is sent (`js/host.js`):
+//!   each line as the event's JSON (`{"type":…,"event":…,"properties":…,"messageId":…,"timestamp":…,…}`) in the
+//!   Segment batch envelope, whose `context` the collector merges into every event — so the context travels once
+//!   per batch, and the module carries no JSON encoder. A line that is JSON already (an event stored by an earlier
+//!   version) is sent as it is.
+//! - [`Outbox::open_for`] makes room for an event in the batch being filled, sealing that one first when the event
+//!   does not join it (one request, the browser's beacon budget, one context); `seal` closes it. Each new batch is
+//!   written to the device once, as one storage entry (when consent allows), so the persistent queue is never
+//!   rewritten per event. The storage effects collect in the outbox; the tracker carries them out
+//!   ([`Outbox::take_ops`]).
 //! - One batch is in flight at a time; its answer removes it or schedules a retry with backoff.
 //! - On page hide, [`Outbox::batches`] is what goes by beacon, within the 64 KiB budget.
-//! - Events made in the same page, consent and session state share one `context`: it travels once per batch, as
-//!   the Segment batch envelope's `context` (merged into every event of the batch by the collector), not once per
-//!   event. A batch holds events of one context only; a new context starts a new batch.
 
 use crate::json;
 use crate::text::split;
@@ -55,13 +56,10 @@ pub struct Batch {
     pub id: u32,
     /// Its storage key: [`STORED_BATCH_PREFIX`] and a name unique across tabs and page loads.
     pub key: String,
-    /// The events' lines, separated by newlines (as they are stored). One text, not a vector of them: less code,
-    /// fewer allocations.
-    pub events: String,
-    /// How many events `events` holds.
+    /// The context line and the events' lines, separated by newlines: what is stored and what the device sends.
+    pub text: String,
+    /// How many events `text` holds.
     pub count: usize,
-    /// The `context` every event of the batch shares (a JSON object), sent once in the envelope.
-    pub context: Option<Rc<String>>,
     /// Whether the batch is on the device.
     pub stored: bool,
 }
@@ -69,64 +67,12 @@ pub struct Batch {
 impl Batch {
     /// At most the bytes of the events' and the context's JSON: what counts toward the batch and device limits.
     fn bytes(&self) -> usize {
-        self.events.len() + self.count * RENDERED_EXTRA + self.context.as_ref().map_or(0, |c| c.len() + 2)
+        self.text.len() + self.count * RENDERED_EXTRA
     }
 
     /// At most the bytes of the request body.
     pub fn body_bytes(&self) -> usize {
         self.bytes() + ENVELOPE_BYTES
-    }
-
-    /// The batch as stored: the events, one per line, after a first line `c{…}` with the shared context when there
-    /// is one.
-    pub fn stored_form(&self) -> String {
-        let mut out = String::with_capacity(self.bytes());
-        if let Some(c) = &self.context {
-            out.push('c');
-            out.push_str(c);
-            out.push('\n');
-        }
-        out.push_str(&self.events);
-        out
-    }
-
-    /// The request body as `js/host.js` writes it (`body`): each line as the event's JSON, in the Segment batch
-    /// envelope with `sentAt` set for this send. (The module leaves this to the browser; the tests use this copy.)
-    #[cfg(test)]
-    pub fn body(&self, sent_at: &str, write_key: &str) -> String {
-        const KINDS: [(&str, &str, &str); 5] =
-            [("track", "event", "properties"), ("page", "name", "properties"), ("identify", "", "traits"), ("alias", "previousId", ""), ("group", "groupId", "traits")];
-        let events: Vec<String> = split(&self.events, b'\n')
-            .map(|line| {
-                if line.starts_with('{') {
-                    return line.to_owned();
-                }
-                let f: Vec<&str> = line.split('\t').collect();
-                let (kind, field, payload) = KINDS[f[0].parse::<usize>().unwrap()];
-                let mut e = format!("{{\"type\":\"{kind}\"");
-                if !f[1].is_empty() {
-                    e += &format!(",\"{field}\":{}", f[1]);
-                }
-                if !f[2].is_empty() {
-                    e += &format!(",\"{payload}\":{}", f[2]);
-                }
-                let time = footprint_core::time::format_rfc3339_ms(f[4].parse().unwrap());
-                e + &format!(",\"messageId\":\"{}\",\"timestamp\":\"{time}\"{}}}", f[3], f[5])
-            })
-            .collect();
-        let mut out = format!("{{\"batch\":[{}]", events.join(","));
-        if let Some(c) = &self.context {
-            out += &format!(",\"context\":{c}");
-        }
-        out + &format!(",\"sentAt\":\"{sent_at}\",\"writeKey\":{}}}", serde_json::to_string(write_key).unwrap())
-    }
-
-    fn add(&mut self, event: &str) {
-        if self.count > 0 {
-            self.events.push('\n');
-        }
-        self.events.push_str(event);
-        self.count += 1;
     }
 }
 
@@ -141,6 +87,8 @@ pub enum StorageOp {
 pub struct Outbox {
     /// The events not yet sealed: the batch being filled (no key yet, not on the device).
     open: Batch,
+    /// The context of the open batch's events.
+    context: Option<Rc<String>>,
     batches: Vec<Batch>,
     /// New batches are named this followed by their ID: [`STORED_BATCH_PREFIX`] and a random ID per page (the
     /// tracker sets it).
@@ -161,30 +109,31 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Appends one event sharing `context`; false when the outbox is full and the event was dropped. A batch holds
-    /// one context and fits the limits: when the event does not join the waiting ones, those are sealed first
-    /// (`persist`: see [`Outbox::seal`]). An event always fits an empty batch (one too large alone still leaves,
-    /// and the collector says so).
-    pub fn push(&mut self, context: Option<Rc<String>>, event: &str, persist: bool) -> bool {
+    /// Room for one event of at most `len` bytes that shares `context`: the open batch's text, a newline at its end,
+    /// to append the event's line to; `None` when the outbox is full (the event is counted as dropped). A batch
+    /// holds one context and fits the limits: when the event does not join the waiting ones, those are sealed
+    /// first (`persist`: see [`Outbox::seal`]). An event always fits an empty batch (one too large alone still
+    /// leaves, and the collector says so).
+    pub fn open_for(&mut self, context: &Rc<String>, len: usize, persist: bool) -> Option<&mut String> {
         if self.queued >= MAX_QUEUED_EVENTS {
             self.dropped += 1;
-            return false;
+            return None;
         }
-        let o = &self.open;
         // The same `Rc` first: comparing the texts costs a microsecond an event.
-        let same = match (&o.context, &context) {
-            (Some(a), Some(b)) => Rc::ptr_eq(a, b) || a == b,
-            (a, b) => a.is_none() && b.is_none(),
-        };
-        if !same || o.count >= MAX_EVENTS_PER_BATCH || o.bytes() + event.len() + 1 + RENDERED_EXTRA > MAX_BATCH_BYTES {
+        let same = self.context.as_ref().is_some_and(|c| Rc::ptr_eq(c, context) || c == context);
+        if !same || self.open.count >= MAX_EVENTS_PER_BATCH || self.open.bytes() + len + 1 + RENDERED_EXTRA > MAX_BATCH_BYTES {
             self.seal(persist);
         }
-        if self.open.count == 0 {
-            self.open.context = context;
+        let open = &mut self.open;
+        if open.count == 0 {
+            open.text.push('c');
+            open.text.push_str(context);
+            self.context = Some(context.clone());
         }
-        self.open.add(event);
+        open.text.push('\n');
+        open.count += 1;
         self.queued += 1;
-        true
+        Some(&mut open.text)
     }
 
     /// Events not yet sealed into a batch.
@@ -211,6 +160,7 @@ impl Outbox {
         if self.open.count == 0 {
             return;
         }
+        self.context = None;
         let mut batch = std::mem::take(&mut self.open);
         batch.id = self.new_id();
         batch.key = self.key_base.clone();
@@ -218,7 +168,7 @@ impl Outbox {
         if persist && self.stored_bytes + batch.bytes() <= MAX_STORED_BYTES {
             batch.stored = true;
             self.stored_bytes += batch.bytes();
-            self.ops.push(StorageOp::Write { key: batch.key.clone(), value: batch.stored_form() });
+            self.ops.push(StorageOp::Write { key: batch.key.clone(), value: batch.text.clone() });
         }
         self.batches.push(batch);
     }
@@ -228,19 +178,15 @@ impl Outbox {
         std::mem::take(&mut self.ops)
     }
 
-    /// Adds a batch found on the device at start (a backlog from an earlier page). Lines that are not events are
-    /// left out: an event's line starts with its kind, or is JSON from an earlier version (with a trailing comma
-    /// or without).
+    /// Adds a batch found on the device at start (a backlog from an earlier page). Its events are the lines that
+    /// start with a kind, or are JSON (from an earlier version); the device sends only those.
     pub fn restore(&mut self, key: &str, stored: &str) {
-        let context = stored.strip_prefix("c").filter(|s| s.starts_with("{")).and_then(|s| split(s, b'\n').next()).map(|c| Rc::new(c.to_owned()));
-        let mut batch = Batch { id: self.new_id(), key: key.to_owned(), context, stored: true, ..Batch::default() };
-        for line in split(stored, b'\n').filter(|e| matches!(e.as_bytes(), [b'0'..=b'4', b'\t', ..] | [b'{', ..])) {
-            batch.add(line.strip_suffix(",").unwrap_or(line));
-        }
-        if batch.count == 0 || self.queued + batch.count > MAX_QUEUED_EVENTS {
+        let count = split(stored, b'\n').filter(|e| matches!(e.as_bytes(), [b'0'..=b'4', b'\t', ..] | [b'{', ..])).count();
+        if count == 0 || self.queued + count > MAX_QUEUED_EVENTS {
             return;
         }
-        self.queued += batch.count;
+        let batch = Batch { id: self.new_id(), key: key.to_owned(), text: stored.to_owned(), count, stored: true };
+        self.queued += count;
         self.stored_bytes += batch.bytes();
         self.batches.push(batch);
     }
@@ -309,6 +255,38 @@ impl Outbox {
 }
 
 
+/// The request body as `js/host.js` writes it (`body`): each event line as the event's JSON, in the Segment batch
+/// envelope with the context line's context and `sentAt` set for this send. (The module leaves this to the
+/// browser; the tests use this copy.)
+#[cfg(test)]
+impl Batch {
+    pub fn body(&self, sent_at: &str, write_key: &str) -> String {
+        const KINDS: [(&str, &str, &str); 5] =
+            [("track", "event", "properties"), ("page", "name", "properties"), ("identify", "", "traits"), ("alias", "previousId", ""), ("group", "groupId", "traits")];
+        let mut context = String::new();
+        let mut events = Vec::new();
+        for line in split(&self.text, b'\n') {
+            if let Some(c) = line.strip_prefix('c') {
+                context = format!(",\"context\":{c}");
+            } else if line.starts_with('{') {
+                events.push(line.strip_suffix(',').unwrap_or(line).to_owned());
+            } else if let [kind, f, p, id, ms, ids] = line.split('\t').collect::<Vec<_>>()[..] {
+                let (kind, field, payload) = KINDS[kind.parse::<usize>().unwrap()];
+                let mut e = format!("{{\"type\":\"{kind}\"");
+                if !f.is_empty() {
+                    e += &format!(",\"{field}\":{f}");
+                }
+                if !p.is_empty() {
+                    e += &format!(",\"{payload}\":{p}");
+                }
+                let time = footprint_core::time::format_rfc3339_ms(ms.parse().unwrap());
+                events.push(e + &format!(",\"messageId\":\"{id}\",\"timestamp\":\"{time}\"{ids}}}"));
+            }
+        }
+        format!("{{\"batch\":[{}]{context},\"sentAt\":\"{sent_at}\",\"writeKey\":{}}}", events.join(","), serde_json::to_string(write_key).unwrap())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,11 +299,20 @@ mod tests {
         format!("{{\"i\":{i},\"p\":\"{}\"}}", "x".repeat(pad))
     }
 
+    /// Appends `event` as the tracker does; false when the outbox was full.
+    fn push(o: &mut Outbox, context: &Rc<String>, event: &str, persist: bool) -> bool {
+        o.open_for(context, event.len(), persist).map(|text| text.push_str(event)).is_some()
+    }
+
+    fn ctx(path: &str) -> Rc<String> {
+        Rc::new(format!("{{\"page\":{{\"path\":\"{path}\"}}}}"))
+    }
+
     #[test]
     fn seals_into_batches_within_count_and_byte_limits() {
-        let mut o = outbox();
+        let (mut o, c) = (outbox(), ctx("/"));
         for i in 0..1_200 {
-            assert!(o.push(None, &event(i, 10), false));
+            assert!(push(&mut o, &c, &event(i, 10), false));
         }
         o.seal(false);
         assert!(o.take_ops().is_empty(), "nothing written without consent");
@@ -334,28 +321,29 @@ mod tests {
 
         let mut o = outbox();
         for i in 0..100 {
-            o.push(None, &event(i, 2_000), false);
+            push(&mut o, &c, &event(i, 2_000), false);
         }
         o.seal(false);
         assert!(o.batches().all(|b| b.body("2024-01-01T00:00:00.000Z", "wk").len() < BEACON_BUDGET_BYTES));
         assert_eq!(o.batches().map(|b| b.count).sum::<usize>(), 100);
         // An event alone larger than a batch still leaves (the collector refuses it visibly, as a failed event).
         let mut o = outbox();
-        o.push(None, &event(0, MAX_BATCH_BYTES + 10), false);
+        push(&mut o, &c, &event(0, MAX_BATCH_BYTES + 10), false);
         o.seal(false);
         assert_eq!(o.batches().count(), 1);
     }
 
     #[test]
     fn persists_once_per_batch_and_removes_on_delivery() {
-        let mut o = outbox();
-        o.push(None, &event(1, 0), true);
-        o.push(None, &event(2, 0), true);
+        let (mut o, c) = (outbox(), ctx("/"));
+        push(&mut o, &c, &event(1, 0), true);
+        push(&mut o, &c, &event(2, 0), true);
         assert!(o.take_ops().is_empty(), "nothing written before the seal");
         o.seal(true);
-        assert_eq!(o.take_ops(), [StorageOp::Write { key: "fp_q.k1".into(), value: "{\"i\":1,\"p\":\"\"}\n{\"i\":2,\"p\":\"\"}".into() }]);
+        let stored = "c{\"page\":{\"path\":\"/\"}}\n{\"i\":1,\"p\":\"\"}\n{\"i\":2,\"p\":\"\"}";
+        assert_eq!(o.take_ops(), [StorageOp::Write { key: "fp_q.k1".into(), value: stored.into() }]);
         let body = o.start_send(0.0).unwrap().body("T", "wk");
-        assert_eq!(body, "{\"batch\":[{\"i\":1,\"p\":\"\"},{\"i\":2,\"p\":\"\"}],\"sentAt\":\"T\",\"writeKey\":\"wk\"}");
+        assert_eq!(body, "{\"batch\":[{\"i\":1,\"p\":\"\"},{\"i\":2,\"p\":\"\"}],\"context\":{\"page\":{\"path\":\"/\"}},\"sentAt\":\"T\",\"writeKey\":\"wk\"}");
         assert!(o.start_send(0.0).is_none(), "one batch in flight at a time");
         o.delivered(1);
         assert_eq!(o.take_ops(), [StorageOp::Remove { key: "fp_q.k1".into() }]);
@@ -365,10 +353,10 @@ mod tests {
 
     #[test]
     fn a_failed_batch_stays_first_and_waits() {
-        let mut o = outbox();
-        o.push(None, &event(1, 0), false);
+        let (mut o, c) = (outbox(), ctx("/"));
+        push(&mut o, &c, &event(1, 0), false);
         o.seal(false);
-        o.push(None, &event(2, 0), false);
+        push(&mut o, &c, &event(2, 0), false);
         o.seal(false);
         let id = o.start_send(0.0).unwrap().id;
         o.failed(id);
@@ -384,63 +372,64 @@ mod tests {
     #[test]
     fn restores_a_backlog_and_forgets_the_device_on_withdrawal() {
         let mut o = outbox();
-        // The form of an earlier version: no commas.
+        // The forms of earlier versions: events as JSON, with trailing commas or without.
         o.restore("old", "{\"a\":1}\n{\"a\":2}\n");
+        o.restore("older", "c{\"page\":{}}\n{\"a\":3},\n{\"a\":4}");
         o.restore("junk", "not json");
-        assert_eq!(o.len(), 2);
-        assert_eq!(o.batches().count(), 1);
-        assert_eq!(o.batches().next().unwrap().body("T", "wk"), "{\"batch\":[{\"a\":1},{\"a\":2}],\"sentAt\":\"T\",\"writeKey\":\"wk\"}");
-        o.push(None, &event(3, 0), true);
+        assert_eq!(o.len(), 4);
+        assert_eq!(o.batches().count(), 2);
+        let bodies: Vec<String> = o.batches().map(|b| b.body("T", "wk")).collect();
+        assert_eq!(bodies, ["{\"batch\":[{\"a\":1},{\"a\":2}],\"sentAt\":\"T\",\"writeKey\":\"wk\"}", "{\"batch\":[{\"a\":3},{\"a\":4}],\"context\":{\"page\":{}},\"sentAt\":\"T\",\"writeKey\":\"wk\"}"]);
+        push(&mut o, &ctx("/"), &event(3, 0), true);
         o.seal(true);
         o.take_ops();
         o.unstore_all();
-        assert_eq!(o.take_ops().len(), 2);
+        assert_eq!(o.take_ops().len(), 3);
         o.unstore_all();
         assert!(o.take_ops().is_empty());
         o.remove(1);
         assert!(o.take_ops().is_empty(), "no longer stored: nothing to remove from the device");
-        assert_eq!(o.len(), 1);
+        assert_eq!(o.len(), 3);
     }
 
     #[test]
     fn the_device_copy_is_bounded() {
-        let mut o = outbox();
+        let (mut o, c) = (outbox(), ctx("/"));
         for i in 0..40 {
-            o.push(None, &event(i, 50_000), true);
+            push(&mut o, &c, &event(i, 50_000), true);
         }
         o.seal(true);
-        assert_eq!(o.take_ops().len(), MAX_STORED_BYTES / 50_020);
+        assert_eq!(o.take_ops().len(), MAX_STORED_BYTES / (50_020 + RENDERED_EXTRA));
         assert_eq!(o.len(), 40, "what does not fit on the device stays in memory");
     }
 
     #[test]
     fn the_shared_context_travels_once_per_batch_and_a_new_one_starts_a_batch() {
         let mut o = outbox();
-        let ctx = Rc::new(String::from("{\"page\":{\"path\":\"/a\"}}"));
-        o.push(Some(ctx.clone()), &event(1, 0), true);
-        o.push(Some(Rc::new(String::clone(&ctx))), &event(2, 0), true);
+        let a = ctx("/a");
+        push(&mut o, &a, &event(1, 0), true);
+        push(&mut o, &Rc::new(String::clone(&a)), &event(2, 0), true);
         assert!(o.take_ops().is_empty(), "an equal context continues the batch");
-        o.push(Some(Rc::new(String::from("{\"page\":{\"path\":\"/b\"}}"))), &event(3, 0), true);
+        push(&mut o, &ctx("/b"), &event(3, 0), true);
         assert_eq!(o.take_ops().len(), 1, "a new context seals what waits");
         o.seal(true);
         let bodies: Vec<String> = o.batches().map(|b| b.body("T", "wk")).collect();
         assert_eq!(bodies[0], "{\"batch\":[{\"i\":1,\"p\":\"\"},{\"i\":2,\"p\":\"\"}],\"context\":{\"page\":{\"path\":\"/a\"}},\"sentAt\":\"T\",\"writeKey\":\"wk\"}");
         assert_eq!(bodies[1], "{\"batch\":[{\"i\":3,\"p\":\"\"}],\"context\":{\"page\":{\"path\":\"/b\"}},\"sentAt\":\"T\",\"writeKey\":\"wk\"}");
-        // The device copy keeps the context: a reload sends the same body.
-        let stored = o.batches().next().unwrap().stored_form();
+        // The device copy is the batch's text: a reload sends the same body.
         let mut reloaded = outbox();
-        reloaded.restore("k1", &stored);
+        reloaded.restore("k1", &o.batches().next().unwrap().text);
         assert_eq!(reloaded.batches().next().unwrap().body("T", "wk"), bodies[0]);
         assert_eq!(reloaded.len(), 2);
     }
 
     #[test]
     fn a_full_outbox_drops_and_counts() {
-        let mut o = outbox();
+        let (mut o, c) = (outbox(), ctx("/"));
         for i in 0..MAX_QUEUED_EVENTS {
-            assert!(o.push(None, &event(i, 0), false));
+            assert!(push(&mut o, &c, &event(i, 0), false));
         }
-        assert!(!o.push(None, &event(0, 0), false));
+        assert!(!push(&mut o, &c, &event(0, 0), false));
         assert_eq!(o.dropped, 1);
     }
 }

@@ -113,9 +113,6 @@ pub struct Tracker {
     /// The identifiers and the `context` of the next event, built once per page, identity, session and consent
     /// state and shared by every event made in that state (`None`: rebuild before the next event).
     tail: Option<Rc<Shared>>,
-    /// Events made since the last seal, not yet encoded: `track()` only records them (main-thread cost), their JSON
-    /// is written when they are sealed into a batch (from a timer, a flush or the page-hide path).
-    drafts: Vec<Draft>,
     engagement: Engagement,
     pub outbox: Outbox,
 }
@@ -127,15 +124,6 @@ struct Shared {
     ids: String,
     /// The `context` object; it travels once per batch (see `queue`).
     context: Rc<String>,
-}
-
-/// An event as `emit` records it: the start of its line (`kind TAB field TAB payload`, see `queue`), its time and
-/// what it shares with the events of its state.
-#[derive(Debug)]
-struct Draft {
-    line: String,
-    time: f64,
-    tail: Rc<Shared>,
 }
 
 /// An event's `type`, as the digit that starts its line (`queue` lists what each one means).
@@ -181,7 +169,6 @@ impl Tracker {
             page,
             nav: Navigation::default(),
             tail: None,
-            drafts: Vec::new(),
             engagement: Engagement { visible_since: visible.then_some(now), ..Engagement::default() },
             outbox: Outbox::default(),
         };
@@ -472,11 +459,14 @@ impl Tracker {
 
     // ----- events -----------------------------------------------------------------------------------------------
 
-    /// Records an event: its time, session activity and the shared tail of the current state. No JSON is written
-    /// here (see [`Tracker::seal`]). `payload` is `properties` or `traits`: `None` text means `{}`, and text that is
-    /// not an object (what JSON.stringify makes of a bad argument) is left out rather than refused.
+    /// Records an event: its line (`queue` has the form: its own JSON texts, a new `messageId`, its time and the
+    /// identifiers of the current state), appended to the batch being filled with the state's shared `context`. No
+    /// JSON is written here (the device writes the line as JSON when the batch is sent) and nothing is stored: the
+    /// batch goes to the device when it is sealed. `payload` is `properties` or `traits`: `None` means `{}`, and
+    /// text that is not an object (what JSON.stringify made of a bad argument) is left out rather than refused. An
+    /// event too large for the collector is kept, its payload replaced by a marker that says so.
     fn emit(&mut self, dev: &mut impl Device, kind: Kind, field: Option<&str>, payload: Option<&str>) {
-        if self.queued() >= MAX_QUEUED_EVENTS {
+        if self.outbox.len() >= MAX_QUEUED_EVENTS {
             self.outbox.dropped += 1;
             return;
         }
@@ -503,23 +493,33 @@ impl Tracker {
             }
         };
         let field = field.unwrap_or("");
-        let payload = match payload {
+        let mut payload = match payload {
             None => "{}",
             Some(p) if p.starts_with("{") => p,
             Some(_) => "",
         };
-        let mut line = String::with_capacity(3 + field.len() + payload.len());
-        json::push_ascii(&mut line, kind as u8);
+        // Its line and the event's JSON at most (the messageId and the time are 36 and at most 16 bytes).
+        let len = field.len() + payload.len() + tail.ids.len() + 60;
+        if len + RENDERED_EXTRA > MAX_EVENT_BYTES && !payload.is_empty() {
+            payload = "{\"footprintDropped\":\"too_large\"}";
+        }
+        let Some(line) = self.outbox.open_for(&tail.context, len, self.consent.allows_device_storage()) else { return };
+        json::push_ascii(line, kind as u8);
         line.push('\t');
         line.push_str(field);
         line.push('\t');
         line.push_str(payload);
-        self.drafts.push(Draft { line, time, tail });
+        line.push('\t');
+        dev.uuid(line);
+        line.push('\t');
+        json::push_u64(line, time.max(0.0) as u64);
+        line.push('\t');
+        line.push_str(&tail.ids);
     }
 
-    /// Events waiting, drafts and batches.
+    /// Events waiting, sealed or not.
     pub fn queued(&self) -> usize {
-        self.outbox.len() + self.drafts.len()
+        self.outbox.len()
     }
 
     fn touch_session(&mut self, dev: &mut impl Device, now: f64) {
@@ -553,37 +553,12 @@ impl Tracker {
 
     /// True when enough events wait that a batch should go now rather than at the next timer tick.
     pub fn batch_full(&self) -> bool {
-        self.drafts.len() + self.outbox.pending_len() >= self.options.batch_size
+        self.outbox.pending_len() >= self.options.batch_size
     }
 
-    /// Seals waiting events into batches (writing them to the device when consent allows): each draft's line gets
-    /// a new `messageId`, its time and the identifiers. An event too large for the collector is kept, its payload
-    /// replaced by a marker that says so.
+    /// Seals the waiting events into a batch (writing it to the device when consent allows).
     pub fn seal(&mut self, dev: &mut impl Device) {
-        let persist = self.consent.allows_device_storage();
-        // By reference, then dropped whole: a consuming loop costs the module an iterator's drop code.
-        let drafts = std::mem::take(&mut self.drafts);
-        let mut line = String::new();
-        for draft in &drafts {
-            line.clear();
-            line.push_str(&draft.line);
-            if line.len() + draft.tail.ids.len() + RENDERED_EXTRA > MAX_EVENT_BYTES {
-                // After the second tab (names and IDs are JSON strings: no tab in them); an alias has no payload.
-                let payload_at = crate::text::find_byte(crate::text::split_at(&line, 2).1, b'\t').map_or(line.len(), |i| i + 3);
-                if payload_at < line.len() {
-                    line.truncate(payload_at);
-                    line.push_str("{\"footprintDropped\":\"too_large\"}");
-                }
-            }
-            line.push('\t');
-            dev.uuid(&mut line);
-            line.push('\t');
-            json::push_u64(&mut line, draft.time.max(0.0) as u64);
-            line.push('\t');
-            line.push_str(&draft.tail.ids);
-            self.outbox.push(Some(draft.tail.context.clone()), &line, persist);
-        }
-        self.outbox.seal(persist);
+        self.outbox.seal(self.consent.allows_device_storage());
         self.apply_ops(dev);
     }
 

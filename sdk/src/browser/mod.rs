@@ -40,9 +40,9 @@ pub mod host {
         #[link_name = "c"]
         fn context_(url: *const u8, url_len: usize, referrer: *const u8, referrer_len: usize, consent: u32, session: *const u8, session_len: isize) -> isize;
         #[link_name = "x"]
-        fn send_(events: *const u8, events_len: usize, context: *const u8, context_len: isize, batch: u32);
+        fn send_(batch: *const u8, batch_len: usize, id: u32);
         #[link_name = "b"]
-        fn beacon_(events: *const u8, events_len: usize, context: *const u8, context_len: isize) -> i32;
+        fn beacon_(batch: *const u8, batch_len: usize) -> i32;
         #[link_name = "a"]
         fn arm_(ms: f64);
         /// Copies the text the last call answered (its length) to `out`.
@@ -104,20 +104,14 @@ pub mod host {
         let (session, len) = session.map_or((core::ptr::null(), -1), |s| (s.as_ptr(), s.len() as isize));
         text(unsafe { context_(url.as_ptr(), url.len(), referrer.as_ptr(), referrer.len(), consent, session, len) }).unwrap_or_default()
     }
-    /// A batch's events (their lines) and context, for the host to write as a request body.
-    fn batch(b: &crate::queue::Batch) -> (*const u8, usize, *const u8, isize) {
-        let (context, len) = b.context.as_ref().map_or((core::ptr::null(), -1), |c| (c.as_ptr(), c.len() as isize));
-        (b.events.as_ptr(), b.events.len(), context, len)
-    }
-    /// POSTs the batch to the collector; the answer comes back through `call` (op 11).
+    /// POSTs the batch (its text, which the host writes as the request body) to the collector; the answer comes
+    /// back through `call` (op 11).
     pub fn send(b: &crate::queue::Batch) {
-        let (events, n, context, m) = batch(b);
-        unsafe { send_(events, n, context, m, b.id) }
+        unsafe { send_(b.text.as_ptr(), b.text.len(), b.id) }
     }
     /// `navigator.sendBeacon` of the batch; false when offline or refused.
     pub fn beacon(b: &crate::queue::Batch) -> bool {
-        let (events, n, context, m) = batch(b);
-        unsafe { beacon_(events, n, context, m) != 0 }
+        unsafe { beacon_(b.text.as_ptr(), b.text.len()) != 0 }
     }
     /// (Re)arms the one timer; it calls `call` (op 12).
     pub fn arm(ms: f64) {
@@ -186,7 +180,7 @@ pub fn with(f: &mut dyn FnMut(&mut Runtime)) {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Send {
     Now,
-    /// From a tracking call: never encode and send inside the caller's `track()`; a zero-delay timer does it.
+    /// From a tracking call: never store or send inside the caller's `track()`; a zero-delay timer does it.
     Later,
 }
 
