@@ -79,8 +79,10 @@ impl Batch {
 /// A storage effect the caller carries out.
 #[derive(Debug, PartialEq, Eq)]
 pub enum StorageOp {
-    Write { key: String, value: String },
-    Remove { key: String },
+    /// Write the batch with this ID (its text under its key), if it is still in the outbox.
+    Write(u32),
+    /// Remove this key.
+    Remove(String),
 }
 
 #[derive(Debug, Default)]
@@ -168,7 +170,7 @@ impl Outbox {
         if persist && self.stored_bytes + batch.bytes() <= MAX_STORED_BYTES {
             batch.stored = true;
             self.stored_bytes += batch.bytes();
-            self.ops.push(StorageOp::Write { key: batch.key.clone(), value: batch.text.clone() });
+            self.ops.push(StorageOp::Write(batch.id));
         }
         self.batches.push(batch);
     }
@@ -235,7 +237,7 @@ impl Outbox {
         self.queued -= batch.count;
         if batch.stored {
             self.stored_bytes -= batch.bytes();
-            self.ops.push(StorageOp::Remove { key: batch.key });
+            self.ops.push(StorageOp::Remove(batch.key));
         }
     }
 
@@ -244,7 +246,7 @@ impl Outbox {
         self.stored_bytes = 0;
         for b in self.batches.iter_mut().filter(|b| b.stored) {
             b.stored = false;
-            self.ops.push(StorageOp::Remove { key: b.key.clone() });
+            self.ops.push(StorageOp::Remove(b.key.clone()));
         }
     }
 
@@ -340,13 +342,14 @@ mod tests {
         push(&mut o, &c, &event(2, 0), true);
         assert!(o.take_ops().is_empty(), "nothing written before the seal");
         o.seal(true);
-        let stored = "c{\"page\":{\"path\":\"/\"}}\n{\"i\":1,\"p\":\"\"}\n{\"i\":2,\"p\":\"\"}";
-        assert_eq!(o.take_ops(), [StorageOp::Write { key: "fp_q.k1".into(), value: stored.into() }]);
+        assert_eq!(o.take_ops(), [StorageOp::Write(1)]);
+        let batch = o.batches().next().unwrap();
+        assert_eq!((batch.key.as_str(), batch.text.as_str()), ("fp_q.k1", "c{\"page\":{\"path\":\"/\"}}\n{\"i\":1,\"p\":\"\"}\n{\"i\":2,\"p\":\"\"}"));
         let body = o.start_send(0.0).unwrap().body("T", "wk");
         assert_eq!(body, "{\"batch\":[{\"i\":1,\"p\":\"\"},{\"i\":2,\"p\":\"\"}],\"context\":{\"page\":{\"path\":\"/\"}},\"sentAt\":\"T\",\"writeKey\":\"wk\"}");
         assert!(o.start_send(0.0).is_none(), "one batch in flight at a time");
         o.delivered(1);
-        assert_eq!(o.take_ops(), [StorageOp::Remove { key: "fp_q.k1".into() }]);
+        assert_eq!(o.take_ops(), [StorageOp::Remove("fp_q.k1".into())]);
         assert!(o.is_empty());
         assert!(o.start_send(0.0).is_none());
     }

@@ -110,20 +110,14 @@ pub struct Tracker {
     session: Option<Session>,
     page: Page,
     nav: Navigation,
-    /// The identifiers and the `context` of the next event, built once per page, identity, session and consent
-    /// state and shared by every event made in that state (`None`: rebuild before the next event).
-    tail: Option<Rc<Shared>>,
-    engagement: Engagement,
-    pub outbox: Outbox,
-}
-
-/// What the events made in one state have in common.
-#[derive(Debug)]
-struct Shared {
+    /// The `context` of the next event, built once per page, identity, session and consent state and shared by
+    /// every event made in that state (`None`: rebuild it and `ids` before the next event); it travels once per
+    /// batch (see `queue`).
+    context: Option<Rc<String>>,
     /// `,"anonymousId":…,"userId":…` (only with analytics consent), or empty: the end of the events' lines.
     ids: String,
-    /// The `context` object; it travels once per batch (see `queue`).
-    context: Rc<String>,
+    engagement: Engagement,
+    pub outbox: Outbox,
 }
 
 /// An event's `type`, as the digit that starts its line (`queue` lists what each one means).
@@ -168,7 +162,8 @@ impl Tracker {
             session: None,
             page,
             nav: Navigation::default(),
-            tail: None,
+            context: None,
+            ids: String::new(),
             engagement: Engagement { visible_since: visible.then_some(now), ..Engagement::default() },
             outbox: Outbox::default(),
         };
@@ -206,7 +201,7 @@ impl Tracker {
         if self.user_id.is_none() {
             self.user_id = dev.load(KEY_USER_ID).filter(|u| u.len() <= 257 && is_json_string(u) && !blank(u));
         }
-        self.tail = None;
+        self.context = None;
     }
 
     /// `raw` scrubbed (the site's patterns too, and ad click IDs unless marketing is granted) and bounded.
@@ -243,7 +238,7 @@ impl Tracker {
     pub fn identify(&mut self, dev: &mut impl Device, user_id: Option<&str>, traits: Option<&str>) {
         if let Some(u) = user_id.filter(|u| !blank(u)) {
             self.user_id = Some(u.to_owned());
-            self.tail = None;
+            self.context = None;
             if self.consent.allows_device_storage() {
                 dev.store(KEY_USER_ID, u);
             }
@@ -274,7 +269,7 @@ impl Tracker {
         let previous = previous_id.or(self.user_id.as_deref()).or(anonymous.as_deref());
         let Some(previous) = previous.filter(|p| !blank(p)).map(str::to_owned) else { return };
         self.user_id = Some(user_id.to_owned());
-        self.tail = None;
+        self.context = None;
         dev.store(KEY_USER_ID, user_id);
         self.emit(dev, Kind::Alias, Some(&previous), Some(""));
     }
@@ -297,7 +292,7 @@ impl Tracker {
         if self.consent.allows_device_storage() {
             self.new_anonymous_id(dev, dev.now());
         }
-        self.tail = None;
+        self.context = None;
     }
 
     /// A new anonymous ID, stored with its creation time.
@@ -327,7 +322,7 @@ impl Tracker {
             None if before => self.erase_device(dev),
             None => {}
         }
-        self.tail = None;
+        self.context = None;
         let g = self.consent.granted();
         let mut props = String::from("{");
         json::push_bool_member(&mut props, "analytics", g.analytics);
@@ -360,7 +355,7 @@ impl Tracker {
     pub fn navigated(&mut self, dev: &mut impl Device, page: Page, trigger: Trigger) {
         if !self.options.capture.pageviews {
             self.page = page;
-            self.tail = None;
+            self.context = None;
             return;
         }
         let url = self.clean_url(&page.url);
@@ -372,7 +367,7 @@ impl Tracker {
         // In a single-page app the previous view is the referrer of the next.
         let referrer = self.page.url.clone();
         self.page = Page { referrer, ..page };
-        self.tail = None;
+        self.context = None;
         self.page(dev, None, None);
     }
 
@@ -472,26 +467,23 @@ impl Tracker {
         }
         let time = dev.now();
         self.touch_session(dev, time);
-        let tail = match &self.tail {
-            Some(tail) => tail.clone(),
-            None => {
-                let mut ids = String::new();
-                if self.consent.allows_device_storage() {
-                    if let Some(id) = &self.anonymous_id {
-                        ids.push_str(",\"anonymousId\":\"");
-                        ids.push_str(id);
-                        ids.push('"');
-                    }
-                    if let Some(id) = &self.user_id {
-                        ids.push_str(",\"userId\":");
-                        ids.push_str(id);
-                    }
+        if self.context.is_none() {
+            let ids = &mut self.ids;
+            ids.clear();
+            if self.consent.allows_device_storage() {
+                if let Some(id) = &self.anonymous_id {
+                    ids.push_str(",\"anonymousId\":\"");
+                    ids.push_str(id);
+                    ids.push('"');
                 }
-                let tail = Rc::new(Shared { ids, context: Rc::new(self.build_context(dev)) });
-                self.tail = Some(tail.clone());
-                tail
+                if let Some(id) = &self.user_id {
+                    ids.push_str(",\"userId\":");
+                    ids.push_str(id);
+                }
             }
-        };
+            self.context = Some(Rc::new(self.build_context(dev)));
+        }
+        let Some(context) = &self.context else { return };
         let field = field.unwrap_or("");
         let mut payload = match payload {
             None => "{}",
@@ -499,11 +491,11 @@ impl Tracker {
             Some(_) => "",
         };
         // Its line and the event's JSON at most (the messageId and the time are 36 and at most 16 bytes).
-        let len = field.len() + payload.len() + tail.ids.len() + 60;
+        let len = field.len() + payload.len() + self.ids.len() + 60;
         if len + RENDERED_EXTRA > MAX_EVENT_BYTES && !payload.is_empty() {
             payload = "{\"footprintDropped\":\"too_large\"}";
         }
-        let Some(line) = self.outbox.open_for(&tail.context, len, self.consent.allows_device_storage()) else { return };
+        let Some(line) = self.outbox.open_for(context, len, self.consent.allows_device_storage()) else { return };
         json::push_ascii(line, kind as u8);
         line.push('\t');
         line.push_str(field);
@@ -514,7 +506,7 @@ impl Tracker {
         line.push('\t');
         json::push_u64(line, time.max(0.0) as u64);
         line.push('\t');
-        line.push_str(&tail.ids);
+        line.push_str(&self.ids);
     }
 
     /// Events waiting, sealed or not.
@@ -529,7 +521,7 @@ impl Tracker {
         let s = match &mut self.session {
             Some(s) if now - s.last_activity < SESSION_TIMEOUT_MS => s,
             _ => {
-                self.tail = None;
+                self.context = None;
                 let mut id = String::with_capacity(36);
                 dev.uuid(&mut id);
                 self.session.insert(Session { id, last_activity: now, written_at: f64::NEG_INFINITY })
@@ -566,8 +558,12 @@ impl Tracker {
     fn apply_ops(&mut self, dev: &mut impl Device) {
         for op in &self.outbox.take_ops() {
             match op {
-                StorageOp::Write { key, value } => dev.store(key, value),
-                StorageOp::Remove { key } => dev.remove(key),
+                StorageOp::Write(id) => {
+                    if let Some(b) = self.outbox.batches().find(|b| b.id == *id) {
+                        dev.store(&b.key, &b.text);
+                    }
+                }
+                StorageOp::Remove(key) => dev.remove(key),
             }
         }
     }
