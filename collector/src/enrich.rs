@@ -94,10 +94,11 @@ pub fn parse_user_agent(ua: &str) -> UserAgentInfo {
 }
 
 /// A bounded cache in front of [`parse_user_agent`]: real traffic repeats a few thousand agents, and parsing one
-/// costs microseconds. When full, it starts over (simple, and bounded).
+/// costs microseconds. When full, it starts over (simple, and bounded). Keys are hashed with foldhash, seeded at
+/// random per process: SipHash over a ~120-byte agent was half the cost of a hit.
 #[derive(Default)]
 pub struct UserAgentCache {
-    entries: Mutex<HashMap<Box<str>, Arc<UserAgentInfo>>>,
+    entries: Mutex<HashMap<Box<str>, Arc<UserAgentInfo>, foldhash::fast::RandomState>>,
 }
 
 impl UserAgentCache {
