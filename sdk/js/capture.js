@@ -52,8 +52,10 @@ export function install(w, flags) {
       // Never an input's value: for inputs only their accessible label.
       const text = tag === "input" ? el.getAttribute("aria-label") || el.title : el.textContent;
       const link = tag === "a" && el.hasAttribute("href");
-      // The texts as JSON strings (sdk/src/api.rs), but for the href, which the module scrubs.
-      w.call(9, link && el.hasAttribute("download") ? 1 : 0, 0, str(selector(el)), str(short(text)), str(tag.slice(0, 16)), link ? el.href : undefined);
+      // The texts as JSON strings (sdk/src/api.rs), but for the href, which the module scrubs; 1: a download
+      // attribute, 2: a web link to another origin (the browser parsed the URL).
+      const facts = link && el.hasAttribute("download") + 2 * (/^https?:$/.test(el.protocol) && el.origin != location.origin);
+      w.call(9, facts, 0, str(selector(el)), str(short(text)), str(tag.slice(0, 16)), link ? el.href : undefined);
     });
   if (flags & 4)
     on(document, "submit", (e) => {

@@ -45,7 +45,7 @@ pub fn texts(bytes: usize) -> *mut u8 {
 /// | 6 | `flush` | |
 /// | 7 | `consent` | `n` = analytics + 3·marketing + 9·personalization, each 0 left as is, 1 denied, 2 granted |
 /// | 8 | navigated | `n` 0 `pushState`, 1 `replaceState`, 2 `popstate`, 3 `hashchange` |
-/// | 9 | a click on a link or button | `a` selector, `b` text, `c` tag, `d` href (links only; a URL, not JSON), `n` 1 with a `download` attribute |
+/// | 9 | a click on a link or button | `a` selector, `b` text, `c` tag, `d` href (links only; a URL, not JSON), `n` 1 with a `download` attribute + 2 for a web link to another origin |
 /// | 10 | a form submission (no field values) | `a` selector, `b` id, `c` action (a URL, not JSON), `d` method |
 /// | 11 | the answer to a send | `n` status (0: network error), `m` the batch, `a` `Retry-After` |
 /// | 12 | the timer fired | |
@@ -103,7 +103,10 @@ pub fn call(op: u32, n: f64, m: f64, a: isize, b: isize, c: isize, d: isize) {
                     };
                     t.navigated(dev, browser::current_page(), trigger);
                 }
-                9 => t.clicked(dev, &Click { selector: text(a), text: text(b), tag: text(c), href: d, download_attribute: n == 1.0 }),
+                9 => {
+                    let n = n as u32;
+                    t.clicked(dev, &Click { selector: text(a), text: text(b), tag: text(c), href: d, download_attribute: n & 1 != 0, other_origin: n & 2 != 0 });
+                }
                 10 => t.form_submitted(dev, &FormSubmit { selector: text(a), id: text(b), action: text(c), method: text(d) }),
                 14 => t.shown(crate::tracker::Device::now(dev)),
                 15 => t.scrolled(n, m),

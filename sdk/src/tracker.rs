@@ -87,6 +87,8 @@ pub struct Click<'a> {
     /// The link's absolute `href` (as the browser serializes it, not JSON), for links.
     pub href: Option<&'a str>,
     pub download_attribute: bool,
+    /// A web link (http/https) to another origin than the page's, as the browser parsed it.
+    pub other_origin: bool,
 }
 
 /// A submitted form: JSON strings like [`Click`]'s, but for the `action` URL.
@@ -375,7 +377,6 @@ impl Tracker {
         if !self.options.capture.clicks {
             return;
         }
-        let origin = url::parts(&self.page.url).origin;
         let mut props = String::from("{");
         json::push_raw_member(&mut props, "selector", click.selector);
         json::push_raw_member(&mut props, "text", click.text);
@@ -383,11 +384,11 @@ impl Tracker {
         let mut event = "\"Element Clicked\"";
         if let Some(href) = click.href {
             let clean = self.clean_url(href);
-            match url::classify_link(href, origin, click.download_attribute) {
+            match url::classify_link(href, click.other_origin, click.download_attribute) {
                 url::LinkKind::Outbound => event = "\"Outbound Link Clicked\"",
                 url::LinkKind::Download => {
                     event = "\"File Downloaded\"";
-                    if let Some(ext) = url::extension(url::parts(href).path) {
+                    if let Some(ext) = url::extension(href) {
                         json::push_url_member(&mut props, "extension", &ext);
                     }
                 }

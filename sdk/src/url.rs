@@ -127,62 +127,36 @@ fn split_once(s: &str, c: u8) -> (&str, Option<&str>) {
     }
 }
 
-/// The parts of an absolute URL (`scheme://host/path?query#fragment`).
-#[derive(Debug, PartialEq, Eq)]
-pub struct Parts<'a> {
-    /// `scheme://host[:port]`, lower-cased by the browser already.
-    pub origin: &'a str,
-    /// Starts with `/`.
-    pub path: &'a str,
-    /// `?…` or empty.
-    pub search: &'a str,
-    /// `#…` or empty.
-    pub hash: &'a str,
-}
-
-pub fn parts(url: &str) -> Parts<'_> {
-    let (before_hash, hash) = split_at(url, find_byte(url, b'#').unwrap_or(url.len()));
-    let (before_query, search) = split_at(before_hash, find_byte(before_hash, b'?').unwrap_or(before_hash.len()));
-    let after_scheme = find(before_query, "://").map_or(0, |i| i + 3);
-    let (scheme, rest) = split_at(before_query, after_scheme);
-    let path_at = find_byte(rest, b'/').unwrap_or(rest.len());
-    let (origin, path) = split_at(before_query, scheme.len() + path_at);
-    Parts { origin, path: if path.is_empty() { "/" } else { path }, search, hash }
-}
-
 /// What a clicked link is, for the event it produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkKind {
     /// A file download: a `download` attribute or a known file extension.
     Download,
-    /// A link to another origin (http/https only; `mailto:` and `tel:` are not followed).
+    /// A web link (http/https; `mailto:` and `tel:` are not followed) to another origin than the page's.
     Outbound,
     /// Anything else.
     Internal,
 }
 
-/// Classifies a link's absolute `href` seen from a page at `page_origin`.
-pub fn classify_link(href: &str, page_origin: &str, has_download_attribute: bool) -> LinkKind {
-    let p = parts(href);
-    if has_download_attribute || extension(p.path).is_some_and(|e| listed(DOWNLOAD_EXTENSIONS, &e)) {
-        return LinkKind::Download;
-    }
-    let web = href.starts_with("http://") || href.starts_with("https://");
-    if web && !p.origin.eq_ignore_ascii_case(page_origin) {
+/// Classifies a link from its absolute `href` and what the browser says about it: whether it is a web link to
+/// another origin (`a.origin`, `a.protocol` against `location.origin`: the browser parses URLs, this does not)
+/// and whether it has a `download` attribute.
+pub fn classify_link(href: &str, other_origin: bool, download_attribute: bool) -> LinkKind {
+    if download_attribute || extension(href).is_some_and(|e| listed(DOWNLOAD_EXTENSIONS, &e)) {
+        LinkKind::Download
+    } else if other_origin {
         LinkKind::Outbound
     } else {
         LinkKind::Internal
     }
 }
 
-/// The lower-cased extension of the last path segment, if it has one.
-pub fn extension(path: &str) -> Option<String> {
-    let last = match path.bytes().rposition(|b| b == b'/') {
-        Some(i) => split_at(path, i + 1).1,
-        None => path,
-    };
-    let dot = last.bytes().rposition(|b| b == b'.')?;
-    let ext = split_at(last, dot + 1).1;
+/// The lower-cased extension (at most 5 bytes) of the last path segment of an absolute URL, if it has one.
+pub fn extension(url: &str) -> Option<String> {
+    let end = url.bytes().position(|b| b == b'?' || b == b'#').unwrap_or(url.len());
+    let path = split_at(url, end).0;
+    let last = split_at(path, path.bytes().rposition(|b| b == b'/')? + 1).1;
+    let ext = split_at(last, last.bytes().rposition(|b| b == b'.')? + 1).1;
     (!ext.is_empty() && ext.len() <= 5).then(|| ext.to_ascii_lowercase())
 }
 
@@ -226,23 +200,17 @@ mod tests {
     }
 
     #[test]
-    fn splits_urls_into_page_parts() {
-        let p = parts("https://a.example:8080/shop/cart?x=1#top");
-        assert_eq!(p, Parts { origin: "https://a.example:8080", path: "/shop/cart", search: "?x=1", hash: "#top" });
-        assert_eq!(parts("https://a.example").path, "/");
-        assert_eq!(parts("https://a.example?x").search, "?x");
-    }
-
-    #[test]
     fn classifies_links() {
-        let here = "https://shop.example";
-        assert_eq!(classify_link("https://shop.example/about", here, false), LinkKind::Internal);
-        assert_eq!(classify_link("https://other.example/", here, false), LinkKind::Outbound);
-        assert_eq!(classify_link("http://shop.example/", here, false), LinkKind::Outbound);
-        assert_eq!(classify_link("https://shop.example/files/Report.PDF?v=2", here, false), LinkKind::Download);
-        assert_eq!(classify_link("https://cdn.example/app.dmg", here, false), LinkKind::Download);
-        assert_eq!(classify_link("https://shop.example/export", here, true), LinkKind::Download);
-        assert_eq!(classify_link("mailto:a@b.example", here, false), LinkKind::Internal);
-        assert_eq!(extension("/a.b/c"), None);
+        assert_eq!(classify_link("https://shop.example/about", false, false), LinkKind::Internal);
+        assert_eq!(classify_link("https://other.example/", true, false), LinkKind::Outbound);
+        assert_eq!(classify_link("https://shop.example/files/Report.PDF?v=2#p", false, false), LinkKind::Download);
+        assert_eq!(classify_link("https://cdn.example/app.dmg", true, false), LinkKind::Download);
+        assert_eq!(classify_link("https://shop.example/export", false, true), LinkKind::Download);
+        assert_eq!(classify_link("mailto:a@b.example", false, false), LinkKind::Internal);
+        assert_eq!(extension("https://a.example/a.b/c"), None);
+        assert_eq!(extension("https://a.example/c.tar.GZ"), Some("gz".into()));
+        assert_eq!(extension("https://a.example/?f=x.pdf"), None);
+        assert_eq!(extension("https://cdn.zip/"), None);
+        assert_eq!(extension("https://a.example/a.toolong"), None);
     }
 }

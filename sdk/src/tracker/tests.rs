@@ -256,7 +256,11 @@ fn spa_navigation_sends_one_page_view_with_the_previous_page_as_referrer() {
 fn clicks_become_click_outbound_and_download_events() {
     let mut dev = TestDevice::default();
     let mut t = start(Mode::Required, &mut dev);
-    let click = |href, download| Click { selector: r#""nav#top > a""#, tag: r#""a""#, text: r#""Read more""#, href, download_attribute: download };
+    // The browser says whether a link leads to another origin (the page is https://shop.example).
+    let click = |href: Option<&'static str>, download| {
+        let other_origin = href.is_some_and(|h| !h.starts_with("https://shop.example/"));
+        Click { selector: r#""nav#top > a""#, tag: r#""a""#, text: r#""Read more""#, href, download_attribute: download, other_origin }
+    };
     t.clicked(&mut dev, &Click { selector: r#""button#buy""#, tag: r#""button""#, text: r#""Buy""#, ..Click::default() });
     t.clicked(&mut dev, &click(Some("https://shop.example/about"), false));
     t.clicked(&mut dev, &click(Some("https://elsewhere.example/?token=t"), false));
