@@ -123,10 +123,12 @@ pub fn build() -> anyhow::Result<()> {
     // js/load.js: whether the module has wasm-bindgen's externref table (the plain build: the prebuilt std has
     // reference types on, and wasm-bindgen cannot do without them then).
     let externref = format!("--define:__FOOTPRINT_EXTERNREF__={}", !small);
-    esbuild("esbuild: www/footprint.js (script tag)", "sdk/js/script.js", &["--bundle", "--format=iife", &define, &externref, "--outfile=www/footprint.js"])?;
+    // Not strict mode either (sdk/js/tsconfig.json's `strict` would add "use strict"; −28 B brotli, at the file's
+    // start): the bundle declares every name and needs nothing of it.
+    esbuild("esbuild: www/footprint.js (script tag)", "sdk/js/script.js", &["--bundle", "--format=iife", "--tsconfig-raw={}", &define, &externref, "--outfile=www/footprint.js"])?;
     terser("terser: www/footprint.js", "www/footprint.js")?;
     esbuild("esbuild: sdk/dist/npm (ES module)", "sdk/js/npm.js", &["--bundle", "--format=esm", &externref, "--outfile=sdk/dist/npm/index.js"])?;
-    // Not strict mode (sdk/js/tsconfig.json's `strict` would add "use strict"): the snippet is one expression.
+    // Not strict mode (as above): the snippet is one expression.
     esbuild("esbuild: the stub snippet", "sdk/js/stub.js", &["--tsconfig-raw={}", "--outfile=sdk/dist/stub.min.js"])?;
     std::fs::copy(&optimised, dist.join("npm/footprint_sdk_bg.wasm"))?;
     std::fs::copy(root.join("sdk/js/index.d.ts"), dist.join("npm/index.d.ts"))?;
