@@ -918,12 +918,13 @@ mod tests {
             let filed = reader.conn.query_row("SELECT COUNT(*) FROM profile_events", [], |r| r.get(0)).unwrap();
             (found, filed)
         };
-        store.commit((0..15).map(|n| event(n, if n % 3 == 0 { "anon-2" } else { "anon-1" })).collect(), &[]).unwrap();
-        assert_eq!(count(&store), (10, 0), "before the flush, by the events' own profile column");
+        // 150 links: filed by statements of several links and one link each (stats::link_profile_events).
+        store.commit((0..150).map(|n| event(n, if n % 3 == 0 { "anon-2" } else { "anon-1" })).collect(), &[]).unwrap();
+        assert_eq!(count(&store), (100, 0), "before the flush, by the events' own profile column");
         store.flush_stats().unwrap();
-        assert_eq!(count(&store), (10, 15), "after it, by the filed links");
-        store.commit((15..18).map(|n| event(n, "anon-1")).collect(), &[]).unwrap();
-        assert_eq!(count(&store), (13, 15), "both at once");
+        assert_eq!(count(&store), (100, 150), "after it, by the filed links");
+        store.commit((150..153).map(|n| event(n, "anon-1")).collect(), &[]).unwrap();
+        assert_eq!(count(&store), (103, 150), "both at once");
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }

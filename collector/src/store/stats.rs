@@ -188,12 +188,26 @@ pub fn link_unfiled_events(conn: &Connection, links: &mut [UnfiledLink]) -> Resu
 /// in every commit (nearly all of what identity resolution cost at ingest).
 pub fn link_profile_events(conn: &Connection, links: &mut [(i64, i64)]) -> Result<(), StoreError> {
     links.sort_unstable();
+    // LINKS_PER_INSERT links per statement: one statement run per link cost as much again as the insert itself.
+    let mut chunks = links.chunks_exact(LINKS_PER_INSERT);
+    if chunks.len() > 0 {
+        let mut insert = conn.prepare_cached(&INSERT_LINKS)?;
+        for chunk in &mut chunks {
+            insert.execute(rusqlite::params_from_iter(chunk.iter().flat_map(|(profile, event)| [profile, event])))?;
+        }
+    }
     let mut insert = conn.prepare_cached("INSERT OR IGNORE INTO profile_events (profile_id, event_id) VALUES (?1, ?2)")?;
-    for (profile, event) in links.iter() {
+    for (profile, event) in chunks.remainder() {
         insert.execute([profile, event])?;
     }
     Ok(())
 }
+
+/// Links per statement in [`link_profile_events`] (two parameters each, well under SQLite's limit).
+const LINKS_PER_INSERT: usize = 64;
+static INSERT_LINKS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("INSERT OR IGNORE INTO profile_events (profile_id, event_id) VALUES {}", vec!["(?, ?)"; LINKS_PER_INSERT].join(", "))
+});
 
 /// The text columns of [`VISIT_COLUMNS`] after the visitor, which a scan may leave unread.
 const VISIT_TEXT_COLUMNS: &[&str] = &["entry_page", "exit_page", "referrer", "utm_source", "utm_medium", "utm_campaign", "device", "browser", "os", "country", "steps"];
