@@ -15,9 +15,10 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 const MAX_ROWS_PER_COMMIT: usize = 4_000;
 const DAY_MS: i64 = 86_400_000;
 /// How long the writer may wait for more rows when a group is small (it adds at most this to a request's latency).
-const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
-/// Groups of at least this many rows are committed at once.
-const LINGER_BELOW_ROWS: usize = 64;
+const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+/// Groups of at least this many rows are committed at once. Single-event requests from 128 connections filled groups
+/// of ~65 rows with 64 and 1 ms; with 128 and 2 ms, ~95 rows, and ~5 % less collector CPU per event (alternating runs).
+const LINGER_BELOW_ROWS: usize = 128;
 /// How long the queue must stay empty before waiting events go into the stats (see `next_job`).
 const IDLE_FLUSH: Duration = Duration::from_millis(50);
 
