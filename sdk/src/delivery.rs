@@ -44,9 +44,9 @@ pub fn retry_delay_ms(attempt: u32, jitter: f64, retry_after_ms: Option<f64>) ->
     }
 }
 
-/// Parses a `Retry-After` header in its delay-seconds form (the form the collector sends). HTTP dates are ignored.
-pub fn parse_retry_after(value: &str) -> Option<f64> {
-    let v = value.trim_ascii();
+/// Parses a `Retry-After` header in its delay-seconds form (the form the collector sends), as the Fetch API gives
+/// header values (without leading and trailing whitespace). HTTP dates are ignored.
+pub fn parse_retry_after(v: &str) -> Option<f64> {
     if v.len() > 9 {
         return None;
     }
@@ -91,7 +91,8 @@ mod tests {
         assert_eq!(retry_delay_ms(1, 0.0, Some(5_000.0)), 5_000.0);
         assert_eq!(retry_delay_ms(1, 0.0, Some(10.0)), 500.0);
         assert_eq!(retry_delay_ms(1, 0.0, Some(1e9)), MAX_RETRY_AFTER_MS);
-        assert_eq!(parse_retry_after(" 3 "), Some(3_000.0));
+        assert_eq!(parse_retry_after("3"), Some(3_000.0));
+        assert_eq!(parse_retry_after(" 3"), None);
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
         assert_eq!(parse_retry_after("-1"), None);
         assert_eq!(parse_retry_after(""), None);

@@ -91,7 +91,8 @@ pub struct Click<'a> {
     pub other_origin: bool,
 }
 
-/// A submitted form: JSON strings like [`Click`]'s, but for the `action` URL.
+/// A submitted form: JSON strings like [`Click`]'s, but for the `action` URL; `method` as the browser reflects it
+/// (`form.method`: `get`, `post` or `dialog`, lower-case).
 #[derive(Debug, Clone, Default)]
 pub struct FormSubmit<'a> {
     pub selector: &'a str,
@@ -410,7 +411,7 @@ impl Tracker {
             json::push_raw_member(&mut props, "id", form.id);
         }
         json::push_url_member(&mut props, "action", &self.clean_url(form.action));
-        json::push_raw_member(&mut props, "method", &form.method.to_ascii_lowercase());
+        json::push_raw_member(&mut props, "method", form.method);
         props.push('}');
         self.track_props(dev, "\"Form Submitted\"", props);
     }

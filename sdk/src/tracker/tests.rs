@@ -265,7 +265,7 @@ fn clicks_become_click_outbound_and_download_events() {
     t.clicked(&mut dev, &click(Some("https://shop.example/about"), false));
     t.clicked(&mut dev, &click(Some("https://elsewhere.example/?token=t"), false));
     t.clicked(&mut dev, &click(Some("https://shop.example/report.pdf"), false));
-    t.form_submitted(&mut dev, &FormSubmit { selector: r#""form#signup""#, id: r#""signup""#, action: "https://shop.example/join?email=x@y.example", method: r#""POST""# });
+    t.form_submitted(&mut dev, &FormSubmit { selector: r#""form#signup""#, id: r#""signup""#, action: "https://shop.example/join?email=x@y.example", method: r#""post""# });
     let events = sent(&mut t, &mut dev);
     assert_eq!(names(&events), ["page", "Element Clicked", "Element Clicked", "Outbound Link Clicked", "File Downloaded", "Form Submitted"]);
     assert_eq!(events[1]["properties"], serde_json::json!({"selector": "button#buy", "text": "Buy", "tag": "button"}));
