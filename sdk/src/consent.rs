@@ -7,10 +7,10 @@
 pub use footprint_core::consent::{Categories, Mode};
 
 /// The compact form kept on the device after a grant: the category bits (core's encoding) as one digit.
-pub fn to_record(c: Categories) -> String {
-    let mut s = String::new();
-    crate::json::push_ascii(&mut s, b'0' + c.bits() as u8);
-    s
+pub fn to_record(c: Categories) -> &'static str {
+    static DIGITS: [u8; 8] = *b"01234567";
+    // SAFETY: one ASCII digit.
+    unsafe { core::str::from_utf8_unchecked(core::slice::from_ref(&DIGITS[c.bits() as usize & 7])) }
 }
 
 pub fn from_record(s: &str) -> Option<Categories> {
@@ -87,7 +87,7 @@ impl Consent {
     }
 
     /// What to remember on the device after this state was reached, or `None` when nothing may be written.
-    pub fn record(&self) -> Option<String> {
+    pub fn record(&self) -> Option<&'static str> {
         self.allows_device_storage().then(|| to_record(self.chosen))
     }
 
@@ -118,7 +118,7 @@ mod tests {
         assert_eq!(c.record(), None);
         let c = c.updated(Update { analytics: Some(true), ..Update::default() });
         assert_eq!(c.granted(), Categories { analytics: true, marketing: false, personalization: false });
-        assert_eq!(c.record().as_deref(), Some("1"));
+        assert_eq!(c.record(), Some("1"));
     }
 
     #[test]
@@ -145,7 +145,7 @@ mod tests {
     #[test]
     fn records_round_trip_and_junk_is_ignored() {
         for c in [Categories::NONE, Categories::ALL, Categories { analytics: true, marketing: false, personalization: true }] {
-            assert_eq!(from_record(&to_record(c)), Some(c));
+            assert_eq!(from_record(to_record(c)), Some(c));
         }
         for junk in ["", "11", "8", "abc", "-1"] {
             assert_eq!(from_record(junk), None, "{junk:?}");
