@@ -111,9 +111,11 @@ export const imports = {
   },
 
   // localStorage can be missing (null) or throw (blocked storage, private modes, quota): then nothing is kept.
-  /* load */ l(at, n) {
+  /** The value, or with `json` the value as JSON.parse reads it and JSON.stringify writes it (null when missing). */
+  /* load */ l(at, n, json) {
     try {
-      return give(localStorage.getItem(text(at, n)));
+      const v = localStorage.getItem(text(at, n));
+      return give(json ? JSON.stringify(JSON.parse(v)) : v);
     } catch (e) {
       return -1;
     }

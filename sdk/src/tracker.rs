@@ -42,6 +42,9 @@ pub trait Device {
         out.push_str(&ids::uuid_v4(bytes));
     }
     fn load(&self, key: &str) -> Option<String>;
+    /// The value under `key` read as JSON and written again by the device's own JSON parser and writer (valid JSON
+    /// whatever the storage held: it is the site's storage too); `None` when it is missing or not JSON.
+    fn load_json(&self, key: &str) -> Option<String>;
     fn store(&mut self, key: &str, value: &str);
     fn remove(&mut self, key: &str);
     /// The `context` object (JSON) of the events made in one state, from what the tracker decided: `library`
@@ -202,7 +205,7 @@ impl Tracker {
             .filter(|(_, last)| now - last < SESSION_TIMEOUT_MS)
             .map(|(id, last)| Session { id, last_activity: last, written_at: last });
         if self.user_id.is_none() {
-            self.user_id = dev.load(KEY_USER_ID).filter(|u| u.len() <= 257 && is_json_string(u) && !blank(u));
+            self.user_id = dev.load_json(KEY_USER_ID).filter(|u| u.starts_with("\"") && u.len() <= 257 && !blank(u));
         }
         self.context = None;
     }
@@ -670,25 +673,6 @@ fn blank(json: &str) -> bool {
         };
     }
     true
-}
-
-/// Whether `s` is one JSON string and nothing more: what the stored user ID must be before it is sent again (the
-/// device's storage is the site's too).
-fn is_json_string(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut i = 1;
-    while i + 1 < b.len() {
-        i += match b[i] {
-            b'"' | 0..=0x1f => return false,
-            b'\\' => match b[i + 1] {
-                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => 2,
-                b'u' if b.get(i + 2..i + 6).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => 6,
-                _ => return false,
-            },
-            _ => 1,
-        };
-    }
-    b.len() >= 2 && b[0] == b'"' && i == b.len() - 1 && b[i] == b'"'
 }
 
 #[cfg(test)]

@@ -199,6 +199,11 @@ test("texts of every kind go in as JSON: quotes, newlines, non-ASCII, blanks and
     assert.equal(rows[3].user_id, "user 1", "IDs are trimmed of ASCII whitespace");
     assert.equal(rows[4].user_id, "user 1");
     assert.equal(await page.evaluate(() => localStorage.getItem("fp_u")), '"user 1"');
+    await page.reload();
+    await ready(page);
+    await page.evaluate(() => footprint.track("After Reload"));
+    const after = await until(() => events(collector.db, "name = 'After Reload'")[0], 10_000, "the event after the reload");
+    assert.equal(after.user_id, "user 1", "the user ID is read back from the device");
   });
 });
 

@@ -22,7 +22,11 @@ impl Device for BrowserDevice {
     }
 
     fn load(&self, key: &str) -> Option<String> {
-        host::load(key)
+        host::load(key, false)
+    }
+
+    fn load_json(&self, key: &str) -> Option<String> {
+        host::load(key, true)
     }
 
     fn store(&mut self, key: &str, value: &str) {

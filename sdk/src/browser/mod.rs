@@ -28,7 +28,8 @@ pub mod host {
         #[link_name = "u"]
         fn uuid_(out: *mut u8);
         #[link_name = "l"]
-        fn load_(key: *const u8, key_len: usize) -> isize;
+        /// `json`: the value through `JSON.parse` and `JSON.stringify`.
+        fn load_(key: *const u8, key_len: usize, json: bool) -> isize;
         #[link_name = "s"]
         fn store_(key: *const u8, key_len: usize, value: *const u8, value_len: isize);
         #[link_name = "k"]
@@ -79,8 +80,8 @@ pub mod host {
             v.set_len(v.len() + 36);
         }
     }
-    pub fn load(key: &str) -> Option<String> {
-        text(unsafe { load_(key.as_ptr(), key.len()) })
+    pub fn load(key: &str, json: bool) -> Option<String> {
+        text(unsafe { load_(key.as_ptr(), key.len(), json) })
     }
     /// Writes `value`, or removes the key when `None`.
     pub fn store(key: &str, value: Option<&str>) {
