@@ -59,6 +59,12 @@ impl Options {
     }
 }
 
+impl Default for Options {
+    fn default() -> Options {
+        Options::new()
+    }
+}
+
 impl Capture {
     /// From `js/client.js`'s flags: 1 page views, 2 clicks, 4 forms, 8 engagement.
     pub fn from_bits(bits: u32) -> Capture {

@@ -317,7 +317,7 @@ impl Tracker {
         let after = self.consent.allows_device_storage();
         match self.consent.record() {
             Some(record) => {
-                dev.store(KEY_CONSENT, &record);
+                dev.store(KEY_CONSENT, record);
                 if !before {
                     self.open_device(dev);
                     if let Some(u) = &self.user_id {

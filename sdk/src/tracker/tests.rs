@@ -226,7 +226,7 @@ fn withdrawing_consent_erases_the_device() {
 #[test]
 fn global_privacy_control_keeps_marketing_off_and_scrubs_click_ids() {
     let mut dev = TestDevice::default();
-    let env = Environment { gpc: true, ..Environment::default() };
+    let env = Environment { gpc: true };
     let mut t = start_with(options(Mode::Implied), env, &mut dev);
     t.consent(&mut dev, Update { marketing: Some(true), ..Update::default() });
     t.navigated(&mut dev, page("https://shop.example/landing?gclid=abc&utm_source=news"), Trigger::PushState);
