@@ -86,7 +86,7 @@ export function start(w, options) {
   const api = bind(w);
   // Warm the JS ↔ Wasm call path (op 16 only reads the clock): V8 compiles its optimized call wrappers after about a
   // thousand calls, synchronously, on the main thread — here at load rather than in the page's first burst of calls.
-  for (let i = 0; i < 1000; i++) w.call(16, 0, 0, "", "");
+  for (let i = 0; i < 1000; i++) w.call(16, 0, 0, str(""), "");
   return api;
 }
 
