@@ -8,7 +8,8 @@ const stable = (n) => /^[A-Za-z_-][\w-]{0,31}$/.test(n) && !/\d.*\d.*\d/.test(n)
 
 /** A text as a JSON string, what the module takes (sdk/src/api.rs); lone surrogates become U+FFFD, as they do in
  * UTF-8 (where the browser has `toWellFormed`; the collector refuses them in names). */
-export const str = (s) => JSON.stringify((s = String(s)).toWellFormed ? s.toWellFormed() : s);
+export const str = (s) => ((s = String(s)) === last ? lastJson : (lastJson = JSON.stringify((last = s).toWellFormed ? s.toWellFormed() : s)));
+let last, lastJson; // the last text and its JSON string: a page tracks the same names again and again
 
 /** A short text: ASCII whitespace runs collapsed, trimmed, at most 64 characters (never a field's value). */
 const short = (s) => [...(s || "").slice(0, 1000).replace(/[\t\n\f\r ]+/g, " ").trim()].slice(0, 64).join("").trimEnd();
