@@ -441,6 +441,7 @@ fn json_strings_blank_and_stored_ids_checked() {
     for blank_text in ["", "   ", " \t\n\u{c}\r"] {
         assert!(blank(&s(blank_text)), "{blank_text:?}");
     }
+    assert!(blank(""), "no text at all (js/client.js's warm-up calls track() with one)");
     for text in ["a", " a ", "\\", "\\t", "\u{b}", "\u{a0}"] {
         assert!(!blank(&s(text)), "{text:?}");
     }
