@@ -111,11 +111,12 @@ export const imports = {
   },
 
   // localStorage can be missing (null) or throw (blocked storage, private modes, quota): then nothing is kept.
-  /** The value, or with `json` the value as JSON.parse reads it and JSON.stringify writes it (null when missing). */
+  /** The value, or with `json` the value as a JSON string: one that starts with a quote as JSON.parse reads it and
+   * JSON.stringify writes it again, any other (stored raw by an earlier version) as JSON.stringify writes it. */
   /* load */ l(at, n, json) {
     try {
       const v = localStorage.getItem(text(at, n));
-      return give(json ? JSON.stringify(JSON.parse(v)) : v);
+      return give(json && v != null ? JSON.stringify(v[0] == '"' ? JSON.parse(v) : v) : v);
     } catch (e) {
       return -1;
     }

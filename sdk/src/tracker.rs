@@ -42,8 +42,9 @@ pub trait Device {
         out.push_str(&ids::uuid_v4(bytes));
     }
     fn load(&self, key: &str) -> Option<String>;
-    /// The value under `key` read as JSON and written again by the device's own JSON parser and writer (valid JSON
-    /// whatever the storage held: it is the site's storage too); `None` when it is missing or not JSON.
+    /// The value under `key` as a JSON string, written by the device's own JSON writer (valid JSON whatever the
+    /// storage held: it is the site's storage too): a value that starts with `"` read as JSON (`None` when it is not
+    /// one JSON string), any other as the text it is (an earlier version stored IDs raw).
     fn load_json(&self, key: &str) -> Option<String>;
     fn store(&mut self, key: &str, value: &str);
     fn remove(&mut self, key: &str);

@@ -204,6 +204,13 @@ test("texts of every kind go in as JSON: quotes, newlines, non-ASCII, blanks and
     await page.evaluate(() => footprint.track("After Reload"));
     const after = await until(() => events(collector.db, "name = 'After Reload'")[0], 10_000, "the event after the reload");
     assert.equal(after.user_id, "user 1", "the user ID is read back from the device");
+    // An earlier version stored the user ID as it is, not as a JSON string.
+    await page.evaluate(() => localStorage.setItem("fp_u", 'legacy "user"'));
+    await page.reload();
+    await ready(page);
+    await page.evaluate(() => footprint.track("After Upgrade"));
+    const upgraded = await until(() => events(collector.db, "name = 'After Upgrade'")[0], 10_000, "the event after the upgrade");
+    assert.equal(upgraded.user_id, 'legacy "user"');
   });
 });
 

@@ -28,8 +28,11 @@ impl Device for TestDevice {
     fn load(&self, key: &str) -> Option<String> {
         self.storage.get(key).cloned()
     }
+    /// As `js/host.js` reads the user ID: a JSON string, or raw text (from an earlier version) made one.
     fn load_json(&self, key: &str) -> Option<String> {
-        self.storage.get(key).and_then(|v| serde_json::from_str::<Value>(v).ok()).map(|v| v.to_string())
+        let v = self.storage.get(key)?;
+        let text = if v.starts_with('"') { serde_json::from_str::<String>(v).ok()? } else { v.clone() };
+        Some(serde_json::to_string(&text).unwrap())
     }
     fn store(&mut self, key: &str, value: &str) {
         self.writes.push(key.to_owned());
@@ -445,16 +448,21 @@ fn json_strings_blank_and_stored_ids_checked() {
     for text in ["a", " a ", "\\", "\\t", "\u{b}", "\u{a0}"] {
         assert!(!blank(&s(text)), "{text:?}");
     }
-    // A stored user ID that is not one JSON string is not sent again.
-    for junk in ["\"u\",\"admin\":true", "{\"a\":1}", "12", "\"\\x\"", "\" \""] {
+    // A stored user ID that starts like a JSON string but is not one is not sent again, nor a blank one.
+    for junk in ["\"u\",\"admin\":true", "\"\\x\"", "\" \"", "   "] {
         let mut dev = TestDevice::default();
         dev.storage.insert(KEY_CONSENT.into(), "1".into());
         dev.storage.insert(KEY_USER_ID.into(), junk.into());
         let mut t = start(Mode::Required, &mut dev);
         assert!(sent(&mut t, &mut dev).iter().all(|e| e.get("userId").is_none() && e.get("admin").is_none()), "{junk}");
     }
+    // One stored raw by an earlier version is read as the text it is.
     let mut dev = TestDevice::default();
     dev.storage.insert(KEY_CONSENT.into(), "1".into());
+    dev.storage.insert(KEY_USER_ID.into(), "user \"1\"".into());
+    let mut t = start(Mode::Required, &mut dev);
+    assert_eq!(sent(&mut t, &mut dev)[0]["userId"], "user \"1\"");
+    dev.storage.remove(KEY_USER_ID);
     let mut t = start(Mode::Required, &mut dev);
     t.identify(&mut dev, Some(&s("u \"1\"")), None);
     let mut t = start(Mode::Required, &mut dev);
