@@ -13,6 +13,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// The repository root. From the manifest directory cargo gives at run time: the compiled-in one can be another
+/// checkout's when checkouts share a target directory (cargo then runs the test binary the other one built).
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    manifest_dir.parent().expect("tests/ lives in the workspace").to_path_buf()
+}
+
 /// The collector binary, built once per test run with the same cargo and profile as the tests.
 pub fn collector_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
@@ -21,7 +28,7 @@ pub fn collector_binary() -> PathBuf {
             if let Some(path) = std::env::var_os("FOOTPRINT_BIN") {
                 return PathBuf::from(path);
             }
-            let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+            let root = workspace_root();
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let status = Command::new(cargo).args(["build", "--quiet", "-p", "footprint-collector"]).current_dir(&root).status().expect("run cargo build");
             assert!(status.success(), "building the collector failed");

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    workspace_root()
 }
 
 /// Builds the dashboard into www/ when it is not there (`cargo xtask test` has built it already).

@@ -6,7 +6,7 @@ use std::process::Command;
 #[test]
 fn segment_analytics_node_delivers_every_call() {
     let c = Collector::start(TWO_SITES);
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let root = workspace_root();
     assert!(
         root.join("node_modules/@segment/analytics-node").is_dir(),
         "npm packages are missing: run `cargo xtask test` (it runs `npm ci`) or `npm ci` at the repository root"

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    footprint_tests::workspace_root()
 }
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {

@@ -18,7 +18,7 @@ mod sdk;
 mod stats_bench;
 
 use anyhow::{bail, Context as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn main() -> std::process::ExitCode {
@@ -48,9 +48,12 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// The workspace root (the parent of `xtask/`).
+/// The workspace root (the parent of `xtask/`). `cargo run` names this checkout's manifest directory at run time;
+/// the compiled-in one can be another checkout's, when checkouts share a target directory (cargo then runs the
+/// binary the other one built).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    manifest_dir.parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
 /// The cargo that runs us, so toolchain overrides carry through.
