@@ -194,7 +194,11 @@ fn check_object(field: &str, raw: &RawValue) -> Result<(), Rejection> {
     if !text.starts_with('{') {
         return Err(Rejection::new(RejectCode::NotAnObject, format!("{field:?} must be a JSON object")));
     }
-    let shape = json_shape::measure(text);
+    check_shape(field, json_shape::measure(text))
+}
+
+/// The limits on an object's shape: depth, top-level keys (not for the context, which libraries fill), longest string.
+fn check_shape(field: &str, shape: json_shape::Shape) -> Result<(), Rejection> {
     if shape.depth > MAX_JSON_DEPTH {
         return Err(Rejection::new(RejectCode::TooDeep, format!("{field:?} is nested {} levels deep; the limit is {MAX_JSON_DEPTH}", shape.depth)));
     }
@@ -213,27 +217,21 @@ fn check_object(field: &str, raw: &RawValue) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// [`check_object`] for the context, from its members (read in the event's pass): the same depth and string limits,
-/// a key's length counted as decoded. The context has no key limit.
+/// [`check_object`] for the context, its shape measured from its members (read in the event's pass); a key's length
+/// is counted as decoded.
 fn check_context(context: &ContextField<'_>) -> Result<(), Rejection> {
     let members = match context {
         ContextField::Absent => return Ok(()),
         ContextField::NotAnObject => return Err(Rejection::new(RejectCode::NotAnObject, "\"context\" must be a JSON object")),
         ContextField::Object(object) => &object.0,
     };
-    let (mut depth, mut longest_string) = (1, 0);
+    let mut shape = json_shape::Shape { depth: 1, top_level_keys: members.len(), longest_string: 0 };
     for (key, value) in members {
-        let shape = json_shape::measure(value.get());
-        depth = depth.max(1 + shape.depth);
-        longest_string = longest_string.max(key.len()).max(shape.longest_string);
+        let member = json_shape::measure(value.get());
+        shape.depth = shape.depth.max(1 + member.depth);
+        shape.longest_string = shape.longest_string.max(key.len()).max(member.longest_string);
     }
-    if depth > MAX_JSON_DEPTH {
-        return Err(Rejection::new(RejectCode::TooDeep, format!("\"context\" is nested {depth} levels deep; the limit is {MAX_JSON_DEPTH}")));
-    }
-    if longest_string > MAX_STRING_BYTES {
-        return Err(Rejection::new(RejectCode::StringTooLong, format!("\"context\" holds a string of {longest_string} bytes; the limit is {MAX_STRING_BYTES}")));
-    }
-    Ok(())
+    check_shape("context", shape)
 }
 
 /// At most `max` characters of `s`, for quoting user input in reasons.
