@@ -322,7 +322,13 @@ pub fn contains_any(text: &str, patterns: &[impl AsRef<str>]) -> bool {
             Some(&b) => firsts = firsts.with(b),
         }
     }
-    contains_any_starting(text, patterns, &firsts)
+    let text = text.as_bytes();
+    (0..text.len()).any(|i| {
+        firsts.has(text[i]) && {
+            let rest = &text[i..];
+            patterns.iter().map(|p| p.as_ref().as_bytes()).any(|p| rest.len() >= p.len() && rest[..p.len()].eq_ignore_ascii_case(p))
+        }
+    })
 }
 
 /// The first bytes of a list of patterns, in both cases (a set of 256 bits).
@@ -330,7 +336,7 @@ pub fn contains_any(text: &str, patterns: &[impl AsRef<str>]) -> bool {
 struct FirstBytes([u64; 4]);
 
 impl FirstBytes {
-    const fn with(mut self, b: u8) -> FirstBytes {
+    fn with(mut self, b: u8) -> FirstBytes {
         let (lower, upper) = (b.to_ascii_lowercase(), b.to_ascii_uppercase());
         self.0[(lower >> 6) as usize] |= 1 << (lower & 63);
         self.0[(upper >> 6) as usize] |= 1 << (upper & 63);
@@ -340,17 +346,6 @@ impl FirstBytes {
     fn has(&self, b: u8) -> bool {
         self.0[usize::from(b >> 6)] & (1 << (b & 63)) != 0
     }
-}
-
-/// [`contains_any`] with the patterns' first bytes known (`firsts`; no pattern empty).
-fn contains_any_starting(text: &str, patterns: &[impl AsRef<str>], firsts: &FirstBytes) -> bool {
-    let text = text.as_bytes();
-    (0..text.len()).any(|i| {
-        firsts.has(text[i]) && {
-            let rest = &text[i..];
-            patterns.iter().map(|p| p.as_ref().as_bytes()).any(|p| rest.len() >= p.len() && rest[..p.len()].eq_ignore_ascii_case(p))
-        }
-    })
 }
 
 /// `local@domain.tld`, raw or with `@` percent-encoded.
