@@ -44,6 +44,18 @@ struct FileConfig {
     hmac_previous_keys: Vec<String>,
     pii_fields: Option<Vec<String>>,
     identity_resolution: Option<bool>,
+    role: Option<Role>,
+}
+
+/// What a collector sharing PostgreSQL does besides ingesting: `full` keeps a replica (identity, profiles, stats)
+/// and answers the admin API; `ingest` only appends to the shared log, so adding one adds ingest capacity without
+/// another replica replaying every event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    #[default]
+    Full,
+    Ingest,
 }
 
 /// Whether the site asks visitors before anything identifying is kept (`required`, the EU default) or not.
@@ -129,6 +141,8 @@ pub struct Config {
     pub pii_fields: Vec<String>,
     /// Resolve consented events into profiles at ingest (default on; off only to measure what it costs).
     pub identity_resolution: bool,
+    /// `ingest`: no replica and no admin API (PostgreSQL only).
+    pub role: Role,
 }
 
 impl Config {
@@ -187,7 +201,17 @@ impl Config {
             Some(other) => bail!("FOOTPRINT_LOG_FORMAT must be \"text\" or \"json\", not {other:?}"),
             None => file.log_format.unwrap_or_default(),
         };
+        let role = match env("FOOTPRINT_ROLE").as_deref() {
+            Some("full") => Role::Full,
+            Some("ingest") => Role::Ingest,
+            Some(other) => bail!("FOOTPRINT_ROLE must be \"full\" or \"ingest\", not {other:?}"),
+            None => file.role.unwrap_or_default(),
+        };
+        if role == Role::Ingest && !database_url.as_deref().is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+            bail!("role = \"ingest\" is for a collector sharing PostgreSQL with others: set database_url (FOOTPRINT_DATABASE_URL) to postgres://…");
+        }
         Ok(Config {
+            role,
             listen,
             data_dir,
             admin_token,
@@ -296,6 +320,19 @@ mod tests {
         assert!(c.demo_site);
         assert_eq!(c.sites[0].id, "demo");
         assert_eq!(c.dedupe_window_days, 7);
+        assert_eq!(c.role, Role::Full);
+    }
+
+    #[test]
+    fn an_ingest_only_collector_needs_postgresql() {
+        let shared = [("FOOTPRINT_DATABASE_URL", "postgres://db/footprint"), ("FOOTPRINT_ROLE", "ingest")];
+        assert_eq!(load(None, &shared, Overrides::default()).unwrap().role, Role::Ingest);
+        let from_file = load(Some("role = \"ingest\"\ndatabase_url = \"postgresql://db/footprint\""), &[], Overrides::default()).unwrap();
+        assert_eq!(from_file.role, Role::Ingest);
+        let err = format!("{:#}", load(None, &[("FOOTPRINT_ROLE", "ingest")], Overrides::default()).unwrap_err());
+        assert!(err.contains("FOOTPRINT_DATABASE_URL"), "{err}");
+        let err = format!("{:#}", load(None, &[("FOOTPRINT_ROLE", "reader")], Overrides::default()).unwrap_err());
+        assert!(err.contains("\"full\" or \"ingest\""), "{err}");
     }
 
     #[test]
@@ -336,6 +373,8 @@ mod tests {
             ("[[sites]]\nid=\"a\"\nwrite_key=\"wk_a\"\norigins=[\"shop.example\"]", "origin"),
             ("[[sites]]\nid=\"a\"\nwrite_key=\"wk_a\"\nconsent_mode=\"maybe\"", "consent_mode"),
             ("admin_token = \"short\"", "16 characters"),
+            ("role = \"ingest\"", "sharing PostgreSQL"),
+            ("role = \"reader\"", "role"),
         ] {
             let err = format!("{:#}", load(Some(file), &[], Overrides::default()).unwrap_err());
             assert!(err.contains(needle), "{file}: {err}");

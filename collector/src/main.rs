@@ -227,6 +227,13 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
             let path = store.path().to_path_buf();
             (Box::new(store), path)
         }
+        Some(url) if config.role == config::Role::Ingest => {
+            tracing::info!("connecting to the shared PostgreSQL database (ingest only: no replica)");
+            let (url, shared, days) = (url.clone(), suppressions.clone(), config.dedupe_window_days);
+            let store = tokio::task::spawn_blocking(move || store::shared::IngestOnlyStore::open(&url, shared, days)).await?.context("cannot open the shared PostgreSQL store")?;
+            // No replica: nothing reads this path (the admin API is refused).
+            (Box::new(store), config.data_dir.join("no-replica"))
+        }
         Some(url) => {
             tracing::info!(replica = %config.data_dir.display(), "connecting to the shared PostgreSQL database and bringing the replica up to date");
             let hasher = pseudonymizer.clone();
@@ -238,7 +245,9 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
             (Box::new(store), path)
         }
     };
-    suppressions.write().expect("suppressions").extend(store::sqlite::SqliteReader::open(&db_path)?.suppressions()?);
+    if config.role == config::Role::Full {
+        suppressions.write().expect("suppressions").extend(store::sqlite::SqliteReader::open(&db_path)?.suppressions()?);
+    }
     let (days, capacity, writer_metrics) = (config.dedupe_window_days, config.queue_capacity_bytes, metrics.clone());
     let (writer, writer_thread) = tokio::task::spawn_blocking(move || writer::Writer::start(store, days, capacity, writer_metrics, now_ms)).await??;
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -250,6 +259,7 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
     println!("Footprint collector listening on http://{address}");
     match &shared_url {
         None => println!("  data:      {}", db_path.display()),
+        Some(url) if config.role == config::Role::Ingest => println!("  data:      PostgreSQL {} (shared); ingest only: no replica, no admin API", redact_url(url)),
         Some(url) => println!("  data:      PostgreSQL {} (shared), replica {}", redact_url(url), db_path.display()),
     }
     for site in &config.sites {

@@ -105,6 +105,46 @@ fn two_collectors_on_one_database_store_each_event_once_and_agree_on_every_perso
 }
 
 #[test]
+fn an_ingest_only_collector_adds_ingest_without_a_replica() {
+    let Some(url) = fresh_database() else { return };
+    let full = Collector::start_shared(TWO_SITES, &url);
+    let ingest = Collector::start_shared(&format!("role = \"ingest\"\n{TWO_SITES}"), &url);
+    // The banner says what it is.
+    ingest.stdout_when(|lines| lines.iter().any(|l| l.contains("ingest only: no replica")));
+    // Half of each person's events through each collector: the full one's replica resolves them all.
+    for p in 0..6 {
+        let events = person_events(p);
+        for (n, event) in events.iter().enumerate() {
+            let c = if n % 2 == 0 { &ingest } else { &full };
+            assert_eq!(c.post_json("/v1/batch", "wk_shop", &batch(std::slice::from_ref(event))).statuses(), vec!["accepted"]);
+        }
+    }
+    let profile = full.lookup("anonymous_id", "anon-4-0").expect("a profile from both collectors' events");
+    assert_eq!(profile["events"], 4);
+    assert_eq!(identifiers(&profile).len(), 3);
+    // A retry on the other collector is a duplicate.
+    assert_eq!(ingest.post_json("/v1/batch", "wk_shop", &batch(&person_events(0)[1..2])).statuses(), vec!["duplicate"]);
+    // No replica: nothing derived is kept here, and the admin API says where to ask.
+    assert!(!ingest.dir().join("data").join("footprint.db").exists(), "an ingest-only collector keeps no replica");
+    let r = ingest.admin_get("/admin/v1/stats/overview?site=shop&from=2026-02-01&to=2026-04-01");
+    assert_eq!((r.status, r.code()), (421, "ingest_only".to_owned()), "{}", r.text());
+    assert_eq!(ingest.get("/readyz").status, 200);
+    // An erasure through the full collector: the ingest-only one learns the suppression from the log.
+    let r = full.admin_post("/admin/v1/erase", r#"{"type":"user_id","value":"user-2","site":"shop"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut n = 0;
+    wait_until(10, "the ingest-only collector refuses the erased person", || {
+        n += 1;
+        let late = format!(r#"{{"type":"track","event":"Late","userId":"user-2","messageId":"late-2-{n}"}}"#);
+        ingest.post_json("/v1/track", "wk_shop", &late).statuses() == vec!["rejected"]
+    });
+    // A restarted ingest-only collector knows it from the start.
+    let ingest = ingest.restart();
+    let late = r#"{"type":"track","event":"Late","userId":"user-2","messageId":"late-2-restarted"}"#;
+    assert_eq!(ingest.post_json("/v1/track", "wk_shop", late).statuses(), vec!["rejected"]);
+}
+
+#[test]
 fn postgresql_going_down_mid_load_gives_503s_and_loses_no_acknowledged_event() {
     let Some(server) = PgServer::start() else { return };
     let url = server.create_database("outage");

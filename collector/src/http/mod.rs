@@ -179,6 +179,12 @@ async fn route(req: Request<Incoming>, state: &Arc<AppState>, peer: SocketAddr) 
     }
     Metrics::add(&state.metrics.requests_other, 1);
     if path.starts_with("/admin/") {
+        if state.config.role == crate::config::Role::Ingest {
+            return reply::refusal(
+                &reply::Refusal::new(StatusCode::MISDIRECTED_REQUEST, "ingest_only", "this collector only ingests (role = \"ingest\"): it keeps no replica to answer from; ask a collector with role = \"full\""),
+                vec![],
+            );
+        }
         return admin::handle(req, state).await;
     }
     match (req.method(), path.as_str()) {
@@ -199,10 +205,13 @@ pub fn is_postgres_url(url: &str) -> bool {
 
 /// Ready when the database answers (the shared one too, with several collectors) and the writer's queue has room.
 async fn readyz(state: &AppState) -> Response<Body> {
-    let path = state.db_path.clone();
+    // An ingest-only collector has no replica file to check.
+    let path = (state.config.role == crate::config::Role::Full).then(|| state.db_path.clone());
     let shared = state.shared_database.clone();
     let db = tokio::task::spawn_blocking(move || {
-        SqliteReader::open(&path).and_then(|r| r.ping())?;
+        if let Some(path) = path {
+            SqliteReader::open(&path).and_then(|r| r.ping())?;
+        }
         shared.as_deref().map_or(Ok(()), crate::store::ping_shared_database)
     })
     .await;

@@ -295,6 +295,18 @@ impl PgEventLog {
         Ok(pulled)
     }
 
+    /// The operations' payloads from position `from` up to where the log is final, in log order, and the position
+    /// after them (what an ingest-only collector reads to learn erasures' suppressions).
+    pub fn pull_ops(&mut self, from: i64) -> Result<(Vec<String>, i64), StoreError> {
+        let final_below = self.final_below()?;
+        if final_below <= from {
+            return Ok((Vec::new(), from));
+        }
+        let op_rows = self.statement(PULL_OPS)?;
+        let rows = self.client()?.query(&op_rows, &[&from, &final_below]).map_err(database)?;
+        Ok((rows.iter().map(|row| row.get(3)).collect(), final_below))
+    }
+
     /// Appends an operation for every replica; returns its id.
     pub fn append_op(&mut self, at: i64, payload: &str) -> Result<i64, StoreError> {
         let row = self.client()?.query_one("INSERT INTO ops (at, payload) VALUES ($1, $2) RETURNING id", &[&at, &payload]).map_err(database)?;

@@ -37,7 +37,8 @@ enum SharedOp {
     /// Quarantined events an erasure found by the raw values only the collector that took the request knew.
     ForgetQuarantine { ids: Vec<i64> },
     Unmerge { merge_id: i64 },
-    /// Erased identifiers to refuse from now on, as (site, kind, hash) (a store copied in brought them).
+    /// Erased identifiers to refuse from now on, as (site, kind, hash): those a store copied in brought, and those
+    /// an erasure found (for ingest-only collectors, which have no replica to find them in).
     Suppress { entries: Vec<(String, String, String)> },
 }
 
@@ -346,10 +347,15 @@ impl EventStore for SharedStore {
     /// `_suppression_hash` is not needed here.
     fn erase(&mut self, request: &ErasureRequest, _suppression_hash: &dyn Fn(&Identifier) -> String, now: i64) -> Result<ErasureReport, StoreError> {
         let op = SharedOp::Erase { sites: request.sites.clone(), kind: request.identifier.kind.as_string(), value: request.identifier.value.clone() };
-        match self.replica().run_op(&op, now, request.raw_values.clone())? {
-            Outcome::Erased(report) => Ok(report),
+        let report = match self.replica().run_op(&op, now, request.raw_values.clone())? {
+            Outcome::Erased(report) => report,
             Outcome::Unmerged(_) => unreachable!("an erasure's outcome"),
+        };
+        // Replicas found the same suppressions when they applied the erasure; ingest-only collectors learn them here.
+        if !report.suppressions.is_empty() {
+            self.log.append_op(now, &suppress_payload(&report.suppressions))?;
         }
+        Ok(report)
     }
 
     fn delete_older_than(&mut self, site: &str, cutoff_ms: i64, limit: usize) -> Result<usize, StoreError> {
@@ -359,6 +365,103 @@ impl EventStore for SharedStore {
         };
         let in_log = self.log.delete_older_than(site, cutoff_ms, dedupe_cutoff, limit as i64)?;
         Ok(in_replica.max(in_log))
+    }
+
+    fn for_each_recent_message_id(&mut self, since_ms: i64, each: &mut dyn FnMut(&str, &str, i64)) -> Result<(), StoreError> {
+        self.log.for_each_recent_message_id(since_ms, each)
+    }
+}
+
+/// How often an ingest-only collector looks for new suppressions in the log.
+const SUPPRESSIONS_POLL: Duration = Duration::from_secs(1);
+
+/// The store of an ingest-only collector (`role = "ingest"`): it appends to the shared log like any collector, and
+/// keeps no replica. A thread learns erasures' suppressions from the log (the `Suppress` operations the erasing
+/// collector appends), so ingest refuses an erased person's events as everywhere else. An event that arrives
+/// before the suppression is learnt is dropped by every replica when it applies it (`Replica::drop_suppressed`).
+pub struct IngestOnlyStore {
+    log: PgEventLog,
+    dedupe_window_ms: i64,
+    stop: Arc<AtomicBool>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl IngestOnlyStore {
+    /// Connects (applying PostgreSQL's migrations), learns every suppression in the log, and starts the thread that
+    /// learns new ones.
+    pub fn open(url: &str, suppressions: Suppressions, dedupe_window_days: u32) -> Result<IngestOnlyStore, StoreError> {
+        let mut watch = PgEventLog::connect(url)?;
+        let mut position = 0;
+        learn_suppressions(&mut watch, &mut position, &suppressions)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread_stop = stop.clone();
+        let watcher = std::thread::Builder::new()
+            .name("footprint-suppressions".into())
+            .spawn(move || {
+                let mut failing = false;
+                while !thread_stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(SUPPRESSIONS_POLL);
+                    match learn_suppressions(&mut watch, &mut position, &suppressions) {
+                        Ok(()) if failing => {
+                            tracing::info!("learning suppressions from the shared log again");
+                            failing = false;
+                        }
+                        Ok(()) => {}
+                        Err(error) if !failing => {
+                            tracing::warn!(%error, "cannot read suppressions from the shared log; retrying every second");
+                            failing = true;
+                        }
+                        Err(_) => {}
+                    }
+                }
+            })
+            .expect("spawn the suppressions thread");
+        Ok(IngestOnlyStore { log: PgEventLog::connect(url)?, dedupe_window_ms: i64::from(dedupe_window_days) * 86_400_000, stop, watcher: Some(watcher) })
+    }
+}
+
+/// Adds the suppressions of the operations from `position` on to `suppressions`, and moves `position` past them.
+fn learn_suppressions(log: &mut PgEventLog, position: &mut i64, suppressions: &Suppressions) -> Result<(), StoreError> {
+    let (payloads, next) = log.pull_ops(*position)?;
+    for payload in payloads {
+        if let Ok(SharedOp::Suppress { entries }) = serde_json::from_str(&payload) {
+            suppressions.write().expect("suppressions").extend(entries);
+        }
+    }
+    *position = next;
+    Ok(())
+}
+
+impl Drop for IngestOnlyStore {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.watcher.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What only a collector with a replica can do.
+fn needs_replica() -> StoreError {
+    StoreError::Unavailable("this collector only ingests (role = \"ingest\"); ask a collector with a replica".into())
+}
+
+impl EventStore for IngestOnlyStore {
+    fn commit(&mut self, events: Vec<StoredEvent>, quarantine: &[QuarantinedEvent]) -> Result<Vec<usize>, StoreError> {
+        self.log.commit(&events, quarantine)
+    }
+
+    fn unmerge(&mut self, _merge_id: i64, _now: i64) -> Result<Result<(i64, i64), UnmergeError>, StoreError> {
+        Err(needs_replica())
+    }
+
+    fn erase(&mut self, _request: &ErasureRequest, _suppression_hash: &dyn Fn(&Identifier) -> String, _now: i64) -> Result<ErasureReport, StoreError> {
+        Err(needs_replica())
+    }
+
+    /// Retention in the log (the replicas' collectors delete in their replicas).
+    fn delete_older_than(&mut self, site: &str, cutoff_ms: i64, limit: usize) -> Result<usize, StoreError> {
+        self.log.delete_older_than(site, cutoff_ms, crate::now_ms() - self.dedupe_window_ms, limit as i64)
     }
 
     fn for_each_recent_message_id(&mut self, since_ms: i64, each: &mut dyn FnMut(&str, &str, i64)) -> Result<(), StoreError> {
