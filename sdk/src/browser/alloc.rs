@@ -69,9 +69,13 @@ unsafe impl GlobalAlloc for SizeClasses {
                 s.next = end;
                 return start as *mut u8;
             }
-            // 1 MiB at a time (plus the block): each growth is a `memory.grow` and V8's bookkeeping for the
-            // larger buffer, which cost a burst of `track()` calls milliseconds when memory grew 128 KiB at a time.
-            let pages = block / PAGE + 16;
+            // 8 MiB at a time (plus the block), the first growth at start: room for a full outbox of ~200-byte
+            // events (20,000, in 64 KiB blocks aligned to 64 KiB), so a burst of `track()` calls does not grow it
+            // again. A growth detaches the memory's buffer, and in Chromium the first one after `js/host.js`'s
+            // typed-array code was optimized deoptimizes it: compiled again in the middle of the burst, by TurboFan
+            // on another thread, which on a 2-core device takes the main thread's core half the time (with 1 MiB
+            // steps, the second growth came at ~5,000 events). Pages never touched cost no physical memory.
+            let pages = block / PAGE + 128;
             let previous = memory_grow(0, pages);
             if previous == usize::MAX {
                 return null_mut();
