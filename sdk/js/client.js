@@ -86,8 +86,10 @@ export function start(w, options) {
   const api = bind(w);
   // Warm the JS ↔ Wasm call path (op 16 reads the clock and draws a messageId): V8 compiles its optimized call
   // wrappers after about a thousand calls, synchronously, on the main thread — here at load rather than in the
-  // page's first burst of calls. A track() with no name (never recorded) runs the dispatch up to its first decision.
-  for (let i = 0; i < 1000; i++) w.call(16, 0, 0, str(""), ""), w.call(0, 0, 0, "");
+  // page's first burst of calls. A public track() with a blank name (never recorded) and properties runs the
+  // wrappers, JSON.stringify and the dispatch up to its first decision; the two names alternate so that `str`
+  // is optimized for both of its paths (otherwise the first real name deoptimizes it).
+  for (let i = 0; i < 1000; i++) w.call(16, 0, 0, str(""), ""), api.track(" ", {});
   return api;
 }
 
