@@ -162,6 +162,8 @@ fn retention_deletes_old_events() {
     wait_until(10, "retention pass", || c.get("/metrics").text().contains("footprint_retention_runs_total 1"));
     assert_eq!(c.count("SELECT COUNT(*) FROM events WHERE message_id = 'old'"), 0);
     assert_eq!(c.count("SELECT COUNT(*) FROM events WHERE message_id = 'new'"), 1);
+    // From the authoritative store too (on PostgreSQL: the shared log, not only this collector's replica).
+    assert_eq!(c.stored_message_ids(), ["new".to_owned()].into());
     // The person's index lost the old event too (the shutdown before the restart had filed both).
     assert_eq!(c.count("SELECT COUNT(*) FROM profile_events"), 1);
     assert_eq!(c.count("SELECT COUNT(*) FROM profile_events WHERE event_id NOT IN (SELECT id FROM events)"), 0);
