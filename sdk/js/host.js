@@ -21,8 +21,8 @@ const give = (s) => (s == null ? -1 : (out = encoder.encode(s)).length);
 /** Writes exactly `n` bytes of the ASCII text `s` at `at` (0 past its end). */
 let isoMs, isoText;
 /** `new Date(ms).toISOString()` of the epoch ms text `ms`, the last one kept (it costs microseconds, and a burst
- * shares milliseconds). */
-const iso = (ms) => (ms == isoMs ? isoText : (isoText = new Date((isoMs = ms) * 1).toISOString()));
+ * shares milliseconds); it throws for no text (a line without its time is left out). */
+const iso = (ms) => (ms == isoMs ? isoText : (isoText = new Date((isoMs = ms) && ms * 1).toISOString()));
 const pool = new Uint8Array(4096);
 let used = 4096;
 const DIGITS = "0123456789abcdef";
@@ -57,9 +57,12 @@ function body(at, n) {
       if (line[0] == "c") context = ',"context":' + line.slice(1);
       else if (line[0] == "{") events.push(line.replace(/,$/, ""));
       else {
-        const [k, f, p, id, ms, ids = ""] = line.split("\t");
-        const [type, fk, pk] = KINDS[k];
-        events.push('{"type":"' + type + (f ? '","' + fk + '":' + f : '"') + (p ? ',"' + pk + '":' + p : "") + ',"messageId":"' + id + '","timestamp":"' + iso(ms) + '"' + ids + "}");
+        // The fields cut one after the other by index: no array per line (a third less time than split and
+        // destructuring). `cut` answers the next field (all of the rest when no tab follows).
+        let i = -1;
+        const cut = () => line.slice(i + 1, (i = line.indexOf("\t", i + 1)) < 0 ? (i = line.length) : i);
+        const [type, fk, pk] = KINDS[cut()], f = cut(), p = cut();
+        events.push('{"type":"' + type + (f ? '","' + fk + '":' + f : '"') + (p ? ',"' + pk + '":' + p : "") + ',"messageId":"' + cut() + '","timestamp":"' + iso(cut()) + '"' + cut() + "}");
       }
     } catch (e) {}
   return '{"batch":[' + events + "]" + context + ',"sentAt":"' + new Date().toISOString() + '","writeKey":' + key + "}";
