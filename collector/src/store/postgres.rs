@@ -480,15 +480,16 @@ fn nul_free(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// The event with every NUL replaced (see [`nul_free`]), or `None` when it has none (nearly always).
+/// The event with every NUL replaced (see [`nul_free`]), or `None` when it has none (nearly always). The JSON
+/// texts (properties, traits, context, integrations) are not searched: JSON holds a NUL only as the escape
+/// `\u0000`, never as the byte, and they are the largest part of an event.
 fn without_nul(e: &StoredEvent) -> Option<StoredEvent> {
     let has = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains('\0'));
     let texts = [
         &e.name, &e.category, &e.anonymous_id, &e.user_id, &e.previous_id, &e.group_id, &e.url, &e.path, &e.title, &e.referrer, &e.referrer_host,
-        &e.utm_source, &e.utm_medium, &e.utm_campaign, &e.utm_term, &e.utm_content, &e.ip, &e.browser, &e.os, &e.properties, &e.traits, &e.context,
-        &e.integrations, &e.visitor, &e.session_id,
+        &e.utm_source, &e.utm_medium, &e.utm_campaign, &e.utm_term, &e.utm_content, &e.ip, &e.browser, &e.os, &e.visitor, &e.session_id,
     ];
-    let in_identity = e.identity.as_ref().is_some_and(|i| i.identifiers.iter().chain(&i.primary).any(|id| id.value.contains('\0')) || has(&i.traits));
+    let in_identity = e.identity.as_ref().is_some_and(|i| i.identifiers.iter().chain(&i.primary).any(|id| id.value.contains('\0')));
     if !e.message_id.contains('\0') && !in_identity && !texts.into_iter().any(has) {
         return None;
     }
@@ -502,7 +503,7 @@ fn without_nul(e: &StoredEvent) -> Option<StoredEvent> {
     for t in [
         &mut e.name, &mut e.category, &mut e.anonymous_id, &mut e.user_id, &mut e.previous_id, &mut e.group_id, &mut e.url, &mut e.path, &mut e.title,
         &mut e.referrer, &mut e.referrer_host, &mut e.utm_source, &mut e.utm_medium, &mut e.utm_campaign, &mut e.utm_term, &mut e.utm_content, &mut e.ip,
-        &mut e.browser, &mut e.os, &mut e.properties, &mut e.traits, &mut e.context, &mut e.integrations, &mut e.visitor, &mut e.session_id,
+        &mut e.browser, &mut e.os, &mut e.visitor, &mut e.session_id,
     ] {
         clean(t);
     }
@@ -510,7 +511,6 @@ fn without_nul(e: &StoredEvent) -> Option<StoredEvent> {
         for id in identity.identifiers.iter_mut().chain(identity.primary.as_mut()) {
             id.value = nul_free(&id.value).into_owned();
         }
-        clean(&mut identity.traits);
     }
     Some(e)
 }
@@ -702,6 +702,21 @@ mod tests {
         let ids: Vec<&str> = after.events.iter().map(|(_, e)| e.message_id.as_str()).collect();
         assert_eq!(ids, ["slow", "fast"], "both, in the order of their transactions");
         assert!(log.pull(after.next, 100).unwrap().events.is_empty(), "each row read once");
+    }
+
+    #[test]
+    fn a_nul_in_a_text_is_stored_as_a_replacement_character() {
+        let Some(url) = fresh_database("nul") else { return };
+        let site: Arc<str> = "shop".into();
+        let mut log = PgEventLog::connect(&url).unwrap();
+        // Decoded texts can hold the byte; JSON texts hold only the escape, which PostgreSQL keeps as it is.
+        let mut e = event(&site, "n\0ul");
+        e.name = Some("Signed\0Up".into());
+        e.properties = Some(r#"{"note":"a\u0000b"}"#.into());
+        assert_eq!(log.commit(&[e], &[]).unwrap(), Vec::<usize>::new());
+        let row = log.client.query_one("SELECT message_id, name, properties FROM events", &[]).unwrap();
+        let got: (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(got, ("n\u{fffd}ul".into(), "Signed\u{fffd}Up".into(), r#"{"note":"a\u0000b"}"#.into()));
     }
 
     #[test]
