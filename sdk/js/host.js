@@ -22,7 +22,7 @@ const give = (s) => (s == null ? -1 : (out = encoder.encode(s)).length);
 let isoMs, isoText;
 /** `new Date(ms).toISOString()` of the epoch ms text `ms`, the last one kept (it costs microseconds, and a burst
  * shares milliseconds); it throws for no text (a line without its time is left out). */
-const iso = (ms) => (ms == isoMs ? isoText : (isoText = new Date((isoMs = ms) && ms * 1).toISOString()));
+const iso = (ms) => (ms && ms == isoMs ? isoText : (isoText = new Date((isoMs = ms) && ms * 1).toISOString()));
 const pool = new Uint8Array(4096);
 let used = 4096;
 const DIGITS = "0123456789abcdef";
