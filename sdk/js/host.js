@@ -18,7 +18,6 @@ const text = (at, n) => decoder.decode(bytes(at, n));
 /** Answers a text: its byte length now (-1 for none), the bytes when the module calls `take`. */
 const give = (s) => (s == null ? -1 : (out = encoder.encode(s)).length);
 
-/** Writes exactly `n` bytes of the ASCII text `s` at `at` (0 past its end). */
 let isoMs, isoText;
 /** `new Date(ms).toISOString()` of the epoch ms text `ms`, the last one kept (it costs microseconds, and a burst
  * shares milliseconds); it throws for no text (a line without its time is left out). */
