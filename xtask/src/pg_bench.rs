@@ -67,9 +67,9 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
     let data_root = fresh_data_root("bench-pg-data")?;
     let scenarios = [
         Scenario { name: "1 collector, batched (30 events/request)", collectors: 1, ingest_only: 0, overlap: 0.0 },
-        Scenario { name: "2 collectors, the same load", collectors: 2, ingest_only: 0, overlap: 0.0 },
-        Scenario { name: "2 collectors, 1 ingest-only, the same load", collectors: 2, ingest_only: 1, overlap: 0.0 },
-        Scenario { name: "2 collectors, 5% of requests sent to both", collectors: 2, ingest_only: 0, overlap: OVERLAP },
+        Scenario { name: "2 collectors, same load", collectors: 2, ingest_only: 0, overlap: 0.0 },
+        Scenario { name: "2 collectors (1 ingest-only), same load", collectors: 2, ingest_only: 1, overlap: 0.0 },
+        Scenario { name: "2 collectors, 5% of requests to both", collectors: 2, ingest_only: 0, overlap: OVERLAP },
     ];
     let mut results: Vec<(&'static str, Vec<Run>)> = scenarios.iter().map(|s| (s.name, Vec::new())).collect();
     let mut failures: Vec<String> = Vec::new();
@@ -291,8 +291,8 @@ fn print_table(results: &[(&'static str, Vec<Run>)], settings: &Settings, cpus: 
         Some(false) => "MISSED",
         None => "n/a",
     };
-    let (one, two) = (find("1 collector").and_then(|r| median(r, "events_s")), find("2 collectors, the same").and_then(|r| median(r, "events_s")));
-    let two_ingest = find("2 collectors, 1 ingest-only").and_then(|r| median(r, "events_s"));
+    let (one, two) = (find("1 collector").and_then(|r| median(r, "events_s")), find("2 collectors, same load").and_then(|r| median(r, "events_s")));
+    let two_ingest = find("2 collectors (1 ingest-only)").and_then(|r| median(r, "events_s"));
     let overlapped = find("2 collectors, 5%").and_then(|r| median(r, "events_s"));
     println!();
     println!("Targets (issue 7):");
