@@ -47,6 +47,11 @@ struct FileConfig {
     role: Option<Role>,
 }
 
+/// Whether a `database_url` names a PostgreSQL server (the shared store) rather than the embedded file.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 /// What a collector sharing PostgreSQL does besides ingesting: `full` keeps a replica (identity, profiles, stats)
 /// and answers the admin API; `ingest` only appends to the shared log, so adding one adds ingest capacity without
 /// another replica replaying every event.
@@ -207,7 +212,7 @@ impl Config {
             Some(other) => bail!("FOOTPRINT_ROLE must be \"full\" or \"ingest\", not {other:?}"),
             None => file.role.unwrap_or_default(),
         };
-        if role == Role::Ingest && !database_url.as_deref().is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+        if role == Role::Ingest && !database_url.as_deref().is_some_and(is_postgres_url) {
             bail!("role = \"ingest\" is for a collector sharing PostgreSQL with others: set database_url (FOOTPRINT_DATABASE_URL) to postgres://…");
         }
         Ok(Config {

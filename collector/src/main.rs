@@ -158,7 +158,7 @@ fn copy_to_postgres(data_dir: Option<PathBuf>, database_url: Option<String>) -> 
     let config = Config::load(&Overrides { data_dir, ..Default::default() }, &|name| std::env::var(name).ok())?;
     let data_dir = config.data_dir;
     let url = database_url.or(config.database_url).context("say where to: --database-url postgres://… (or FOOTPRINT_DATABASE_URL)")?;
-    anyhow::ensure!(http::is_postgres_url(&url), "--database-url must be a postgres:// URL");
+    anyhow::ensure!(config::is_postgres_url(&url), "--database-url must be a postgres:// URL");
     let db = data_dir.join("footprint.db");
     // Nothing may write to the store meanwhile: its write lock is held for the whole copy.
     let probe = store::sqlite::ExclusiveCheck::take(&db).with_context(|| format!("{} is in use: stop the collector first", db.display()))?;
@@ -202,10 +202,10 @@ fn serve(flags: Overrides) -> anyhow::Result<()> {
     let config = Config::load(&flags, &|name| std::env::var(name).ok())?;
     init_logging(config.log_format);
     if let Some(url) = &config.database_url {
-        if !url.starts_with("sqlite:") && !http::is_postgres_url(url) {
+        if !url.starts_with("sqlite:") && !config::is_postgres_url(url) {
             anyhow::bail!("FOOTPRINT_DATABASE_URL / database_url: expected postgres://… (several collectors sharing PostgreSQL) or nothing (the embedded SQLite store); got a {} URL", url.split(':').next().unwrap_or("?"));
         }
-        if http::is_postgres_url(url) && config.hmac_key.is_none() {
+        if config::is_postgres_url(url) && config.hmac_key.is_none() {
             anyhow::bail!("collectors sharing PostgreSQL must pseudonymise with the same key: set FOOTPRINT_HMAC_KEY (or hmac_key), the same on every collector");
         }
     }
@@ -220,7 +220,7 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
     let previous: Vec<Vec<u8>> = config.hmac_previous_keys.iter().map(|k| k.expose().as_bytes().to_vec()).collect();
     let pseudonymizer = pseudonymise::Pseudonymizer::with_previous(&key, &previous);
     let suppressions: store::shared::Suppressions = Default::default();
-    let shared_url = config.database_url.clone().filter(|url| http::is_postgres_url(url));
+    let shared_url = config.database_url.clone().filter(|url| config::is_postgres_url(url));
     let (store, db_path): (Box<dyn store::EventStore>, PathBuf) = match &shared_url {
         None => {
             let store = store::sqlite::SqliteStore::open(&config.data_dir).with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;

@@ -72,7 +72,7 @@ impl Site {
 
 impl AppState {
     pub fn new(config: Config, writer: Writer, metrics: Arc<Metrics>, db_path: PathBuf, pseudonymizer: Pseudonymizer, suppressions: crate::store::shared::Suppressions) -> AppState {
-        let shared_database = config.database_url.clone().filter(|url| is_postgres_url(url));
+        let shared_database = config.database_url.clone().filter(|url| crate::config::is_postgres_url(url));
         let sites_by_key = config
             .sites
             .iter()
@@ -196,11 +196,6 @@ async fn route(req: Request<Incoming>, state: &Arc<AppState>, peer: SocketAddr) 
         (&Method::GET | &Method::HEAD, _) => static_files::serve(state.www_dir.as_deref(), &path).await,
         _ => reply::refusal(&reply::Refusal::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{} is not allowed on {path}", req.method())), vec![]),
     }
-}
-
-/// Whether a `database_url` names a PostgreSQL server (the shared store) rather than the embedded file.
-pub fn is_postgres_url(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// Ready when the database answers (the shared one too, with several collectors) and the writer's queue has room.
