@@ -111,24 +111,31 @@ impl Drop for SharedStore {
     }
 }
 
-/// The follower thread: applies the log as it grows; pauses briefly when there is nothing new, longer after an
-/// error (PostgreSQL away: it tries again every second, without a warning each time).
+/// The follower thread: applies the log as it grows; pauses briefly when there is nothing new.
 fn follow_until_stopped(replica: &Mutex<Replica>, stop: &AtomicBool) {
-    let mut failing = false;
+    repeat_until_stopped(stop, "the replica cannot follow the shared log", "the replica follows the shared log again", || {
+        let applied = replica.lock().unwrap_or_else(std::sync::PoisonError::into_inner).follow()?;
+        Ok(if applied > 0 { Duration::ZERO } else { IDLE_POLL })
+    });
+}
+
+/// Runs `step` until `stop` is set, pausing for as long as it says. After an error (PostgreSQL away) it tries again
+/// every second, with one warning (`failing`) until it works again (`recovered`).
+fn repeat_until_stopped(stop: &AtomicBool, failing: &str, recovered: &str, mut step: impl FnMut() -> Result<Duration, StoreError>) {
+    let mut failed = false;
     while !stop.load(Ordering::Relaxed) {
-        let result = replica.lock().unwrap_or_else(std::sync::PoisonError::into_inner).follow();
-        let pause = match result {
-            Ok(applied) => {
-                if failing {
-                    tracing::info!("the replica follows the shared log again");
-                    failing = false;
+        let pause = match step() {
+            Ok(pause) => {
+                if failed {
+                    tracing::info!("{recovered}");
+                    failed = false;
                 }
-                if applied > 0 { Duration::ZERO } else { IDLE_POLL }
+                pause
             }
             Err(error) => {
-                if !failing {
-                    tracing::warn!(%error, "the replica cannot follow the shared log; retrying every second");
-                    failing = true;
+                if !failed {
+                    tracing::warn!(%error, "{failing}; retrying every second");
+                    failed = true;
                 }
                 Duration::from_secs(1)
             }
@@ -398,22 +405,9 @@ impl IngestOnlyStore {
         let watcher = std::thread::Builder::new()
             .name("footprint-suppressions".into())
             .spawn(move || {
-                let mut failing = false;
-                while !thread_stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(SUPPRESSIONS_POLL);
-                    match learn_suppressions(&mut watch, &mut position, &suppressions) {
-                        Ok(()) if failing => {
-                            tracing::info!("learning suppressions from the shared log again");
-                            failing = false;
-                        }
-                        Ok(()) => {}
-                        Err(error) if !failing => {
-                            tracing::warn!(%error, "cannot read suppressions from the shared log; retrying every second");
-                            failing = true;
-                        }
-                        Err(_) => {}
-                    }
-                }
+                repeat_until_stopped(&thread_stop, "cannot read suppressions from the shared log", "learning suppressions from the shared log again", || {
+                    learn_suppressions(&mut watch, &mut position, &suppressions).map(|()| SUPPRESSIONS_POLL)
+                })
             })
             .expect("spawn the suppressions thread");
         Ok(IngestOnlyStore { log: PgEventLog::connect(url)?, dedupe_window_ms: i64::from(dedupe_window_days) * 86_400_000, stop, watcher: Some(watcher) })
