@@ -277,7 +277,6 @@ impl PgEventLog {
         let cut_rows = self.statement(PULL_CUT)?;
         let event_rows = self.statement(&PULL_EVENTS)?;
         let quarantine_rows = self.statement(PULL_QUARANTINE)?;
-        let op_rows = self.statement(PULL_OPS)?;
         let client = self.client()?;
         let cut = client.query_opt(&cut_rows, &[&from, &final_below, &max_events]).map_err(database)?;
         // Whole transactions only: stop before the one the cut falls in (unless it is the first).
@@ -305,10 +304,15 @@ impl PgEventLog {
                 },
             ));
         }
-        for row in client.query(&op_rows, &[&from, &next]).map_err(database)? {
-            pulled.ops.push((row.get(0), row.get(1), row.get(2), row.get(3)));
-        }
+        pulled.ops = self.ops_between(from, next)?;
         Ok(pulled)
+    }
+
+    /// The operations at positions `[from, to)`, in log order: (position, id, at, payload).
+    fn ops_between(&mut self, from: i64, to: i64) -> Result<Vec<(i64, i64, i64, String)>, StoreError> {
+        let op_rows = self.statement(PULL_OPS)?;
+        let rows = self.client()?.query(&op_rows, &[&from, &to]).map_err(database)?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1), row.get(2), row.get(3))).collect())
     }
 
     /// The operations' payloads from position `from` up to where the log is final, in log order, and the position
@@ -318,9 +322,7 @@ impl PgEventLog {
         if final_below <= from {
             return Ok((Vec::new(), from));
         }
-        let op_rows = self.statement(PULL_OPS)?;
-        let rows = self.client()?.query(&op_rows, &[&from, &final_below]).map_err(database)?;
-        Ok((rows.iter().map(|row| row.get(3)).collect(), final_below))
+        Ok((self.ops_between(from, final_below)?.into_iter().map(|(.., payload)| payload).collect(), final_below))
     }
 
     /// Appends an operation for every replica; returns its id.
