@@ -1,8 +1,9 @@
 // The main thread's time in the benchmark's phases by function, from Chromium's CPU profiler (CDP Profiler, self
 // time): the first 1,000 track() calls after ready ("loop1k"), the next 10,000 ("loop10k": samples under the loop
-// only), or flush() until the collector stored every event ("flush": every sample but idle). Shares, unlike
+// only), flush() until the collector stored every event ("flush": every sample but idle), or both loops and the
+// flush ("all": every sample but idle). Shares, unlike
 // timings, hold on a busy machine. For wasm names, serve a build with its name section (FOOTPRINT_WWW_DIR).
-// usage: node tests/browser/profile.mjs loop1k|loop10k|flush [sampling interval µs] [rounds]   (FOOTPRINT_BIN: the collector)
+// usage: node tests/browser/profile.mjs loop1k|loop10k|flush|all [sampling interval µs] [rounds]   (FOOTPRINT_BIN: the collector)
 import { contextFor, launch, pageHtml, query, ready, startCollector, until } from "./harness.mjs";
 const phase = process.argv[2] || "loop1k";
 const interval = +(process.argv[3] || 20);
@@ -31,8 +32,9 @@ try {
       await cdp.send("Profiler.start");
       await loop(10000);
     } else {
+      if (phase === "all") await cdp.send("Profiler.start");
       await loop(1000); await loop(10000);
-      await cdp.send("Profiler.start");
+      if (phase !== "all") await cdp.send("Profiler.start");
       await page.evaluate(() => footprint.flush());
       const expected = (round + 1) * 11_000;
       await until(() => query(collector.db, "SELECT count(*) AS n FROM events WHERE name = 'Bench'")[0].n >= expected, 60_000, "flushed");
