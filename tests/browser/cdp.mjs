@@ -53,6 +53,8 @@ export async function launchBare() {
       await on("Performance.enable");
       await on("Page.navigate", { url });
       const page = {
+        /** Any DevTools command on this page (the Profiler domain, for tests/browser/profile.mjs). */
+        send: on,
         /** The value of `expression` (awaited when it is a promise); throws what the page threw. */
         async evaluate(expression) {
           const r = await on("Runtime.evaluate", { expression, awaitPromise: true, returnByValue: true });
