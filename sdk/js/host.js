@@ -44,8 +44,8 @@ export function configure(collector, writeKey) {
 // The kinds of the lines (sdk/src/queue.rs): the event's type and the keys of its field and of its payload.
 const KINDS = [["track", "event", "properties"], ["page", "name", "properties"], ["identify", , "traits"], ["alias", "previousId"], ["group", "groupId", "traits"]];
 
-/** The request body of a batch (its text at `at`, `n` bytes: a context line `c{…}`, then one line per event): the
- * events' JSON in the Segment batch envelope, with the context and `sentAt` now. A line that is JSON already
+/** The request body of a request's batches (their text at `at`, `n` bytes: each a context line `c{…}`, the same in
+ * all, then one line per event): the events' JSON in the Segment batch envelope, with the context and `sentAt` now. A line that is JSON already
  * (stored by an earlier version) goes as it is; one that does not read as a line (the site's own code changed the
  * device copy) is left out. */
 function body(at, n) {
@@ -86,7 +86,7 @@ function put(t) {
   return end - start;
 }
 
-/** Calls the module (operation numbers in sdk/src/api.rs); `a`–`d` are texts or undefined, and numbers left out
+/** Calls the module (operation numbers in sdk/src/api.rs); `a`–`d` are texts, or undefined or null for none; numbers left out
  * arrive as NaN (read as 0). */
 export function call(op, n, m, a, b, c, d) {
   end = w.texts(3 * (len(a) + len(b) + len(c) + len(d))) >>> 0; // a UTF-16 unit is at most 3 bytes of UTF-8
@@ -183,7 +183,7 @@ export const imports = {
   // keepalive bodies in flight at 64 KiB and refuses the rest silently; only the page-hide path uses sendBeacon.
   /* send */ x(at, n, batch) {
     fetch(endpoint, { method: "POST", body: body(at, n), credentials: "omit" }).then(
-      (r) => call(11, r.status, batch, r.headers.get("Retry-After") ?? undefined),
+      (r) => call(11, r.status, batch, r.headers.get("Retry-After")),
       () => call(11, 0, batch),
     );
   },

@@ -1,7 +1,7 @@
 // footprint.js — the script-tag build: <script async src=".../footprint.js" data-write-key="…">.
 // Takes over the stub's queue (window.footprint.q), loads the content-hashed .wasm next to this file, starts the
 // SDK from the data-* attributes, then replays the queued calls in order.
-import { load } from "./load.js";
+import { loadStreaming } from "./load.js";
 import { METHODS, OPTIONS, start } from "./client.js";
 
 (function () {
@@ -19,7 +19,7 @@ import { METHODS, OPTIONS, start } from "./client.js";
   OPTIONS.forEach((name) => {
     if (data[name] != null) options[name] = data[name];
   });
-  load(new URL(__FOOTPRINT_WASM__, script.src))
+  loadStreaming(new URL(__FOOTPRINT_WASM__, script.src))
     .then((w) => {
       const api = start(w, options);
       Object.assign(fp, api);

@@ -17,7 +17,9 @@
 //!   written to the device once, as one storage entry (when consent allows), so the persistent queue is never
 //!   rewritten per event. The storage effects collect in the outbox; the tracker carries them out
 //!   ([`Outbox::take_ops`]).
-//! - One batch is in flight at a time; its answer removes it or schedules a retry with backoff.
+//! - One request is in flight at a time: the front batch and those after it that share its context, within the
+//!   collector's request limits (a request costs the main thread milliseconds whatever its size, and only a beacon
+//!   is held to 64 KiB). Its answer removes them or schedules a retry with backoff.
 //! - On page hide, [`Outbox::batches`] is what goes by beacon, within the 64 KiB budget.
 
 use crate::json;
@@ -44,6 +46,13 @@ pub const RENDERED_EXTRA: usize = 80;
 /// at most, for a write key of up to 400 bytes.
 pub const ENVELOPE_BYTES: usize = 512;
 
+/// The most batches one request carries: within the collector's limits on events and bytes per request.
+pub const MAX_BATCHES_PER_REQUEST: usize = {
+    let by_events = MAX_BATCH_EVENTS / MAX_EVENTS_PER_BATCH;
+    let by_bytes = MAX_REQUEST_BYTES / (MAX_BATCH_BYTES + ENVELOPE_BYTES);
+    if by_events < by_bytes { by_events } else { by_bytes }
+};
+
 /// The most events held in memory; past it new events are counted as dropped. Large enough for a 10,000-call burst.
 pub const MAX_QUEUED_EVENTS: usize = 20_000;
 
@@ -65,6 +74,8 @@ pub struct Batch {
     pub count: usize,
     /// Whether the batch is on the device.
     pub stored: bool,
+    /// Its context's number: batches with the same one share their context (one request may carry them).
+    context: u32,
 }
 
 impl Batch {
@@ -92,8 +103,9 @@ pub enum StorageOp {
 pub struct Outbox {
     /// The events not yet sealed: the batch being filled (no key yet, not on the device).
     open: Batch,
-    /// The context of the open batch's events.
+    /// The context of the open batch's events (or of the last batch sealed), and contexts numbered so far.
     context: Option<Rc<String>>,
+    contexts: u32,
     batches: Vec<Batch>,
     /// New batches are named this followed by their ID: [`STORED_BATCH_PREFIX`] and a random ID per page (the
     /// tracker sets it).
@@ -102,7 +114,11 @@ pub struct Outbox {
     ids_made: u32,
     /// The storage effects to carry out, in order (see [`Outbox::take_ops`]).
     ops: Vec<StorageOp>,
+    /// The front batch's ID while a request is in flight, and how many front batches the request carries.
     in_flight: Option<u32>,
+    sending: usize,
+    /// The request in flight (its text kept between requests: no allocation per request).
+    request: Batch,
     /// Consecutive failed attempts of the front batch.
     pub attempt: u32,
     /// No send before this time (epoch ms).
@@ -115,30 +131,35 @@ pub struct Outbox {
 
 impl Outbox {
     /// Room for one event of at most `len` bytes that shares `context`: the open batch's text, a newline at its end,
-    /// to append the event's line to; `None` when the outbox is full (the event is counted as dropped). A batch
+    /// to append the event's line to (the caller checks [`Outbox::is_full`] first). A batch
     /// holds one context and fits the limits: when the event does not join the waiting ones, those are sealed
     /// first (`persist`: see [`Outbox::seal`]). An event always fits an empty batch (one too large alone still
     /// leaves, and the collector says so).
-    pub fn open_for(&mut self, context: &Rc<String>, len: usize, persist: bool) -> Option<&mut String> {
-        if self.queued >= MAX_QUEUED_EVENTS {
-            self.dropped += 1;
-            return None;
-        }
+    pub fn open_for(&mut self, context: &Rc<String>, len: usize, persist: bool) -> &mut String {
         // The same `Rc` first: comparing the texts costs a microsecond an event.
         let same = self.context.as_ref().is_some_and(|c| Rc::ptr_eq(c, context) || c == context);
         if !same || self.open.count >= MAX_EVENTS_PER_BATCH || self.open.bytes() + len + 1 + RENDERED_EXTRA > MAX_BATCH_BYTES {
             self.seal(persist);
         }
+        if !same {
+            self.contexts += 1;
+            self.context = Some(context.clone());
+        }
         let open = &mut self.open;
         if open.count == 0 {
             open.text.push('c');
             open.text.push_str(context);
-            self.context = Some(context.clone());
+            open.context = self.contexts;
         }
         open.text.push('\n');
         open.count += 1;
         self.queued += 1;
-        Some(&mut open.text)
+        &mut open.text
+    }
+
+    /// Whether the outbox holds [`MAX_QUEUED_EVENTS`]: a new event is then dropped (and counted in `dropped`).
+    pub fn is_full(&self) -> bool {
+        self.queued >= MAX_QUEUED_EVENTS
     }
 
     /// Events not yet sealed into a batch.
@@ -165,7 +186,6 @@ impl Outbox {
         if self.open.count == 0 {
             return;
         }
-        self.context = None;
         let mut batch = std::mem::take(&mut self.open);
         batch.id = self.new_id();
         batch.key = self.key_base.clone();
@@ -190,20 +210,36 @@ impl Outbox {
         if count == 0 || self.queued + count > MAX_QUEUED_EVENTS {
             return;
         }
-        let batch = Batch { id: self.new_id(), key: key.to_owned(), text: stored.to_owned(), count, stored: true };
+        // A context of its own: it goes in a request alone.
+        self.contexts += 1;
+        let batch = Batch { id: self.new_id(), key: key.to_owned(), text: stored.to_owned(), count, stored: true, context: self.contexts };
         self.queued += count;
         self.stored_bytes += batch.bytes();
         self.batches.push(batch);
     }
 
-    /// The next batch to send, if none is in flight and no retry wait is running; it is then in flight.
+    /// The next request, if none is in flight and no retry wait is running: the front batch and up to
+    /// [`MAX_BATCHES_PER_REQUEST`] − 1 batches after it with the same context, as one batch named by the front
+    /// one's ID (its text holds their texts, each ending with a newline; the device writes their one context once).
+    /// Its batches are then in flight.
     pub fn start_send(&mut self, now: f64) -> Option<&Batch> {
         if self.in_flight.is_some() || now < self.retry_at {
             return None;
         }
         let front = self.batches.first()?;
+        let request = &mut self.request;
+        request.id = front.id;
+        request.text.clear();
+        request.count = 0;
+        self.sending = 0;
+        for b in self.batches.iter().take(MAX_BATCHES_PER_REQUEST).take_while(|b| b.context == front.context) {
+            request.text.push_str(&b.text);
+            request.text.push('\n');
+            request.count += b.count;
+            self.sending += 1;
+        }
         self.in_flight = Some(front.id);
-        Some(front)
+        Some(request)
     }
 
     pub fn in_flight(&self) -> Option<u32> {
@@ -215,17 +251,16 @@ impl Outbox {
         self.ids_made
     }
 
-    /// The batch `id` was delivered (or refused for good): it leaves the outbox (and the device).
+    /// The request `id` was delivered (or refused for good): its batches leave the outbox (and the device).
     pub fn delivered(&mut self, id: u32) {
         if self.in_flight == Some(id) {
-            self.in_flight = None;
-            self.attempt = 0;
-            self.retry_at = 0.0;
+            for _ in 0..self.sending {
+                self.remove_first();
+            }
         }
-        self.remove(id);
     }
 
-    /// The batch `id` failed transiently: it stays at the front; the caller sets [`Outbox::retry_at`].
+    /// The request `id` failed transiently: its batches stay at the front; the caller sets [`Outbox::retry_at`].
     pub fn failed(&mut self, id: u32) {
         if self.in_flight == Some(id) {
             self.in_flight = None;
@@ -233,10 +268,19 @@ impl Outbox {
         }
     }
 
-    /// Removes a batch (delivered, or handed to the browser by beacon), and its device copy.
-    pub fn remove(&mut self, id: u32) {
-        let Some(at) = self.batches.iter().position(|b| b.id == id) else { return };
-        let batch = self.batches.remove(at);
+    /// Removes the first batch (delivered, or handed to the browser by beacon), and its device copy. When its
+    /// request is in flight, the answer no longer counts: the rest of its batches go again (`messageId` dedupes a
+    /// double arrival).
+    pub fn remove_first(&mut self) {
+        if self.batches.is_empty() {
+            return;
+        }
+        let batch = self.batches.remove(0);
+        if self.in_flight == Some(batch.id) {
+            self.in_flight = None;
+            self.attempt = 0;
+            self.retry_at = 0.0;
+        }
         self.queued -= batch.count;
         if batch.stored {
             self.stored_bytes -= batch.bytes();
@@ -306,7 +350,12 @@ mod tests {
 
     /// Appends `event` as the tracker does; false when the outbox was full.
     fn push(o: &mut Outbox, context: &Rc<String>, event: &str, persist: bool) -> bool {
-        o.open_for(context, event.len(), persist).map(|text| text.push_str(event)).is_some()
+        if o.is_full() {
+            o.dropped += 1;
+            return false;
+        }
+        o.open_for(context, event.len(), persist).push_str(event);
+        true
     }
 
     fn ctx(path: &str) -> Rc<String> {
@@ -358,11 +407,64 @@ mod tests {
     }
 
     #[test]
+    fn one_request_carries_the_front_batches_that_share_a_context_within_the_request_limits() {
+        let (mut o, c) = (outbox(), ctx("/"));
+        for i in 0..1_200 {
+            push(&mut o, &c, &event(i, 10), false);
+        }
+        push(&mut o, &ctx("/b"), &event(1_200, 10), false);
+        o.seal(false);
+        assert_eq!(o.batches().map(|b| b.count).collect::<Vec<_>>(), [500, 500, 200, 1]);
+        let request = o.start_send(0.0).unwrap();
+        assert_eq!((request.id, request.count), (1, 1_200), "a new context starts a new request");
+        let body: serde_json::Value = serde_json::from_str(&request.body("T", "wk")).unwrap();
+        let events = body["batch"].as_array().unwrap();
+        assert!(events.iter().enumerate().all(|(i, e)| e["i"] == i), "every event once, in order");
+        assert_eq!(body["context"]["page"]["path"], "/");
+        assert!(o.start_send(0.0).is_none(), "one request in flight at a time");
+        o.failed(1);
+        assert_eq!(o.len(), 1_201, "a failed request keeps its batches");
+        assert_eq!(o.start_send(0.0).unwrap().count, 1_200);
+        o.delivered(1);
+        assert_eq!(o.len(), 1);
+        assert_eq!(o.start_send(0.0).unwrap().count, 1);
+
+        // Within the collector's limits: events per request, and bytes.
+        let mut o = outbox();
+        for i in 0..3_000 {
+            push(&mut o, &c, &event(i, 0), false);
+        }
+        o.seal(false);
+        assert_eq!(o.start_send(0.0).unwrap().count, 2_500);
+        let mut o = outbox();
+        for i in 0..60 {
+            push(&mut o, &c, &event(i, 20_000), false);
+        }
+        o.seal(false);
+        let request = o.start_send(0.0).unwrap();
+        let body = request.body("2024-01-01T00:00:00.000Z", "wk");
+        assert!(body.len() <= request.body_bytes() && request.body_bytes() <= MAX_REQUEST_BYTES, "{}", body.len());
+        assert_eq!(request.count, 3 * MAX_BATCHES_PER_REQUEST, "batches of three");
+
+        // A batch in flight that leaves by beacon: the request's answer no longer counts, the rest goes again.
+        let mut o = outbox();
+        for i in 0..600 {
+            push(&mut o, &c, &event(i, 0), false);
+        }
+        o.seal(false);
+        assert_eq!(o.start_send(0.0).unwrap().count, 600);
+        o.remove_first();
+        o.delivered(1);
+        assert_eq!(o.len(), 100);
+        assert_eq!(o.start_send(0.0).unwrap().count, 100);
+    }
+
+    #[test]
     fn a_failed_batch_stays_first_and_waits() {
         let (mut o, c) = (outbox(), ctx("/"));
         push(&mut o, &c, &event(1, 0), false);
         o.seal(false);
-        push(&mut o, &c, &event(2, 0), false);
+        push(&mut o, &ctx("/b"), &event(2, 0), false);
         o.seal(false);
         let id = o.start_send(0.0).unwrap().id;
         o.failed(id);
@@ -372,7 +474,7 @@ mod tests {
         assert_eq!(o.start_send(1_000.0).unwrap().id, id);
         o.delivered(id);
         assert_eq!(o.attempt, 0);
-        assert_eq!(o.start_send(1_000.0).unwrap().key, "fp_q.k2");
+        assert_eq!(o.start_send(1_000.0).unwrap().id, 2);
     }
 
     #[test]
@@ -393,7 +495,7 @@ mod tests {
         assert_eq!(o.take_ops().len(), 3);
         o.unstore_all();
         assert!(o.take_ops().is_empty());
-        o.remove(1);
+        o.remove_first();
         assert!(o.take_ops().is_empty(), "no longer stored: nothing to remove from the device");
         assert_eq!(o.len(), 3);
     }

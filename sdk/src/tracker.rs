@@ -6,7 +6,6 @@ use crate::consent::{from_record, Consent, Update};
 use crate::navigation::{Navigation, Trigger};
 use crate::options::Options;
 use crate::queue::{Batch, Outbox, StorageOp, RENDERED_EXTRA, STORED_BATCH_PREFIX};
-use crate::queue::MAX_QUEUED_EVENTS;
 use crate::text::cut;
 use crate::{ids, json, url};
 use footprint_core::limits::{BEACON_BUDGET_BYTES, MAX_EVENT_BYTES, MAX_URL_BYTES};
@@ -467,7 +466,7 @@ impl Tracker {
     /// text that is not an object (what JSON.stringify made of a bad argument) is left out rather than refused. An
     /// event too large for the collector is kept, its payload replaced by a marker that says so.
     fn emit(&mut self, dev: &mut impl Device, kind: Kind, field: Option<&str>, payload: Option<&str>) {
-        if self.outbox.len() >= MAX_QUEUED_EVENTS {
+        if self.outbox.is_full() {
             self.outbox.dropped += 1;
             return;
         }
@@ -501,7 +500,7 @@ impl Tracker {
         if len + RENDERED_EXTRA > MAX_EVENT_BYTES && !payload.is_empty() {
             payload = "{\"footprintDropped\":\"too_large\"}";
         }
-        let Some(line) = self.outbox.open_for(context, len, self.consent.allows_device_storage()) else { return };
+        let line = self.outbox.open_for(context, len, self.consent.allows_device_storage());
         json::push_ascii(line, kind as u8);
         line.push('\t');
         line.push_str(field);
@@ -574,7 +573,8 @@ impl Tracker {
         }
     }
 
-    /// The next batch to send with `fetch`, if one may go now (the device writes the request body from it).
+    /// The next request to send with `fetch`, if one may go now: one or more batches as one (the device writes the
+    /// request body from it).
     pub fn next_request(&mut self, dev: &mut impl Device) -> Option<&Batch> {
         self.seal(dev);
         self.outbox.start_send(dev.now())
@@ -623,13 +623,7 @@ impl Tracker {
                 break;
             }
             budget -= bytes;
-            let id = batch.id;
-            if self.outbox.in_flight() == Some(id) {
-                // Its fetch may still answer; the batch is gone either way, and messageId dedupes a double arrival.
-                self.outbox.delivered(id);
-            } else {
-                self.outbox.remove(id);
-            }
+            self.outbox.remove_first();
         }
         self.apply_ops(dev);
     }

@@ -271,6 +271,8 @@ test("a burst of 3,000 track() calls: exactly 3,000 stored, no duplicates", asyn
   await withSdk(() => pageHtml(), async ({ collector, page, base }) => {
     await page.goto(`${base}/t/burst`);
     await ready(page);
+    const requests = [];
+    page.on("request", (r) => r.url().endsWith("/v1/batch") && requests.push(r.postData() ?? ""));
     await page.evaluate(() => {
       for (let i = 0; i < 3000; i++) footprint.track("Burst", { i });
     });
@@ -281,6 +283,10 @@ test("a burst of 3,000 track() calls: exactly 3,000 stored, no duplicates", asyn
     assert.deepEqual(rows, { n: 3000, d: 3000 });
     const seen = query(collector.db, "SELECT count(DISTINCT json_extract(properties, '$.i')) AS n FROM events WHERE name = 'Burst'")[0].n;
     assert.equal(seen, 3000, "every call, not just 3,000 rows");
+    // Batches of at most 62 KiB (the beacon budget) — about 420 of these events — but several go in one request:
+    // a request costs the page milliseconds whatever its size.
+    const bursts = requests.filter((body) => body.includes('"Burst"'));
+    assert.ok(bursts.length <= 3, `3,000 events in ${bursts.length} requests`);
   });
 });
 
