@@ -138,8 +138,13 @@ impl Outbox {
     pub fn open_for(&mut self, context: &Rc<String>, len: usize, persist: bool) -> &mut String {
         // The same `Rc` first: comparing the texts costs a microsecond an event.
         let same = self.context.as_ref().is_some_and(|c| Rc::ptr_eq(c, context) || c == context);
-        if !same || self.open.count >= MAX_EVENTS_PER_BATCH || self.open.bytes() + len + 1 + RENDERED_EXTRA > MAX_BATCH_BYTES {
+        let full = self.open.count >= MAX_EVENTS_PER_BATCH || self.open.bytes() + len + 1 + RENDERED_EXTRA > MAX_BATCH_BYTES;
+        if !same || full {
             self.seal(persist);
+        }
+        if full {
+            // A burst: the next batch fills too. Its room at once rather than by doubling (a dozen copies).
+            self.open.text.reserve(MAX_BATCH_BYTES);
         }
         if !same {
             self.contexts += 1;
