@@ -21,7 +21,7 @@ try {
   for (let i = 0; i < pages; i++)
     for (const name of i % 2 ? ["B", "A"] : ["A", "B"]) res[name].push(await measurePage(browser, collectors[name], res[name].length * 11_000));
   const show = (runs, key) => `${median(runs.map((r) => r[key])).toFixed(2)} µs (${runs.map((r) => r[key].toFixed(1)).join(" ")})`;
-  for (const n of ["A", "B"]) console.log(`${n}: per track() first 1,000 ${show(res[n], "k1")}; next 10,000 ${show(res[n], "k10")}; per event ${show(res[n], "event")}`);
+  for (const n of ["A", "B"]) console.log(`${n}: ready ${show(res[n], "readyMs").replace("µs", "ms")}; per track() first 1,000 ${show(res[n], "k1")}; next 10,000 ${show(res[n], "k10")}; per event ${show(res[n], "event")}`);
 } finally {
   await browser.close();
   await collectors.A.stop();
