@@ -370,6 +370,9 @@ impl SqliteStore {
         conn.pragma_update(None, "cache_size", -32_768)?;
         // Deleted rows (erasure, retention) are overwritten, not left readable in free pages.
         conn.pragma_update(None, "secure_delete", "ON")?;
+        // Room for every statement the writer runs (ingest, identity, stats: about 40): with rusqlite's default of
+        // 16 they pushed each other out, and each stats update and many commits parsed SQL again.
+        conn.set_prepared_statement_cache_capacity(128);
         migrate(&mut conn)?;
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         // After a checkpoint the WAL file is cut back to this size instead of staying at its largest.
