@@ -45,9 +45,9 @@ export function configure(collector, writeKey) {
 const KINDS = [["track", "event", "properties"], ["page", "name", "properties"], ["identify", , "traits"], ["alias", "previousId"], ["group", "groupId", "traits"]];
 
 /** The request body of a request's batches (their text at `at`, `n` bytes: each a context line `c{…}`, the same in
- * all, then one line per event): the events' JSON in the Segment batch envelope, with the context and `sentAt` now. A line that is JSON already
- * (stored by an earlier version) goes as it is; one that does not read as a line (the site's own code changed the
- * device copy) is left out. */
+ * all, then one line per event): the events' JSON in the Segment batch envelope, with the context and `sentAt` now.
+ * A line that is JSON already (stored by an earlier version) goes as it is; one that does not read as a line (the
+ * site's own code changed the device copy) is left out. */
 function body(at, n) {
   const events = [];
   let context = "";
@@ -86,8 +86,8 @@ function put(t) {
   return end - start;
 }
 
-/** Calls the module (operation numbers in sdk/src/api.rs); `a`–`d` are texts, or undefined or null for none; numbers left out
- * arrive as NaN (read as 0). */
+/** Calls the module (operation numbers in sdk/src/api.rs); `a`–`d` are texts, or undefined or null for none;
+ * numbers left out arrive as NaN (read as 0). */
 export function call(op, n, m, a, b, c, d) {
   end = w.texts(3 * (len(a) + len(b) + len(c) + len(d))) >>> 0; // a UTF-16 unit is at most 3 bytes of UTF-8
   w.call(op, n, m, put(a), put(b), put(c), put(d));

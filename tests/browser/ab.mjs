@@ -5,7 +5,7 @@
 // stored all 11,000.
 // usage: node tests/browser/ab.mjs WWW_A WWW_B [pages per build]   (FOOTPRINT_BIN: the collector)
 import { rmSync } from "node:fs";
-import { benchSite, measurePage } from "./bench.mjs";
+import { benchSite, measurePage, median } from "./bench.mjs";
 import { launchBare } from "./cdp.mjs";
 import { startCollector } from "./harness.mjs";
 
@@ -16,7 +16,6 @@ const start = (dir) => ((process.env.FOOTPRINT_WWW_DIR = dir), startCollector())
 const collectors = { A: await start(sites.A), B: await start(sites.B) };
 const browser = await launchBare();
 const res = { A: [], B: [] };
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 try {
   for (let i = 0; i < pages; i++)
     for (const name of i % 2 ? ["B", "A"] : ["A", "B"]) res[name].push(await measurePage(browser, collectors[name], res[name].length * 11_000));

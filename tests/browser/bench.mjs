@@ -15,7 +15,7 @@ import { sizes } from "./size.mjs";
 
 const quick = process.argv.includes("--quick");
 const rounds = quick ? 3 : 9;
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** A www directory with the SDK build of `from` and the benchmark page, `bench.html`. */
 export function benchSite(from) {
