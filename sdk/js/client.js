@@ -23,12 +23,10 @@ const text = (value) => (value == null ? undefined : str(value));
 const id = (value) => str(String(value).replace(/^[\t\n\f\r ]+|[\t\n\f\r ]+$/g, ""));
 const isObject = (value) => value !== null && typeof value === "object";
 
-/** The SDK's only error: an invalid option, with a stable `code`. */
-function invalid(code, option) {
-  const e = new Error("footprint: invalid option " + option + " (" + code + ")");
-  e.code = code;
-  return e;
-}
+/** Throws the SDK's only error: an invalid option, with a stable `code`. */
+const fail = (code, option) => {
+  throw Object.assign(new Error("footprint: invalid option " + option + " (" + code + ")"), { code });
+};
 
 // Whole-number options and their ranges.
 const NUMBERS = { flushInterval: [0, 600000], batchSize: [1, 500], idLifetimeDays: [1, 3650] };
@@ -44,34 +42,19 @@ export function parseOptions(options) {
     if (options[name] == null) continue;
     const v = String(options[name]).trim().replace(/[\r\n]/g, " ");
     const range = NUMBERS[name];
-    if (range) {
-      // Decimal digits only: no signs, exponents or fractions.
-      if (!/^\d{1,9}$/.test(v) || v < range[0] || v > range[1]) throw invalid("invalid_number", name);
-      o[name] = +v;
-    } else if (name === "writeKey") o.writeKey = v;
-    else if (name === "collector") o.collector = v.replace(/\/+$/, "");
-    else if (name === "consent") {
-      if (v !== "required" && v !== "implied") throw invalid("invalid_consent_mode", name);
-      o.consent = +(v === "implied");
-    } else if (name === "autocapture") {
-      // true/all, false/none, or a comma-separated list of CAPTURE names (an array is joined with commas).
-      o.capture = /^(true|all|)$/.test(v) ? 15 : 0;
-      if (!o.capture && !/^(false|none)$/.test(v))
-        for (const part of v.split(",")) {
-          const bit = CAPTURE.indexOf(part.trim());
-          if (bit < 0) throw invalid("invalid_autocapture", name);
-          o.capture |= 1 << bit;
-        }
-    } else if (name === "scrub")
-      o.scrub = v
-        .split(",")
-        .map((p) => p.trim().toLowerCase())
-        .filter((p) => p)
-        .join(",");
-    else throw invalid("unknown_option", name);
+    // Numbers: decimal digits only (no signs, exponents or fractions), within their range.
+    if (range) /^\d{1,9}$/.test(v) && v >= range[0] && v <= range[1] ? (o[name] = +v) : fail("invalid_number", name);
+    else if (name == "writeKey") o.writeKey = v;
+    else if (name == "collector") o.collector = v.replace(/\/+$/, "");
+    else if (name == "consent") (o.consent = ["required", "implied"].indexOf(v)) < 0 && fail("invalid_consent_mode", name);
+    // true/all, false/none, or a comma-separated list of CAPTURE names (an array is joined with commas).
+    else if (name == "autocapture")
+      o.capture = /^(true|all|)$/.test(v) ? 15 : /^(false|none)$/.test(v) ? 0 : v.split(/\s*,\s*/).reduce((flags, part) => (CAPTURE.includes(part) ? flags | (1 << CAPTURE.indexOf(part)) : fail("invalid_autocapture", name)), 0);
+    else if (name == "scrub") o.scrub = v.toLowerCase().split(/\s*,\s*/).filter((p) => p).join();
+    else fail("unknown_option", name);
   }
-  if (!o.writeKey) throw invalid("missing_write_key", "writeKey");
-  if (!/^https?:\/\//.test(o.collector)) throw invalid("invalid_collector", "collector");
+  o.writeKey || fail("missing_write_key", "writeKey");
+  /^https?:\/\//.test(o.collector) || fail("invalid_collector", "collector");
   return o;
 }
 

@@ -18,10 +18,6 @@ const text = (at, n) => decoder.decode(bytes(at, n));
 /** Answers a text: its byte length now (-1 for none), the bytes when the module calls `take`. */
 const give = (s) => (s == null ? -1 : (out = encoder.encode(s)).length);
 
-let isoMs, isoText;
-/** `new Date(ms).toISOString()` of the epoch ms text `ms`, the last one kept (it costs microseconds, and a burst
- * shares milliseconds); it throws for no text (a line without its time is left out). */
-const iso = (ms) => (ms && ms == isoMs ? isoText : (isoText = new Date((isoMs = ms) && ms * 1).toISOString()));
 const pool = new Uint8Array(4096);
 let used = 4096;
 const DIGITS = "0123456789abcdef";
@@ -41,31 +37,44 @@ export function configure(collector, writeKey) {
   key = JSON.stringify(writeKey);
 }
 
-// The kinds of the lines (sdk/src/queue.rs): the event's type and the keys of its field and of its payload.
-const KINDS = [["track", "event", "properties"], ["page", "name", "properties"], ["identify", , "traits"], ["alias", "previousId"], ["group", "groupId", "traits"]];
-
-/** The request body of a request's batches (their text at `at`, `n` bytes: each a context line `c{…}`, the same in
- * all, then one line per event): the events' JSON in the Segment batch envelope, with the context and `sentAt` now.
- * A line that is JSON already (stored by an earlier version) goes as it is; one that does not read as a line (the
- * site's own code changed the device copy) is left out. */
-function body(at, n) {
+/** The request body of a request's batches (`lines`: each batch a context line `c{…}`, the same in all, then one
+ * line per event; `key`, the write key as a JSON string): the events' JSON in the Segment batch envelope, with the
+ * context and `sentAt` now. A line that is JSON already (stored by an earlier version) goes as it is; one that does
+ * not read as a line (the site's own code changed the device copy) is left out. Self-contained: the send worker
+ * runs its source too. */
+function body(lines, key) {
+  // The kinds of the lines (sdk/src/queue.rs): the event's type and the keys of its field and of its payload.
+  const kinds = [["track", "event", "properties"], ["page", "name", "properties"], ["identify", , "traits"], ["alias", "previousId"], ["group", "groupId", "traits"]];
   const events = [];
   let context = "";
-  for (const line of text(at, n).split("\n"))
+  for (const line of lines.split("\n"))
     try {
       if (line[0] == "c") context = ',"context":' + line.slice(1);
       else if (line[0] == "{") events.push(line.replace(/,$/, ""));
       else {
-        // The fields cut one after the other by index: no array per line (a third less time than split and
-        // destructuring). `cut` answers the next field (all of the rest when no tab follows).
-        let i = -1;
-        const cut = () => line.slice(i + 1, (i = line.indexOf("\t", i + 1)) < 0 ? (i = line.length) : i);
-        const [type, fk, pk] = KINDS[cut()], f = cut(), p = cut();
-        events.push('{"type":"' + type + (f ? '","' + fk + '":' + f : '"') + (p ? ',"' + pk + '":' + p : "") + ',"messageId":"' + cut() + '","timestamp":"' + iso(cut()) + '"' + cut() + "}");
+        // A line without its kind or time throws (the time as an Invalid Date): it is left out.
+        const [kind, f, p, id, ms, ids = ""] = line.split("\t"), [type, fk, pk] = kinds[kind];
+        events.push('{"type":"' + type + (f ? '","' + fk + '":' + f : '"') + (p ? ',"' + pk + '":' + p : "") + ',"messageId":"' + id + '","timestamp":"' + new Date(ms && +ms).toISOString() + '"' + ids + "}");
       }
     } catch (e) {}
   return '{"batch":[' + events + "]" + context + ',"sentAt":"' + new Date().toISOString() + '","writeKey":' + key + "}";
 }
+
+/** Sends the request `data` (the endpoint, the UTF-8 lines, the write key as JSON, the batch) as a `message` event
+ * carries it; `post` takes the answer, [status (0: no answer), batch, Retry-After]. Self-contained like `body`: it
+ * runs in the send worker, off the page's main thread (where a fetch() costs milliseconds, more for larger bodies),
+ * and in the page where no worker can run. */
+function sender(body, post) {
+  return ({ data: [url, lines, key, batch] }) =>
+    fetch(url, { method: "POST", body: body(lines, key), credentials: "omit" }).then(
+      (r) => post([r.status, batch, r.headers.get("Retry-After")]),
+      () => post([0, batch]),
+    );
+}
+// The send worker: undefined until the first send (it would compete with the page's start); 0 where the page cannot
+// run one (a Content-Security-Policy without blob: workers, say), which then sends itself. `sending`: the batch it was given last.
+let worker, sending;
+const answer = (d) => call(11, ...d);
 
 let end = 0; // where the next text of `call` goes
 const len = (t) => (t == null ? 0 : t.length);
@@ -153,17 +162,18 @@ export const imports = {
    * 16 · source, 64 GPC), the session — and what only the page knows: title, locale, screen. */
   /* context */ c(uat, un, rat, rn, n, sat, sn) {
     const url = text(uat, un);
-    // The path and query of the URL as written (no URL parsing: nothing is normalised or decoded).
-    const [, path, search] = url.match(/^(?:[^?#]*?:\/\/)?[^/?#]*([^?#]*)([^#]*)/);
+    // The query of the URL as written (no URL parsing: nothing is normalised or decoded). No `path` and `search`:
+    // the collector reads the path from the URL.
+    const query = url.split("#")[0].replace(/^[^?]*/, "");
     let campaign;
     ["source", "medium", "name", "term", "content"].forEach((f) => {
-      const v = search.match("[?&]utm_" + (f == "name" ? "campaign" : f) + "=([^&]+)");
+      const v = query.match("[?&]utm_" + (f == "name" ? "campaign" : f) + "=([^&]+)");
       if (v) (campaign ||= {})[f] = v[1].slice(0, 256);
     });
     return give(
       JSON.stringify({
         library: { name: "footprint-sdk", version },
-        page: { path: path || "/", referrer: text(rat, rn), search, title: document.title.slice(0, 512), url },
+        page: { referrer: text(rat, rn), title: document.title.slice(0, 512), url },
         campaign,
         locale: navigator.language?.slice(0, 35) || undefined,
         screen: screen.width ? { width: screen.width, height: screen.height } : undefined,
@@ -182,15 +192,22 @@ export const imports = {
   // A text/plain string body is a CORS "simple request" (no preflight); no cookies. No keepalive: Chromium caps all
   // keepalive bodies in flight at 64 KiB and refuses the rest silently; only the page-hide path uses sendBeacon.
   /* send */ x(at, n, batch) {
-    fetch(endpoint, { method: "POST", body: body(at, n), credentials: "omit" }).then(
-      (r) => call(11, r.status, batch, r.headers.get("Retry-After")),
-      () => call(11, 0, batch),
-    );
+    if (worker === undefined)
+      try {
+        worker = new Worker(URL.createObjectURL(new Blob(["onmessage=(" + sender + ")(" + body + ",postMessage)"])));
+        worker.onmessage = (e) => answer(e.data);
+        // It could not start: the request it was given goes again, from the page.
+        worker.onerror = () => answer([0, sending], (worker = 0));
+      } catch (e) {
+        worker = 0;
+      }
+    const data = [endpoint, text(at, n), key, (sending = batch)];
+    worker ? worker.postMessage(data) : sender(body, answer)({ data });
   },
 
   /* beacon */ b(at, n) {
     try {
-      return navigator.onLine !== false && navigator.sendBeacon(endpoint, body(at, n));
+      return navigator.onLine !== false && navigator.sendBeacon(endpoint, body(text(at, n), key));
     } catch (e) {
       return false;
     }
