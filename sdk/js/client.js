@@ -10,13 +10,12 @@ export const METHODS = ["track", "page", "identify", "alias", "group", "reset", 
 /** The option names `init` knows (camelCase; the script tag's data-* attributes map onto them). */
 export const OPTIONS = ["writeKey", "collector", "consent", "flushInterval", "batchSize", "autocapture", "scrub", "idLifetimeDays"];
 
+/** JSON of an object (or any value), undefined for none, or when it has none (cyclic, BigInt…: the event goes
+ * without properties). */
 const json = (value) => {
-  if (value == null) return undefined;
   try {
-    return JSON.stringify(value);
-  } catch (e) {
-    return undefined; // cyclic, BigInt…: the event goes without properties
-  }
+    return JSON.stringify(value ?? undefined);
+  } catch (e) {}
 };
 const text = (value) => (value == null ? undefined : str(value));
 /** An ID: a JSON string of the text trimmed of ASCII whitespace. */
@@ -49,7 +48,7 @@ export function parseOptions(options) {
     else if (name == "consent") (o.consent = ["required", "implied"].indexOf(v)) < 0 && fail("invalid_consent_mode", name);
     // true/all, false/none, or a comma-separated list of CAPTURE names (an array is joined with commas).
     else if (name == "autocapture")
-      o.capture = /^(true|all|)$/.test(v) ? 15 : /^(false|none)$/.test(v) ? 0 : v.split(/\s*,\s*/).reduce((flags, part) => (CAPTURE.includes(part) ? flags | (1 << CAPTURE.indexOf(part)) : fail("invalid_autocapture", name)), 0);
+      o.capture = /^(true|all|)$/.test(v) ? 15 : /^(false|none)$/.test(v) ? 0 : v.split(/\s*,\s*/).reduce((flags, part) => ((part = CAPTURE.indexOf(part)) < 0 ? fail("invalid_autocapture", name) : flags | (1 << part)), 0);
     else if (name == "scrub") o.scrub = v.toLowerCase().split(/\s*,\s*/).filter((p) => p).join();
     else fail("unknown_option", name);
   }

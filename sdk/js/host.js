@@ -175,8 +175,8 @@ export const imports = {
         library: { name: "footprint-sdk", version },
         page: { referrer: text(rat, rn), title: document.title.slice(0, 512), url },
         campaign,
-        locale: navigator.language?.slice(0, 35) || undefined,
-        screen: screen.width ? { width: screen.width, height: screen.height } : undefined,
+        locale: navigator.language.slice(0, 35),
+        screen: { width: screen.width, height: screen.height },
         consent: {
           categoryPreferences: { necessary: true, analytics: !!(n & 1), marketing: !!(n & 2), personalization: !!(n & 4) },
           mode: n & 8 ? "implied" : "required",

@@ -24,8 +24,8 @@ import { METHODS, OPTIONS, start } from "./client.js";
       const api = start(w, options);
       Object.assign(fp, api);
       delete fp.q;
-      queue.forEach((call) => api[call[0]].apply(null, call[1]));
+      queue.forEach((call) => api[call[0]](...call[1]));
       document.dispatchEvent(new Event("footprint:ready"));
     })
-    .catch((e) => console.error("footprint:", e?.message || e));
+    .catch((e) => console.error("footprint:", e));
 })();
