@@ -66,7 +66,7 @@ export function start(w, options) {
   w.call(17, o.consent + 2 * o.capture + 32 * o.batchSize + 16384 * o.idLifetimeDays, o.flushInterval, o.scrub);
   install(w, o.capture);
   const api = bind(w);
-  // Warm the JS ↔ Wasm call path (op 16 reads the clock and draws a messageId): V8 compiles its optimized call
+  // Warm the JS ↔ Wasm call path (op 16 reads the clock): V8 compiles its optimized call
   // wrappers after about a thousand calls, synchronously, on the main thread — here at load rather than in the
   // page's first burst of calls. A public track() with a blank name (never recorded) and properties runs the
   // wrappers, JSON.stringify and the dispatch up to its first decision; the two names alternate so that `str`

@@ -18,12 +18,6 @@ const text = (at, n) => decoder.decode(bytes(at, n));
 /** Answers a text: its byte length now (-1 for none), the bytes when the module calls `take`. */
 const give = (s) => (s == null ? -1 : (out = encoder.encode(s)).length);
 
-const pool = new Uint8Array(4096);
-let used = 4096;
-const DIGITS = "0123456789abcdef";
-/** The two hex digits of each byte value as ASCII, the first in the low byte: a UUID is 16 lookups. */
-const HEX = new Uint16Array(256).map((_, b) => DIGITS.charCodeAt(b >> 4) | (DIGITS.charCodeAt(b & 15) << 8));
-
 let timer = 0;
 let endpoint, key; // `{collector}/v1/batch` and the write key as a JSON string
 
@@ -46,15 +40,16 @@ function body(lines, key) {
   // The kinds of the lines (sdk/src/queue.rs): the event's type and the keys of its field and of its payload.
   const kinds = [["track", "event", "properties"], ["page", "name", "properties"], ["identify", , "traits"], ["alias", "previousId"], ["group", "groupId", "traits"]];
   const events = [];
-  let context = "";
+  let context = "", batch, place;
   for (const line of lines.split("\n"))
     try {
-      if (line[0] == "c") context = ',"context":' + line.slice(1);
+      // A context line also names its batch: an event without a messageId of its own gets `{batch}-{its place}`.
+      if (line[0] == "c") [context, batch] = line.slice(1).split("\t"), (context = ',"context":' + context), (place = 0);
       else if (line[0] == "{") events.push(line.replace(/,$/, ""));
       else {
         // A line without its kind or time throws (the time as an Invalid Date): it is left out.
         const [kind, f, p, id, ms, ids = ""] = line.split("\t"), [type, fk, pk] = kinds[kind];
-        events.push('{"type":"' + type + (f ? '","' + fk + '":' + f : '"') + (p ? ',"' + pk + '":' + p : "") + ',"messageId":"' + id + '","timestamp":"' + new Date(ms && +ms).toISOString() + '"' + ids + "}");
+        events.push('{"type":"' + type + (f ? '","' + fk + '":' + f : '"') + (p ? ',"' + pk + '":' + p : "") + ',"messageId":"' + (id || batch + "-" + place++) + '","timestamp":"' + new Date(ms && +ms).toISOString() + '"' + ids + "}");
       }
     } catch (e) {}
   return '{"batch":[' + events + "]" + context + ',"sentAt":"' + new Date().toISOString() + '","writeKey":' + key + "}";
@@ -103,7 +98,7 @@ export function call(op, n, m, a, b, c, d) {
 }
 
 /** The module's imports (module "h"), named by one letter each (`link_name` in sdk/src/browser/mod.rs): take, now,
- * random, uuid, load, store, keys, page, facts, context, send (x), beacon, arm. One object rather than an
+ * random, load, store, keys, page, facts, context, send (x), beacon, arm. One object rather than an
  * `import *` namespace: smaller once bundled. */
 export const imports = {
   /* take */ t: (at) => bytes(at, out.length).set(out),
@@ -111,19 +106,8 @@ export const imports = {
   /* now */ n: () => Date.now(),
 
   /* random */ r: (at, n) => crypto.getRandomValues(bytes(at, n)),
-  /** A UUIDv4, written at `at` (36 bytes) from random bytes drawn 4 KiB (256 UUIDs) at a time (one per event:
-   * crypto.randomUUID costs microseconds a call in Chromium, more than the rest of an event). */
-  /* uuid */ u(at) {
-    if (used > 4095) crypto.getRandomValues(pool), (used = 0);
-    const v = view();
-    const k = (used += 16) - 16;
-    for (let i = 0; i < 16; i++) {
-      const h = HEX[i == 6 ? (pool[k + i] & 15) | 64 : i == 8 ? (pool[k + i] & 63) | 128 : pool[k + i]];
-      if ((0x550 >> i) & 1) v[at++] = 45; // a dash before bytes 4, 6, 8 and 10
-      v[at++] = h; // the low byte
-      v[at++] = h >> 8;
-    }
-  },
+  /** A UUIDv4, written at `at` (36 bytes): the page's key base, the anonymous and session IDs, a few a page. */
+  /* uuid */ u: (at) => encoder.encodeInto("10000000-1000-4000-8000-100000000000".replace(/[018]/g, (c) => (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16)), bytes(at, 36)),
 
   // localStorage can be missing (null) or throw (blocked storage, private modes, quota): then nothing is kept.
   /** The value, or with `json` the value as a JSON string: one that starts with a quote as JSON.parse reads it and

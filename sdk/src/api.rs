@@ -72,10 +72,8 @@ pub fn call(op: u32, n: f64, m: f64, a: isize, b: isize, c: isize, d: isize) {
     if op == 17 {
         start(n as u32, m, a);
     } else if op == 16 {
-        // Warm-up from js/client.js: a round trip through the same path as `track()` (the call, the texts, the clock,
-        // a messageId).
+        // Warm-up from js/client.js: a round trip through the same path as `track()` (the call, the texts, the clock).
         browser::host::now();
-        browser::host::uuid(&mut String::new());
     } else {
         // One closure for every operation on the running SDK: each closure passed as `dyn FnMut` costs the module a
         // function and a vtable of shims.

@@ -2,12 +2,16 @@
 //!
 //! - An event is one line of six fields separated by tabs: its kind (a digit), its own field, its payload, its
 //!   `messageId`, its time (epoch ms) and its identifiers, `kind TAB field TAB payload TAB messageId TAB ms TAB ids`.
+//!   The `messageId` is empty: the device writes `{batch name}-{the event's place in its batch}` (below).
 //!   The kinds are `0` track (`event`, `properties`), `1` page (`name`, `properties`), `2` identify (`traits`),
 //!   `3` alias (`previousId`), `4` group (`groupId`, `traits`). The field and payload are JSON (a string and an
 //!   object), each left out when empty; `ids` is JSON members (`,"anonymousId":…,"userId":…`) or empty. No field
 //!   holds a tab or a newline (JSON has them escaped).
 //! - A batch is one text, the same in memory and on the device: a first line `c` + the `context` all its events
-//!   share, then one line per event. The device writes it as the request body when it is sent (`js/host.js`):
+//!   share + TAB + the batch's name, its storage key (the page's random key base and the batch's ID: unique across
+//!   pages and tabs),
+//!   then one line per event. Its lines never change once written, so a retry, a beacon or a later page sends
+//!   every event with the same `messageId` (the collector dedupes on it), and no random ID is drawn per event. The device writes it as the request body when it is sent (`js/host.js`):
 //!   each line as the event's JSON (`{"type":…,"event":…,"properties":…,"messageId":…,"timestamp":…,…}`) in the
 //!   Segment batch envelope, whose `context` the collector merges into every event — so the context travels once
 //!   per batch, and the module carries no JSON encoder. A line that is JSON already (an event stored by an earlier
@@ -35,12 +39,12 @@ const _: () = assert!(MAX_BATCH_BYTES < MAX_REQUEST_BYTES);
 /// The most events in one batch (the collector takes up to [`MAX_BATCH_EVENTS`]).
 pub const MAX_EVENTS_PER_BATCH: usize = if MAX_BATCH_EVENTS < 500 { MAX_BATCH_EVENTS } else { 500 };
 
-/// What writing a line as JSON adds at most (keys and quotes, the ISO timestamp for the ms: 79 bytes for a `track`
-/// with a 13-digit time, checked by the tracker's tests): the batch and event limits count each event's line plus
-/// this. Exact rather than generous: batches fill as they did when they held the JSON itself, and each request
-/// costs the main thread about 1.5 ms. (A clock before 2001 writes shorter times; a batch may then pass the beacon
-/// budget by a few bytes an event, and the browser's refusal keeps it queued.)
-pub const RENDERED_EXTRA: usize = 80;
+/// What writing a line as JSON adds at most: keys and quotes and the ISO timestamp for the ms (79 bytes for a
+/// `track` with a 13-digit time), and the `messageId` (56: a 42-byte key base, a batch ID of at most 10 digits, a
+/// dash, a place of at most 3 digits); checked by the tracker's tests. The batch and event limits count
+/// each event's line plus this. (A clock before 2001 writes shorter times; a batch may then pass the beacon budget
+/// by a few bytes an event, and the browser's refusal keeps it queued.)
+pub const RENDERED_EXTRA: usize = 80 + 56;
 
 /// The Segment batch envelope around the events and the context (`{"batch":[…],"context":…,"sentAt":…,"writeKey":…}`)
 /// at most, for a write key of up to 400 bytes.
@@ -150,12 +154,18 @@ impl Outbox {
             self.contexts += 1;
             self.context = Some(context.clone());
         }
-        let open = &mut self.open;
-        if open.count == 0 {
+        if self.open.count == 0 {
+            // The batch's name on the context line: the device makes its events' messageIds of it.
+            self.open.id = self.new_id();
+            let open = &mut self.open;
             open.text.push('c');
             open.text.push_str(context);
+            open.text.push('\t');
+            open.text.push_str(&self.key_base);
+            json::push_u64(&mut open.text, u64::from(open.id));
             open.context = self.contexts;
         }
+        let open = &mut self.open;
         open.text.push('\n');
         open.count += 1;
         self.queued += 1;
@@ -192,7 +202,6 @@ impl Outbox {
             return;
         }
         let mut batch = std::mem::take(&mut self.open);
-        batch.id = self.new_id();
         batch.key = self.key_base.clone();
         json::push_u64(&mut batch.key, u64::from(batch.id));
         if persist && self.stored_bytes + batch.bytes() <= MAX_STORED_BYTES {
@@ -317,11 +326,11 @@ impl Batch {
     pub fn body(&self, sent_at: &str, write_key: &str) -> String {
         const KINDS: [(&str, &str, &str); 5] =
             [("track", "event", "properties"), ("page", "name", "properties"), ("identify", "", "traits"), ("alias", "previousId", ""), ("group", "groupId", "traits")];
-        let mut context = String::new();
-        let mut events = Vec::new();
+        let (mut context, mut batch, mut n, mut events) = (String::new(), "", 0, Vec::new());
         for line in split(&self.text, b'\n') {
             if let Some(c) = line.strip_prefix('c') {
-                context = format!(",\"context\":{c}");
+                let (c, name) = c.split_once('\t').unwrap_or((c, ""));
+                (context, batch, n) = (format!(",\"context\":{c}"), name, 0);
             } else if line.starts_with('{') {
                 events.push(line.strip_suffix(',').unwrap_or(line).to_owned());
             } else if let [kind, f, p, id, ms, ids] = line.split('\t').collect::<Vec<_>>()[..] {
@@ -334,6 +343,8 @@ impl Batch {
                     e += &format!(",\"{payload}\":{p}");
                 }
                 let time = footprint_core::time::format_rfc3339_ms(ms.parse().unwrap());
+                let id = if id.is_empty() { format!("{batch}-{n}") } else { id.to_owned() };
+                n += 1;
                 events.push(e + &format!(",\"messageId\":\"{id}\",\"timestamp\":\"{time}\"{ids}}}"));
             }
         }
@@ -370,13 +381,15 @@ mod tests {
     #[test]
     fn seals_into_batches_within_count_and_byte_limits() {
         let (mut o, c) = (outbox(), ctx("/"));
-        for i in 0..1_200 {
+        for i in 0..1_000 {
             assert!(push(&mut o, &c, &event(i, 10), false));
         }
         o.seal(false);
         assert!(o.take_ops().is_empty(), "nothing written without consent");
+        // Small events: the bytes each one reserves for its JSON fill a batch before the count limit does.
         let sizes: Vec<usize> = o.batches().map(|b| b.count).collect();
-        assert_eq!(sizes, [500, 500, 200]);
+        assert_eq!((sizes.len(), sizes.iter().sum::<usize>()), (3, 1_000), "{sizes:?}");
+        assert!(o.batches().all(|b| b.count <= MAX_EVENTS_PER_BATCH && b.bytes() <= MAX_BATCH_BYTES));
 
         let mut o = outbox();
         for i in 0..100 {
@@ -401,7 +414,7 @@ mod tests {
         o.seal(true);
         assert_eq!(o.take_ops(), [StorageOp::Write(1)]);
         let batch = o.batches().next().unwrap();
-        assert_eq!((batch.key.as_str(), batch.text.as_str()), ("fp_q.k1", "c{\"page\":{\"path\":\"/\"}}\n{\"i\":1,\"p\":\"\"}\n{\"i\":2,\"p\":\"\"}"));
+        assert_eq!((batch.key.as_str(), batch.text.as_str()), ("fp_q.k1", "c{\"page\":{\"path\":\"/\"}}\tfp_q.k1\n{\"i\":1,\"p\":\"\"}\n{\"i\":2,\"p\":\"\"}"));
         let body = o.start_send(0.0).unwrap().body("T", "wk");
         assert_eq!(body, "{\"batch\":[{\"i\":1,\"p\":\"\"},{\"i\":2,\"p\":\"\"}],\"context\":{\"page\":{\"path\":\"/\"}},\"sentAt\":\"T\",\"writeKey\":\"wk\"}");
         assert!(o.start_send(0.0).is_none(), "one batch in flight at a time");
@@ -414,22 +427,23 @@ mod tests {
     #[test]
     fn one_request_carries_the_front_batches_that_share_a_context_within_the_request_limits() {
         let (mut o, c) = (outbox(), ctx("/"));
-        for i in 0..1_200 {
+        for i in 0..1_000 {
             push(&mut o, &c, &event(i, 10), false);
         }
-        push(&mut o, &ctx("/b"), &event(1_200, 10), false);
+        push(&mut o, &ctx("/b"), &event(1_000, 10), false);
         o.seal(false);
-        assert_eq!(o.batches().map(|b| b.count).collect::<Vec<_>>(), [500, 500, 200, 1]);
+        let counts: Vec<usize> = o.batches().map(|b| b.count).collect();
+        assert_eq!((counts.len(), counts[..3].iter().sum::<usize>(), counts[3]), (4, 1_000, 1), "{counts:?}");
         let request = o.start_send(0.0).unwrap();
-        assert_eq!((request.id, request.count), (1, 1_200), "a new context starts a new request");
+        assert_eq!((request.id, request.count), (1, 1_000), "a new context starts a new request");
         let body: serde_json::Value = serde_json::from_str(&request.body("T", "wk")).unwrap();
         let events = body["batch"].as_array().unwrap();
         assert!(events.iter().enumerate().all(|(i, e)| e["i"] == i), "every event once, in order");
         assert_eq!(body["context"]["page"]["path"], "/");
         assert!(o.start_send(0.0).is_none(), "one request in flight at a time");
         o.failed(1);
-        assert_eq!(o.len(), 1_201, "a failed request keeps its batches");
-        assert_eq!(o.start_send(0.0).unwrap().count, 1_200);
+        assert_eq!(o.len(), 1_001, "a failed request keeps its batches");
+        assert_eq!(o.start_send(0.0).unwrap().count, 1_000);
         o.delivered(1);
         assert_eq!(o.len(), 1);
         assert_eq!(o.start_send(0.0).unwrap().count, 1);
@@ -440,7 +454,9 @@ mod tests {
             push(&mut o, &c, &event(i, 0), false);
         }
         o.seal(false);
-        assert_eq!(o.start_send(0.0).unwrap().count, 2_500);
+        let five: usize = o.batches().take(MAX_BATCHES_PER_REQUEST).map(|b| b.count).sum();
+        assert!(five <= MAX_BATCH_EVENTS && o.batches().count() > MAX_BATCHES_PER_REQUEST);
+        assert_eq!(o.start_send(0.0).unwrap().count, five);
         let mut o = outbox();
         for i in 0..60 {
             push(&mut o, &c, &event(i, 20_000), false);
@@ -457,11 +473,12 @@ mod tests {
             push(&mut o, &c, &event(i, 0), false);
         }
         o.seal(false);
-        assert_eq!(o.start_send(0.0).unwrap().count, 600);
+        let first = o.batches().next().unwrap().count;
+        assert_eq!((o.batches().count(), o.start_send(0.0).unwrap().count), (2, 600));
         o.remove_first();
         o.delivered(1);
-        assert_eq!(o.len(), 100);
-        assert_eq!(o.start_send(0.0).unwrap().count, 100);
+        assert_eq!(o.len(), 600 - first);
+        assert_eq!(o.start_send(0.0).unwrap().count, 600 - first);
     }
 
     #[test]

@@ -495,8 +495,8 @@ impl Tracker {
             Some(p) if p.starts_with("{") => p,
             Some(_) => "",
         };
-        // Its line and the event's JSON at most (the messageId and the time are 36 and at most 16 bytes).
-        let len = field.len() + payload.len() + self.ids.len() + 60;
+        // Its line at most: the kind, five tabs, the time (at most 16 bytes) and the newline.
+        let len = field.len() + payload.len() + self.ids.len() + 23;
         if len + RENDERED_EXTRA > MAX_EVENT_BYTES && !payload.is_empty() {
             payload = "{\"footprintDropped\":\"too_large\"}";
         }
@@ -506,9 +506,8 @@ impl Tracker {
         line.push_str(field);
         line.push('\t');
         line.push_str(payload);
-        line.push('\t');
-        dev.uuid(line);
-        line.push('\t');
+        // No messageId of its own: the device makes it of the batch's name and the event's place in the batch.
+        line.push_str("\t\t");
         json::push_u64(line, time.max(0.0) as u64);
         line.push('\t');
         line.push_str(&self.ids);

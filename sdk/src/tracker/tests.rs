@@ -112,6 +112,12 @@ fn batch_events(body: &str) -> Vec<Value> {
     events
 }
 
+/// The form of the messageIds the device writes: the batch's storage key (the page's random key base, a UUID, and
+/// the batch's ID) and the event's place in its batch, `fp_q.{uuid}-{batch}-{place}`.
+fn is_message_id(id: &str) -> bool {
+    id.len() > 42 && id.starts_with(STORED_BATCH_PREFIX) && ids::is_uuid(&id[5..41]) && id[41..].split('-').skip(1).map(|n| n.parse::<u32>().is_ok()).eq([true, true])
+}
+
 /// A JSON string, as `js/client.js` passes names and IDs.
 fn s(text: &str) -> String {
     serde_json::to_string(text).unwrap()
@@ -173,7 +179,7 @@ fn required_mode_without_consent_writes_nothing_and_sends_no_identifier() {
         assert!(e["context"].get("sessionId").is_none());
         assert_eq!(e["context"]["cookieless"], true);
         assert_eq!(e["context"]["consent"]["categoryPreferences"]["analytics"], false);
-        assert!(e["messageId"].as_str().is_some_and(ids::is_uuid));
+        assert!(e["messageId"].as_str().is_some_and(is_message_id), "{e}");
     }
     assert_eq!(events[1]["properties"]["plan"], "pro");
 }
