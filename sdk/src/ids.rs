@@ -1,4 +1,5 @@
-//! Random identifiers: `messageId`, the anonymous ID, the session ID and queue keys, as UUIDv4 text.
+//! Random identifiers: the anonymous ID, the session ID and the page's key base (batch names, and so `messageId`s),
+//! as UUIDv4 text.
 //!
 //! The randomness comes from the caller (`crypto.getRandomValues` in the browser), so this stays pure.
 

@@ -22,8 +22,8 @@
 //!   rewritten per event. The storage effects collect in the outbox; the tracker carries them out
 //!   ([`Outbox::take_ops`]).
 //! - One request is in flight at a time: the front batch and those after it that share its context, within the
-//!   collector's request limits (a request costs the main thread milliseconds whatever its size, and only a beacon
-//!   is held to 64 KiB). Its answer removes them or schedules a retry with backoff.
+//!   collector's request limits (fewer requests: less for the page to answer and for the collector to take in; only
+//!   a beacon is held to 64 KiB). Its answer removes them or schedules a retry with backoff.
 //! - On page hide, [`Outbox::batches`] is what goes by beacon, within the 64 KiB budget.
 
 use crate::json;

@@ -48,10 +48,11 @@ pub trait Device {
     fn store(&mut self, key: &str, value: &str);
     fn remove(&mut self, key: &str);
     /// The `context` object (JSON) of the events made in one state, from what the tracker decided: `library`
-    /// (`footprint-sdk` and the package's version); `page` with `url` and `referrer` as given (scrubbed and bounded), the
-    /// `path` and `search` of `url` and the page's `title`; `campaign` from the UTM parameters of `url`'s query
-    /// (Segment's names: `source`, `medium`, `name` ← `utm_campaign`, `term`, `content`; values as they are,
-    /// at most 256 bytes; left out when there are none); `locale` and `screen` (`width`, `height`) when known;
+    /// (`footprint-sdk` and the package's version); `page` with `url` and `referrer` as given (scrubbed and bounded)
+    /// and the page's `title` (no `path` or `search`: the collector reads the path from `url`); `campaign` from the
+    /// UTM parameters of `url`'s query (Segment's names: `source`, `medium`, `name` ← `utm_campaign`, `term`,
+    /// `content`; values as they are, at most 256 bytes; left out when there are none); `locale` and `screen`
+    /// (`width`, `height`);
     /// `consent` from [`Consent::bits`]; `sessionId` when `session` is given, and `cookieless: true` without
     /// analytics consent. The browser writes it with `JSON.stringify` (`js/host.js`): the facts it alone knows
     /// (title, locale, screen) need not cross, and it is far less code than writing the JSON here.
@@ -459,8 +460,8 @@ impl Tracker {
 
     // ----- events -----------------------------------------------------------------------------------------------
 
-    /// Records an event: its line (`queue` has the form: its own JSON texts, a new `messageId`, its time and the
-    /// identifiers of the current state), appended to the batch being filled with the state's shared `context`. No
+    /// Records an event: its line (`queue` has the form: its own JSON texts, no `messageId` — the device makes it of
+    /// the batch's name and the event's place —, its time and the identifiers of the current state), appended to the batch being filled with the state's shared `context`. No
     /// JSON is written here (the device writes the line as JSON when the batch is sent) and nothing is stored: the
     /// batch goes to the device when it is sealed. `payload` is `properties` or `traits`: `None` means `{}`, and
     /// text that is not an object (what JSON.stringify made of a bad argument) is left out rather than refused. An
