@@ -19,6 +19,10 @@ export const CHROMIUM_ARGS = [
   "--disable-component-update",
   "--no-first-run",
   "--disable-sync",
+  // Chromium 156 opens two omnibox-popup WebUI renderers with every new window (each test's and benchmark page's
+  // browser context) and parses their megabytes of script on background threads: on a 2-core machine that took the
+  // page's main thread off its core for milliseconds at a time, in the middle of what the benchmarks measure.
+  "--disable-features=WebUIOmniboxPopup,WebUIOmniboxAimPopup",
 ];
 
 /** Starts `footprint serve` on 127.0.0.1:0 with a fresh data dir; resolves once it printed its address. */
