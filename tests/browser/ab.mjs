@@ -1,8 +1,8 @@
 // Interleaved A/B of two SDK builds on fresh pages: two collectors serving www directories A and B (copies of a
 // `cargo xtask build-sdk` output), pages alternating A, B, B, A… in one browser, so that the machine's swings hit
 // both alike. Per page, as tests/browser/bench.mjs measures them (bare DevTools pipe): µs per track() over the first
-// 1,000 calls after ready and over the next 10,000, and the main thread's TaskDuration per event until the collector
-// stored all 11,000.
+// 1,000 calls after ready and over the next 10,000, the main thread's TaskDuration per event until the collector
+// stored all 11,000, and the renderer processes' CPU time per event (every thread).
 // usage: node tests/browser/ab.mjs WWW_A WWW_B [pages per build]   (FOOTPRINT_BIN: the collector)
 import { rmSync } from "node:fs";
 import { benchSite, measurePage, median } from "./bench.mjs";
@@ -20,7 +20,7 @@ try {
   for (let i = 0; i < pages; i++)
     for (const name of i % 2 ? ["B", "A"] : ["A", "B"]) res[name].push(await measurePage(browser, collectors[name], res[name].length * 11_000));
   const show = (runs, key) => `${median(runs.map((r) => r[key])).toFixed(2)} µs (${runs.map((r) => r[key].toFixed(1)).join(" ")})`;
-  for (const n of ["A", "B"]) console.log(`${n}: ready ${show(res[n], "readyMs").replace("µs", "ms")}; per track() first 1,000 ${show(res[n], "k1")}; next 10,000 ${show(res[n], "k10")}; per event ${show(res[n], "event")}`);
+  for (const n of ["A", "B"]) console.log(`${n}: ready ${show(res[n], "readyMs").replace("µs", "ms")}; per track() first 1,000 ${show(res[n], "k1")}; next 10,000 ${show(res[n], "k10")}; per event ${show(res[n], "event")}; renderer CPU per event ${show(res[n], "cpu")}`);
 } finally {
   await browser.close();
   await collectors.A.stop();

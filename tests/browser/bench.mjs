@@ -38,6 +38,7 @@ export async function measurePage(browser, collector, storedBefore) {
     await page.waitFor("window.footprint && !window.footprint.q");
     const readyMs = await page.evaluate("window.__ready - window.__t0");
     const busyBefore = await page.taskSeconds();
+    const cpuBefore = await browser.rendererCpuSeconds();
     const loop = (n) =>
       page.evaluate(`(() => {
         const props = { plan: "pro", seats: 3, tags: ["a", "b"] };
@@ -57,7 +58,9 @@ export async function measurePage(browser, collector, storedBefore) {
     // Everything the page's main thread did for these 11,000 events (an upper bound: it includes the benchmark's
     // own evaluate calls).
     const event = ((await page.taskSeconds()) - busyBefore) * 1e6 / 11_000;
-    return { readyMs, k1, k10, sendMs, event };
+    // And every renderer thread's CPU time, the send worker's included (an upper bound too: other renderers').
+    const cpu = ((await browser.rendererCpuSeconds()) - cpuBefore) * 1e6 / 11_000;
+    return { readyMs, k1, k10, sendMs, event, cpu };
   } finally {
     await page.close();
   }
@@ -86,6 +89,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     console.log(`  main thread per track(), 1,000 calls:  ${show("k1", 2)} µs  (all: ${all("k1", 2)})`);
     console.log(`  main thread per track(), 10,000 calls: ${show("k10", 2)} µs  (all: ${all("k10", 2)})`);
     console.log(`  main thread per event, track() + encoding + sending + answers (11,000 events): ${show("event", 2)} µs  (all: ${all("event", 2)})`);
+    console.log(`  renderer CPU per event, every thread (the send worker's included): ${show("cpu", 2)} µs  (all: ${all("cpu", 2)})`);
     console.log(`  flush() until all 11,000 events are stored: ${show("sendMs", 0)} ms`);
     console.log(`  stored 'Bench' events: ${stored.n} (distinct messageIds ${stored.d}; expected ${rounds * 11_000})`);
   } finally {

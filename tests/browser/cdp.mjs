@@ -84,6 +84,11 @@ export async function launchBare() {
       };
       return page;
     },
+    /** CPU seconds all renderer processes have used so far (the page's main thread, its workers, the rest). */
+    async rendererCpuSeconds() {
+      const { processInfo } = await send("SystemInfo.getProcessInfo");
+      return processInfo.filter((p) => p.type === "renderer").reduce((t, p) => t + p.cpuTime, 0);
+    },
     async close() {
       send("Browser.close").catch(() => {}); // it may exit before it answers
       await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
