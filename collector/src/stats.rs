@@ -177,7 +177,7 @@ pub struct Range {
 
 impl Range {
     pub fn resolve(from: Date, to: Date, tz_name: &str) -> Result<Range, ParamError> {
-        let tz = TimeZone::get(tz_name).map_err(|_| bad("invalid_timezone", format!("unknown timezone {tz_name:?}; send an IANA name such as Europe/Berlin")))?;
+        let tz = timezone(tz_name)?;
         if to < from {
             return Err(bad("invalid_range", "`to` is before `from`"));
         }
@@ -241,14 +241,18 @@ pub struct Buckets {
     pub of_hour: Vec<usize>,
 }
 
+fn timezone(name: &str) -> Result<TimeZone, ParamError> {
+    TimeZone::get(name).map_err(|_| bad("invalid_timezone", format!("unknown timezone {name:?}; send an IANA name such as Europe/Berlin")))
+}
+
 fn day_start_ms(date: Date, tz: &TimeZone) -> Result<i64, ParamError> {
     let zoned = date.to_zoned(tz.clone()).map_err(|e| bad("invalid_range", format!("{date} has no start in this timezone: {e}")))?;
     Ok(zoned.timestamp().as_millisecond())
 }
 
-/// Reads the stats parameters from a URL query string. `today` is the caller's date (the default range is the 30
-/// days that end today).
-pub fn parse_query(query: &str, today: Date) -> Result<StatsQuery, ParamError> {
+/// Reads the stats parameters from a URL query string. `now` is the caller's clock: the default range is the 30 days
+/// that end today in the query's timezone (in Berlin, 23:30 UTC is already tomorrow).
+pub fn parse_query(query: &str, now: Timestamp) -> Result<StatsQuery, ParamError> {
     let mut site = None;
     let (mut from, mut to, mut tz) = (None, None, "UTC".to_owned());
     let mut filters = Vec::new();
@@ -273,7 +277,10 @@ pub fn parse_query(query: &str, today: Date) -> Result<StatsQuery, ParamError> {
         }
     }
     let site = site.filter(|s| !s.is_empty()).ok_or_else(|| bad("missing_site", "send site=<site id>"))?;
-    let to = to.unwrap_or(today);
+    let to = match to {
+        Some(to) => to,
+        None => now.to_zoned(timezone(&tz)?).date(),
+    };
     let from = from.unwrap_or_else(|| to.checked_sub(jiff::Span::new().days(29)).unwrap_or(to));
     let range = Range::resolve(from, to, &tz)?;
     Ok(StatsQuery { site, range, filters, interval, by, limit, steps, goals })
@@ -403,19 +410,28 @@ mod tests {
         assert_eq!(r.weekday_hour(Timestamp::from_second(1_773_014_400).unwrap().as_millisecond() / HOUR_MS), (0, 9));
     }
 
+    fn noon(year: i16, month: i8, day: i8) -> Timestamp {
+        date(year, month, day).at(12, 0, 0, 0).to_zoned(TimeZone::UTC).unwrap().timestamp()
+    }
+
     #[test]
     fn parses_parameters() {
-        let q = parse_query("site=shop&from=2026-01-01&to=2026-01-31&tz=Europe/Berlin&device=mobile&page=%2Fa&by=referrer&interval=week&step=page:/a&step=event:Signed%20Up&goal=Signed+Up", date(2026, 2, 1)).unwrap();
+        let q = parse_query("site=shop&from=2026-01-01&to=2026-01-31&tz=Europe/Berlin&device=mobile&page=%2Fa&by=referrer&interval=week&step=page:/a&step=event:Signed%20Up&goal=Signed+Up", noon(2026, 2, 1)).unwrap();
         assert_eq!(q.site, "shop");
         assert_eq!(q.filters, vec![(Dim::Device, "mobile".into()), (Dim::Page, "/a".into())]);
         assert_eq!(q.by, Some(Dim::Referrer));
         assert_eq!(q.interval, Interval::Week);
         assert_eq!(q.steps, vec![Step::Page("/a".into()), Step::Event("Signed Up".into())]);
         assert_eq!(q.goals, vec!["Signed Up".to_owned()]);
-        let q = parse_query("site=shop", date(2026, 2, 1)).unwrap();
+        let q = parse_query("site=shop", noon(2026, 2, 1)).unwrap();
         assert_eq!((q.range.from, q.range.to), (date(2026, 1, 3), date(2026, 2, 1)));
+        // The default range ends today where the query is: 23:30 UTC is the next day in Berlin, not in New York.
+        let late = "2026-01-31T23:30:00Z".parse::<Timestamp>().unwrap();
+        assert_eq!(parse_query("site=shop&tz=Europe/Berlin", late).unwrap().range.to, date(2026, 2, 1));
+        assert_eq!(parse_query("site=shop&tz=America/New_York", late).unwrap().range.to, date(2026, 1, 31));
+        assert_eq!(parse_query("site=shop&tz=Mars/Olympus", late).unwrap_err().code, "invalid_timezone");
         for (query, code) in [("", "missing_site"), ("site=s&from=2026-13-01", "invalid_date"), ("site=s&by=colour", "invalid_dimension"), ("site=s&bogus=1", "unknown_parameter"), ("site=s&step=x", "invalid_step"), ("site=s&limit=0", "invalid_limit")] {
-            assert_eq!(parse_query(query, date(2026, 2, 1)).unwrap_err().code, code, "{query}");
+            assert_eq!(parse_query(query, noon(2026, 2, 1)).unwrap_err().code, code, "{query}");
         }
     }
 

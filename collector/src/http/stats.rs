@@ -12,8 +12,7 @@ use serde_json::{json, Value};
 /// `GET /admin/v1/stats/{overview|timeseries|breakdown|heatmap|events|funnel|live}`.
 pub async fn stats(path: &str, query: Option<&str>, state: &AppState) -> Response<Body> {
     let report = path.trim_start_matches("/stats/").to_owned();
-    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
-    let q = match stats::parse_query(query.unwrap_or(""), today) {
+    let q = match stats::parse_query(query.unwrap_or(""), jiff::Timestamp::now()) {
         Ok(q) => q,
         Err(e) => return bad_param(e),
     };
@@ -86,8 +85,7 @@ pub async fn quarantine(query: Option<&str>, state: &AppState) -> Response<Body>
     let stripped: String = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k != "samples"))
         .finish();
-    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
-    let q = match stats::parse_query(&stripped, today) {
+    let q = match stats::parse_query(&stripped, jiff::Timestamp::now()) {
         Ok(q) => q,
         Err(e) => return bad_param(e),
     };

@@ -1883,7 +1883,7 @@ mod tests {
         let conn = open_reader(&path).unwrap();
         let visits: i64 = conn.query_row("SELECT COUNT(*) FROM stats_visits", [], |r| r.get(0)).unwrap();
         assert!(visits > 500, "{visits} visits");
-        let today = jiff::civil::date(2026, 2, 20);
+        let today = "2026-02-20T12:00:00Z".parse::<jiff::Timestamp>().unwrap();
         let from = "from=2026-01-01&to=2026-03-31";
         for query in [
             format!("site=shop&{from}&page=/pricing"),
