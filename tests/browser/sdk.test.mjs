@@ -295,6 +295,31 @@ test("a burst of 3,000 track() calls: exactly 3,000 stored, no duplicates", asyn
   });
 });
 
+test("a burst the collector first answers 503 is retried after Retry-After and stored once", async () => {
+  await withSdk(() => pageHtml(), async ({ collector, context, page, base }) => {
+    // The first two requests with the burst (sent by the send worker: over 16 KiB) get 503 and Retry-After: 1.
+    let refused = 0;
+    await context.route(`${collector.url}/v1/batch**`, (route) => {
+      if (route.request().postData()?.includes('"Retried"') && refused < 2) {
+        refused++;
+        return route.fulfill({ status: 503, headers: { "Retry-After": "1", "Access-Control-Allow-Origin": "*" }, body: '{"code":"overloaded","message":"try later"}' });
+      }
+      return route.continue();
+    });
+    await page.goto(`${base}/t/retried`);
+    await ready(page);
+    await page.evaluate(() => {
+      for (let i = 0; i < 1000; i++) footprint.track("Retried", { i });
+    });
+    const rows = await until(() => {
+      const r = query(collector.db, "SELECT count(*) AS n, count(DISTINCT message_id) AS d FROM events WHERE name = 'Retried'")[0];
+      return r.n >= 1000 && r;
+    }, 20_000, "the retried burst");
+    assert.deepEqual(rows, { n: 1000, d: 1000 });
+    assert.equal(refused, 2, "the collector's 503s reached the sender");
+  });
+});
+
 test("a page whose Content-Security-Policy forbids workers sends from the page itself", async () => {
   const head = `<meta http-equiv="Content-Security-Policy" content="worker-src 'none'">
 <script>window.__violations = []; document.addEventListener("securitypolicyviolation", (e) => __violations.push(e.effectiveDirective))</script>`;

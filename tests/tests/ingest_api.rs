@@ -89,6 +89,7 @@ fn cors_is_answered_per_site() {
     let allowed = send("https://shop.example", "wk_shop", "cors-ok");
     assert_eq!(allowed.status, 200);
     assert_eq!(allowed.header("access-control-allow-origin"), Some("https://shop.example"));
+    assert_eq!(allowed.header("access-control-expose-headers"), Some("Retry-After"), "the SDK reads Retry-After from another origin");
     let wrong_site = send("https://blog.example", "wk_shop", "cors-wrong-site");
     assert_eq!((wrong_site.status, wrong_site.code()), (403, "origin_not_allowed".to_owned()));
     assert_eq!(send("https://evil.example", "wk_shop", "cors-evil").status, 403);

@@ -64,6 +64,9 @@ pub async fn handle(req: Request<Incoming>, state: &AppState, peer: SocketAddr) 
             if let Ok(value) = HeaderValue::from_str(origin) {
                 headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
             }
+            // Not a CORS-safelisted header: without this, a page on another origin cannot read the wait a 429 or
+            // 503 asks for, and its SDK falls back to its own backoff.
+            headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Retry-After"));
             headers.insert(header::VARY, HeaderValue::from_static("Origin"));
         }
     }
