@@ -46,9 +46,10 @@ export function parseOptions(options) {
     else if (name == "writeKey") o.writeKey = v;
     else if (name == "collector") o.collector = v.replace(/\/+$/, "");
     else if (name == "consent") (o.consent = ["required", "implied"].indexOf(v)) < 0 && fail("invalid_consent_mode", name);
-    // true/all, false/none, or a comma-separated list of CAPTURE names (an array is joined with commas).
+    // true/all, false/none, or a comma-separated list of CAPTURE names (an array is joined with commas): each
+    // name's place in CAPTURE is its bit.
     else if (name == "autocapture")
-      o.capture = /^(true|all|)$/.test(v) ? 15 : /^(false|none)$/.test(v) ? 0 : v.split(/\s*,\s*/).reduce((flags, part) => ((part = CAPTURE.indexOf(part)) < 0 ? fail("invalid_autocapture", name) : flags | (1 << part)), 0);
+      o.capture = /^(true|all|)$/.test(v) ? 15 : /^(false|none)$/.test(v) ? 0 : v.split(/\s*,\s*/).map((part) => CAPTURE.indexOf(part)).reduce((flags, bit) => (bit < 0 ? fail("invalid_autocapture", name) : flags | (1 << bit)), 0);
     else if (name == "scrub") o.scrub = v.toLowerCase().split(/\s*,\s*/).filter((p) => p).join();
     else fail("unknown_option", name);
   }
@@ -66,11 +67,11 @@ export function start(w, options) {
   w.call(17, o.consent + 2 * o.capture + 32 * o.batchSize + 16384 * o.idLifetimeDays, o.flushInterval, o.scrub);
   install(w, o.capture);
   const api = bind(w);
-  // Warm the JS ↔ Wasm call path (op 16 reads the clock): V8 compiles its optimized call
-  // wrappers after about a thousand calls, synchronously, on the main thread — here at load rather than in the
-  // page's first burst of calls. A public track() with a blank name (never recorded) and properties runs the
-  // wrappers, JSON.stringify and the dispatch up to its first decision; the two names alternate so that `str`
-  // is optimized for both of its paths (otherwise the first real name deoptimizes it). 3,000 rounds rather than
+  // Warm the JS ↔ Wasm call path (op 16 reads the clock): V8 compiles its optimized call wrappers after about a
+  // thousand calls, synchronously, on the main thread — here at load rather than in the page's first burst of
+  // calls. A public track() with a blank name (never recorded) and properties runs the wrappers, JSON.stringify and
+  // the dispatch up to its first decision; the two names alternate so that `str` is optimized for both of its paths
+  // (otherwise the first real name deoptimizes it). 3,000 rounds rather than
   // 1,000: the later tiers (TurboFan for the JS, for the module's hot functions too) are then more often in place
   // when the page's first calls come (tests/browser/ab.mjs, 12 pages each, two runs: the first 1,000 track() calls
   // 7.1 → 4.7 and 5.0 → 2.6 µs each), for ~8 ms more to ready (51 → 59 ms, median) on this 2-core box.

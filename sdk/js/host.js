@@ -57,8 +57,8 @@ function body(lines, key) {
   return '{"batch":[' + events + "]" + context + ',"sentAt":"' + new Date().toISOString() + '","writeKey":' + key + "}";
 }
 
-/** Sends the request `data` (the endpoint, the UTF-8 lines, the write key as JSON, the batch) as a `message` event
- * carries it; `post` takes the answer, [status (0: no answer), batch, Retry-After]. Self-contained like `body`: it
+/** Sends the request `data` (the endpoint, the batches' lines, the write key as JSON, the batch's number) as a
+ * `message` event carries it; `post` takes the answer, [status (0: no answer), batch, Retry-After]. Self-contained like `body`: it
  * runs in the send worker, off the page's main thread (where a fetch() costs milliseconds, more for larger bodies),
  * and in the page where no worker can run. */
 function sender(body, post) {
@@ -113,7 +113,8 @@ export const imports = {
   /* now */ n: () => clock || (queueMicrotask(() => (clock = 0)), (clock = Date.now())),
 
   /* random */ r: (at, n) => crypto.getRandomValues(bytes(at, n)),
-  /** A UUIDv4, written at `at` (36 bytes): the page's key base, the anonymous and session IDs, a few a page. */
+  /** A UUIDv4, written at `at` (36 bytes): the page's key base, the anonymous and session IDs, a few a page. Each
+   * 0, 1 and 8 of the template becomes a random hex digit (the 8 keeps the variant bits; the 4 is the version). */
   /* uuid */ u: (at) => encoder.encodeInto("10000000-1000-4000-8000-100000000000".replace(/[018]/g, (c) => (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16)), bytes(at, 36)),
 
   // localStorage can be missing (null) or throw (blocked storage, private modes, quota): then nothing is kept.
@@ -187,8 +188,11 @@ export const imports = {
       try {
         worker = new Worker(URL.createObjectURL(new Blob(["onmessage=(" + sender + ")(" + body + ",postMessage)"])));
         worker.onmessage = (e) => answer(e.data);
-        // It could not start: the request it was given goes again, from the page.
-        worker.onerror = () => answer([0, sending], (worker = 0));
+        // It could not start: from now on the page sends, the request it was given first (as failed, so retried).
+        worker.onerror = () => {
+          worker = 0;
+          answer([0, sending]);
+        };
       } catch (e) {
         worker = 0;
       }
