@@ -292,6 +292,7 @@ test("a burst of 3,000 track() calls: exactly 3,000 stored, no duplicates", asyn
     // (counted by the collector: the requests come from the send worker).
     const requests = (await ingestRequests(collector)) - before;
     assert.ok(requests >= 1 && requests <= 3, `3,000 events in ${requests} requests`);
+    assert.equal(page.workers().length, 1, "the send worker runs");
   });
 });
 
@@ -386,5 +387,16 @@ window.__started = true;
     }, 10_000, "the npm page's events");
     assert.deepEqual(rows.map((r) => r.name), ["Before Init", "Npm Event"]);
     assert.equal(events(collector.db, "type = 'page'").length, 1, "the initial page view");
+    assert.equal(page.workers().length, 0, "a few events go from the page: no worker");
+    // A burst: its requests (over 16 KiB) go through the send worker, whose code is this bundle's own functions.
+    await page.evaluate(() => import("/npm/index.js").then(({ track }) => {
+      for (let i = 0; i < 1000; i++) track("Npm Burst", { i });
+    }));
+    const burst = await until(() => {
+      const r = query(collector.db, "SELECT count(*) AS n, count(DISTINCT message_id) AS d FROM events WHERE name = 'Npm Burst'")[0];
+      return r.n >= 1000 && r;
+    }, 15_000, "the npm page's burst");
+    assert.deepEqual(burst, { n: 1000, d: 1000 });
+    assert.equal(page.workers().length, 1, "the send worker runs");
   });
 });
