@@ -2,8 +2,10 @@
 // (issue 3, item 6). Run by `cargo xtask test` after `cargo xtask build-sdk` (node --test tests/browser/).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { contextFor, events, launch, pageHtml, query, ready, startCollector, until } from "./harness.mjs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { STUB, contextFor, events, launch, pageHtml, query, ready, startCollector, until } from "./harness.mjs";
 
 let browser;
 before(async () => {
@@ -319,6 +321,41 @@ test("a burst the collector first answers 503 is retried after Retry-After and s
     assert.deepEqual(rows, { n: 1000, d: 1000 });
     assert.equal(refused, 2, "the collector's 503s reached the sender");
   });
+});
+
+test("a page on another origin than the collector: the module loads and the send worker's requests pass CORS", async () => {
+  const collector = await startCollector();
+  // The page from a second collector's www directory: another port, so another origin (both on loopback, which
+  // Chromium's private-network checks require of a page that calls a loopback address).
+  const pages = mkdtempSync(join(tmpdir(), "fp-sdk-site-"));
+  writeFileSync(join(pages, "cross.html"), `<!doctype html><html><head><meta charset="utf-8"><title>other origin</title>
+<script>${STUB}</script><script async src="${collector.url}/footprint.js" data-write-key="wk_demo"></script></head><body></body></html>`);
+  process.env.FOOTPRINT_WWW_DIR = pages;
+  const site = await startCollector().finally(() => delete process.env.FOOTPRINT_WWW_DIR);
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    await page.goto(`${site.url}/cross.html`);
+    await ready(page);
+    await page.evaluate(() => {
+      for (let i = 0; i < 1000; i++) footprint.track("Cross Origin", { i });
+    });
+    const rows = await until(() => {
+      const r = query(collector.db, "SELECT count(*) AS n, count(DISTINCT message_id) AS d FROM events WHERE name = 'Cross Origin'")[0];
+      return r.n >= 1000 && r;
+    }, 15_000, "the other origin's burst");
+    assert.deepEqual(rows, { n: 1000, d: 1000 });
+    assert.equal(page.workers().length, 1, "through the send worker");
+    assert.equal(events(collector.db, "type = 'page'")[0].url, `${site.url}/cross.html`, "the page's own URL");
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+    await site.stop();
+    await collector.stop();
+    rmSync(pages, { recursive: true, force: true });
+  }
 });
 
 test("a page whose Content-Security-Policy forbids workers sends from the page itself", async () => {

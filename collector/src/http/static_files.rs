@@ -1,7 +1,7 @@
 //! Files of `www/` (demo site, dashboard, SDK build) served as they are, with safe path handling.
 
 use super::reply::{self, Body};
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use std::path::{Path, PathBuf};
 
@@ -38,6 +38,11 @@ pub async fn serve(root: Option<&Path>, url_path: &str) -> Response<Body> {
             // Content-hashed names (`name.0123abcd.wasm`) never change: cache them for a year. The rest revalidates.
             let cache = if is_content_hashed(name) { "public, max-age=31536000, immutable" } else { "no-cache" };
             headers.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
+            if is_sdk_file(root, &file) {
+                // Sites load the SDK from their own pages, on other origins: `footprint.js` fetches its `.wasm`, which
+                // CORS governs (without this the module never starts there). Public code, no credentials: any origin.
+                headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            }
             response
         }
         Err(_) => reply::not_found(url_path),
@@ -59,6 +64,11 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
+/// The script-tag build: `footprint.js` and the files it loads next to it (`footprint.<hash>.wasm`), at the root.
+fn is_sdk_file(root: &Path, file: &Path) -> bool {
+    file.parent() == Some(root) && file.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("footprint."))
+}
+
 /// `footprint.1a2b3c4d.wasm`: a middle segment of at least 8 hex digits.
 fn is_content_hashed(name: &str) -> bool {
     let parts: Vec<&str> = name.split('.').collect();
@@ -68,6 +78,15 @@ fn is_content_hashed(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sdk_files_are_the_footprint_files_at_the_root() {
+        let root = Path::new("/srv/www");
+        assert!(is_sdk_file(root, Path::new("/srv/www/footprint.js")));
+        assert!(is_sdk_file(root, Path::new("/srv/www/footprint.0123abcd45.wasm")));
+        assert!(!is_sdk_file(root, Path::new("/srv/www/dashboard/footprint.js")));
+        assert!(!is_sdk_file(root, Path::new("/srv/www/index.html")));
+    }
 
     #[test]
     fn paths_cannot_escape_the_root() {
