@@ -9,9 +9,9 @@
 //!   holds a tab or a newline (JSON has them escaped).
 //! - A batch is one text, the same in memory and on the device: a first line `c` + the `context` all its events
 //!   share + TAB + the batch's name, its storage key (the page's random key base and the batch's ID: unique across
-//!   pages and tabs),
-//!   then one line per event. Its lines never change once written, so a retry, a beacon or a later page sends
-//!   every event with the same `messageId` (the collector dedupes on it), and no random ID is drawn per event. The device writes it as the request body when it is sent (`js/host.js`):
+//!   pages and tabs), then one line per event. Its lines never change once written, so a retry, a beacon or a
+//!   later page sends every event with the same `messageId` (the collector dedupes on it), and no random ID is
+//!   drawn per event. The device writes it as the request body when it is sent (`js/host.js`):
 //!   each line as the event's JSON (`{"type":…,"event":…,"properties":…,"messageId":…,"timestamp":…,…}`) in the
 //!   Segment batch envelope, whose `context` the collector merges into every event — so the context travels once
 //!   per batch, and the module carries no JSON encoder. A line that is JSON already (an event stored by an earlier
@@ -155,7 +155,8 @@ impl Outbox {
             self.context = Some(context.clone());
         }
         if self.open.count == 0 {
-            // The batch's name on the context line: the device makes its events' messageIds of it.
+            // The batch's name on the context line: the device makes its events' messageIds of it. (The same text is
+            // its storage key, made again at the seal: writing it into `key` here costs the module ~90 B brotli.)
             self.open.id = self.new_id();
             let open = &mut self.open;
             open.text.push('c');

@@ -3,8 +3,8 @@
 // both alike. Per page, as tests/browser/bench.mjs measures them (bare DevTools pipe): µs per track() over the first
 // 1,000 calls after ready and over the next 10,000, the main thread's TaskDuration per event until the collector
 // stored all 11,000, and the renderer processes' CPU time per event (every thread).
-// With --small, a typical page instead (bench.mjs's measureSmallPage: 5 events after ready): "per event" is then
-// the page's main-thread ms and "renderer CPU" the renderers' CPU ms, per page.
+// With --small, a typical page instead (bench.mjs's measureSmallPage: 5 events after ready): the page's main-thread
+// ms and the renderers' CPU ms, per page.
 // usage: node tests/browser/ab.mjs WWW_A WWW_B [pages per build] [--small]   (FOOTPRINT_BIN: the collector)
 import { rmSync } from "node:fs";
 import { benchSite, measurePage, measureSmallPage, median } from "./bench.mjs";
@@ -22,10 +22,10 @@ const res = { A: [], B: [] };
 try {
   for (let i = 0; i < pages; i++)
     for (const name of i % 2 ? ["B", "A"] : ["A", "B"]) res[name].push(await (small ? measureSmallPage(browser, collectors[name], res[name].length * 6) : measurePage(browser, collectors[name], res[name].length * 11_000)));
-  const show = (runs, key) => `${median(runs.map((r) => r[key])).toFixed(2)} µs (${runs.map((r) => r[key].toFixed(1)).join(" ")})`;
+  const show = (runs, key, unit = "µs") => `${median(runs.map((r) => r[key])).toFixed(2)} ${unit} (${runs.map((r) => r[key].toFixed(1)).join(" ")})`;
   for (const n of ["A", "B"])
-    if (small) console.log(`${n}: main thread per page ${show(res[n], "event").replace("µs", "ms")}; renderer CPU per page ${show(res[n], "cpu").replace("µs", "ms")}`);
-    else console.log(`${n}: ready ${show(res[n], "readyMs").replace("µs", "ms")}; per track() first 1,000 ${show(res[n], "k1")}; next 10,000 ${show(res[n], "k10")}; per event ${show(res[n], "event")}; renderer CPU per event ${show(res[n], "cpu")}`);
+    if (small) console.log(`${n}: main thread per page ${show(res[n], "mainMs", "ms")}; renderer CPU per page ${show(res[n], "cpuMs", "ms")}`);
+    else console.log(`${n}: ready ${show(res[n], "readyMs", "ms")}; per track() first 1,000 ${show(res[n], "k1")}; next 10,000 ${show(res[n], "k10")}; per event ${show(res[n], "event")}; renderer CPU per event ${show(res[n], "cpu")}`);
 } finally {
   await browser.close();
   await collectors.A.stop();

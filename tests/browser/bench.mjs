@@ -67,8 +67,8 @@ export async function measurePage(browser, collector, storedBefore) {
 }
 
 /** A typical page instead of a burst: 5 track() calls and flush() shortly after ready, until the collector stored them
- * with the page view (after `storedBefore` earlier events). Answers the page's main-thread ms, as `event` (the
- * key `ab.mjs` prints), and every renderer thread's CPU ms, as `cpu`. */
+ * with the page view (after `storedBefore` earlier events). Answers the page's main-thread ms (`mainMs`) and every
+ * renderer thread's CPU ms (`cpuMs`). */
 export async function measureSmallPage(browser, collector, storedBefore) {
   const page = await browser.newPage(`${collector.url}/bench.html`);
   try {
@@ -78,7 +78,7 @@ export async function measureSmallPage(browser, collector, storedBefore) {
     await page.evaluate(`for (let i = 0; i < 5; i++) footprint.track("Small", { i }); footprint.flush()`);
     await until(() => query(collector.db, "SELECT count(*) AS n FROM events")[0].n >= storedBefore + 6, 10_000, "the page's events");
     await new Promise((r) => setTimeout(r, 300)); // the answer's handling
-    return { readyMs: 0, k1: 0, k10: 0, event: ((await page.taskSeconds()) - busyBefore) * 1e3, cpu: ((await browser.rendererCpuSeconds()) - cpuBefore) * 1e3 };
+    return { mainMs: ((await page.taskSeconds()) - busyBefore) * 1e3, cpuMs: ((await browser.rendererCpuSeconds()) - cpuBefore) * 1e3 };
   } finally {
     await page.close();
   }

@@ -93,14 +93,14 @@ export async function launch() {
 /** The stub snippet, as README documents it. */
 export const STUB = `(t=>"track page identify alias group reset flush consent".split(" ").map(n=>t[n]=t[n]||function(){t.q.push([n,arguments])}))(window.footprint=window.footprint||{q:[]});`;
 
-/** A test page: the stub, the script tag with `data` attributes, then `body` HTML. */
-export function pageHtml({ data = {}, body = "", head = "" } = {}) {
+/** A test page: the stub, the script tag (`src`) with `data` attributes, then `body` HTML. */
+export function pageHtml({ data = {}, body = "", head = "", src = "/footprint.js" } = {}) {
   const attrs = Object.entries({ "write-key": "wk_demo", ...data })
     .map(([k, v]) => ` data-${k}="${v}"`)
     .join("");
   return `<!doctype html><html><head><meta charset="utf-8"><title>SDK test</title>${head}
 <script>${STUB}</script>
-<script async src="/footprint.js"${attrs}></script></head><body>${body}</body></html>`;
+<script async src="${src}"${attrs}></script></head><body>${body}</body></html>`;
 }
 
 /**

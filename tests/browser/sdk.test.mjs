@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { STUB, contextFor, events, launch, pageHtml, query, ready, startCollector, until } from "./harness.mjs";
+import { contextFor, events, launch, pageHtml, query, ready, startCollector, until } from "./harness.mjs";
 
 let browser;
 before(async () => {
@@ -36,6 +36,20 @@ async function ingestRequests(collector) {
   const text = await (await fetch(`${collector.url}/metrics`)).text();
   return +text.match(/^footprint_http_requests_total\{kind="ingest"\} (\d+)$/m)[1];
 }
+
+/** `count` calls of `footprint.track(name, { i })` in one task of `page`. */
+const burst = (page, name, count) =>
+  page.evaluate(([name, count]) => {
+    for (let i = 0; i < count; i++) footprint.track(name, { i });
+  }, [name, count]);
+
+/** Waits until the collector stored `count` events named `name`; answers how many it stored and how many distinct
+ * messageIds they have. */
+const storedOnce = (db, name, count, ms) =>
+  until(() => {
+    const r = query(db, `SELECT count(*) AS n, count(DISTINCT message_id) AS d FROM events WHERE name = '${name}'`)[0];
+    return r.n >= count && r;
+  }, ms, `${count} '${name}' events`);
 
 const named = (db, name) => events(db, `name = '${name}'`);
 const noDuplicates = (rows) => assert.equal(new Set(rows.map((r) => r.message_id)).size, rows.length, "no duplicate messageId");
@@ -280,13 +294,8 @@ test("a burst of 3,000 track() calls: exactly 3,000 stored, no duplicates", asyn
     await page.goto(`${base}/t/burst`);
     await ready(page);
     const before = await ingestRequests(collector);
-    await page.evaluate(() => {
-      for (let i = 0; i < 3000; i++) footprint.track("Burst", { i });
-    });
-    const rows = await until(() => {
-      const r = query(collector.db, "SELECT count(*) AS n, count(DISTINCT message_id) AS d FROM events WHERE name = 'Burst'")[0];
-      return r.n >= 3000 && r;
-    }, 30_000, "3,000 burst events");
+    await burst(page, "Burst", 3000);
+    const rows = await storedOnce(collector.db, "Burst", 3000, 30_000);
     assert.deepEqual(rows, { n: 3000, d: 3000 });
     const seen = query(collector.db, "SELECT count(DISTINCT json_extract(properties, '$.i')) AS n FROM events WHERE name = 'Burst'")[0].n;
     assert.equal(seen, 3000, "every call, not just 3,000 rows");
@@ -311,13 +320,8 @@ test("a burst the collector first answers 503 is retried after Retry-After and s
     });
     await page.goto(`${base}/t/retried`);
     await ready(page);
-    await page.evaluate(() => {
-      for (let i = 0; i < 1000; i++) footprint.track("Retried", { i });
-    });
-    const rows = await until(() => {
-      const r = query(collector.db, "SELECT count(*) AS n, count(DISTINCT message_id) AS d FROM events WHERE name = 'Retried'")[0];
-      return r.n >= 1000 && r;
-    }, 20_000, "the retried burst");
+    await burst(page, "Retried", 1000);
+    const rows = await storedOnce(collector.db, "Retried", 1000, 20_000);
     assert.deepEqual(rows, { n: 1000, d: 1000 });
     assert.equal(refused, 2, "the collector's 503s reached the sender");
   });
@@ -328,8 +332,7 @@ test("a page on another origin than the collector: the module loads and the send
   // The page from a second collector's www directory: another port, so another origin (both on loopback, which
   // Chromium's private-network checks require of a page that calls a loopback address).
   const pages = mkdtempSync(join(tmpdir(), "fp-sdk-site-"));
-  writeFileSync(join(pages, "cross.html"), `<!doctype html><html><head><meta charset="utf-8"><title>other origin</title>
-<script>${STUB}</script><script async src="${collector.url}/footprint.js" data-write-key="wk_demo"></script></head><body></body></html>`);
+  writeFileSync(join(pages, "cross.html"), pageHtml({ src: `${collector.url}/footprint.js` }));
   process.env.FOOTPRINT_WWW_DIR = pages;
   const site = await startCollector().finally(() => delete process.env.FOOTPRINT_WWW_DIR);
   const context = await browser.newContext();
@@ -339,13 +342,8 @@ test("a page on another origin than the collector: the module loads and the send
     page.on("pageerror", (e) => errors.push(String(e)));
     await page.goto(`${site.url}/cross.html`);
     await ready(page);
-    await page.evaluate(() => {
-      for (let i = 0; i < 1000; i++) footprint.track("Cross Origin", { i });
-    });
-    const rows = await until(() => {
-      const r = query(collector.db, "SELECT count(*) AS n, count(DISTINCT message_id) AS d FROM events WHERE name = 'Cross Origin'")[0];
-      return r.n >= 1000 && r;
-    }, 15_000, "the other origin's burst");
+    await burst(page, "Cross Origin", 1000);
+    const rows = await storedOnce(collector.db, "Cross Origin", 1000, 15_000);
     assert.deepEqual(rows, { n: 1000, d: 1000 });
     assert.equal(page.workers().length, 1, "through the send worker");
     assert.equal(events(collector.db, "type = 'page'")[0].url, `${site.url}/cross.html`, "the page's own URL");
@@ -429,11 +427,7 @@ window.__started = true;
     await page.evaluate(() => import("/npm/index.js").then(({ track }) => {
       for (let i = 0; i < 1000; i++) track("Npm Burst", { i });
     }));
-    const burst = await until(() => {
-      const r = query(collector.db, "SELECT count(*) AS n, count(DISTINCT message_id) AS d FROM events WHERE name = 'Npm Burst'")[0];
-      return r.n >= 1000 && r;
-    }, 15_000, "the npm page's burst");
-    assert.deepEqual(burst, { n: 1000, d: 1000 });
+    assert.deepEqual(await storedOnce(collector.db, "Npm Burst", 1000, 15_000), { n: 1000, d: 1000 });
     assert.equal(page.workers().length, 1, "the send worker runs");
   });
 });
