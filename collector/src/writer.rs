@@ -170,7 +170,7 @@ fn next_job(rx: &mut mpsc::UnboundedReceiver<Job>, store: &mut dyn EventStore, m
             Ok(job) => return Some(job),
             Err(mpsc::error::TryRecvError::Disconnected) => return None,
             Err(mpsc::error::TryRecvError::Empty) if idle_since.elapsed() >= IDLE_FLUSH => {
-                if let Err(error) = store.flush() {
+                if let Err(error) = store.flush_in_background() {
                     tracing::warn!(%error, "stats update failed; retrying from the stored events");
                 }
                 // Not in a tight loop: a store that keeps waiting (a replica following a shared log, or one whose

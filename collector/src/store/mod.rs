@@ -14,6 +14,7 @@ pub use identity::UnmergeError;
 pub use postgres::ping as ping_shared_database;
 pub use privacy::{ErasureReport, ErasureRequest};
 pub mod stats;
+pub mod stats_thread;
 
 use footprint_core::{CallKind, RejectCode};
 
@@ -282,6 +283,11 @@ pub trait EventStore: Send {
     /// that is already durable. The events are durable whatever happens here, so a failure is the store's to log
     /// and to catch up from later, not an error for the writer.
     fn flush_if_due(&mut self) {}
+    /// Starts bringing derived tables up to date without waiting for them (the writer's queue is idle); a store
+    /// that derives them on the writer's thread does it all here.
+    fn flush_in_background(&mut self) -> Result<(), StoreError> {
+        self.flush()
+    }
     /// Whether committed events wait for [`EventStore::flush`].
     fn stats_waiting(&self) -> bool {
         false

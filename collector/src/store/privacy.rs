@@ -113,7 +113,7 @@ pub(super) fn erase(conn: &mut Connection, cache: &mut IdentityCache, request: &
             let unfiled: Vec<(i64, Option<String>, Option<String>)> = tx
                 .prepare(&format!(
                     "SELECT id, anonymous_id, user_id FROM events WHERE id IN (SELECT event_id FROM unfiled_events WHERE site = ?1 AND kind = ?3 AND value = ?2
-                     UNION ALL SELECT id FROM events WHERE id > (SELECT last_event_id FROM stats_state WHERE id = 1) AND profile_id IS NULL AND +site = ?1 AND {column} = ?2)"
+                     UNION ALL SELECT id FROM events WHERE id > (SELECT last_event_id FROM links_state WHERE id = 1) AND profile_id IS NULL AND +site = ?1 AND {column} = ?2)"
                 ))?
                 .query_map(params![site, id.value, column], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<Result<_, _>>()?;

@@ -1,5 +1,6 @@
-//! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`, one writer connection (group commit)
-//! and short-lived reader connections for queries.
+//! The embedded store: one SQLite file in WAL mode with `synchronous=FULL` (`footprint.db`), one writer connection
+//! (group commit) and short-lived reader connections for queries; the stats derived from it in `stats.db` beside
+//! it, kept by the stats thread (`stats_thread.rs`).
 
 use super::identity::{self, IdentityCache};
 use super::{EventStore, QuarantinedEvent, StoreError, StoredEvent};
@@ -217,7 +218,33 @@ const MIGRATIONS: &[(i64, &str)] = &[
     -- and about a tenth of the WAL's page writes per event, for one query at start.
     DROP INDEX events_received_at;",
     ),
+    (
+        10,
+        "-- Names this database, so a stats.db beside it can tell whether it derives from it (stats_thread.rs).
+    CREATE TABLE store_info (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        token TEXT NOT NULL
+    );
+    INSERT INTO store_info (id, token) VALUES (1, lower(hex(randomblob(16))));",
+    ),
+    (
+        STATS_MOVED,
+        "-- The stats tables moved to stats.db (copied there just before this migration, `move_stats`): their
+    -- transactions no longer hold the write lock that acknowledgements wait for. What stays is the watermark of
+    -- the person-index links (profile_events, unfiled_events), which are still filed here in batches.
+    DROP TABLE stats_visits;
+    DROP TABLE stats_open;
+    DROP TABLE stats_rollup;
+    DROP TABLE stats_sketch;
+    ALTER TABLE stats_state RENAME TO links_state;",
+    ),
 ];
+
+/// The migration that drops the stats tables from the main database, once `move_stats` copied them to stats.db.
+const STATS_MOVED: i64 = 11;
+
+/// Migrations of stats.db (its own `schema_migrations`).
+const STATS_DB_MIGRATIONS: &[(i64, &str)] = &[(1, super::stats::STATS_DB_SCHEMA)];
 
 /// How far `received_at` may run backwards against the event ids (a request that waited for its body, a clock set
 /// back): the dedupe window is rebuilt from this much earlier.
@@ -226,7 +253,7 @@ const RECEIVED_AT_SLACK_MS: i64 = 86_400_000;
 /// The ids of every event of the person whose profiles share root `?1`: the links filed up to the watermark, and
 /// the newest events after it by their own `profile_id`.
 pub(super) const PERSON_EVENT_IDS: &str = "SELECT event_id FROM profile_events WHERE profile_id IN (SELECT id FROM profiles WHERE root = ?1)
-    UNION ALL SELECT id FROM events WHERE id > (SELECT last_event_id FROM stats_state WHERE id = 1) AND profile_id IN (SELECT id FROM profiles WHERE root = ?1)";
+    UNION ALL SELECT id FROM events WHERE id > (SELECT last_event_id FROM links_state WHERE id = 1) AND profile_id IN (SELECT id FROM profiles WHERE root = ?1)";
 
 const INSERT_EVENT: &str = "INSERT INTO events (site, message_id, type, name, category, anonymous_id, user_id, previous_id,
     group_id, timestamp, original_timestamp, sent_at, received_at, flags, url, path, title, referrer, referrer_host,
@@ -246,8 +273,8 @@ const INSERT_QUARANTINE: &str =
 /// once for all of them, instead of once per group commit.
 const STATS_FLUSH_EVENTS: usize = 5_000;
 const STATS_FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(250);
-/// Events per stats transaction when catching up from the database.
-const STATS_CATCH_UP_BATCH: usize = 20_000;
+/// Events per links transaction when catching up from the database.
+const LINKS_CATCH_UP_BATCH: usize = 20_000;
 
 /// Past this size the checkpoint thread restarts the WAL (see [`checkpoint_round`]).
 const WAL_RESTART_BYTES: u64 = 128 * 1024 * 1024;
@@ -257,19 +284,22 @@ pub struct SqliteStore {
     insert_event: StaticInsert,
     conn: Connection,
     path: PathBuf,
-    /// Committed events not yet in the stats tables (slimmed by `stats::keep_for_stats`), oldest first.
+    /// Committed events not yet handed to the stats thread (slimmed by `stats::keep_for_stats`), oldest first.
     stats_pending: Vec<StoredEvent>,
     /// Their (profile, event id) links, for `profile_events`.
     links_pending: Vec<(i64, i64)>,
     /// The raw IDs of those filed under no profile, for `unfiled_events`.
     unfiled_pending: Vec<super::stats::UnfiledLink>,
     stats_pending_since: Option<std::time::Instant>,
-    /// The events after the stats watermark must be read back from the database (after a crash or a failed stats
-    /// transaction): `stats_pending` is then incomplete and ignored.
-    stats_from_database: bool,
+    /// `links_state.last_event_id`: every event up to it has its links filed and was handed to the stats thread.
+    links_mark: i64,
+    /// The events after the links watermark must be read back from the database (after a crash or a failed links
+    /// transaction): the pending lists are then incomplete and ignored.
+    links_from_database: bool,
     identities: IdentityCache,
-    stats: super::stats::StatsCache,
     limits: Limits,
+    /// Declared before `checkpointer`: stopped (its queue applied) first.
+    stats_thread: Option<super::stats_thread::StatsThread>,
     checkpointer: Option<Checkpointer>,
 }
 
@@ -373,11 +403,14 @@ impl SqliteStore {
         // Room for every statement the writer runs (ingest, identity, stats: about 40): with rusqlite's default of
         // 16 they pushed each other out, and each stats update and many commits parsed SQL again.
         conn.set_prepared_statement_cache_capacity(128);
-        migrate(&mut conn)?;
+        migrate(&mut conn, MIGRATIONS, STATS_MOVED - 1)?;
+        open_stats_db(&mut conn, &path)?;
+        migrate(&mut conn, MIGRATIONS, i64::MAX)?;
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         // After a checkpoint the WAL file is cut back to this size instead of staying at its largest.
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         let checkpointer = Some(Checkpointer::start(&path, Checkpointer::INTERVAL, WAL_RESTART_BYTES)?);
+        let stats_thread = Some(super::stats_thread::StatsThread::start(&path)?);
         let mut store = SqliteStore {
             insert_event: StaticInsert::prepare(&conn, INSERT_EVENT)?,
             conn,
@@ -386,78 +419,83 @@ impl SqliteStore {
             links_pending: Vec::new(),
             unfiled_pending: Vec::new(),
             stats_pending_since: None,
-            stats_from_database: true,
+            links_mark: 0,
+            links_from_database: true,
             identities: IdentityCache::default(),
-            stats: Default::default(),
             limits: Limits::default(),
+            stats_thread,
             checkpointer,
         };
-        // Events a crash left out of the stats are added now, before the first query.
+        // Events a crash left out of the links and the stats are added now, before the first query.
         store.flush_stats()?;
         Ok(store)
     }
 
-    /// Brings the stats tables up to date with every committed event, in one transaction that also moves the
-    /// watermark (so no event is counted twice or left out, whatever fails or crashes in between).
+    /// Brings the stats tables up to date with every committed event and waits until they are: files the links and
+    /// hands the events to the stats thread ([`Self::flush_links`]), then waits for it.
     pub fn flush_stats(&mut self) -> Result<(), StoreError> {
+        self.flush_links()?;
+        self.stats_thread.as_ref().expect("until drop").sync()
+    }
+
+    /// Files the waiting events' links in `profile_events` / `unfiled_events` in one transaction that also moves the
+    /// links watermark, then hands the events to the stats thread (without waiting for it).
+    fn flush_links(&mut self) -> Result<(), StoreError> {
         self.stats_pending_since = None;
-        let result = if self.stats_from_database {
-            // The waiting events are read back from `events` with the rest.
-            self.catch_up_stats()
+        let result = if self.links_from_database {
+            self.catch_up_links()
         } else if self.stats_pending.is_empty() && self.links_pending.is_empty() {
             Ok(())
         } else {
-            let (conn, stats, pending, links, unfiled) = (&mut self.conn, &mut self.stats, &self.stats_pending, &mut self.links_pending, &mut self.unfiled_pending);
+            let (conn, links, unfiled) = (&mut self.conn, &mut self.links_pending, &mut self.unfiled_pending);
             (|| {
                 let tx = conn.transaction()?;
                 let last: i64 = tx.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")?.query_row([], |r| r.get(0))?;
-                super::stats::record(&tx, stats, pending, last)?;
                 super::stats::link_profile_events(&tx, links)?;
                 super::stats::link_unfiled_events(&tx, unfiled)?;
-                super::stats::set_watermark(&tx, last)?;
+                set_links_watermark(&tx, last)?;
                 tx.commit()?;
-                Ok(())
+                Ok(last)
             })()
+            .map(|last| {
+                // A new list rather than the old one emptied: the old one goes to the stats thread. Sized for a full
+                // flush, so it is not reallocated (and thousands of events moved) several times while it fills.
+                let events = std::mem::replace(&mut self.stats_pending, Vec::with_capacity(STATS_FLUSH_EVENTS));
+                self.stats_thread.as_ref().expect("until drop").record(self.links_mark, last, events);
+                self.links_mark = last;
+            })
         };
         if result.is_err() {
-            // Rolled back: the cache may hold what was not stored, and the events are read back next time.
-            self.stats.clear();
-            self.stats_from_database = true;
+            // Rolled back: the events are read back next time, by this store and by the stats thread.
+            self.links_from_database = true;
         }
-        // Emptied with their capacity kept: refilled from nothing, they were reallocated (and thousands of events
-        // moved) several times per flush.
         self.stats_pending.clear();
         self.links_pending.clear();
         self.unfiled_pending.clear();
         result
     }
 
-    fn catch_up_stats(&mut self) -> Result<(), StoreError> {
-        let mut caught_up = 0;
+    fn catch_up_links(&mut self) -> Result<(), StoreError> {
         loop {
-            let after = super::stats::watermark(&self.conn)?;
-            let (events, mut links, mut unfiled, last) = super::stats::events_after(&self.conn, after, STATS_CATCH_UP_BATCH)?;
+            let after = links_watermark(&self.conn)?;
+            let (events, mut links, mut unfiled, last) = super::stats::events_after(&self.conn, after, LINKS_CATCH_UP_BATCH)?;
+            self.links_mark = last;
             if events.is_empty() {
                 break;
             }
             let tx = self.conn.transaction()?;
-            super::stats::record(&tx, &mut self.stats, &events, last)?;
             super::stats::link_profile_events(&tx, &mut links)?;
             super::stats::link_unfiled_events(&tx, &mut unfiled)?;
-            super::stats::set_watermark(&tx, last)?;
+            set_links_watermark(&tx, last)?;
             tx.commit()?;
-            caught_up += events.len();
         }
-        if caught_up > 0 {
-            tracing::info!(events = caught_up, "stats caught up with stored events");
-        }
-        self.stats_from_database = false;
+        self.links_from_database = false;
         Ok(())
     }
 
     /// Keeps what a successful commit's events mean for the derived tables until the next flush.
     fn after_commit(&mut self, events: Vec<StoredEvent>, (links, unfiled): Links) {
-        if !self.stats_from_database {
+        if !self.links_from_database {
             self.links_pending.extend(links);
             self.unfiled_pending.extend(unfiled);
             self.stats_pending.extend(events.into_iter().map(|mut e| {
@@ -472,8 +510,8 @@ impl SqliteStore {
     /// here; failed stats are caught up from the database, so a failure is logged, not returned.
     fn flush_stats_if_due(&mut self) {
         if self.stats_due() {
-            if let Err(error) = self.flush_stats() {
-                tracing::warn!(%error, "stats update failed; retrying from the stored events");
+            if let Err(error) = self.flush_links() {
+                tracing::warn!(%error, "filing the person index failed; retrying from the stored events");
             }
         }
     }
@@ -489,20 +527,73 @@ impl SqliteStore {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
-        // Stop the checkpointer first: the writer's connection is then the last one and checkpoints on close.
+        // Stop the stats thread and the checkpointer first: the writer's connection is then the last one and
+        // checkpoints on close.
+        self.stats_thread.take();
         self.checkpointer.take();
     }
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")?;
-    let current: i64 = conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+/// Applies `migrations` up to version `upto` that the connection's main database lacks.
+fn migrate(conn: &mut Connection, migrations: &[(i64, &str)], upto: i64) -> Result<(), StoreError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS main.schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")?;
+    let current: i64 = conn.query_row("SELECT COALESCE(MAX(version), 0) FROM main.schema_migrations", [], |r| r.get(0))?;
+    for (version, sql) in migrations.iter().filter(|(v, _)| *v > current && *v <= upto) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
-        tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, unixepoch())", [version])?;
+        tx.execute("INSERT INTO main.schema_migrations (version, applied_at) VALUES (?1, unixepoch())", [version])?;
         tx.commit()?;
     }
+    Ok(())
+}
+
+/// Prepares stats.db beside the main database `db` and attaches it to the writer's connection as `stats` (erasure
+/// deletes visits through it). Before migration [`STATS_MOVED`], copies the stats tables there from the main
+/// database (deleting first, so a copy a crash interrupted is done again whole). A stats.db that derives from
+/// another main database starts over: the stats thread then rebuilds it from the events.
+fn open_stats_db(conn: &mut Connection, db: &Path) -> Result<(), StoreError> {
+    let stats_path = super::stats_thread::stats_path(db);
+    {
+        let mut stats = Connection::open(&stats_path)?;
+        stats.pragma_update(None, "journal_mode", "WAL")?;
+        stats.pragma_update(None, "busy_timeout", 5_000)?;
+        migrate(&mut stats, STATS_DB_MIGRATIONS, i64::MAX)?;
+    }
+    conn.execute("ATTACH DATABASE ?1 AS stats", [stats_path.to_string_lossy()])?;
+    conn.execute_batch("PRAGMA stats.synchronous = FULL; PRAGMA stats.secure_delete = ON;")?;
+    let token: String = conn.query_row("SELECT token FROM main.store_info WHERE id = 1", [], |r| r.get(0))?;
+    let moved: i64 = conn.query_row("SELECT COUNT(*) FROM main.schema_migrations WHERE version = ?1", [STATS_MOVED], |r| r.get(0))?;
+    let tx = conn.transaction()?;
+    if moved == 0 {
+        for table in super::stats::STATS_TABLES {
+            let columns: Vec<String> = tx.prepare(&format!("PRAGMA main.table_info({table})"))?.query_map([], |r| r.get(1))?.collect::<Result<_, _>>()?;
+            let columns = columns.join(", ");
+            tx.execute_batch(&format!("DELETE FROM stats.{table}; INSERT INTO stats.{table} ({columns}) SELECT {columns} FROM main.{table};"))?;
+        }
+        tx.execute("UPDATE stats.stats_state SET source = ?1, last_event_id = (SELECT last_event_id FROM main.stats_state WHERE id = 1)", [&token])?;
+    } else {
+        let source: String = tx.query_row("SELECT source FROM stats.stats_state WHERE id = 1", [], |r| r.get(0))?;
+        if source != token {
+            if !source.is_empty() {
+                tracing::info!(path = %stats_path.display(), "the stats belong to another database; rebuilding them from the events");
+            }
+            for table in super::stats::STATS_TABLES {
+                tx.execute_batch(&format!("DELETE FROM stats.{table}"))?;
+            }
+            tx.execute("UPDATE stats.stats_state SET source = ?1, last_event_id = 0", [&token])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// `links_state.last_event_id`: the newest event whose person-index links are filed.
+fn links_watermark(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.prepare_cached("SELECT last_event_id FROM main.links_state WHERE id = 1")?.query_row([], |r| r.get(0))?)
+}
+
+fn set_links_watermark(conn: &Connection, last_event_id: i64) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE main.links_state SET last_event_id = ?1 WHERE id = 1")?.execute([last_event_id])?;
     Ok(())
 }
 
@@ -598,6 +689,10 @@ impl EventStore for SqliteStore {
         self.flush_stats_if_due();
     }
 
+    fn flush_in_background(&mut self) -> Result<(), StoreError> {
+        self.flush_links()
+    }
+
     fn stats_waiting(&self) -> bool {
         self.stats_pending_since.is_some()
     }
@@ -618,8 +713,8 @@ impl EventStore for SqliteStore {
         // Waiting events must reach the visits first, or a later stats update would bring the person's visits back.
         self.flush_stats()?;
         let result = super::privacy::erase(&mut self.conn, &mut self.identities, request, suppression_hash, now);
-        // Erasure deletes visits and `stats_open` rows: the writer's copy of them starts over.
-        self.stats.clear();
+        // Erasure deletes visits and `stats_open` rows: the stats thread's copy of them starts over.
+        self.stats_thread.as_ref().expect("until drop").clear_cache();
         if result.is_err() {
             self.identities.clear();
         }
@@ -886,16 +981,64 @@ mod tests {
             assert!(store.stats_waiting(), "the events wait for the stats");
             // Dropped without a flush: what a crash leaves.
         }
-        let want = stats_dump(&clean.join("footprint.db"));
+        let want = stats_dump(&clean.join("stats.db"));
         assert!(want.len() > 20, "the fixture fills the stats ({} rows)", want.len());
-        assert!(stats_dump(&crashed.join("footprint.db")).is_empty(), "the crash left the stats behind");
+        assert!(stats_dump(&crashed.join("stats.db")).is_empty(), "the crash left the stats behind");
         drop(SqliteStore::open(&crashed).unwrap());
-        assert_eq!(stats_dump(&crashed.join("footprint.db")), want);
+        assert_eq!(stats_dump(&crashed.join("stats.db")), want);
         // Caught up once: opening again adds nothing.
         drop(SqliteStore::open(&crashed).unwrap());
-        assert_eq!(stats_dump(&crashed.join("footprint.db")), want);
+        assert_eq!(stats_dump(&crashed.join("stats.db")), want);
         std::fs::remove_dir_all(&clean).unwrap();
         std::fs::remove_dir_all(&crashed).unwrap();
+    }
+
+    #[test]
+    fn the_stats_move_to_their_own_file_and_start_over_beside_another_database() {
+        let dir = temp_dir("stats-move");
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("footprint.db");
+        {
+            // A store of the layout before migration 11: stats in the main database.
+            let mut old = Connection::open(&db).unwrap();
+            old.pragma_update(None, "journal_mode", "WAL").unwrap();
+            migrate(&mut old, MIGRATIONS, STATS_MOVED - 2).unwrap();
+            old.execute_batch(
+                "INSERT INTO stats_rollup (site, dim, hour, value, pageviews) VALUES ('shop', 0, 1, '', 7);
+                 INSERT INTO stats_visits (site, visitor, start, last, entry_page, exit_page, referrer, utm_source, utm_medium,
+                     utm_campaign, device, browser, os, steps) VALUES ('shop', 'a:v', 1, 2, '/', '/', '', '', '', '', 'desktop', 'Firefox', 'Linux', 'x');
+                 UPDATE stats_state SET last_event_id = 0;",
+            )
+            .unwrap();
+        }
+        let tables = |path: &Path| -> Vec<String> {
+            let conn = Connection::open(path).unwrap();
+            let names = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND (name = 'links_state' OR name LIKE 'stats_%') ORDER BY 1").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+            names
+        };
+        let pageviews = |dir: &Path| -> Vec<i64> {
+            let conn = Connection::open(dir.join("stats.db")).unwrap();
+            let n = conn.prepare("SELECT pageviews FROM stats_rollup").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+            n
+        };
+        drop(SqliteStore::open(&dir).unwrap());
+        assert_eq!(tables(&db), ["links_state"], "the main database keeps the links watermark alone");
+        assert_eq!(pageviews(&dir), [7], "the rollups moved");
+        let visits: i64 = Connection::open(dir.join("stats.db")).unwrap().query_row("SELECT COUNT(*) FROM stats_visits WHERE steps = 'x'", [], |r| r.get(0)).unwrap();
+        assert_eq!(visits, 1, "the visits moved");
+        drop(SqliteStore::open(&dir).unwrap());
+        assert_eq!(pageviews(&dir), [7], "opening again changes nothing");
+        // Another main database beside the same stats.db (a restored backup, a rebuilt replica): its stats start over.
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        let mut store = SqliteStore::open(&dir).unwrap();
+        assert!(pageviews(&dir).is_empty(), "the other database's stats are gone");
+        store.commit(vec![StoredEvent { site: "shop".into(), message_id: "m".into(), kind: Some(footprint_core::CallKind::Page), timestamp: 1_770_000_000_000, visitor: Some("a:v".into()), path: Some("/".into()), ..Default::default() }], &[]).unwrap();
+        store.flush_stats().unwrap();
+        assert!(pageviews(&dir).contains(&1), "and follow this one");
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

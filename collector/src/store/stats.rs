@@ -1,5 +1,5 @@
-//! The stats tables and their SQL: visits and hourly rollups maintained in the writer's transaction
-//! ([`record`]), and the read queries behind `/admin/v1/stats/*`, `/admin/v1/quarantine` and
+//! The stats tables (in `stats.db`) and their SQL: visits and hourly rollups maintained by the stats thread
+//! ([`record`], called from `stats_thread.rs`), and the read queries behind `/admin/v1/stats/*`, `/admin/v1/quarantine` and
 //! `/admin/v1/consent-ledger`. Design: ARCHITECTURE.md § Stats.
 
 use super::{StoreError, StoredEvent};
@@ -12,9 +12,10 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-/// Migration 3: the stats tables.
-pub const SCHEMA: &str = "
-    -- One row per visit (bots excluded): the dimensions fixed at its start, its counters and its steps.
+/// The stats tables (in the main database until migration 11, in `stats.db` since).
+macro_rules! stats_tables {
+    () => {
+        "    -- One row per visit (bots excluded): the dimensions fixed at its start, its counters and its steps.
     CREATE TABLE stats_visits (
         id INTEGER PRIMARY KEY,
         site TEXT NOT NULL,
@@ -73,11 +74,18 @@ pub const SCHEMA: &str = "
         sketch BLOB NOT NULL,
         PRIMARY KEY (site, dim, hour, value)
     ) WITHOUT ROWID;
-    CREATE INDEX quarantine_site_code ON quarantine(site, code, id);
-    CREATE INDEX consent_ledger_site ON consent_ledger(site, id);";
+    "
+    };
+}
 
-/// Migration 4: the stats follow the events instead of sharing their transaction. `last_event_id` is the newest
-/// event the stats tables include; the store applies the events after it in batches (and again after a crash).
+/// Migration 3 of the main database: the stats tables, and two indexes of its own tables the stats queries use.
+pub const SCHEMA: &str = concat!(stats_tables!(), "
+    CREATE INDEX quarantine_site_code ON quarantine(site, code, id);
+    CREATE INDEX consent_ledger_site ON consent_ledger(site, id);");
+
+/// Migration 4 of the main database: the stats follow the events instead of sharing their transaction.
+/// `last_event_id` is the newest event the stats tables include (since migration 11 `links_state`: the newest event
+/// whose person-index links are filed).
 pub const WATERMARK_SCHEMA: &str = "
     CREATE TABLE stats_state (
         id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -85,6 +93,21 @@ pub const WATERMARK_SCHEMA: &str = "
     );
     -- Until now the stats were kept in the events' own transaction: they include every stored event.
     INSERT INTO stats_state (id, last_event_id) SELECT 1, COALESCE(MAX(id), 0) FROM events;";
+
+/// `stats.db`, migration 1: the stats tables, and how far they follow which main database. `source` is the main
+/// database's `store_info.token`: a `stats.db` beside another main database (restored from a backup, rebuilt as a
+/// replica) starts over instead of counting events it never saw.
+pub const STATS_DB_SCHEMA: &str = concat!(stats_tables!(), "
+    CREATE INDEX stats_visits_visitor ON stats_visits(site, visitor);
+    CREATE TABLE stats_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        source TEXT NOT NULL,
+        last_event_id INTEGER NOT NULL
+    );
+    INSERT INTO stats_state (id, source, last_event_id) VALUES (1, '', 0);");
+
+/// The stats tables, in the order a copy writes them.
+pub const STATS_TABLES: &[&str] = &["stats_visits", "stats_open", "stats_rollup", "stats_sketch"];
 
 /// The newest event the stats tables include.
 pub fn watermark(conn: &Connection) -> Result<i64, StoreError> {
@@ -395,9 +418,9 @@ struct Open {
     visit: Option<Visit>,
 }
 
-/// The writer's copy of `stats_open` (and of the visits it points to), so continuing a visit reads no SQL. The
-/// writer is the only one who changes these tables; the store clears the cache whenever a transaction fails and
-/// after an erasure (which deletes rows). `None` caches "no row".
+/// The stats thread's copy of `stats_open` (and of the visits it points to), so continuing a visit reads no SQL.
+/// The stats thread is the only one who changes these tables (but for erasure, which runs while it waits); it
+/// clears the cache whenever a transaction fails and after an erasure (which deletes rows). `None` caches "no row".
 #[derive(Default)]
 pub struct StatsCache {
     /// visitor → [(site, its `stats_open` row)]: keyed by the visitor alone so a lookup borrows it.
@@ -807,13 +830,14 @@ fn write_deltas(conn: &Connection, deltas: Deltas) -> Result<(), StoreError> {
 
 // ----- reading ---------------------------------------------------------------------------------------------------
 
-/// A read-only connection for stats queries.
+/// A read-only connection for stats queries: the main database at `path` (quarantine, consent ledger) with
+/// stats.db beside it attached (the stats tables).
 pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.pragma_update(None, "busy_timeout", 5_000)?;
-    conn.pragma_update(None, "cache_size", -65_536)?;
+    conn.execute("ATTACH DATABASE ?1 AS stats", [super::stats_thread::stats_path(path).to_string_lossy()])?;
     // Scans of the visits read straight from the mapped file instead of copying pages (about 10 % faster).
-    conn.pragma_update(None, "mmap_size", 1_i64 << 30)?;
+    conn.execute_batch("PRAGMA stats.cache_size = -65536; PRAGMA stats.mmap_size = 1073741824;")?;
     Ok(conn)
 }
 
