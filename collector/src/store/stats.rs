@@ -130,6 +130,16 @@ pub fn keep_for_stats(e: &mut StoredEvent) {
     e.title = None;
     e.referrer = None;
     e.ip = None;
+    e.message_id = String::new();
+    e.category = None;
+    e.previous_id = None;
+    e.group_id = None;
+    e.utm_term = None;
+    e.utm_content = None;
+    if e.visitor.is_some() {
+        e.anonymous_id = None;
+        e.user_id = None;
+    }
     if e.name.as_deref() != Some(stats::ENGAGEMENT_EVENT) {
         e.properties = None;
     }
