@@ -18,8 +18,8 @@ const QUEUED_JOBS: usize = 0;
 enum Job {
     /// Every event with `after < id <= last`, slimmed (`stats::keep_for_stats`), in id order.
     Record { after: i64, last: i64, events: Vec<StoredEvent> },
-    /// Answers once everything sent before is in the stats tables.
-    Sync(mpsc::SyncSender<Result<(), StoreError>>),
+    /// Answers once every event up to `upto` is in the stats tables (reading back what never arrived).
+    Sync { upto: i64, answer: mpsc::SyncSender<Result<(), StoreError>> },
     /// An erasure deleted visits: the thread's copy of them starts over.
     ClearCache,
 }
@@ -72,10 +72,10 @@ impl StatsThread {
         self.send(Job::Record { after, last, events });
     }
 
-    /// Waits until the stats include every event handed over or committed before this call.
-    pub fn sync(&self) -> Result<(), StoreError> {
+    /// Waits until the stats include every event up to `upto` (the writer's links watermark).
+    pub fn sync(&self, upto: i64) -> Result<(), StoreError> {
         let (answer, reply) = mpsc::sync_channel(1);
-        self.send(Job::Sync(answer));
+        self.send(Job::Sync { upto, answer });
         reply.recv().map_err(|_| StoreError::Unavailable("the stats thread stopped".into()))?
     }
 
@@ -133,8 +133,8 @@ impl Updater {
                         tracing::warn!(%error, "stats update failed; retrying from the stored events");
                     }
                 }
-                Job::Sync(answer) => {
-                    let _ = answer.send(if self.behind { self.catch_up() } else { Ok(()) });
+                Job::Sync { upto, answer } => {
+                    let _ = answer.send(self.sync(upto));
                 }
                 Job::ClearCache => self.cache.clear(),
             }
@@ -150,6 +150,17 @@ impl Updater {
             return self.catch_up();
         }
         self.apply(events, last).inspect_err(|_| self.failed())
+    }
+
+    fn sync(&mut self, upto: i64) -> Result<(), StoreError> {
+        // Behind also when a batch never came (the writer's links transaction failed and it read them back).
+        if !self.behind && stats::watermark(&self.conn)? < upto {
+            self.behind = true;
+        }
+        if self.behind {
+            self.catch_up()?;
+        }
+        Ok(())
     }
 
     fn apply(&mut self, events: &[StoredEvent], last: i64) -> Result<(), StoreError> {
