@@ -284,8 +284,8 @@ pub struct SqliteStore {
     insert_event: StaticInsert,
     conn: Connection,
     path: PathBuf,
-    /// Committed events not yet handed to the stats thread (slimmed by `stats::keep_for_stats`), oldest first.
-    stats_pending: Vec<StoredEvent>,
+    /// Committed events not yet handed to the stats thread, as the stats read them, oldest first.
+    stats_pending: Vec<super::stats::StatsEvent>,
     /// Their (profile, event id) links, for `profile_events`.
     links_pending: Vec<(i64, i64)>,
     /// The raw IDs of those filed under no profile, for `unfiled_events`.
@@ -498,10 +498,7 @@ impl SqliteStore {
         if !self.links_from_database {
             self.links_pending.extend(links);
             self.unfiled_pending.extend(unfiled);
-            self.stats_pending.extend(events.into_iter().map(|mut e| {
-                super::stats::keep_for_stats(&mut e);
-                e
-            }));
+            self.stats_pending.extend(events.into_iter().map(super::stats::StatsEvent::of));
         }
         self.stats_pending_since.get_or_insert_with(std::time::Instant::now);
     }

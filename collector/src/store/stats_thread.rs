@@ -2,7 +2,8 @@
 //! the writer's acknowledgement path. A stats transaction (thousands of events, tens of milliseconds) used to hold
 //! up every answer that arrived meanwhile; in its own file it takes no lock the writer needs.
 
-use super::{stats, StoreError, StoredEvent};
+use super::stats::{self, StatsEvent};
+use super::StoreError;
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -16,8 +17,8 @@ const CATCH_UP_BATCH: usize = 20_000;
 const QUEUED_JOBS: usize = 0;
 
 enum Job {
-    /// Every event with `after < id <= last`, slimmed (`stats::keep_for_stats`), in id order.
-    Record { after: i64, last: i64, events: Vec<StoredEvent> },
+    /// Every event with `after < id <= last`, in id order.
+    Record { after: i64, last: i64, events: Vec<StatsEvent> },
     /// Answers once every event up to `upto` is in the stats tables (reading back what never arrived).
     Sync { upto: i64, answer: mpsc::SyncSender<Result<(), StoreError>> },
     /// An erasure deleted visits: the thread's copy of them starts over.
@@ -68,7 +69,7 @@ impl StatsThread {
     }
 
     /// Hands over committed events (`after < id <= last`); returns once the thread has taken it (at once unless it is busy with the previous batch).
-    pub fn record(&self, after: i64, last: i64, events: Vec<StoredEvent>) {
+    pub fn record(&self, after: i64, last: i64, events: Vec<StatsEvent>) {
         self.send(Job::Record { after, last, events });
     }
 
@@ -141,7 +142,7 @@ impl Updater {
         }
     }
 
-    fn record(&mut self, after: i64, last: i64, events: &[StoredEvent]) -> Result<(), StoreError> {
+    fn record(&mut self, after: i64, last: i64, events: &[StatsEvent]) -> Result<(), StoreError> {
         if !self.behind && stats::watermark(&self.conn)? != after {
             // Something between the last update and these events never arrived (a failed links transaction).
             self.behind = true;
@@ -163,7 +164,7 @@ impl Updater {
         Ok(())
     }
 
-    fn apply(&mut self, events: &[StoredEvent], last: i64) -> Result<(), StoreError> {
+    fn apply(&mut self, events: &[StatsEvent], last: i64) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         stats::record(&tx, &mut self.cache, events, last)?;
         stats::set_watermark(&tx, last)?;
