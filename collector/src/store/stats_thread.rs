@@ -38,7 +38,7 @@ pub fn stats_path(db: &Path) -> PathBuf {
 
 /// A connection to `stats.db` with the main database `db` attached as `ev` (read for catching up): stats tables
 /// resolve to `stats.db`, `events` to the main database.
-pub fn open_connection(db: &Path) -> Result<Connection, StoreError> {
+fn open_connection(db: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(stats_path(db))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL, like the events: an erasure's deletions here must survive a power loss as the main database's do.
@@ -54,7 +54,8 @@ pub fn open_connection(db: &Path) -> Result<Connection, StoreError> {
 }
 
 impl StatsThread {
-    /// Starts the thread on `stats.db` beside `db`; it first catches up with events the stats do not include yet.
+    /// Starts the thread on `stats.db` beside `db`. Its first job begins by catching up with the events the stats
+    /// do not include yet (a crash left them out).
     pub fn start(db: &Path) -> Result<StatsThread, StoreError> {
         let conn = open_connection(db)?;
         let (jobs, inbox) = mpsc::sync_channel(QUEUED_JOBS);
@@ -68,7 +69,8 @@ impl StatsThread {
         Ok(StatsThread { jobs: Some(jobs), thread: Some(thread) })
     }
 
-    /// Hands over committed events (`after < id <= last`); returns once the thread has taken it (at once unless it is busy with the previous batch).
+    /// Hands over committed events (`after < id <= last`); returns once the thread has taken them, at once unless
+    /// it is still applying the previous batch.
     pub fn record(&self, after: i64, last: i64, events: Vec<StatsEvent>) {
         self.send(Job::Record { after, last, events });
     }
