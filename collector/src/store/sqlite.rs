@@ -453,7 +453,7 @@ impl SqliteStore {
                 let last: i64 = tx.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")?.query_row([], |r| r.get(0))?;
                 super::stats::link_profile_events(&tx, links)?;
                 super::stats::link_unfiled_events(&tx, unfiled)?;
-                set_links_watermark(&tx, last)?;
+                super::stats::set_watermark(&tx, "links_state", last)?;
                 tx.commit()?;
                 Ok(last)
             })()
@@ -477,7 +477,7 @@ impl SqliteStore {
 
     fn catch_up_links(&mut self) -> Result<(), StoreError> {
         loop {
-            let after = links_watermark(&self.conn)?;
+            let after = super::stats::watermark(&self.conn, "links_state")?;
             let (events, mut links, mut unfiled, last) = super::stats::events_after(&self.conn, after, LINKS_CATCH_UP_BATCH)?;
             self.links_mark = last;
             if events.is_empty() {
@@ -486,7 +486,7 @@ impl SqliteStore {
             let tx = self.conn.transaction()?;
             super::stats::link_profile_events(&tx, &mut links)?;
             super::stats::link_unfiled_events(&tx, &mut unfiled)?;
-            set_links_watermark(&tx, last)?;
+            super::stats::set_watermark(&tx, "links_state", last)?;
             tx.commit()?;
         }
         self.links_from_database = false;
@@ -560,37 +560,25 @@ fn open_stats_db(conn: &mut Connection, db: &Path) -> Result<(), StoreError> {
     conn.execute_batch("PRAGMA stats.synchronous = FULL; PRAGMA stats.secure_delete = ON;")?;
     let token: String = conn.query_row("SELECT token FROM main.store_info WHERE id = 1", [], |r| r.get(0))?;
     let moved: i64 = conn.query_row("SELECT COUNT(*) FROM main.schema_migrations WHERE version = ?1", [STATS_MOVED], |r| r.get(0))?;
+    let copy = moved == 0;
     let tx = conn.transaction()?;
-    if moved == 0 {
+    let source: String = tx.query_row("SELECT source FROM stats.stats_state WHERE id = 1", [], |r| r.get(0))?;
+    if copy || source != token {
+        if !copy && !source.is_empty() {
+            tracing::info!(path = %stats_path.display(), "the stats belong to another database; rebuilding them from the events");
+        }
         for table in super::stats::STATS_TABLES {
-            let columns: Vec<String> = tx.prepare(&format!("PRAGMA main.table_info({table})"))?.query_map([], |r| r.get(1))?.collect::<Result<_, _>>()?;
-            let columns = columns.join(", ");
-            tx.execute_batch(&format!("DELETE FROM stats.{table}; INSERT INTO stats.{table} ({columns}) SELECT {columns} FROM main.{table};"))?;
-        }
-        tx.execute("UPDATE stats.stats_state SET source = ?1, last_event_id = (SELECT last_event_id FROM main.stats_state WHERE id = 1)", [&token])?;
-    } else {
-        let source: String = tx.query_row("SELECT source FROM stats.stats_state WHERE id = 1", [], |r| r.get(0))?;
-        if source != token {
-            if !source.is_empty() {
-                tracing::info!(path = %stats_path.display(), "the stats belong to another database; rebuilding them from the events");
+            tx.execute_batch(&format!("DELETE FROM stats.{table}"))?;
+            if copy {
+                let columns: Vec<String> = tx.prepare(&format!("PRAGMA main.table_info({table})"))?.query_map([], |r| r.get(1))?.collect::<Result<_, _>>()?;
+                let columns = columns.join(", ");
+                tx.execute_batch(&format!("INSERT INTO stats.{table} ({columns}) SELECT {columns} FROM main.{table}"))?;
             }
-            for table in super::stats::STATS_TABLES {
-                tx.execute_batch(&format!("DELETE FROM stats.{table}"))?;
-            }
-            tx.execute("UPDATE stats.stats_state SET source = ?1, last_event_id = 0", [&token])?;
         }
+        let last = if copy { "(SELECT last_event_id FROM main.stats_state WHERE id = 1)" } else { "0" };
+        tx.execute(&format!("UPDATE stats.stats_state SET source = ?1, last_event_id = {last}"), [&token])?;
     }
     tx.commit()?;
-    Ok(())
-}
-
-/// `links_state.last_event_id`: the newest event whose person-index links are filed.
-fn links_watermark(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(conn.prepare_cached("SELECT last_event_id FROM main.links_state WHERE id = 1")?.query_row([], |r| r.get(0))?)
-}
-
-fn set_links_watermark(conn: &Connection, last_event_id: i64) -> Result<(), StoreError> {
-    conn.prepare_cached("UPDATE main.links_state SET last_event_id = ?1 WHERE id = 1")?.execute([last_event_id])?;
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! The stats tables (in `stats.db`) and their SQL: visits and hourly rollups maintained by the stats thread
-//! ([`record`], called from `stats_thread.rs`), and the read queries behind `/admin/v1/stats/*`, `/admin/v1/quarantine` and
-//! `/admin/v1/consent-ledger`. Design: ARCHITECTURE.md § Stats.
+//! ([`record`], called from `stats_thread.rs`), and the read queries behind `/admin/v1/stats/*`,
+//! `/admin/v1/quarantine` and `/admin/v1/consent-ledger`. Design: ARCHITECTURE.md § Stats.
 
 use super::{StoreError, StoredEvent};
 use crate::stats::sketch::{visitor_hash, Sketch};
@@ -108,14 +108,15 @@ pub const STATS_DB_SCHEMA: &str = concat!(stats_tables!(), "
 /// The stats tables, in the order a copy writes them.
 pub const STATS_TABLES: &[&str] = &["stats_visits", "stats_open", "stats_rollup", "stats_sketch"];
 
-/// The newest event the stats tables include.
-pub fn watermark(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(conn.prepare_cached("SELECT last_event_id FROM stats_state WHERE id = 1")?.query_row([], |r| r.get(0))?)
+/// `last_event_id` of a one-row watermark table: `stats_state` (stats.db: the newest event the stats tables include)
+/// or `links_state` (footprint.db: the newest event whose person-index links are filed).
+pub fn watermark(conn: &Connection, table: &str) -> Result<i64, StoreError> {
+    Ok(conn.prepare_cached(&format!("SELECT last_event_id FROM {table} WHERE id = 1"))?.query_row([], |r| r.get(0))?)
 }
 
-/// Records that the stats tables now include every event up to `last_event_id` (in the caller's transaction).
-pub fn set_watermark(conn: &Connection, last_event_id: i64) -> Result<(), StoreError> {
-    conn.prepare_cached("UPDATE stats_state SET last_event_id = ?1 WHERE id = 1")?.execute([last_event_id])?;
+/// Records in `table` (see [`watermark`]) that everything up to `last_event_id` is done, in the caller's transaction.
+pub fn set_watermark(conn: &Connection, table: &str, last_event_id: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(&format!("UPDATE {table} SET last_event_id = ?1 WHERE id = 1"))?.execute([last_event_id])?;
     Ok(())
 }
 

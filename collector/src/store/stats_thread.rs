@@ -145,7 +145,7 @@ impl Updater {
     }
 
     fn record(&mut self, after: i64, last: i64, events: &[StatsEvent]) -> Result<(), StoreError> {
-        if !self.behind && stats::watermark(&self.conn)? != after {
+        if !self.behind && stats::watermark(&self.conn, "stats_state")? != after {
             // Something between the last update and these events never arrived (a failed links transaction).
             self.behind = true;
         }
@@ -157,7 +157,7 @@ impl Updater {
 
     fn sync(&mut self, upto: i64) -> Result<(), StoreError> {
         // Behind also when a batch never came (the writer's links transaction failed and it read them back).
-        if !self.behind && stats::watermark(&self.conn)? < upto {
+        if !self.behind && stats::watermark(&self.conn, "stats_state")? < upto {
             self.behind = true;
         }
         if self.behind {
@@ -169,7 +169,7 @@ impl Updater {
     fn apply(&mut self, events: &[StatsEvent], last: i64) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         stats::record(&tx, &mut self.cache, events, last)?;
-        stats::set_watermark(&tx, last)?;
+        stats::set_watermark(&tx, "stats_state", last)?;
         tx.commit()?;
         Ok(())
     }
@@ -183,7 +183,7 @@ impl Updater {
     fn catch_up(&mut self) -> Result<(), StoreError> {
         let mut caught_up = 0;
         loop {
-            let after = stats::watermark(&self.conn).inspect_err(|_| self.failed())?;
+            let after = stats::watermark(&self.conn, "stats_state").inspect_err(|_| self.failed())?;
             let (events, _, _, last) = stats::events_after(&self.conn, after, CATCH_UP_BATCH).inspect_err(|_| self.failed())?;
             if events.is_empty() {
                 break;
