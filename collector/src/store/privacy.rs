@@ -93,7 +93,7 @@ pub(super) fn erase(conn: &mut Connection, cache: &mut IdentityCache, request: &
             // Every event of the person: the links filed up to the watermark (erasure runs after a flush, so that
             // is all of them) and, to be sure, any newer row by its own profile column.
             report.events += delete_returning(&tx, &format!("DELETE FROM events WHERE id IN ({}) RETURNING shared_id", super::sqlite::PERSON_EVENT_IDS), params![root], &mut report.shared_events)?;
-            each("DELETE FROM profile_events WHERE profile_id IN ({in})")?;
+            tx.execute(concat!("DELETE FROM profile_events WHERE (bucket, profile_id) IN (", super::sqlite::person_link_keys!(), ")"), [root])?;
             report.ledger_entries += each("DELETE FROM consent_ledger WHERE profile_id IN ({in})")?;
             tx.execute(
                 &format!("DELETE FROM identity_log WHERE profile_id IN ({in_list}) OR other_profile_id IN ({in_list})"),
@@ -179,7 +179,7 @@ fn delete_event(conn: &Connection, site: &str, id: i64, profile: Option<i64>, an
     let deleted = delete_returning(conn, "DELETE FROM events WHERE id = ?1 RETURNING shared_id", params![id], shared)?;
     match profile {
         Some(profile) => {
-            conn.prepare_cached("DELETE FROM profile_events WHERE profile_id = ?1 AND event_id = ?2")?.execute([profile, id])?;
+            conn.prepare_cached(concat!("DELETE FROM profile_events WHERE bucket = ?2 >> ", super::sqlite::link_bucket_bits!(), " AND profile_id = ?1 AND event_id = ?2"))?.execute([profile, id])?;
         }
         None => {
             let mut forget = conn.prepare_cached("DELETE FROM unfiled_events WHERE site = ?1 AND kind = ?2 AND value = ?3 AND event_id = ?4")?;

@@ -12,6 +12,38 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// Schema migrations, applied in order at start; each runs once, in a transaction.
+/// `profile_events.bucket` is `event_id >> link_bucket_bits!()`: 65,536 event ids a bucket. Small enough that a
+/// batch of links touches few pages, large enough that a person's events take few searches (1,500 for 100 M events).
+macro_rules! link_bucket_bits {
+    () => {
+        "16"
+    };
+}
+pub(super) use link_bucket_bits;
+/// [`link_bucket_bits!`] as a number, for sorting links in the table's key order.
+pub(super) const LINK_BUCKET_BITS: u32 = {
+    let digits = link_bucket_bits!().as_bytes();
+    let (mut value, mut i) = (0, 0);
+    while i < digits.len() {
+        value = value * 10 + (digits[i] - b'0') as u32;
+        i += 1;
+    }
+    value
+};
+
+/// The `profile_events` keys (bucket, profile) of the person whose profiles share root `?1`, for every bucket up to
+/// the links watermark: a search for each.
+macro_rules! person_link_keys {
+    () => {
+        concat!(
+            "WITH RECURSIVE bucket(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM bucket WHERE n < (SELECT last_event_id >> ",
+            $crate::store::sqlite::link_bucket_bits!(),
+            " FROM links_state WHERE id = 1)) SELECT n, id FROM bucket, profiles WHERE root = ?1"
+        )
+    };
+}
+pub(super) use person_link_keys;
+
 /// The page size of a new `footprint.db` (see [`SqliteStore::open`]).
 const NEW_DATABASE_PAGE_SIZE: i64 = 16_384;
 
@@ -241,6 +273,24 @@ const MIGRATIONS: &[(i64, &str)] = &[
     DROP TABLE stats_sketch;
     ALTER TABLE stats_state RENAME TO links_state;",
     ),
+    (
+        12,
+        concat!(
+            "-- A person's events, by bucket of event ids first: a batch of links now lands in the newest bucket's few
+    -- pages instead of one page per profile across the whole table (which grows with every event, so the WAL
+    -- bytes per link grew with it). A person's events take one search per bucket (`PERSON_EVENT_IDS`).
+    CREATE TABLE profile_events_by_bucket (
+        bucket INTEGER NOT NULL,
+        profile_id INTEGER NOT NULL,
+        event_id INTEGER NOT NULL,
+        PRIMARY KEY (bucket, profile_id, event_id)
+    ) WITHOUT ROWID;
+    INSERT INTO profile_events_by_bucket (bucket, profile_id, event_id)
+        SELECT event_id >> ", link_bucket_bits!(), ", profile_id, event_id FROM profile_events ORDER BY 1, 2, 3;
+    DROP TABLE profile_events;
+    ALTER TABLE profile_events_by_bucket RENAME TO profile_events;"
+        ),
+    ),
 ];
 
 /// The migration that drops the stats tables from the main database, once `open_stats_db` copied them to stats.db.
@@ -255,8 +305,11 @@ const RECEIVED_AT_SLACK_MS: i64 = 86_400_000;
 
 /// The ids of every event of the person whose profiles share root `?1`: the links filed up to the watermark, and
 /// the newest events after it by their own `profile_id`.
-pub(super) const PERSON_EVENT_IDS: &str = "SELECT event_id FROM profile_events WHERE profile_id IN (SELECT id FROM profiles WHERE root = ?1)
-    UNION ALL SELECT id FROM events WHERE id > (SELECT last_event_id FROM links_state WHERE id = 1) AND profile_id IN (SELECT id FROM profiles WHERE root = ?1)";
+pub(super) const PERSON_EVENT_IDS: &str = concat!(
+    "SELECT event_id FROM profile_events WHERE (bucket, profile_id) IN (",
+    person_link_keys!(),
+    ") UNION ALL SELECT id FROM events WHERE id > (SELECT last_event_id FROM links_state WHERE id = 1) AND profile_id IN (SELECT id FROM profiles WHERE root = ?1)"
+);
 
 const INSERT_EVENT: &str = "INSERT INTO events (site, message_id, type, name, category, anonymous_id, user_id, previous_id,
     group_id, timestamp, original_timestamp, sent_at, received_at, flags, url, path, title, referrer, referrer_host,
@@ -1090,7 +1143,36 @@ mod tests {
         assert_eq!(count(&store), (100, 150), "after it, by the filed links");
         store.commit((150..153).map(|n| event(n, "anon-1")).collect(), &[]).unwrap();
         assert_eq!(count(&store), (103, 150), "both at once");
+        // Later event ids fall in later buckets of profile_events: the person's events are found in each.
+        let other = Connection::open(store.path()).unwrap();
+        other.execute("INSERT INTO events (id, site, message_id, type, timestamp, received_at) VALUES (?1, 'shop', 'filler', 'track', 0, 0)", [3_i64 << LINK_BUCKET_BITS]).unwrap();
+        store.commit((153..156).map(|n| event(n, "anon-1")).collect(), &[]).unwrap();
+        store.flush_stats().unwrap();
+        assert_eq!(count(&store), (106, 156), "links in two buckets");
+        let buckets: Vec<i64> = other.prepare("SELECT DISTINCT bucket FROM profile_events ORDER BY 1").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        assert_eq!(buckets, [0, 3]);
+        // Erasure deletes a person's links by the same keys.
+        let root: i64 = other.query_row("SELECT p.root FROM identities i JOIN profiles p ON p.id = i.profile_id WHERE i.value = 'anon-1'", [], |r| r.get(0)).unwrap();
+        let deleted = other.execute(concat!("DELETE FROM profile_events WHERE (bucket, profile_id) IN (", person_link_keys!(), ")"), [root]).unwrap();
+        assert_eq!(deleted, 106);
         drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn links_filed_before_the_buckets_keep_their_events() {
+        let dir = temp_dir("links-buckets");
+        std::fs::create_dir_all(&dir).unwrap();
+        {
+            let mut old = Connection::open(dir.join("footprint.db")).unwrap();
+            old.pragma_update(None, "journal_mode", "WAL").unwrap();
+            migrate(&mut old, MIGRATIONS, 11).unwrap();
+            old.execute_batch("INSERT INTO profile_events (profile_id, event_id) VALUES (7, 1), (7, 70000), (2, 5)").unwrap();
+        }
+        drop(SqliteStore::open(&dir).unwrap());
+        let conn = Connection::open(dir.join("footprint.db")).unwrap();
+        let rows: Vec<(i64, i64, i64)> = conn.prepare("SELECT bucket, profile_id, event_id FROM profile_events").unwrap().query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect();
+        assert_eq!(rows, [(0, 2, 5), (0, 7, 1), (1, 7, 70000)]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -251,9 +251,11 @@ pub fn link_unfiled_events(conn: &Connection, links: &mut [UnfiledLink]) -> Resu
 
 /// Files (profile, event id) links in `profile_events`, the index of a person's events. Written with the stats, in
 /// key order, for thousands of events at once: an index on `events.profile_id` took a random page write per event
-/// in every commit (nearly all of what identity resolution cost at ingest).
+/// in every commit (nearly all of what identity resolution cost at ingest). The key starts with the event id's
+/// bucket, so a batch's links land in the newest bucket's pages.
 pub fn link_profile_events(conn: &Connection, links: &mut [(i64, i64)]) -> Result<(), StoreError> {
-    links.sort_unstable();
+    // The table's key order: (bucket, profile, event); a batch's events nearly always share one bucket.
+    links.sort_unstable_by_key(|&(profile, event)| (event >> super::sqlite::LINK_BUCKET_BITS, profile, event));
     // LINKS_PER_INSERT links per statement: one statement run per link cost as much again as the insert itself.
     let mut chunks = links.chunks_exact(LINKS_PER_INSERT);
     if chunks.len() > 0 {
@@ -262,7 +264,7 @@ pub fn link_profile_events(conn: &Connection, links: &mut [(i64, i64)]) -> Resul
             insert.execute(rusqlite::params_from_iter(chunk.iter().flat_map(|(profile, event)| [profile, event])))?;
         }
     }
-    let mut insert = conn.prepare_cached("INSERT OR IGNORE INTO profile_events (profile_id, event_id) VALUES (?1, ?2)")?;
+    let mut insert = conn.prepare_cached(concat!("INSERT OR IGNORE INTO profile_events (bucket, profile_id, event_id) VALUES (?2 >> ", super::sqlite::link_bucket_bits!(), ", ?1, ?2)"))?;
     for (profile, event) in chunks.remainder() {
         insert.execute([profile, event])?;
     }
@@ -272,7 +274,9 @@ pub fn link_profile_events(conn: &Connection, links: &mut [(i64, i64)]) -> Resul
 /// Links per statement in [`link_profile_events`] (two parameters each, well under SQLite's limit).
 const LINKS_PER_INSERT: usize = 64;
 static INSERT_LINKS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!("INSERT OR IGNORE INTO profile_events (profile_id, event_id) VALUES {}", vec!["(?, ?)"; LINKS_PER_INSERT].join(", "))
+    let link = concat!("(?{e} >> ", super::sqlite::link_bucket_bits!(), ", ?{p}, ?{e})");
+    let values: Vec<String> = (0..LINKS_PER_INSERT).map(|i| link.replace("{p}", &(2 * i + 1).to_string()).replace("{e}", &(2 * i + 2).to_string())).collect();
+    format!("INSERT OR IGNORE INTO profile_events (bucket, profile_id, event_id) VALUES {}", values.join(", "))
 });
 
 /// The text columns of [`VISIT_COLUMNS`] after the visitor, which a scan may leave unread.
