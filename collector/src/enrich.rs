@@ -123,12 +123,13 @@ pub fn url_host(url: &str) -> Option<String> {
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
     let authority = rest.split(['/', '?', '#']).next()?;
     let host_port = authority.rsplit('@').next()?;
-    let host = if host_port.starts_with('[') {
+    let mut host = if host_port.starts_with('[') {
         host_port.split(']').next().map(|h| format!("{h}]"))?
     } else {
         host_port.split(':').next()?.to_owned()
     };
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+    host.make_ascii_lowercase();
+    (!host.is_empty()).then_some(host)
 }
 
 /// The path of an absolute URL (`/` when it has none).

@@ -87,7 +87,7 @@ pub fn is_junk(value: &str) -> bool {
         "null", "undefined", "nil", "none", "-1", "anonymous", "anon", "guest", "unknown", "[object object]", "nan", "true",
         "false", "n/a", "na", "0", "user", "test", "void", "(null)", "{}", "[]",
     ];
-    JUNK.contains(&v.to_ascii_lowercase().as_str())
+    JUNK.iter().any(|junk| junk.eq_ignore_ascii_case(v))
 }
 
 /// Lower-cased, trimmed e-mail address; `None` when it is not one.
