@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
-/// Schema migrations, applied in order at start; each runs once, in a transaction.
 /// `profile_events.bucket` is `event_id >> link_bucket_bits!()`: 65,536 event ids a bucket. Small enough that a
 /// batch of links touches few pages, large enough that a person's events take few searches (1,500 for 100 M events).
 macro_rules! link_bucket_bits {
@@ -47,6 +46,7 @@ pub(super) use person_link_keys;
 /// The page size of a new `footprint.db` (see [`SqliteStore::open`]).
 const NEW_DATABASE_PAGE_SIZE: i64 = 16_384;
 
+/// Schema migrations, applied in order at start; each runs once, in a transaction.
 const MIGRATIONS: &[(i64, &str)] = &[
     (
         1,
