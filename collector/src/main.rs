@@ -303,9 +303,9 @@ async fn retention(state: Arc<http::AppState>) {
             loop {
                 let id = site.id.clone();
                 match state.writer.exclusive(move |store| store.delete_older_than(&id, cutoff, CHUNK)).await {
-                    Ok(Ok(deleted)) => {
-                        metrics::Metrics::add(&state.metrics.retention_deleted, deleted as u64);
-                        if deleted < CHUNK {
+                    Ok(Ok(pass)) => {
+                        metrics::Metrics::add(&state.metrics.retention_deleted, pass.deleted as u64);
+                        if !pass.more {
                             break;
                         }
                     }

@@ -366,7 +366,7 @@ mod tests {
         fn erase(&mut self, _: &crate::store::ErasureRequest, _: &dyn Fn(&crate::identity::Identifier) -> String, _: i64) -> Result<crate::store::ErasureReport, StoreError> {
             unreachable!("the writer tests do not erase")
         }
-        fn delete_older_than(&mut self, _: &str, _: i64, _: usize) -> Result<usize, StoreError> {
+        fn delete_older_than(&mut self, _: &str, _: i64, _: usize) -> Result<crate::store::RetentionPass, StoreError> {
             unreachable!("the writer tests do not expire data")
         }
         fn for_each_recent_message_id(&mut self, since: i64, each: &mut dyn FnMut(&str, &str, i64)) -> Result<(), StoreError> {

@@ -82,6 +82,14 @@ pub struct StoredEvent {
     pub shared_id: Option<i64>,
 }
 
+/// What one call of [`EventStore::delete_older_than`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionPass {
+    pub deleted: usize,
+    /// There may be more to delete: call again.
+    pub more: bool,
+}
+
 /// The identity side of an event: its identifiers (email and phone already hashed) and the traits it sets.
 #[derive(Debug, Clone, Default)]
 pub struct IdentityInput {
@@ -301,8 +309,8 @@ pub trait EventStore: Send {
     /// Erases a person everywhere and records suppression entries (`suppression_hash` makes their keys).
     fn erase(&mut self, request: &ErasureRequest, suppression_hash: &dyn Fn(&crate::identity::Identifier) -> String, now: i64) -> Result<ErasureReport, StoreError>;
     /// Deletes up to `limit` events of `site` older than `cutoff_ms` (event time) and quarantine rows received
-    /// before it; returns how many.
-    fn delete_older_than(&mut self, site: &str, cutoff_ms: i64, limit: usize) -> Result<usize, StoreError>;
+    /// before it; says how many, and whether to call again.
+    fn delete_older_than(&mut self, site: &str, cutoff_ms: i64, limit: usize) -> Result<RetentionPass, StoreError>;
     /// Calls `each(site, message_id, received_at)` for every event received at or after `since_ms`, so the
     /// deduplication window survives restarts.
     fn for_each_recent_message_id(&mut self, since_ms: i64, each: &mut dyn FnMut(&str, &str, i64)) -> Result<(), StoreError>;

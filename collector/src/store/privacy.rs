@@ -4,6 +4,7 @@
 
 use super::identity::IdentityCache;
 use crate::identity::{IdKind, Identifier};
+use super::RetentionPass;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 /// Tables outside the event log that hold visitor keys (`a:<anonymousId>`, `u:<userId>`): the stats visits.
@@ -152,25 +153,79 @@ pub(super) fn erase(conn: &mut Connection, cache: &mut IdentityCache, request: &
     Ok(report)
 }
 
+/// Retention reads at most this many events per call, so one call holds ingest up briefly.
+const RETENTION_SCAN_ROWS: i64 = 20_000;
+
 /// Deletes up to `limit` events of `site` that happened before `cutoff_ms` (event time) and quarantine rows
-/// received before it; returns how many.
-pub(super) fn delete_older_than(conn: &Connection, site: &str, cutoff_ms: i64, limit: usize) -> rusqlite::Result<usize> {
-    // `timestamp / 86400000` is the key of the `events_site_day` index (the expression must match it exactly).
-    let old: Vec<(i64, Option<i64>, Option<String>, Option<String>)> = conn
-        .prepare_cached("SELECT id, profile_id, anonymous_id, user_id FROM events WHERE site = ?2 AND timestamp / 86400000 <= ?4 AND timestamp < ?1 LIMIT ?3")?
-        .query_map(params![cutoff_ms, site, limit as i64, cutoff_ms.div_euclid(86_400_000)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<Result<_, _>>()?;
+/// received before it. No index orders the events by time (one cost every insert ~7 % of batched ingest CPU);
+/// retention finds them two ways instead:
+///
+/// - **In receive order.** Event ids grow with `received_at`, and no event happened more than `MAX_FUTURE_SKEW_MS`
+///   after it was received (later times are clamped), so every event received before `cutoff_ms` minus that skew
+///   has expired. `retention_state.next_id` remembers how far this site has been read; each call reads on from
+///   there to that receive time (at most [`RETENTION_SCAN_ROWS`] events, of any site). An event met there that has
+///   not expired (its receive time ran backwards) is filed in `late_events`.
+/// - **Late events** (`late_events`): those that arrived more than [`LATE_EVENT_MS`](super::sqlite::LATE_EVENT_MS) after they happened (a
+///   backfill, an offline queue), filed by event time as they are stored, and found by it here.
+///
+/// So an event that arrived on time leaves within hours of its cutoff, a late one at its cutoff.
+pub(super) fn delete_older_than(conn: &Connection, site: &str, cutoff_ms: i64, limit: usize) -> rusqlite::Result<RetentionPass> {
     // Not used: on a shared store, retention deletes from PostgreSQL by the same rule itself (store/shared.rs).
     let mut shared = Vec::new();
-    for (id, profile, anonymous_id, user_id) in &old {
-        delete_event(conn, site, *id, *profile, anonymous_id.as_deref(), user_id.as_deref(), &mut shared)?;
+    let mut deleted = 0;
+    type Row = (i64, Option<i64>, Option<String>, Option<String>);
+    let late: Vec<(i64, Option<Row>)> = conn
+        .prepare_cached(
+            "SELECT l.event_id, e.id, e.profile_id, e.anonymous_id, e.user_id FROM late_events l
+             LEFT JOIN events e ON e.id = l.event_id AND e.site = l.site AND e.timestamp < ?2 WHERE l.site = ?1 AND l.timestamp < ?2 LIMIT ?3",
+        )?
+        .query_map(params![site, cutoff_ms, limit as i64], |r| {
+            let event = r.get::<_, Option<i64>>(1)?.map(|id| Ok::<_, rusqlite::Error>((id, r.get(2)?, r.get(3)?, r.get(4)?))).transpose()?;
+            Ok((r.get(0)?, event))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut forget = conn.prepare_cached("DELETE FROM late_events WHERE site = ?1 AND timestamp < ?2 AND event_id = ?3")?;
+    for (late_id, event) in &late {
+        // An entry without its event (erased since) just goes.
+        if let Some((id, profile, anonymous_id, user_id)) = event {
+            deleted += delete_event(conn, site, *id, *profile, anonymous_id.as_deref(), user_id.as_deref(), &mut shared)?;
+        }
+        forget.execute(params![site, cutoff_ms, late_id])?;
     }
-    let events = old.len();
+    let mut more = late.len() >= limit;
+
+    if !more {
+        let next_id: i64 = conn.query_row("SELECT COALESCE((SELECT next_id FROM retention_state WHERE site = ?1), 0)", [site], |r| r.get(0))?;
+        let upto = super::sqlite::first_id_received_since(conn, cutoff_ms.saturating_sub(footprint_core::limits::MAX_FUTURE_SKEW_MS))?;
+        let rows: Vec<(i64, String, i64, Row)> = conn
+            .prepare_cached("SELECT id, site, timestamp, profile_id, anonymous_id, user_id FROM events WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3")?
+            .query_map(params![next_id, upto, RETENTION_SCAN_ROWS], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, (r.get(0)?, r.get(3)?, r.get(4)?, r.get(5)?))))?
+            .collect::<Result<_, _>>()?;
+        let mut read_upto = if rows.len() as i64 == RETENTION_SCAN_ROWS { rows.last().map_or(upto, |r| r.0 + 1) } else { upto };
+        for (id, row_site, timestamp, (_, profile, anonymous_id, user_id)) in &rows {
+            if row_site != site {
+                continue;
+            }
+            if *timestamp < cutoff_ms {
+                deleted += delete_event(conn, site, *id, *profile, anonymous_id.as_deref(), user_id.as_deref(), &mut shared)?;
+                if deleted >= limit {
+                    read_upto = id + 1;
+                    break;
+                }
+            } else {
+                conn.prepare_cached("INSERT OR IGNORE INTO late_events (site, timestamp, event_id) VALUES (?1, ?2, ?3)")?.execute(params![site, timestamp, id])?;
+            }
+        }
+        more = read_upto < upto;
+        conn.prepare_cached("INSERT INTO retention_state (site, next_id) VALUES (?1, ?2) ON CONFLICT (site) DO UPDATE SET next_id = excluded.next_id")?
+            .execute(params![site, read_upto.max(next_id)])?;
+    }
+
     let quarantined = conn.execute(
         "DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine WHERE received_at < ?1 AND site = ?2 ORDER BY received_at LIMIT ?3)",
         params![cutoff_ms, site, limit as i64],
     )?;
-    Ok(events + quarantined)
+    Ok(RetentionPass { deleted: deleted + quarantined, more: more || quarantined >= limit })
 }
 
 /// Deletes one event and its entry in the person indexes: its `profile_events` link, or (filed under no profile)

@@ -8,7 +8,7 @@
 
 use super::postgres::{PgEventLog, Pulled};
 use super::sqlite::SqliteStore;
-use super::{ErasureReport, ErasureRequest, EventStore, QuarantinedEvent, StoreError, StoredEvent, UnmergeError};
+use super::{ErasureReport, ErasureRequest, EventStore, QuarantinedEvent, RetentionPass, StoreError, StoredEvent, UnmergeError};
 use crate::identity::{IdKind, Identifier};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -365,13 +365,13 @@ impl EventStore for SharedStore {
         Ok(report)
     }
 
-    fn delete_older_than(&mut self, site: &str, cutoff_ms: i64, limit: usize) -> Result<usize, StoreError> {
+    fn delete_older_than(&mut self, site: &str, cutoff_ms: i64, limit: usize) -> Result<RetentionPass, StoreError> {
         let (in_replica, dedupe_cutoff) = {
             let mut replica = self.replica();
             (replica.store.delete_older_than(site, cutoff_ms, limit)?, crate::now_ms() - replica.dedupe_window_ms)
         };
         let in_log = self.log.delete_older_than(site, cutoff_ms, dedupe_cutoff, limit as i64)?;
-        Ok(in_replica.max(in_log))
+        Ok(RetentionPass { deleted: in_replica.deleted.max(in_log), more: in_replica.more || in_log >= limit })
     }
 
     fn for_each_recent_message_id(&mut self, since_ms: i64, each: &mut dyn FnMut(&str, &str, i64)) -> Result<(), StoreError> {
@@ -454,8 +454,9 @@ impl EventStore for IngestOnlyStore {
     }
 
     /// Retention in the log (the replicas' collectors delete in their replicas).
-    fn delete_older_than(&mut self, site: &str, cutoff_ms: i64, limit: usize) -> Result<usize, StoreError> {
-        self.log.delete_older_than(site, cutoff_ms, crate::now_ms() - self.dedupe_window_ms, limit as i64)
+    fn delete_older_than(&mut self, site: &str, cutoff_ms: i64, limit: usize) -> Result<RetentionPass, StoreError> {
+        let deleted = self.log.delete_older_than(site, cutoff_ms, crate::now_ms() - self.dedupe_window_ms, limit as i64)?;
+        Ok(RetentionPass { deleted, more: deleted >= limit })
     }
 
     fn for_each_recent_message_id(&mut self, since_ms: i64, each: &mut dyn FnMut(&str, &str, i64)) -> Result<(), StoreError> {
