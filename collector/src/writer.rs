@@ -97,6 +97,12 @@ impl Writer {
         answer.await.map_err(|_| SubmitError::ShuttingDown)
     }
 
+    /// Whether the queue has room for `bytes` now (not a reservation: [`Writer::submit`] decides). Lets a request
+    /// be refused before its body is read and parsed, which under overload would only end in a refusal anyway.
+    pub fn has_room(&self, bytes: usize) -> bool {
+        self.capacity.available_permits() >= bytes.div_ceil(1024)
+    }
+
     /// Queues the events of one request and waits until they are committed. Returns one [`Stored`] per event.
     pub async fn submit(&self, events: Vec<StoredEvent>, quarantine: Vec<QuarantinedEvent>) -> Result<Vec<Stored>, SubmitError> {
         let bytes: usize = events.iter().map(StoredEvent::approx_bytes).sum::<usize>()

@@ -91,6 +91,19 @@ fn sigterm_drains_the_queue_and_exits_cleanly() {
 }
 
 #[test]
+fn a_request_the_queue_has_no_room_for_is_refused_before_its_body_is_read() {
+    let c = Collector::start(&format!("queue_capacity_mb = 0.1\n{TWO_SITES}"));
+    // Declares 400 KB and sends a few bytes, then stops: read, this body would be a truncated one (400); the queue's
+    // 100 KiB cannot hold half of it, so the answer comes from the headers alone.
+    let head = "POST /v1/batch HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nAuthorization: Basic d2tfc2hvcDo=\r\nContent-Length: 400000\r\n\r\n{\"batch\":[";
+    let r = send_raw(&c.addr, head.as_bytes(), true);
+    assert_eq!((r.status, r.code()), (503, "queue_full".to_owned()), "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(c.get("/metrics").text().contains("footprint_http_refused_total{class=\"queue_full\"} 1"));
+    assert_eq!(c.post_json("/v1/track", "wk_shop", &track("small")).status, 200, "requests that fit still go through");
+}
+
+#[test]
 fn a_full_queue_answers_503_with_retry_after_and_stores_nothing() {
     let c = Collector::start(&format!("queue_capacity_mb = 0.25\n{TWO_SITES}"));
     // 2,500 events of ~80 bytes: more than the 256 KiB the queue may hold once in memory.

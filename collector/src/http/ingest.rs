@@ -113,6 +113,14 @@ async fn ingest(req: Request<Incoming>, route: Route, state: &AppState, peer: So
     if let Some(refusal) = check_content_headers(&headers) {
         return reply::refusal(&refusal, vec![]);
     }
+    // A queue without room for half the body (stored events take about two thirds of its bytes) would refuse
+    // this request after its body was read and parsed: refuse it first, so overload does not spend the CPU the
+    // writer needs on requests it cannot take.
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|length| !state.writer.has_room(length / 2)) {
+        Metrics::add(&state.metrics.requests_queue_full, 1);
+        return reply::refusal(&submit_refusal(&SubmitError::QueueFull), vec![]);
+    }
     let header_key = basic_auth_user(&headers);
     let body = match read_body(body, &headers).await {
         Ok(body) => body,
