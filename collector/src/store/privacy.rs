@@ -113,8 +113,10 @@ pub(super) fn erase(conn: &mut Connection, cache: &mut IdentityCache, request: &
             // neighbour through its own events.
             let unfiled: Vec<(i64, Option<String>, Option<String>)> = tx
                 .prepare(&format!(
-                    "SELECT id, anonymous_id, user_id FROM events WHERE id IN (SELECT event_id FROM unfiled_events WHERE site = ?1 AND kind = ?3 AND value = ?2
-                     UNION ALL SELECT id FROM events WHERE id > (SELECT last_event_id FROM links_state WHERE id = 1) AND profile_id IS NULL AND +site = ?1 AND {column} = ?2)"
+                    "SELECT id, anonymous_id, user_id FROM events WHERE id IN ({buckets}SELECT u.event_id FROM bucket, unfiled_events u
+                         WHERE u.bucket = bucket.n AND u.site = ?1 AND u.kind = ?3 AND u.value = ?2
+                     UNION ALL SELECT id FROM events WHERE id > (SELECT last_event_id FROM links_state WHERE id = 1) AND profile_id IS NULL AND +site = ?1 AND {column} = ?2)",
+                    buckets = super::sqlite::link_buckets!()
                 ))?
                 .query_map(params![site, id.value, column], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<Result<_, _>>()?;
@@ -237,7 +239,11 @@ fn delete_event(conn: &Connection, site: &str, id: i64, profile: Option<i64>, an
             conn.prepare_cached(concat!("DELETE FROM profile_events WHERE bucket = ?2 >> ", super::sqlite::link_bucket_bits!(), " AND profile_id = ?1 AND event_id = ?2"))?.execute([profile, id])?;
         }
         None => {
-            let mut forget = conn.prepare_cached("DELETE FROM unfiled_events WHERE site = ?1 AND kind = ?2 AND value = ?3 AND event_id = ?4")?;
+            let mut forget = conn.prepare_cached(concat!(
+                "DELETE FROM unfiled_events WHERE bucket = ?4 >> ",
+                super::sqlite::link_bucket_bits!(),
+                " AND site = ?1 AND kind = ?2 AND value = ?3 AND event_id = ?4"
+            ))?;
             for (kind, value) in [("anonymous_id", anonymous_id), ("user_id", user_id)] {
                 if let Some(value) = value {
                     forget.execute(params![site, kind, value, id])?;

@@ -44,15 +44,24 @@ const fn number(digits: &str) -> i64 {
     value
 }
 
-/// The `profile_events` keys (bucket, profile) of the person whose profiles share root `?1`, for every bucket up to
-/// the links watermark: a search for each.
-macro_rules! person_link_keys {
+/// `bucket(n)`: every bucket number up to the links watermark's, for a search of `profile_events` or
+/// `unfiled_events` in each.
+macro_rules! link_buckets {
     () => {
         concat!(
             "WITH RECURSIVE bucket(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM bucket WHERE n < (SELECT last_event_id >> ",
             $crate::store::sqlite::link_bucket_bits!(),
-            " FROM links_state WHERE id = 1)) SELECT n, id FROM bucket, profiles WHERE root = ?1"
+            " FROM links_state WHERE id = 1)) "
         )
+    };
+}
+pub(super) use link_buckets;
+
+/// The `profile_events` keys (bucket, profile) of the person whose profiles share root `?1`, for every bucket up to
+/// the links watermark: a search for each.
+macro_rules! person_link_keys {
+    () => {
+        concat!($crate::store::sqlite::link_buckets!(), "SELECT n, id FROM bucket, profiles WHERE root = ?1")
     };
 }
 pub(super) use person_link_keys;
@@ -322,6 +331,24 @@ const MIGRATIONS: &[(i64, &str)] = &[
         -- Every event of the site below this id has been read by retention.
         next_id INTEGER NOT NULL
     ) WITHOUT ROWID;"
+        ),
+    ),
+    (
+        14,
+        concat!(
+            "-- Events filed under no profile by raw ID, bucket first, like profile_events (migration 12).
+    CREATE TABLE unfiled_events_by_bucket (
+        bucket INTEGER NOT NULL,
+        site TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        value TEXT NOT NULL,
+        event_id INTEGER NOT NULL,
+        PRIMARY KEY (bucket, site, kind, value, event_id)
+    ) WITHOUT ROWID;
+    INSERT INTO unfiled_events_by_bucket (bucket, site, kind, value, event_id)
+        SELECT event_id >> ", link_bucket_bits!(), ", site, kind, value, event_id FROM unfiled_events ORDER BY 1, 2, 3, 4, 5;
+    DROP TABLE unfiled_events;
+    ALTER TABLE unfiled_events_by_bucket RENAME TO unfiled_events;"
         ),
     ),
 ];
@@ -1263,6 +1290,7 @@ mod tests {
             migrate(&mut old, MIGRATIONS, 11).unwrap();
             old.execute_batch(
                 "INSERT INTO profile_events (profile_id, event_id) VALUES (7, 1), (7, 70000), (2, 5);
+                 INSERT INTO unfiled_events (site, kind, value, event_id) VALUES ('shop', 'anonymous_id', 'a', 70001);
                  INSERT INTO events (id, site, message_id, type, timestamp, received_at) VALUES
                      (1, 'shop', 'on-time', 'track', 5000000, 5000001), (2, 'shop', 'late', 'track', 1000000, 5000001);",
             )
@@ -1274,6 +1302,8 @@ mod tests {
         assert_eq!(rows, [(0, 2, 5), (0, 7, 1), (1, 7, 70000)]);
         let late: Vec<i64> = conn.prepare("SELECT event_id FROM late_events").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
         assert_eq!(late, [2], "events stored late before migration 13 are filed as late");
+        let unfiled: (i64, i64) = conn.query_row("SELECT bucket, event_id FROM unfiled_events", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        assert_eq!(unfiled, (1, 70001));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -241,8 +241,12 @@ pub fn unfiled_links(e: &StoredEvent, id: i64) -> impl Iterator<Item = UnfiledLi
 
 /// Files unfiled events by their raw IDs in `unfiled_events`, in key order (see [`link_profile_events`]).
 pub fn link_unfiled_events(conn: &Connection, links: &mut [UnfiledLink]) -> Result<(), StoreError> {
-    links.sort_unstable();
-    let mut insert = conn.prepare_cached("INSERT OR IGNORE INTO unfiled_events (site, kind, value, event_id) VALUES (?1, ?2, ?3, ?4)")?;
+    links.sort_unstable_by(|a, b| (a.3 >> super::sqlite::LINK_BUCKET_BITS, &a.0, a.1, &a.2, a.3).cmp(&(b.3 >> super::sqlite::LINK_BUCKET_BITS, &b.0, b.1, &b.2, b.3)));
+    let mut insert = conn.prepare_cached(concat!(
+        "INSERT OR IGNORE INTO unfiled_events (bucket, site, kind, value, event_id) VALUES (?4 >> ",
+        super::sqlite::link_bucket_bits!(),
+        ", ?1, ?2, ?3, ?4)"
+    ))?;
     for (site, kind, value, event) in links.iter() {
         insert.execute(params![&**site, kind, value, event])?;
     }
