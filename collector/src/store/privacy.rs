@@ -175,36 +175,34 @@ pub(super) fn delete_older_than(conn: &Connection, site: &str, cutoff_ms: i64, l
     // Not used: on a shared store, retention deletes from PostgreSQL by the same rule itself (store/shared.rs).
     let mut shared = Vec::new();
     let mut deleted = 0;
-    type Row = (i64, Option<i64>, Option<String>, Option<String>);
-    let late: Vec<(i64, Option<Row>)> = conn
+    // (event id, whether that event is still there to delete, its profile, anonymous ID and user ID)
+    let late: Vec<(i64, bool, Option<i64>, Option<String>, Option<String>)> = conn
         .prepare_cached(
-            "SELECT l.event_id, e.id, e.profile_id, e.anonymous_id, e.user_id FROM late_events l
+            "SELECT l.event_id, e.id IS NOT NULL, e.profile_id, e.anonymous_id, e.user_id FROM late_events l
              LEFT JOIN events e ON e.id = l.event_id AND e.site = l.site AND e.timestamp < ?2 WHERE l.site = ?1 AND l.timestamp < ?2 LIMIT ?3",
         )?
-        .query_map(params![site, cutoff_ms, limit as i64], |r| {
-            let event = r.get::<_, Option<i64>>(1)?.map(|id| Ok::<_, rusqlite::Error>((id, r.get(2)?, r.get(3)?, r.get(4)?))).transpose()?;
-            Ok((r.get(0)?, event))
-        })?
+        .query_map(params![site, cutoff_ms, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
         .collect::<Result<_, _>>()?;
     let mut forget = conn.prepare_cached("DELETE FROM late_events WHERE site = ?1 AND timestamp < ?2 AND event_id = ?3")?;
-    for (late_id, event) in &late {
+    for (id, stored, profile, anonymous_id, user_id) in &late {
         // An entry without its event (erased since) just goes.
-        if let Some((id, profile, anonymous_id, user_id)) = event {
+        if *stored {
             deleted += delete_event(conn, site, *id, *profile, anonymous_id.as_deref(), user_id.as_deref(), &mut shared)?;
         }
-        forget.execute(params![site, cutoff_ms, late_id])?;
+        forget.execute(params![site, cutoff_ms, id])?;
     }
     let mut more = late.len() >= limit;
 
     if !more {
         let next_id: i64 = conn.query_row("SELECT COALESCE((SELECT next_id FROM retention_state WHERE site = ?1), 0)", [site], |r| r.get(0))?;
         let upto = super::sqlite::first_id_received_since(conn, cutoff_ms.saturating_sub(footprint_core::limits::MAX_FUTURE_SKEW_MS))?;
-        let rows: Vec<(i64, String, i64, Row)> = conn
+        let rows: Vec<(i64, String, i64, Option<i64>, Option<String>, Option<String>)> = conn
             .prepare_cached("SELECT id, site, timestamp, profile_id, anonymous_id, user_id FROM events WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3")?
-            .query_map(params![next_id, upto, RETENTION_SCAN_ROWS], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, (r.get(0)?, r.get(3)?, r.get(4)?, r.get(5)?))))?
+            .query_map(params![next_id, upto, RETENTION_SCAN_ROWS], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
             .collect::<Result<_, _>>()?;
+        // A full read stops after its last row; a shorter one reached `upto`.
         let mut read_upto = if rows.len() as i64 == RETENTION_SCAN_ROWS { rows.last().map_or(upto, |r| r.0 + 1) } else { upto };
-        for (id, row_site, timestamp, (_, profile, anonymous_id, user_id)) in &rows {
+        for (id, row_site, timestamp, profile, anonymous_id, user_id) in &rows {
             if row_site != site {
                 continue;
             }

@@ -241,7 +241,11 @@ pub fn unfiled_links(e: &StoredEvent, id: i64) -> impl Iterator<Item = UnfiledLi
 
 /// Files unfiled events by their raw IDs in `unfiled_events`, in key order (see [`link_profile_events`]).
 pub fn link_unfiled_events(conn: &Connection, links: &mut [UnfiledLink]) -> Result<(), StoreError> {
-    links.sort_unstable_by(|a, b| (a.3 >> super::sqlite::LINK_BUCKET_BITS, &a.0, a.1, &a.2, a.3).cmp(&(b.3 >> super::sqlite::LINK_BUCKET_BITS, &b.0, b.1, &b.2, b.3)));
+    // The table's key order: (bucket, site, kind, value, event).
+    fn key((site, kind, value, event): &UnfiledLink) -> (i64, &str, &str, &str, i64) {
+        (event >> super::sqlite::LINK_BUCKET_BITS, site, kind, value, *event)
+    }
+    links.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
     let mut insert = conn.prepare_cached(concat!(
         "INSERT OR IGNORE INTO unfiled_events (bucket, site, kind, value, event_id) VALUES (?4 >> ",
         super::sqlite::link_bucket_bits!(),
