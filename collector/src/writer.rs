@@ -7,6 +7,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
@@ -14,10 +15,14 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 /// Rows per transaction at most; more waiting work goes into the next commit.
 const MAX_ROWS_PER_COMMIT: usize = 4_000;
 const DAY_MS: i64 = 86_400_000;
-/// How long the writer may wait for more rows when a group is small (it adds at most this to a request's latency).
+/// How long the writer may wait for more rows when a group is small and a request is on its way (an [`Arrival`]);
+/// it adds at most this to a request's latency.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 /// Groups of at least this many rows are committed at once. Single-event requests from 128 connections filled groups
 /// of ~65 rows with 64 and 1 ms; with 128 and 2 ms, ~95 rows, and ~5 % less collector CPU per event (alternating runs).
+/// Waiting only for requests on their way (`Arrival`) halved the groups (~58 rows) at the same CPU per event, and
+/// took 32 closed-loop connections from 7,700 to 17,000–19,000 events/s: before, each group waited its 2 ms for
+/// requests that could not come.
 const LINGER_BELOW_ROWS: usize = 128;
 /// How long the queue must stay empty before waiting events go into the stats (see `next_job`).
 const IDLE_FLUSH: Duration = Duration::from_millis(50);
@@ -60,16 +65,40 @@ pub struct Writer {
     tx: mpsc::UnboundedSender<Job>,
     capacity: Arc<Semaphore>,
     metrics: Arc<Metrics>,
+    /// Requests between [`Writer::arriving`] and their submission.
+    arriving: Arc<AtomicUsize>,
+}
+
+/// A request on its way to the writer (its body being read or parsed). While one exists, a small group waits for it
+/// (up to [`LINGER`]); with none, waiting could only add latency: when every client is waiting for an answer, no
+/// more rows come until this group is committed.
+pub struct Arrival(Arc<AtomicUsize>);
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 impl Writer {
     /// Starts the writer thread. `capacity_bytes` bounds the memory of waiting jobs; past it, `submit` fails fast.
     pub fn start(
+        store: Box<dyn EventStore>,
+        dedupe_window_days: u32,
+        capacity_bytes: usize,
+        metrics: Arc<Metrics>,
+        now_ms: fn() -> i64,
+    ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
+        Writer::start_with_linger(store, dedupe_window_days, capacity_bytes, metrics, now_ms, LINGER)
+    }
+
+    fn start_with_linger(
         mut store: Box<dyn EventStore>,
         dedupe_window_days: u32,
         capacity_bytes: usize,
         metrics: Arc<Metrics>,
         now_ms: fn() -> i64,
+        linger: Duration,
     ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
         let mut recent = RecentIds::new(dedupe_window_days);
         let since = now_ms() - i64::from(dedupe_window_days) * DAY_MS;
@@ -79,12 +108,14 @@ impl Writer {
         metrics.dedupe_ids.store(recent.len() as i64, Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
         let thread_metrics = metrics.clone();
+        let arriving = Arc::new(AtomicUsize::new(0));
+        let thread_arriving = arriving.clone();
         let handle = std::thread::Builder::new()
             .name("footprint-writer".into())
-            .spawn(move || run(store, recent, rx, thread_metrics, now_ms))
+            .spawn(move || run(store, recent, rx, thread_metrics, &thread_arriving, now_ms, linger))
             .expect("spawn writer thread");
         let capacity = Arc::new(Semaphore::new(capacity_bytes.div_ceil(1024).max(1)));
-        Ok((Writer { tx, capacity, metrics }, handle))
+        Ok((Writer { tx, capacity, metrics, arriving }, handle))
     }
 
     /// Runs `operation` on the writer thread, alone with the store, and returns its result.
@@ -103,8 +134,23 @@ impl Writer {
         self.capacity.available_permits() >= bytes.div_ceil(1024)
     }
 
+    /// Announces a request that will submit (or end): small groups wait for it while it lasts.
+    pub fn arriving(&self) -> Arrival {
+        self.arriving.fetch_add(1, Relaxed);
+        Arrival(self.arriving.clone())
+    }
+
+    /// [`Writer::submit`] for the request `arrival` announced; it stops counting as on its way once queued.
+    pub async fn submit_arrived(&self, arrival: Arrival, events: Vec<StoredEvent>, quarantine: Vec<QuarantinedEvent>) -> Result<Vec<Stored>, SubmitError> {
+        self.submit_with(Some(arrival), events, quarantine).await
+    }
+
     /// Queues the events of one request and waits until they are committed. Returns one [`Stored`] per event.
     pub async fn submit(&self, events: Vec<StoredEvent>, quarantine: Vec<QuarantinedEvent>) -> Result<Vec<Stored>, SubmitError> {
+        self.submit_with(None, events, quarantine).await
+    }
+
+    async fn submit_with(&self, arrival: Option<Arrival>, events: Vec<StoredEvent>, quarantine: Vec<QuarantinedEvent>) -> Result<Vec<Stored>, SubmitError> {
         let bytes: usize = events.iter().map(StoredEvent::approx_bytes).sum::<usize>()
             + quarantine.iter().map(|q| q.payload.len() + q.reason.len() + 128).sum::<usize>();
         let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
@@ -115,6 +161,8 @@ impl Writer {
         if self.tx.send(Job::Write(job)).is_err() {
             return Err(SubmitError::ShuttingDown);
         }
+        // After the send: the writer sees the job before it stops waiting for this request.
+        drop(arrival);
         match answer.await {
             Ok(Ok(stored)) => Ok(stored),
             Ok(Err(message)) => Err(SubmitError::Storage(message)),
@@ -123,7 +171,7 @@ impl Writer {
     }
 }
 
-fn run(mut store: Box<dyn EventStore>, mut recent: RecentIds, mut rx: mpsc::UnboundedReceiver<Job>, metrics: Arc<Metrics>, now_ms: fn() -> i64) {
+fn run(mut store: Box<dyn EventStore>, mut recent: RecentIds, mut rx: mpsc::UnboundedReceiver<Job>, metrics: Arc<Metrics>, arriving: &AtomicUsize, now_ms: fn() -> i64, linger: Duration) {
     // Ends when every Writer handle is dropped and the queue is drained: that is graceful shutdown.
     let mut next = rx.blocking_recv();
     while let Some(job) = next.take() {
@@ -138,7 +186,7 @@ fn run(mut store: Box<dyn EventStore>, mut recent: RecentIds, mut rx: mpsc::Unbo
         };
         let mut jobs = vec![first];
         let mut rows = jobs[0].events.len() + jobs[0].quarantine.len();
-        let linger_until = Instant::now() + LINGER;
+        let linger_until = Instant::now() + linger;
         while rows < MAX_ROWS_PER_COMMIT {
             match rx.try_recv() {
                 Ok(Job::Write(job)) => {
@@ -151,8 +199,8 @@ fn run(mut store: Box<dyn EventStore>, mut recent: RecentIds, mut rx: mpsc::Unbo
                     break;
                 }
                 // A small group pays a commit's fixed costs (fsync, stats sketches) for few rows: wait a moment
-                // for more requests, which a single-event load sends continuously.
-                Err(_) if rows < LINGER_BELOW_ROWS && Instant::now() < linger_until => std::thread::sleep(LINGER / 8),
+                // for the requests on their way, which a single-event load sends continuously.
+                Err(_) if rows < LINGER_BELOW_ROWS && arriving.load(Relaxed) > 0 && Instant::now() < linger_until => std::thread::sleep(linger.min(LINGER) / 8),
                 Err(_) => break,
             }
         }
@@ -345,6 +393,8 @@ mod tests {
     #[derive(Clone, Default)]
     struct MemoryStore {
         rows: Arc<Mutex<Vec<StoredEvent>>>,
+        /// The rows of each commit, in order.
+        groups: Arc<Mutex<Vec<usize>>>,
         fail: Arc<Mutex<bool>>,
         /// When set, a due stats update waits until the test sends on it (or 5 s pass).
         hold_flush: Arc<Mutex<Option<std::sync::mpsc::Receiver<()>>>>,
@@ -355,6 +405,7 @@ mod tests {
             if *self.fail.lock().unwrap() {
                 return Err(StoreError::Unavailable("disk on fire".into()));
             }
+            self.groups.lock().unwrap().push(events.len());
             // Like a store shared with another collector: what it already holds is a duplicate.
             let mut rows = self.rows.lock().unwrap();
             let already: Vec<usize> = events.iter().enumerate().filter(|(_, e)| rows.iter().any(|r| r.site == e.site && r.message_id == e.message_id)).map(|(i, _)| i).collect();
@@ -450,6 +501,38 @@ mod tests {
         let (writer, _thread) = Writer::start(Box::new(MemoryStore::default()), 7, 1024, Default::default(), fixed_now).unwrap();
         let big = StoredEvent { properties: Some("x".repeat(4096)), ..event("a", "m", fixed_now()) };
         assert!(matches!(writer.submit(vec![big], vec![]).await, Err(SubmitError::QueueFull)));
+    }
+
+    #[tokio::test]
+    async fn a_small_group_waits_only_for_requests_on_their_way() {
+        // A linger far longer than the test: only the rule can end a wait in time.
+        let store = MemoryStore::default();
+        let (writer, _thread) = Writer::start_with_linger(Box::new(store.clone()), 7, 1 << 20, Default::default(), fixed_now, Duration::from_secs(600)).unwrap();
+        let now = fixed_now();
+        // Nothing on its way: a lone request is committed at once.
+        let alone = tokio::time::timeout(Duration::from_secs(5), writer.submit(vec![event("a", "m1", now)], vec![])).await;
+        assert_eq!(alone.expect("committed without waiting").unwrap(), vec![Stored::Accepted]);
+        // A request on its way (its body still being read) is waited for, and joins the group.
+        let arrival = writer.arriving();
+        let first = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.submit(vec![event("a", "m2", now)], vec![]).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!first.is_finished(), "the group waits while a request is on its way");
+        let second = writer.submit_arrived(arrival, vec![event("a", "m3", now)], vec![]).await.unwrap();
+        assert_eq!(second, vec![Stored::Accepted]);
+        assert_eq!(first.await.unwrap().unwrap(), vec![Stored::Accepted]);
+        assert_eq!(*store.groups.lock().unwrap(), vec![1, 2]);
+        // A request that ends without submitting (refused, unreadable) stops being waited for too.
+        let gone = writer.arriving();
+        let third = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.submit(vec![event("a", "m4", now)], vec![]).await }
+        });
+        drop(gone);
+        let third = tokio::time::timeout(Duration::from_secs(5), third).await.expect("committed once nothing is on its way");
+        assert_eq!(third.unwrap().unwrap(), vec![Stored::Accepted]);
     }
 
     #[test]

@@ -121,6 +121,7 @@ async fn ingest(req: Request<Incoming>, route: Route, state: &AppState, peer: So
         Metrics::add(&state.metrics.requests_queue_full, 1);
         return reply::refusal(&submit_refusal(&SubmitError::QueueFull), vec![]);
     }
+    let arrival = state.writer.arriving();
     let header_key = basic_auth_user(&headers);
     let body = match read_body(body, &headers).await {
         Ok(body) => body,
@@ -183,7 +184,7 @@ async fn ingest(req: Request<Incoming>, route: Route, state: &AppState, peer: So
     };
     let processed = ingest::process(decoded, route, &facts, &state.ua_cache, &mut crate::new_message_id);
     let is_bot: Vec<bool> = processed.events.iter().map(|e| e.flags & crate::store::flags::BOT != 0).collect();
-    let stored = match state.writer.submit(processed.events, processed.quarantine).await {
+    let stored = match state.writer.submit_arrived(arrival, processed.events, processed.quarantine).await {
         Ok(stored) => stored,
         Err(error) => {
             if matches!(error, SubmitError::QueueFull) {
