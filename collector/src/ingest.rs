@@ -276,7 +276,8 @@ fn event_row(
         (None, None) => unreachable!("an event comes as text or parsed"),
         (None, Some(raw)) => serde_json::from_str(raw).map_err(|e| (message_id_of(raw), Rejection::new(RejectCode::InvalidEvent, format!("event does not match the spec: {e}"))))?,
     };
-    let message_id = wire.message_id.as_deref().map(str::to_owned);
+    // For the refusals below; copied only if one happens.
+    let message_id = wire.message_id.clone();
     // Consent comes first: it decides whether the event needs an identity at all. A member of the event's own
     // context wins over the batch's.
     let batch_context = decoded.context.as_ref();
@@ -291,7 +292,7 @@ fn event_row(
         granted.analytics = false;
     }
     let rule = if granted.analytics { IdentityRule::Required } else { IdentityRule::Optional };
-    let mut event = validate_event(raw.map_or(0, str::len), wire, route_kind, rule).map_err(|r| (message_id.clone().filter(|_| r.code != RejectCode::MessageIdTooLong), r))?;
+    let mut event = validate_event(raw.map_or(0, str::len), wire, route_kind, rule).map_err(|r| (message_id.clone().filter(|_| r.code != RejectCode::MessageIdTooLong).map(Cow::into_owned), r))?;
     let mut context = std::mem::take(&mut event.context);
     if let Some(batch_context) = batch_context {
         context.fill_from(batch_context);
@@ -299,7 +300,7 @@ fn event_row(
 
     // The raw IP and user agent are used here and never stored (DESIGN.md §5).
     let context_ip = context.take("ip").and_then(|v| serde_json::from_str::<&str>(v.get()).ok()).and_then(|s| s.trim().parse::<IpAddr>().ok());
-    let context_ua = context.take("userAgent").and_then(|v| serde_json::from_str::<Cow<str>>(v.get()).ok());
+    let context_ua = context.take("userAgent").and_then(json_text);
     let raw_ip = context_ip.unwrap_or(facts.client_ip);
     let ip = match context_ip {
         Some(ip) => enrich::truncate_ip(ip, facts.privacy.ipv4_prefix, facts.privacy.ipv6_prefix).to_string(),
@@ -326,13 +327,13 @@ fn event_row(
         event.anonymous_id = event.anonymous_id.take().map(|v| personal(IdKind::AnonymousId, v));
         event.user_id = event.user_id.take().map(|v| personal(IdKind::UserId, v));
         event.previous_id = event.previous_id.take().map(|v| personal(IdKind::AnonymousId, v));
-        let traits = event.traits.map(|t| pseudonymise_fields(t.get(), privacy));
-        let context_traits = context.take("traits").map(|t| pseudonymise_fields(t.get(), privacy));
+        let traits = event.traits.map(|t| pseudonymise_fields(t.get().into(), privacy));
+        let context_traits = context.take("traits").map(|t| pseudonymise_fields(t.get().into(), privacy));
         // context.traits feed the profile (pseudonymised) and are not kept on the event.
         let identity = identity_input(&event, traits.as_deref(), context_traits.as_deref(), &context, pseudo);
         if let Some(erased) = identity.identifiers.iter().find(|id| (privacy.is_suppressed)(id)) {
             let reason = format!("this event carries an erased {}; nothing of it was stored", erased.kind.as_string());
-            return Err((message_id, Rejection::new(RejectCode::ErasedIdentity, reason)));
+            return Err((message_id.map(Cow::into_owned), Rejection::new(RejectCode::ErasedIdentity, reason)));
         }
         let visitor = match (&event.anonymous_id, &event.user_id) {
             (Some(a), _) => ["a:", a].concat(),
@@ -396,7 +397,7 @@ fn event_row(
         browser: ua.as_ref().and_then(|u| u.browser.clone()),
         os: ua.as_ref().and_then(|u| u.os.clone()),
         device: ua.as_ref().map(|u| u.device),
-        properties: event.properties.map(|r| pseudonymise_fields(&without_page_fields(r.get(), event.kind), privacy)),
+        properties: event.properties.map(|r| pseudonymise_fields(without_page_fields(r.get(), event.kind), privacy)),
         traits,
         context: (!context.0.is_empty()).then(|| context.to_json()),
         integrations,
@@ -424,7 +425,7 @@ fn hash_remaining_emails(row: &mut StoredEvent, pseudo: &Pseudonymizer) {
 
 /// The page (`context.page`, else a page/screen call's properties) and campaign (`context.campaign`, else the
 /// page URL's `utm_*` parameters). Both leave the stored context: the event's columns hold them.
-fn page_and_campaign(context: &mut RawObject<'_>, event: &footprint_core::ValidEvent<'_>) -> (PageFields, Campaign) {
+fn page_and_campaign<'a>(context: &mut RawObject<'a>, event: &footprint_core::ValidEvent<'a>) -> (PageFields<'a>, Campaign) {
     let mut page: PageFields = context.take("page").and_then(|v| serde_json::from_str(v.get()).ok()).unwrap_or_default();
     if matches!(event.kind, CallKind::Page | CallKind::Screen) && page.url.is_none() {
         if let Some(props) = event.properties {
@@ -529,15 +530,15 @@ fn merge_objects(base: Option<&str>, over: Option<&str>) -> Option<String> {
 /// hashes (e-mails and phones normalised first, so the hash matches however the value was typed), and top-level
 /// `ip` / `ipAddress` / `ip_address` fields truncated like the request's IP (for libraries that do not put it in
 /// `context.ip`). Keys match whatever their case.
-fn pseudonymise_fields(json: &str, privacy: &PrivacyFacts<'_>) -> String {
+fn pseudonymise_fields(json: Cow<'_, str>, privacy: &PrivacyFacts<'_>) -> String {
     const IP_KEYS: [&str; 3] = ["ip", "ipaddress", "ip_address"];
     // A cheap text test first: most objects hold none of the fields. It ignores case like the key match below
     // (`"Email"` is an e-mail field too), and a key spelled with \u escapes always takes the full path.
-    let may_hold = enrich::contains_any(json, privacy.pii_fields) || enrich::contains_any(json, &["\"ip"]) || json.contains("\\u");
+    let may_hold = enrich::contains_any(&json, privacy.pii_fields) || enrich::contains_any(&json, &["\"ip"]) || json.contains("\\u");
     if !may_hold {
-        return json.to_owned();
+        return json.into_owned();
     }
-    let Ok(mut obj) = serde_json::from_str::<RawObject>(json) else { return json.to_owned() };
+    let Ok(mut obj) = serde_json::from_str::<RawObject>(&json) else { return json.into_owned() };
     let replacement = |key: &str, value: &RawValue| -> Option<Box<RawValue>> {
         let text = serde_json::from_str::<String>(value.get()).ok()?;
         let stored = if privacy.pii_fields.iter().any(|f| f.eq_ignore_ascii_case(key)) {
@@ -590,16 +591,17 @@ fn consent_change_of(event: &footprint_core::ValidEvent<'_>, consent_context: Op
 }
 
 /// `context.page`, or a page call's `properties` (Segment puts the same fields in both). Non-string values are ignored.
+/// Borrowed from the event's text: what is kept is copied once, scrubbed or clipped.
 #[derive(Debug, Default, Deserialize)]
-struct PageFields {
-    #[serde(default, deserialize_with = "lenient_string")]
-    url: Option<String>,
-    #[serde(default, deserialize_with = "lenient_string")]
-    path: Option<String>,
-    #[serde(default, deserialize_with = "lenient_string")]
-    referrer: Option<String>,
-    #[serde(default, deserialize_with = "lenient_string")]
-    title: Option<String>,
+struct PageFields<'a> {
+    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    url: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    path: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    referrer: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    title: Option<Cow<'a, str>>,
 }
 
 /// `context.campaign` (Segment's names for the UTM parameters).
@@ -617,21 +619,37 @@ struct CampaignFields {
     content: Option<String>,
 }
 
+/// A JSON string's text, borrowed when it has no escapes (serde's `Cow<str>` is always a copy).
+fn json_text(value: &RawValue) -> Option<Cow<'_, str>> {
+    match serde_json::from_str::<&str>(value.get()) {
+        Ok(text) => Some(Cow::Borrowed(text)),
+        Err(_) => serde_json::from_str::<String>(value.get()).ok().map(Cow::Owned),
+    }
+}
+
 /// Enrichment must not refuse an event the spec allows: a field of another type is simply not used.
 /// Other values are skipped without being built (a `serde_json::Value` for every page field cost ~2 % of ingest).
 fn lenient_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(lenient_str(d)?.map(Cow::into_owned))
+}
+
+/// [`lenient_string`], borrowed from the body when the text has no escapes (enrichment copies what it keeps).
+fn lenient_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
     use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
     struct NonEmptyString;
     impl<'de> Visitor<'de> for NonEmptyString {
-        type Value = Option<String>;
+        type Value = Option<Cow<'de, str>>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("any JSON value")
         }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok((!v.is_empty()).then_some(Cow::Borrowed(v)))
+        }
         fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-            Ok((!v.is_empty()).then(|| v.to_owned()))
+            Ok((!v.is_empty()).then(|| Cow::Owned(v.to_owned())))
         }
         fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-            Ok((!v.is_empty()).then_some(v))
+            Ok((!v.is_empty()).then_some(Cow::Owned(v)))
         }
         fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
             Ok(None)
