@@ -213,7 +213,7 @@ pub(super) fn delete_older_than(conn: &Connection, site: &str, cutoff_ms: i64, l
                     break;
                 }
             } else {
-                conn.prepare_cached("INSERT OR IGNORE INTO late_events (site, timestamp, event_id) VALUES (?1, ?2, ?3)")?.execute(params![site, timestamp, id])?;
+                conn.prepare_cached(super::sqlite::FILE_LATE_EVENT)?.execute(params![site, timestamp, id])?;
             }
         }
         more = read_upto < upto;

@@ -32,6 +32,10 @@ macro_rules! late_event_ms {
 /// [`late_event_ms!`] as a number.
 pub(super) const LATE_EVENT_MS: i64 = number(late_event_ms!());
 
+/// Files an event in `late_events` (site, event time, id): at commit, and by retention for an event it met below
+/// its receive-order boundary that has not expired.
+pub(super) const FILE_LATE_EVENT: &str = "INSERT OR IGNORE INTO late_events (site, timestamp, event_id) VALUES (?1, ?2, ?3)";
+
 /// The value of a decimal literal, at compile time: the macros above give SQL texts their numbers, this gives them
 /// to Rust.
 const fn number(digits: &str) -> i64 {
@@ -931,7 +935,7 @@ fn commit_in_transaction(
             ])?;
             let id = tx.last_insert_rowid();
             if e.timestamp < e.received_at - LATE_EVENT_MS {
-                tx.prepare_cached("INSERT INTO late_events (site, timestamp, event_id) VALUES (?1, ?2, ?3)")?.execute(params![&*e.site, e.timestamp, id])?;
+                tx.prepare_cached(FILE_LATE_EVENT)?.execute(params![&*e.site, e.timestamp, id])?;
             }
             match profile_id {
                 Some(profile) => links.push((profile, id)),

@@ -171,19 +171,23 @@ impl StatsEvent {
             (None, None, Some(u)) => Some(("u:", u)),
             (None, None, None) => None,
         };
+        // (prefix, text): only the visitor key may have a prefix.
+        fn plain(t: &Option<String>) -> Option<(&'static str, &str)> {
+            t.as_deref().map(|t| ("", t))
+        }
         let texts: [Option<(&str, &str)>; TEXTS] = [
-            e.name.as_deref().map(|t| ("", t)),
+            plain(&e.name),
             visitor_prefix.map(|(prefix, v)| (prefix, v.as_str())),
-            e.session_id.as_deref().map(|t| ("", t)),
-            e.path.as_deref().map(|t| ("", t)),
-            e.url.as_deref().map(|t| ("", t)),
-            e.referrer_host.as_deref().map(|t| ("", t)),
-            e.utm_source.as_deref().map(|t| ("", t)),
-            e.utm_medium.as_deref().map(|t| ("", t)),
-            e.utm_campaign.as_deref().map(|t| ("", t)),
-            e.browser.as_deref().map(|t| ("", t)),
-            e.os.as_deref().map(|t| ("", t)),
-            e.properties.as_deref().filter(|_| engagement).map(|t| ("", t)),
+            plain(&e.session_id),
+            plain(&e.path),
+            plain(&e.url),
+            plain(&e.referrer_host),
+            plain(&e.utm_source),
+            plain(&e.utm_medium),
+            plain(&e.utm_campaign),
+            plain(&e.browser),
+            plain(&e.os),
+            plain(&e.properties).filter(|_| engagement),
         ];
         let mut packed = String::with_capacity(texts.iter().flatten().map(|(p, t)| p.len() + t.len()).sum());
         let mut ends = [0u32; TEXTS];
@@ -197,7 +201,7 @@ impl StatsEvent {
             // Texts are bounded by the 32 KB event limit.
             ends[i] = packed.len() as u32;
         }
-        StatsEvent { site: e.site.clone(), kind: e.kind, flags: e.flags, timestamp: e.timestamp, device: e.device, texts: packed, ends, present }
+        StatsEvent { site: e.site, kind: e.kind, flags: e.flags, timestamp: e.timestamp, device: e.device, texts: packed, ends, present }
     }
 
     fn text(&self, which: Text) -> Option<&str> {
