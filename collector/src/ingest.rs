@@ -4,7 +4,7 @@
 use crate::enrich::{self, Campaign, UserAgentCache};
 use crate::identity::{normalize_email, normalize_phone, IdKind, Identifier};
 use crate::pseudonymise::{cookieless_visitor, redact_emails, stored_identifier, Pseudonymizer, HASH_PREFIX};
-use crate::store::{flags, ConsentChange, IdentityInput, QuarantinedEvent, StoredEvent};
+use crate::store::{flags, ConsentChange, Field, IdentityInput, QuarantinedEvent, StoredEvent, Texts};
 use footprint_core::consent::{self, Categories};
 use footprint_core::limits::{MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_URL_BYTES};
 use footprint_core::time::corrected_timestamp;
@@ -226,15 +226,11 @@ fn process_decoded(mut decoded: Decoded<'_>, route: Route, facts: &RequestFacts<
             let raw = raw.expect("only batches decoded event by event are this long");
             Err((message_id_of(raw), Rejection::new(RejectCode::BatchTooLarge, format!("a batch holds at most {MAX_BATCH_EVENTS} events; this is number {}", index + 1))))
         } else {
-            event_row(raw, parsed.next(), route_kind, decoded, facts, &request_ip, ua_cache)
+            event_row(raw, parsed.next(), route_kind, decoded, facts, &request_ip, ua_cache, &mut *new_message_id)
         };
         match result {
-            Ok(mut row) => {
-                if row.message_id.is_empty() {
-                    row.message_id = new_message_id();
-                    row.flags |= flags::GENERATED_MESSAGE_ID;
-                }
-                out.slots.push(Slot::Pending { message_id: row.message_id.clone() });
+            Ok(row) => {
+                out.slots.push(Slot::Pending { message_id: row.message_id().to_owned() });
                 out.events.push(row);
             }
             Err((message_id, rejection)) => {
@@ -270,6 +266,7 @@ fn event_row(
     facts: &RequestFacts<'_>,
     request_ip: &str,
     ua_cache: &UserAgentCache,
+    new_message_id: &mut dyn FnMut() -> String,
 ) -> RowResult {
     let wire: WireEvent = match (parsed, raw) {
         (Some(wire), _) => wire,
@@ -367,60 +364,80 @@ fn event_row(
     if ua.as_ref().is_some_and(|u| u.bot) {
         row_flags |= flags::BOT;
     }
-    let integrations = event.integrations.or(decoded.integrations).map(|r| r.get().to_owned());
-    let mut row = StoredEvent {
+    let integrations = event.integrations.or(decoded.integrations).map(RawValue::get);
+    let properties = event.properties.map(|r| pseudonymise_fields(without_page_fields(r.get(), event.kind), privacy));
+    let context = (!context.0.is_empty()).then(|| context.to_json());
+    let title = page.title.map(|t| enrich::clip(&t, 1024));
+    let session_id = session_id.filter(|_| granted.analytics);
+    let message_id = match event.message_id.as_deref() {
+        Some(id) if !id.is_empty() => Cow::Borrowed(id),
+        _ => {
+            row_flags |= flags::GENERATED_MESSAGE_ID;
+            Cow::Owned(new_message_id())
+        }
+    };
+    let mut texts = [
+        Some(&*message_id),
+        event.name.as_deref(),
+        event.category.as_deref(),
+        event.anonymous_id.as_deref(),
+        event.user_id.as_deref(),
+        event.previous_id.as_deref(),
+        event.group_id.as_deref(),
+        url.as_deref(),
+        path.as_deref(),
+        title.as_deref(),
+        referrer.as_deref(),
+        referrer_host.as_deref(),
+        campaign.source.as_deref(),
+        campaign.medium.as_deref(),
+        campaign.name.as_deref(),
+        campaign.term.as_deref(),
+        campaign.content.as_deref(),
+        Some(ip.as_str()),
+        ua.as_ref().and_then(|u| u.browser.as_deref()),
+        ua.as_ref().and_then(|u| u.os.as_deref()),
+        properties.as_deref(),
+        traits.as_deref(),
+        context.as_deref(),
+        integrations,
+        Some(visitor.as_str()),
+        session_id.as_deref(),
+    ];
+    // Any e-mail address still in a text a sender fills freely (a property or trait under another key than
+    // `pii_fields`, a page title, a path, the context) becomes its keyed hash, as in the quarantine: raw e-mail
+    // addresses are never stored (DESIGN.md §5). IDs that are e-mails are hashed by `stored_identifier` already.
+    let redacted: Vec<(Field, String)> = StoredEvent::FREE_TEXTS
+        .iter()
+        .filter_map(|&field| match redact_emails(texts[field as usize]?, privacy.pseudonymizer) {
+            Cow::Owned(clean) => Some((field, clean)),
+            Cow::Borrowed(_) => None,
+        })
+        .collect();
+    for (field, clean) in &redacted {
+        texts[*field as usize] = Some(clean);
+    }
+    let mut identity = identity;
+    if let Some(profile_traits) = identity.as_mut().and_then(|i| i.traits.as_mut()) {
+        if let Cow::Owned(clean) = redact_emails(profile_traits, privacy.pseudonymizer) {
+            *profile_traits = clean;
+        }
+    }
+    Ok(StoredEvent {
         site: facts.site.clone(),
-        message_id: event.message_id.map(Cow::into_owned).unwrap_or_default(),
         kind: Some(event.kind),
-        name: event.name.map(Cow::into_owned),
-        category: event.category.map(Cow::into_owned),
-        anonymous_id: event.anonymous_id.map(Cow::into_owned),
-        user_id: event.user_id.map(Cow::into_owned),
-        previous_id: event.previous_id.map(Cow::into_owned),
-        group_id: event.group_id.map(Cow::into_owned),
         timestamp: time.timestamp_ms,
         original_timestamp: event.original_timestamp_ms,
         sent_at,
         received_at: facts.received_at_ms,
         flags: row_flags,
-        url,
-        path,
-        title: page.title.map(|t| enrich::clip(&t, 1024)),
-        referrer,
-        referrer_host,
-        utm_source: campaign.source,
-        utm_medium: campaign.medium,
-        utm_campaign: campaign.name,
-        utm_term: campaign.term,
-        utm_content: campaign.content,
-        ip: Some(ip),
-        browser: ua.as_ref().and_then(|u| u.browser.clone()),
-        os: ua.as_ref().and_then(|u| u.os.clone()),
         device: ua.as_ref().map(|u| u.device),
-        properties: event.properties.map(|r| pseudonymise_fields(without_page_fields(r.get(), event.kind), privacy)),
-        traits,
-        context: (!context.0.is_empty()).then(|| context.to_json()),
-        integrations,
-        visitor: Some(visitor),
-        session_id: session_id.filter(|_| granted.analytics),
         consent: granted.bits(),
         identity,
         consent_change,
         shared_id: None,
-    };
-    hash_remaining_emails(&mut row, privacy.pseudonymizer);
-    Ok(row)
-}
-
-/// Any e-mail address still in the event's texts (a property or trait under another key than `pii_fields`, a page
-/// title, a path, the context, the profile's traits) becomes its keyed hash, as in the quarantine: raw e-mail
-/// addresses are never stored (DESIGN.md §5). IDs that are e-mails are hashed by `stored_identifier` already.
-fn hash_remaining_emails(row: &mut StoredEvent, pseudo: &Pseudonymizer) {
-    for text in row.free_texts_mut() {
-        if let Cow::Owned(clean) = redact_emails(text, pseudo) {
-            *text = clean;
-        }
-    }
+        texts: Texts::pack(texts),
+    })
 }
 
 /// The page (`context.page`, else a page/screen call's properties) and campaign (`context.campaign`, else the
@@ -530,15 +547,15 @@ fn merge_objects(base: Option<&str>, over: Option<&str>) -> Option<String> {
 /// hashes (e-mails and phones normalised first, so the hash matches however the value was typed), and top-level
 /// `ip` / `ipAddress` / `ip_address` fields truncated like the request's IP (for libraries that do not put it in
 /// `context.ip`). Keys match whatever their case.
-fn pseudonymise_fields(json: Cow<'_, str>, privacy: &PrivacyFacts<'_>) -> String {
+fn pseudonymise_fields<'j>(json: Cow<'j, str>, privacy: &PrivacyFacts<'_>) -> Cow<'j, str> {
     const IP_KEYS: [&str; 3] = ["ip", "ipaddress", "ip_address"];
     // A cheap text test first: most objects hold none of the fields. It ignores case like the key match below
     // (`"Email"` is an e-mail field too), and a key spelled with \u escapes always takes the full path.
     let may_hold = enrich::contains_any(&json, privacy.pii_fields) || enrich::contains_any(&json, &["\"ip"]) || json.contains("\\u");
     if !may_hold {
-        return json.into_owned();
+        return json;
     }
-    let Ok(mut obj) = serde_json::from_str::<RawObject>(&json) else { return json.into_owned() };
+    let Ok(mut obj) = serde_json::from_str::<RawObject>(&json) else { return json };
     let replacement = |key: &str, value: &RawValue| -> Option<Box<RawValue>> {
         let text = serde_json::from_str::<String>(value.get()).ok()?;
         let stored = if privacy.pii_fields.iter().any(|f| f.eq_ignore_ascii_case(key)) {
@@ -564,7 +581,7 @@ fn pseudonymise_fields(json: Cow<'_, str>, privacy: &PrivacyFacts<'_>) -> String
     for (i, value) in &replaced {
         obj.0[*i].1 = value;
     }
-    obj.to_json()
+    Cow::Owned(obj.to_json())
 }
 
 /// A consent-change event (the SDK's `Consent Updated`, Segment's `Segment Consent Preference Updated`) becomes a
@@ -789,29 +806,29 @@ mod tests {
         let out = run(body, Route::Batch);
         assert_eq!(out.slots, vec![Slot::Pending { message_id: "m1".into() }, Slot::Pending { message_id: "generated-1".into() }]);
         let (a, b) = (&out.events[0], &out.events[1]);
-        assert_eq!(a.context.as_deref(), Some(r#"{"locale":"de"}"#), "batch context merged, ip removed");
-        assert_eq!(b.context.as_deref(), Some(r#"{"locale":"fr"}"#), "the event's own context wins");
-        assert_eq!(a.ip.as_deref(), Some("203.0.113.0"), "context.ip wins over the connection, truncated");
+        assert_eq!(a.text(Field::Context), Some(r#"{"locale":"de"}"#), "batch context merged, ip removed");
+        assert_eq!(b.text(Field::Context), Some(r#"{"locale":"fr"}"#), "the event's own context wins");
+        assert_eq!(a.text(Field::Ip), Some("203.0.113.0"), "context.ip wins over the connection, truncated");
         assert_eq!(a.timestamp, 1_000_000 - 5_000, "skew-corrected with the batch sentAt");
         assert_eq!(b.flags & flags::GENERATED_MESSAGE_ID, flags::GENERATED_MESSAGE_ID);
-        assert_eq!((a.browser.as_deref(), a.device), (Some("Chrome"), Some("desktop")));
+        assert_eq!((a.text(Field::Browser), a.device), (Some("Chrome"), Some("desktop")));
     }
 
     #[test]
     fn page_fields_come_from_context_or_page_properties() {
         let from_props = run(r#"{"anonymousId":"a","messageId":"p","properties":{"url":"https://s.example/a/b?utm_source=x","referrer":"https://ref.example/","title":"T"}}"#, Route::Single(CallKind::Page));
         let e = &from_props.events[0];
-        assert_eq!((e.path.as_deref(), e.referrer_host.as_deref(), e.utm_source.as_deref(), e.title.as_deref()), (Some("/a/b"), Some("ref.example"), Some("x"), Some("T")));
+        assert_eq!((e.text(Field::Path), e.text(Field::ReferrerHost), e.text(Field::UtmSource), e.text(Field::Title)), (Some("/a/b"), Some("ref.example"), Some("x"), Some("T")));
         // context.campaign beats the URL's parameters; non-string values are ignored, not refused.
         let ctx = run(r#"{"event":"E","anonymousId":"a","context":{"page":{"url":"https://s.example/?utm_source=url","path":7,"title":{"a":[1,{"b":null}]},"referrer":null,"search":""},"campaign":{"source":"ctx","medium":"cpc","term":false}}}"#, Route::Single(CallKind::Track));
         let e = &ctx.events[0];
-        assert_eq!((e.utm_source.as_deref(), e.utm_medium.as_deref(), e.path.as_deref()), (Some("ctx"), Some("cpc"), Some("/")));
-        assert_eq!((e.title.as_deref(), e.referrer.as_deref(), e.utm_term.as_deref()), (None, None, None));
+        assert_eq!((e.text(Field::UtmSource), e.text(Field::UtmMedium), e.text(Field::Path)), (Some("ctx"), Some("cpc"), Some("/")));
+        assert_eq!((e.text(Field::Title), e.text(Field::Referrer), e.text(Field::UtmTerm)), (None, None, None));
         // Personal data and secrets in query strings are scrubbed server-side too, whatever sent the event.
         let leaky = run(r#"{"anonymousId":"a","properties":{"url":"https://s.example/reset?token=abc123&email=x%40y.co&lang=de","referrer":"https://mail.example/?u=jo@mail.example"}}"#, Route::Single(CallKind::Page));
         let e = &leaky.events[0];
-        assert_eq!((e.url.as_deref(), e.referrer.as_deref()), (Some("https://s.example/reset?lang=de"), Some("https://mail.example/")));
-        assert_eq!(e.properties.as_deref(), Some("{}"), "the page fields are kept once, scrubbed, in the columns");
+        assert_eq!((e.text(Field::Url), e.text(Field::Referrer)), (Some("https://s.example/reset?lang=de"), Some("https://mail.example/")));
+        assert_eq!(e.text(Field::Properties), Some("{}"), "the page fields are kept once, scrubbed, in the columns");
         assert!(!e.all_text().contains("abc123"));
     }
 
@@ -822,16 +839,16 @@ mod tests {
             "consent":{"categoryPreferences":{"analytics":false,"marketing":false}},"page":{"url":"https://s.example/?gclid=click-1&q=1"}}}"#;
         let out = run_with(body, Route::Single(CallKind::Identify), &facts_with(consent::Mode::Implied, consent::Channel::Browser));
         let e = &out.events[0];
-        assert_eq!((e.anonymous_id.as_deref(), e.user_id.as_deref(), e.traits.as_deref(), e.session_id.as_deref()), (None, None, None, None));
+        assert_eq!((e.text(Field::AnonymousId), e.text(Field::UserId), e.text(Field::Traits), e.text(Field::SessionId)), (None, None, None, None));
         assert!(e.identity.is_none(), "no identity edges");
-        assert!(e.visitor.as_deref().unwrap().starts_with("c:"), "counted cookielessly");
+        assert!(e.text(Field::Visitor).unwrap().starts_with("c:"), "counted cookielessly");
         assert_eq!(e.consent, 4, "personalization was not stated: the implied mode grants it");
         let stored = e.all_text();
         assert!(!format!("{e:?}").contains("anon-77"), "Debug output names no one");
         for secret in ["alice", "anon-77", "s-1", "Alice", "ad-1", "203.0.113.9", "click-1"] {
             assert!(!stored.contains(secret), "{secret} survived: {stored}");
         }
-        assert_eq!(e.url.as_deref(), Some("https://s.example/?q=1"), "click IDs need marketing consent");
+        assert_eq!(e.text(Field::Url), Some("https://s.example/?q=1"), "click IDs need marketing consent");
     }
 
     #[test]
@@ -840,11 +857,11 @@ mod tests {
         let out = run_with(r#"{"name":"Home"}"#, Route::Single(CallKind::Page), &browser);
         assert_eq!(out.events.len(), 1, "{:?}", out.slots);
         let again = run_with(r#"{"name":"Home"}"#, Route::Single(CallKind::Page), &browser);
-        assert_eq!(out.events[0].visitor, again.events[0].visitor, "same visitor, same day, same hash");
+        assert_eq!(out.events[0].text(Field::Visitor), again.events[0].text(Field::Visitor), "same visitor, same day, same hash");
         let mut tomorrow = facts_with(consent::Mode::Required, consent::Channel::Browser);
         tomorrow.privacy.salt = [8; 16];
         let next_day = run_with(r#"{"name":"Home"}"#, Route::Single(CallKind::Page), &tomorrow);
-        assert_ne!(out.events[0].visitor, next_day.events[0].visitor);
+        assert_ne!(out.events[0].text(Field::Visitor), next_day.events[0].text(Field::Visitor));
         // A server-side library stating nothing still needs an identity.
         assert!(run(r#"{"name":"Home"}"#, Route::Single(CallKind::Page)).events.is_empty());
     }
@@ -856,14 +873,14 @@ mod tests {
         let out = run(body, Route::Single(CallKind::Identify));
         let e = &out.events[0];
         let email_hash = PSEUDONYMIZER.hash("email", "alice@example.com");
-        assert_eq!(e.user_id.as_deref(), Some(PSEUDONYMIZER.hash("user_id", "alice@example.com").as_str()), "an e-mail used as user ID is hashed");
-        let traits: serde_json::Value = serde_json::from_str(e.traits.as_deref().unwrap()).unwrap();
+        assert_eq!(e.text(Field::UserId), Some(PSEUDONYMIZER.hash("user_id", "alice@example.com").as_str()), "an e-mail used as user ID is hashed");
+        let traits: serde_json::Value = serde_json::from_str(e.text(Field::Traits).unwrap()).unwrap();
         assert_eq!(traits["email"], email_hash.as_str());
         assert_eq!(traits["phone"], PSEUDONYMIZER.hash("phone", "+49301234567").as_str());
         assert_eq!(traits["plan"], "pro");
         let kinds: Vec<String> = e.identity.as_ref().unwrap().identifiers.iter().map(|i| i.kind.as_string()).collect();
         assert_eq!(kinds, ["anonymous_id", "user_id", "email", "phone", "external:crm_id"]);
-        assert_eq!(e.visitor.as_deref(), Some("a:anon-1"));
+        assert_eq!(e.text(Field::Visitor), Some("a:anon-1"));
         assert!(!e.all_text().to_lowercase().contains("alice@example.com"));
     }
 
@@ -872,7 +889,7 @@ mod tests {
         let body = r#"{"type":"identify","userId":"u-1","traits":{"Email":"bob@example.com","PHONE":"+49 30 7654321"},
             "context":{"consent":{"categoryPreferences":{"analytics":true}}}}"#;
         let e = &run(body, Route::Single(CallKind::Identify)).events[0];
-        let traits: serde_json::Value = serde_json::from_str(e.traits.as_deref().unwrap()).unwrap();
+        let traits: serde_json::Value = serde_json::from_str(e.text(Field::Traits).unwrap()).unwrap();
         assert_eq!(traits["Email"], PSEUDONYMIZER.hash("email", "bob@example.com").as_str());
         assert_eq!(traits["PHONE"], PSEUDONYMIZER.hash("phone", "+49307654321").as_str());
         assert!(!e.all_text().contains("bob@example.com"));
@@ -893,25 +910,25 @@ mod tests {
         for raw in ["bob@example.com", "carol%40example.org", "dan@example.net"] {
             assert!(!all.contains(raw), "{raw} in {all}");
         }
-        let props: serde_json::Value = serde_json::from_str(e.properties.as_deref().unwrap()).unwrap();
+        let props: serde_json::Value = serde_json::from_str(e.text(Field::Properties).unwrap()).unwrap();
         assert_eq!(props["contact"], PSEUDONYMIZER.hash("email", "bob@example.com").as_str(), "the same hash as the e-mail identifier");
-        assert_eq!(e.name.as_deref(), Some(format!("Contact {}", PSEUDONYMIZER.hash("email", "bob@example.com")).as_str()));
+        assert_eq!(e.text(Field::Name), Some(format!("Contact {}", PSEUDONYMIZER.hash("email", "bob@example.com")).as_str()));
         let identify = r#"{"type":"identify","userId":"u-9","traits":{"contact":"erin@example.com"},"context":{"consent":{"categoryPreferences":{"analytics":true}}}}"#;
         assert!(!run(identify, Route::Single(CallKind::Identify)).events[0].all_text().contains("erin@example.com"), "profile traits too");
         // Nothing to replace: the texts are kept as sent.
         let plain = run(r#"{"event":"E","anonymousId":"a","properties":{"at":"@home","pct":"100%"}}"#, Route::Single(CallKind::Track));
-        assert_eq!(plain.events[0].properties.as_deref(), Some(r#"{"at":"@home","pct":"100%"}"#));
+        assert_eq!(plain.events[0].text(Field::Properties), Some(r#"{"at":"@home","pct":"100%"}"#));
     }
 
     #[test]
     fn ip_fields_of_properties_and_traits_are_truncated() {
         let body = r#"{"type":"identify","userId":"u-3","traits":{"ipAddress":"198.51.100.77","plan":"pro"},"context":{"consent":{"categoryPreferences":{"analytics":true}}}}"#;
         let e = &run(body, Route::Single(CallKind::Identify)).events[0];
-        assert_eq!(e.traits.as_deref(), Some(r#"{"ipAddress":"198.51.100.0","plan":"pro"}"#));
+        assert_eq!(e.text(Field::Traits), Some(r#"{"ipAddress":"198.51.100.0","plan":"pro"}"#));
         assert!(!e.all_text().contains("198.51.100.77"), "profile traits too");
         let track = r#"{"event":"E","anonymousId":"a","properties":{"IP":"2001:db8:1234:5678::1","ip_address":"not an ip","vip":"198.51.100.9"}}"#;
         let e = &run(track, Route::Single(CallKind::Track)).events[0];
-        assert_eq!(e.properties.as_deref(), Some(r#"{"IP":"2001:db8:1234::","ip_address":"not an ip","vip":"198.51.100.9"}"#), "only IP fields, only IPs");
+        assert_eq!(e.text(Field::Properties), Some(r#"{"IP":"2001:db8:1234::","ip_address":"not an ip","vip":"198.51.100.9"}"#), "only IP fields, only IPs");
     }
 
     #[test]

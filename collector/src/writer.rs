@@ -253,7 +253,7 @@ fn commit_group(store: &mut dyn EventStore, recent: &mut RecentIds, jobs: Vec<Wr
     for job in jobs {
         let mut statuses = Vec::with_capacity(job.events.len());
         for event in job.events {
-            let key = recent.key(&event.site, &event.message_id);
+            let key = recent.key(&event.site, event.message_id());
             if recent.contains(key) || !fresh_keys.insert(key) {
                 statuses.push(Stored::Duplicate);
             } else {
@@ -408,7 +408,7 @@ mod tests {
             self.groups.lock().unwrap().push(events.len());
             // Like a store shared with another collector: what it already holds is a duplicate.
             let mut rows = self.rows.lock().unwrap();
-            let already: Vec<usize> = events.iter().enumerate().filter(|(_, e)| rows.iter().any(|r| r.site == e.site && r.message_id == e.message_id)).map(|(i, _)| i).collect();
+            let already: Vec<usize> = events.iter().enumerate().filter(|(_, e)| rows.iter().any(|r| r.site == e.site && r.message_id() == e.message_id())).map(|(i, _)| i).collect();
             rows.extend(events.into_iter().enumerate().filter(|(i, _)| !already.contains(i)).map(|(_, e)| e));
             Ok(already)
         }
@@ -428,14 +428,14 @@ mod tests {
         }
         fn for_each_recent_message_id(&mut self, since: i64, each: &mut dyn FnMut(&str, &str, i64)) -> Result<(), StoreError> {
             for e in self.rows.lock().unwrap().iter().filter(|e| e.received_at >= since) {
-                each(&e.site, &e.message_id, e.received_at);
+                each(&e.site, e.message_id(), e.received_at);
             }
             Ok(())
         }
     }
 
     fn event(site: &str, id: &str, received_at: i64) -> StoredEvent {
-        StoredEvent { site: site.into(), message_id: id.into(), received_at, ..Default::default() }
+        StoredEvent { site: site.into(), received_at, ..Default::default() }.with(crate::store::Field::MessageId, id)
     }
 
     fn fixed_now() -> i64 {
@@ -499,7 +499,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_refuses_instead_of_growing() {
         let (writer, _thread) = Writer::start(Box::new(MemoryStore::default()), 7, 1024, Default::default(), fixed_now).unwrap();
-        let big = StoredEvent { properties: Some("x".repeat(4096)), ..event("a", "m", fixed_now()) };
+        let big = event("a", "m", fixed_now()).with(crate::store::Field::Properties, "x".repeat(4096));
         assert!(matches!(writer.submit(vec![big], vec![]).await, Err(SubmitError::QueueFull)));
     }
 

@@ -5,7 +5,7 @@
 //! the consent ledger — is rebuilt by each collector's replica from the log, with the same rules as at ingest.
 
 use super::postgres::PgEventLog;
-use super::{ConsentChange, IdentityInput, QuarantinedEvent, StoreError, StoredEvent};
+use super::{ConsentChange, Field, IdentityInput, QuarantinedEvent, StoreError, StoredEvent};
 use crate::identity::{IdKind, Identifier};
 use rusqlite::{Connection, OpenFlags};
 use std::collections::HashMap;
@@ -97,7 +97,7 @@ fn read_events(conn: &Connection, after: i64, ledger: &HashMap<(String, String),
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         let mut e = StoredEvent::from_columns(r, 1)?;
-        e.consent_change = ledger.get(&(e.site.to_string(), e.message_id.clone())).cloned();
+        e.consent_change = ledger.get(&(e.site.to_string(), e.message_id().to_owned())).cloned();
         let profile_id: Option<i64> = r.get(36)?;
         // Identity was resolved for the event when it was filed under a profile.
         if profile_id.is_some() {
@@ -113,12 +113,13 @@ fn read_events(conn: &Connection, after: i64, ledger: &HashMap<(String, String),
 /// `context.externalIds` are not kept on the event and are not rebuilt.
 fn identity_from_stored(e: &StoredEvent) -> IdentityInput {
     let mut identifiers = Vec::new();
-    identifiers.extend(e.anonymous_id.iter().map(|a| Identifier::new(IdKind::AnonymousId, a.as_str())));
-    identifiers.extend(e.user_id.iter().map(|u| Identifier::new(IdKind::UserId, u.as_str())));
-    identifiers.extend(e.previous_id.iter().map(|p| Identifier::new(IdKind::AnonymousId, p.as_str())));
-    identifiers.extend(e.traits.as_deref().map(crate::ingest::hashed_trait_identifiers).unwrap_or_default());
-    let primary = e.user_id.as_ref().map(|u| Identifier::new(IdKind::UserId, u.as_str())).or_else(|| e.anonymous_id.as_ref().map(|a| Identifier::new(IdKind::AnonymousId, a.as_str())));
-    IdentityInput { identifiers, primary, traits: e.traits.clone() }
+    let (anonymous_id, user_id, traits) = (e.text(Field::AnonymousId), e.text(Field::UserId), e.text(Field::Traits));
+    identifiers.extend(anonymous_id.map(|a| Identifier::new(IdKind::AnonymousId, a)));
+    identifiers.extend(user_id.map(|u| Identifier::new(IdKind::UserId, u)));
+    identifiers.extend(e.text(Field::PreviousId).map(|p| Identifier::new(IdKind::AnonymousId, p)));
+    identifiers.extend(traits.map(crate::ingest::hashed_trait_identifiers).unwrap_or_default());
+    let primary = user_id.map(|u| Identifier::new(IdKind::UserId, u)).or_else(|| anonymous_id.map(|a| Identifier::new(IdKind::AnonymousId, a)));
+    IdentityInput { identifiers, primary, traits: traits.map(str::to_owned) }
 }
 
 fn read_quarantine(conn: &Connection, after: i64) -> Result<Vec<(i64, QuarantinedEvent)>, StoreError> {

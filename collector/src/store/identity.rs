@@ -298,13 +298,12 @@ mod laws {
         let primary = ids.iter().find(|i| i.kind == IdKind::UserId).or_else(|| ids.iter().find(|i| i.kind == IdKind::AnonymousId)).cloned();
         StoredEvent {
             site: "s".into(),
-            message_id: format!("m{n}"),
             kind: Some(footprint_core::CallKind::Identify),
             timestamp: n as i64,
             received_at: n as i64,
             identity: Some(IdentityInput { identifiers: ids, primary, traits: None }),
             ..Default::default()
-        }
+        }.with(crate::store::Field::MessageId, format!("m{n}"))
     }
 
     fn store() -> (SqliteStore, std::path::PathBuf) {

@@ -6,6 +6,7 @@ mod identity;
 mod postgres;
 mod privacy;
 mod static_insert;
+mod texts;
 pub mod profiles;
 pub mod shared;
 pub mod sqlite;
@@ -13,6 +14,7 @@ pub mod sqlite;
 pub use identity::UnmergeError;
 pub use postgres::ping as ping_shared_database;
 pub use privacy::{ErasureReport, ErasureRequest};
+pub use texts::{Field, Texts};
 pub mod stats;
 pub mod stats_thread;
 
@@ -34,44 +36,18 @@ pub mod flags {
 }
 
 /// One accepted event, as stored. Raw IPs and raw user agents never get here: `ip` is already truncated.
+/// Its texts are packed in one allocation ([`Texts`]): read them with [`StoredEvent::text`].
 /// Its `Debug` names the event but shows none of its personal content (IDs, traits, properties, URLs).
 #[derive(Clone, Default)]
 pub struct StoredEvent {
     pub site: Arc<str>,
-    pub message_id: String,
     pub kind: Option<CallKind>,
-    pub name: Option<String>,
-    pub category: Option<String>,
-    pub anonymous_id: Option<String>,
-    pub user_id: Option<String>,
-    pub previous_id: Option<String>,
-    pub group_id: Option<String>,
     pub timestamp: i64,
     pub original_timestamp: Option<i64>,
     pub sent_at: Option<i64>,
     pub received_at: i64,
     pub flags: i64,
-    pub url: Option<String>,
-    pub path: Option<String>,
-    pub title: Option<String>,
-    pub referrer: Option<String>,
-    pub referrer_host: Option<String>,
-    pub utm_source: Option<String>,
-    pub utm_medium: Option<String>,
-    pub utm_campaign: Option<String>,
-    pub utm_term: Option<String>,
-    pub utm_content: Option<String>,
-    pub ip: Option<String>,
-    pub browser: Option<String>,
-    pub os: Option<String>,
     pub device: Option<&'static str>,
-    pub properties: Option<String>,
-    pub traits: Option<String>,
-    pub context: Option<String>,
-    pub integrations: Option<String>,
-    /// The unique-visitor key: `a:<anonymousId>`, `u:<userId>` or `c:<cookieless daily hash>`.
-    pub visitor: Option<String>,
-    pub session_id: Option<String>,
     /// Consent in force, as `footprint_core::consent::Categories::bits`.
     pub consent: i64,
     /// What identity resolution needs; `None` without analytics consent (no identity edges).
@@ -80,6 +56,7 @@ pub struct StoredEvent {
     pub consent_change: Option<ConsentChange>,
     /// The event's id in the shared store, when this row is a replica's copy of it (store/shared.rs).
     pub shared_id: Option<i64>,
+    pub texts: Texts,
 }
 
 /// What one call of [`EventStore::delete_older_than`] did.
@@ -112,7 +89,7 @@ impl std::fmt::Debug for StoredEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoredEvent")
             .field("site", &self.site)
-            .field("message_id", &self.message_id)
+            .field("message_id", &self.message_id())
             .field("kind", &self.kind)
             .field("timestamp", &self.timestamp)
             .field("flags", &self.flags)
@@ -122,42 +99,49 @@ impl std::fmt::Debug for StoredEvent {
 }
 
 impl StoredEvent {
-    /// The texts a sender may have put anything into (every optional text but the identifiers, which identity
-    /// resolution keys on, and the fields the collector derives itself), and the traits the profile gets: for
-    /// e-mail redaction at ingest, and for tests that search a row.
-    pub fn free_texts_mut(&mut self) -> impl Iterator<Item = &mut String> {
-        let texts = [
-            &mut self.name, &mut self.category, &mut self.group_id, &mut self.url, &mut self.path, &mut self.title, &mut self.referrer,
-            &mut self.utm_source, &mut self.utm_medium, &mut self.utm_campaign, &mut self.utm_term, &mut self.utm_content, &mut self.properties,
-            &mut self.traits, &mut self.context, &mut self.integrations, &mut self.session_id,
-        ];
-        let profile_traits = self.identity.as_mut().and_then(|identity| identity.traits.as_mut());
-        texts.into_iter().flatten().chain(profile_traits)
+    pub fn text(&self, field: Field) -> Option<&str> {
+        self.texts.get(field)
     }
 
-    /// Every text the row would store, joined (for tests that search a row for what must not be there).
+    /// The `messageId` ("" for an event made without one, as in tests).
+    pub fn message_id(&self) -> &str {
+        self.texts.get(Field::MessageId).unwrap_or_default()
+    }
+
+    /// The event with `field` set to `value` (each call repacks the texts: for tests).
+    #[cfg(test)]
+    pub fn with(self, field: Field, value: impl AsRef<str>) -> StoredEvent {
+        self.with_opt(field, Some(value))
+    }
+
+    #[cfg(test)]
+    pub fn with_opt(mut self, field: Field, value: Option<impl AsRef<str>>) -> StoredEvent {
+        self.texts.set(field, value.as_ref().map(AsRef::as_ref));
+        self
+    }
+
+    /// The texts a sender may have put anything into (every optional text but the identifiers, which identity
+    /// resolution keys on, and the fields the collector derives itself): for e-mail redaction at ingest.
+    pub const FREE_TEXTS: [Field; 17] = {
+        use Field::*;
+        [Name, Category, GroupId, Url, Path, Title, Referrer, UtmSource, UtmMedium, UtmCampaign, UtmTerm, UtmContent, Properties, Traits, Context, Integrations, SessionId]
+    };
+
+    /// Every text the row would store and the profile traits, joined (for tests that search a row for what must not
+    /// be there).
     #[cfg(test)]
     pub fn all_text(&self) -> String {
-        let derived = [&self.anonymous_id, &self.user_id, &self.previous_id, &self.referrer_host, &self.ip, &self.browser, &self.os, &self.visitor];
-        let mut all: Vec<String> = derived.into_iter().flatten().cloned().collect();
-        all.extend(self.clone().free_texts_mut().map(|t| t.clone()));
+        let mut all: Vec<&str> = self.texts.values().into_iter().flatten().collect();
         if let Some(identity) = &self.identity {
-            all.extend(identity.identifiers.iter().map(|i| i.value.clone()));
+            all.extend(identity.identifiers.iter().map(|i| i.value.as_str()));
+            all.extend(identity.traits.as_deref());
         }
         all.join("\n")
     }
 
     /// Rough size in memory, for the writer queue's byte budget.
     pub fn approx_bytes(&self) -> usize {
-        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
-        256 + self.message_id.len()
-            + opt(&self.name)
-            + opt(&self.url)
-            + opt(&self.referrer)
-            + opt(&self.properties)
-            + opt(&self.traits)
-            + opt(&self.context)
-            + opt(&self.integrations)
+        256 + self.texts.len() + self.identity.as_ref().and_then(|i| i.traits.as_ref()).map_or(0, String::len)
     }
 }
 
@@ -169,13 +153,13 @@ pub(crate) const EVENT_ROW_COLUMNS: &str = "site, message_id, type, name, catego
 
 /// A row read back by position, from either database.
 pub(crate) trait RowColumns {
-    fn text(&self, i: usize) -> Result<Option<String>, StoreError>;
+    fn text(&self, i: usize) -> Result<Option<&str>, StoreError>;
     fn int(&self, i: usize) -> Result<Option<i64>, StoreError>;
 }
 
 impl RowColumns for rusqlite::Row<'_> {
-    fn text(&self, i: usize) -> Result<Option<String>, StoreError> {
-        Ok(self.get(i)?)
+    fn text(&self, i: usize) -> Result<Option<&str>, StoreError> {
+        Ok(self.get_ref(i)?.as_str_or_null().map_err(rusqlite::Error::from)?)
     }
     fn int(&self, i: usize) -> Result<Option<i64>, StoreError> {
         Ok(self.get(i)?)
@@ -183,7 +167,7 @@ impl RowColumns for rusqlite::Row<'_> {
 }
 
 impl RowColumns for ::postgres::Row {
-    fn text(&self, i: usize) -> Result<Option<String>, StoreError> {
+    fn text(&self, i: usize) -> Result<Option<&str>, StoreError> {
         self.try_get(i).map_err(StoreError::Postgres)
     }
     fn int(&self, i: usize) -> Result<Option<i64>, StoreError> {
@@ -191,48 +175,30 @@ impl RowColumns for ::postgres::Row {
     }
 }
 
+/// The column of each [`Field`] in [`EVENT_ROW_COLUMNS`].
+const FIELD_COLUMNS: [usize; Field::COUNT] = [1, 3, 4, 5, 6, 7, 8, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31, 32, 33];
+
 impl StoredEvent {
     /// The event whose [`EVENT_ROW_COLUMNS`] start at column `first` of `row` (identity input, consent change and
     /// shared id are the caller's).
     pub(crate) fn from_columns(row: &impl RowColumns, first: usize) -> Result<StoredEvent, StoreError> {
         let text = |i: usize| row.text(first + i);
         let int = |i: usize| row.int(first + i);
+        let mut values = [None; Field::COUNT];
+        for (value, column) in values.iter_mut().zip(FIELD_COLUMNS) {
+            *value = text(column)?;
+        }
         Ok(StoredEvent {
             site: text(0)?.unwrap_or_default().into(),
-            message_id: text(1)?.unwrap_or_default(),
-            kind: text(2)?.as_deref().and_then(CallKind::parse),
-            name: text(3)?,
-            category: text(4)?,
-            anonymous_id: text(5)?,
-            user_id: text(6)?,
-            previous_id: text(7)?,
-            group_id: text(8)?,
+            kind: text(2)?.and_then(CallKind::parse),
             timestamp: int(9)?.unwrap_or_default(),
             original_timestamp: int(10)?,
             sent_at: int(11)?,
             received_at: int(12)?.unwrap_or_default(),
             flags: int(13)?.unwrap_or_default(),
-            url: text(14)?,
-            path: text(15)?,
-            title: text(16)?,
-            referrer: text(17)?,
-            referrer_host: text(18)?,
-            utm_source: text(19)?,
-            utm_medium: text(20)?,
-            utm_campaign: text(21)?,
-            utm_term: text(22)?,
-            utm_content: text(23)?,
-            ip: text(24)?,
-            browser: text(25)?,
-            os: text(26)?,
-            device: text(27)?.as_deref().map(crate::enrich::device_name),
-            properties: text(28)?,
-            traits: text(29)?,
-            context: text(30)?,
-            integrations: text(31)?,
-            visitor: text(32)?,
-            session_id: text(33)?,
+            device: text(27)?.map(crate::enrich::device_name),
             consent: int(34)?.unwrap_or_default(),
+            texts: Texts::pack(values),
             ..Default::default()
         })
     }

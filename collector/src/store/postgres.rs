@@ -3,7 +3,7 @@
 //! sharing it never store one event twice; and reading that log back in one order every collector agrees on
 //! (`pull`), which is what each collector's replica (store/shared.rs) applies.
 
-use super::{QuarantinedEvent, StoreError, StoredEvent};
+use super::{Field, QuarantinedEvent, StoreError, StoredEvent};
 use postgres::{Client, NoTls};
 use std::collections::HashSet;
 
@@ -376,7 +376,7 @@ impl PgEventLog {
         // The group's messageIds claimed in one statement. Concurrent transactions
         // claiming the same id wait for each other on the primary key, so exactly one of them gets it. Claimed in
         // key order, so two groups sharing ids lock them in the same order and never deadlock.
-        let mut claims: Vec<(&str, &str, i64)> = events.iter().map(|e| (&*e.site, e.message_id.as_str(), e.received_at)).collect();
+        let mut claims: Vec<(&str, &str, i64)> = events.iter().map(|e| (&*e.site, e.message_id(), e.received_at)).collect();
         claims.sort_unstable();
         claims.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
         let (sites, ids, times): (Vec<&str>, Vec<&str>, Vec<i64>) = claims.into_iter().fold((vec![], vec![], vec![]), |(mut s, mut m, mut t), (site, id, at)| {
@@ -406,8 +406,8 @@ impl PgEventLog {
         let stored: Vec<bool> = events
             .iter()
             .map(|e| {
-                let new = already.is_empty() || !already.contains(&(e.site.to_string(), e.message_id.clone()));
-                new && taken.insert((&*e.site, e.message_id.as_str()))
+                let new = already.is_empty() || !already.contains(&(e.site.to_string(), e.message_id().to_owned()));
+                new && taken.insert((&*e.site, e.message_id()))
             })
             .collect();
         copy_events(&mut tx, &copy_events_in, events.iter().zip(&stored).filter(|(_, s)| **s).map(|(e, _)| *e))?;
@@ -446,20 +446,21 @@ fn copy_events<'a>(tx: &mut postgres::Transaction<'_>, statement: &postgres::Sta
         let (identity, consent_change) = (e.identity.as_ref().map(encode_identity), e.consent_change.as_ref().map(encode_consent_change));
         rows.row(37);
         rows.text(Some(&e.site));
-        rows.text(Some(&e.message_id));
+        rows.text(Some(e.message_id()));
         rows.text(Some(e.kind.map(|k| k.as_str()).unwrap_or("")));
-        for text in [&e.name, &e.category, &e.anonymous_id, &e.user_id, &e.previous_id, &e.group_id] {
-            rows.text(text.as_deref());
+        use Field::*;
+        for field in [Name, Category, AnonymousId, UserId, PreviousId, GroupId] {
+            rows.text(e.text(field));
         }
         for int in [Some(e.timestamp), e.original_timestamp, e.sent_at, Some(e.received_at), Some(e.flags)] {
             rows.int(int);
         }
-        for text in [&e.url, &e.path, &e.title, &e.referrer, &e.referrer_host, &e.utm_source, &e.utm_medium, &e.utm_campaign, &e.utm_term, &e.utm_content, &e.ip, &e.browser, &e.os] {
-            rows.text(text.as_deref());
+        for field in [Url, Path, Title, Referrer, ReferrerHost, UtmSource, UtmMedium, UtmCampaign, UtmTerm, UtmContent, Ip, Browser, Os] {
+            rows.text(e.text(field));
         }
         rows.text(e.device);
-        for text in [&e.properties, &e.traits, &e.context, &e.integrations, &e.visitor, &e.session_id] {
-            rows.text(text.as_deref());
+        for field in [Properties, Traits, Context, Integrations, Visitor, SessionId] {
+            rows.text(e.text(field));
         }
         rows.int(Some(e.consent));
         rows.text(identity.as_deref());
@@ -562,32 +563,16 @@ fn nul_free(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// The event with every NUL replaced (see [`nul_free`]), or `None` when it has none (nearly always). The JSON
-/// texts (properties, traits, context, integrations) are not searched: JSON holds a NUL only as the escape
-/// `\u0000`, never as the byte, and they are the largest part of an event.
+/// texts (properties, traits, context, integrations) never hold one: JSON holds a NUL only as the escape `\u0000`,
+/// never as the byte.
 fn without_nul(e: &StoredEvent) -> Option<StoredEvent> {
-    let has = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains('\0'));
-    let texts = [
-        &e.name, &e.category, &e.anonymous_id, &e.user_id, &e.previous_id, &e.group_id, &e.url, &e.path, &e.title, &e.referrer, &e.referrer_host,
-        &e.utm_source, &e.utm_medium, &e.utm_campaign, &e.utm_term, &e.utm_content, &e.ip, &e.browser, &e.os, &e.visitor, &e.session_id,
-    ];
     let in_identity = e.identity.as_ref().is_some_and(|i| i.identifiers.iter().chain(&i.primary).any(|id| id.value.contains('\0')));
-    if !e.message_id.contains('\0') && !in_identity && !texts.into_iter().any(has) {
+    if !in_identity && !e.texts.contain('\0') {
         return None;
     }
     let mut e = e.clone();
-    let clean = |t: &mut Option<String>| {
-        if let Some(text) = t {
-            *text = nul_free(text).into_owned();
-        }
-    };
-    e.message_id = nul_free(&e.message_id).into_owned();
-    for t in [
-        &mut e.name, &mut e.category, &mut e.anonymous_id, &mut e.user_id, &mut e.previous_id, &mut e.group_id, &mut e.url, &mut e.path, &mut e.title,
-        &mut e.referrer, &mut e.referrer_host, &mut e.utm_source, &mut e.utm_medium, &mut e.utm_campaign, &mut e.utm_term, &mut e.utm_content, &mut e.ip,
-        &mut e.browser, &mut e.os, &mut e.visitor, &mut e.session_id,
-    ] {
-        clean(t);
-    }
+    let cleaned = e.texts.values().map(|t| t.map(nul_free));
+    e.texts = super::Texts::pack(cleaned.each_ref().map(|t| t.as_deref()));
     if let Some(identity) = &mut e.identity {
         for id in identity.identifiers.iter_mut().chain(identity.primary.as_mut()) {
             id.value = nul_free(&id.value).into_owned();
@@ -700,15 +685,12 @@ mod tests {
     fn event(site: &Arc<str>, id: &str) -> StoredEvent {
         StoredEvent {
             site: site.clone(),
-            message_id: id.into(),
             kind: Some(CallKind::Track),
-            name: Some("Signed Up".into()),
             timestamp: 1_770_000_000_000,
             received_at: 1_770_000_000_500,
-            properties: Some(r#"{"plan":"pro"}"#.into()),
             device: Some("mobile"),
             ..Default::default()
-        }
+        }.with(Field::MessageId, id).with(Field::Name, "Signed Up").with(Field::Properties, r#"{"plan":"pro"}"#)
     }
 
     #[test]
@@ -780,7 +762,7 @@ mod tests {
         assert!(held.next <= held.final_below);
         open.commit().unwrap();
         let after = pull_until(&mut log, held.next, |p| p.events.len() >= 2);
-        let ids: Vec<&str> = after.events.iter().map(|(_, e)| e.message_id.as_str()).collect();
+        let ids: Vec<&str> = after.events.iter().map(|(_, e)| e.message_id()).collect();
         assert_eq!(ids, ["slow", "fast"], "both, in the order of their transactions");
         assert!(log.pull(after.next, 100).unwrap().events.is_empty(), "each row read once");
     }
@@ -791,9 +773,8 @@ mod tests {
         let site: Arc<str> = "shop".into();
         let mut log = PgEventLog::connect(&url).unwrap();
         // Decoded texts can hold the byte; JSON texts hold only the escape, which PostgreSQL keeps as it is.
-        let mut e = event(&site, "n\0ul");
-        e.name = Some("Signed\0Up".into());
-        e.properties = Some(r#"{"note":"a\u0000b"}"#.into());
+        let e = event(&site, "n\0ul");
+        let e = e.with(Field::Name, "Signed\0Up").with(Field::Properties, r#"{"note":"a\u0000b"}"#);
         assert_eq!(log.commit(&[e], &[]).unwrap(), Vec::<usize>::new());
         let row = log.client.query_one("SELECT message_id, name, properties FROM events", &[]).unwrap();
         let got: (String, String, String) = (row.get(0), row.get(1), row.get(2));
@@ -823,7 +804,7 @@ mod tests {
                         for group in order.chunks(50) {
                             let group: Vec<StoredEvent> = group.iter().map(|e| (*e).clone()).collect();
                             let duplicates = log.commit(&group, &[]).unwrap();
-                            answers.extend(group.iter().enumerate().map(|(i, e)| (e.message_id.clone(), !duplicates.contains(&i))));
+                            answers.extend(group.iter().enumerate().map(|(i, e)| (e.message_id().to_owned(), !duplicates.contains(&i))));
                         }
                         answers
                     })

@@ -3,7 +3,7 @@
 //! it, kept by the stats thread (`stats_thread.rs`).
 
 use super::identity::{self, IdentityCache};
-use super::{EventStore, QuarantinedEvent, StoreError, StoredEvent};
+use super::{EventStore, Field, QuarantinedEvent, StoreError, StoredEvent};
 use super::static_insert::{Param, StaticInsert};
 use crate::identity::Limits;
 use rusqlite::{params, Connection, OpenFlags};
@@ -890,45 +890,45 @@ fn commit_in_transaction(
     {
         for e in events {
             let profile_id = match &e.identity {
-                Some(input) => identity::resolve(&tx, identities, limits, &e.site, input, e.timestamp, &e.message_id)?,
+                Some(input) => identity::resolve(&tx, identities, limits, &e.site, input, e.timestamp, e.message_id())?,
                 None => None,
             };
             use Param::{Int, Text};
             insert_event.execute(&[
                 Text(&e.site),
-                Text(&e.message_id),
+                Text(e.message_id()),
                 e.kind.map(|k| k.as_str()).into(),
-                (&e.name).into(),
-                (&e.category).into(),
-                (&e.anonymous_id).into(),
-                (&e.user_id).into(),
-                (&e.previous_id).into(),
-                (&e.group_id).into(),
+                e.text(Field::Name).into(),
+                e.text(Field::Category).into(),
+                e.text(Field::AnonymousId).into(),
+                e.text(Field::UserId).into(),
+                e.text(Field::PreviousId).into(),
+                e.text(Field::GroupId).into(),
                 Int(e.timestamp),
                 e.original_timestamp.into(),
                 e.sent_at.into(),
                 Int(e.received_at),
                 Int(e.flags),
-                (&e.url).into(),
-                (&e.path).into(),
-                (&e.title).into(),
-                (&e.referrer).into(),
-                (&e.referrer_host).into(),
-                (&e.utm_source).into(),
-                (&e.utm_medium).into(),
-                (&e.utm_campaign).into(),
-                (&e.utm_term).into(),
-                (&e.utm_content).into(),
-                (&e.ip).into(),
-                (&e.browser).into(),
-                (&e.os).into(),
+                e.text(Field::Url).into(),
+                e.text(Field::Path).into(),
+                e.text(Field::Title).into(),
+                e.text(Field::Referrer).into(),
+                e.text(Field::ReferrerHost).into(),
+                e.text(Field::UtmSource).into(),
+                e.text(Field::UtmMedium).into(),
+                e.text(Field::UtmCampaign).into(),
+                e.text(Field::UtmTerm).into(),
+                e.text(Field::UtmContent).into(),
+                e.text(Field::Ip).into(),
+                e.text(Field::Browser).into(),
+                e.text(Field::Os).into(),
                 e.device.into(),
-                (&e.properties).into(),
-                (&e.traits).into(),
-                (&e.context).into(),
-                (&e.integrations).into(),
-                (&e.visitor).into(),
-                (&e.session_id).into(),
+                e.text(Field::Properties).into(),
+                e.text(Field::Traits).into(),
+                e.text(Field::Context).into(),
+                e.text(Field::Integrations).into(),
+                e.text(Field::Visitor).into(),
+                e.text(Field::SessionId).into(),
                 Int(e.consent),
                 profile_id.into(),
                 e.shared_id.into(),
@@ -942,7 +942,7 @@ fn commit_in_transaction(
                 None => unfiled.extend(super::stats::unfiled_links(e, id)),
             }
             if let Some(change) = &e.consent_change {
-                tx.prepare_cached(INSERT_LEDGER)?.execute(params![&*e.site, e.timestamp, profile_id, e.visitor, change.categories, change.source, change.policy_version, e.message_id])?;
+                tx.prepare_cached(INSERT_LEDGER)?.execute(params![&*e.site, e.timestamp, profile_id, e.text(Field::Visitor), change.categories, change.source, change.policy_version, e.message_id()])?;
             }
         }
         let mut insert = tx.prepare_cached(INSERT_QUARANTINE)?;
@@ -1023,7 +1023,7 @@ mod tests {
         {
             let mut store = SqliteStore::open(&dir).unwrap();
             let events: Vec<StoredEvent> = (0..3)
-                .map(|i| StoredEvent { site: site.clone(), message_id: format!("m{i}"), kind: Some(footprint_core::CallKind::Track), received_at: 1_000 * i, ..Default::default() })
+                .map(|i| StoredEvent { site: site.clone(), kind: Some(footprint_core::CallKind::Track), received_at: 1_000 * i, ..Default::default() }.with(Field::MessageId, format!("m{i}")))
                 .collect();
             let q = QuarantinedEvent::new(site.clone(), 5, None, footprint_core::RejectCode::MissingType, "no type".into(), "{}".into());
             store.commit(events, &[q]).unwrap();
@@ -1034,7 +1034,7 @@ mod tests {
         assert_eq!(seen, vec![("shop".into(), "m1".into(), 1_000), ("shop".into(), "m2".into(), 2_000)]);
         // Found by id: after events received earlier, with gaps in the ids, and one received out of order.
         let day = RECEIVED_AT_SLACK_MS;
-        let at = |i: i64, received_at: i64| StoredEvent { site: site.clone(), message_id: format!("n{i}"), kind: Some(footprint_core::CallKind::Track), received_at, ..Default::default() };
+        let at = |i: i64, received_at: i64| StoredEvent { site: site.clone(), kind: Some(footprint_core::CallKind::Track), received_at, ..Default::default() }.with(Field::MessageId, format!("n{i}"));
         store.commit((0..50).map(|i| at(i, 10 * day + i * 60_000)).collect(), &[]).unwrap();
         store.commit(vec![at(50, 20 * day), at(51, 20 * day - day / 2), at(52, 20 * day + 1)], &[]).unwrap();
         store.conn.execute("DELETE FROM events WHERE message_id IN ('n10', 'n11', 'n12', 'n49')", []).unwrap();
@@ -1071,14 +1071,11 @@ mod tests {
         let events: Vec<StoredEvent> = (0..300)
             .map(|i| StoredEvent {
                 site: site.clone(),
-                message_id: format!("m{i}"),
                 kind: Some(footprint_core::CallKind::Page),
                 timestamp: 1_770_000_000_000 + i * 60_000,
-                visitor: Some(format!("a:v{}", i % 7)),
-                path: Some(["/", "/pricing", "/signup"][i as usize % 3].to_owned()),
                 device: Some("mobile"),
                 ..Default::default()
-            })
+            }.with(Field::MessageId, format!("m{i}")).with(Field::Visitor, format!("a:v{}", i % 7)).with(Field::Path, ["/", "/pricing", "/signup"][i as usize % 3].to_owned()))
             .collect();
         let (clean, crashed) = (temp_dir("stats-clean"), temp_dir("stats-crashed"));
         {
@@ -1114,13 +1111,10 @@ mod tests {
         let mut store = SqliteStore::open(&dir).unwrap();
         let page = |n: usize| StoredEvent {
             site: "shop".into(),
-            message_id: format!("m{n}"),
             kind: Some(footprint_core::CallKind::Page),
             timestamp: 1_770_000_000_000,
-            visitor: Some(format!("a:v{n}")),
-            path: Some("/".into()),
             ..Default::default()
-        };
+        }.with(Field::MessageId, format!("m{n}")).with(Field::Visitor, format!("a:v{n}")).with(Field::Path, "/");
         store.commit((0..10).map(page).collect(), &[]).unwrap();
         // What a failed links transaction leaves: the waiting events are dropped and read back from the database by
         // the writer, so no batch of them ever goes to the stats thread.
@@ -1173,7 +1167,7 @@ mod tests {
         }
         let mut store = SqliteStore::open(&dir).unwrap();
         assert!(pageviews(&dir).is_empty(), "the other database's stats are gone");
-        store.commit(vec![StoredEvent { site: "shop".into(), message_id: "m".into(), kind: Some(footprint_core::CallKind::Page), timestamp: 1_770_000_000_000, visitor: Some("a:v".into()), path: Some("/".into()), ..Default::default() }], &[]).unwrap();
+        store.commit(vec![StoredEvent { site: "shop".into(), kind: Some(footprint_core::CallKind::Page), timestamp: 1_770_000_000_000, ..Default::default() }.with(Field::MessageId, "m").with(Field::Visitor, "a:v").with(Field::Path, "/")], &[]).unwrap();
         store.flush_stats().unwrap();
         assert!(pageviews(&dir).contains(&1), "and follow this one");
         drop(store);
@@ -1190,11 +1184,10 @@ mod tests {
             let id = Identifier::new(IdKind::AnonymousId, anon.to_owned());
             StoredEvent {
                 site: site.clone(),
-                message_id: format!("m{n}"),
                 kind: Some(footprint_core::CallKind::Track),
                 identity: Some(super::super::IdentityInput { identifiers: vec![id.clone()], primary: Some(id), traits: None }),
                 ..Default::default()
-            }
+            }.with(Field::MessageId, format!("m{n}"))
         };
         let count = |store: &SqliteStore| -> (i64, i64) {
             let reader = SqliteReader::open(store.path()).unwrap();
@@ -1249,12 +1242,11 @@ mod tests {
         ];
         let events = rows.iter().map(|&(site, id, received, happened)| StoredEvent {
             site: site.into(),
-            message_id: id.into(),
             kind: Some(footprint_core::CallKind::Track),
             timestamp: happened,
             received_at: received,
             ..Default::default()
-        });
+        }.with(Field::MessageId, id));
         for event in events {
             store.commit(vec![event], &[]).unwrap();
         }
@@ -1320,12 +1312,9 @@ mod tests {
         // Identity resolution off: events keep their IDs but join no profile.
         let event = |n: usize, anon: &str, user: Option<&str>| StoredEvent {
             site: site.clone(),
-            message_id: format!("m{n}"),
             kind: Some(footprint_core::CallKind::Track),
-            anonymous_id: Some(anon.to_owned()),
-            user_id: user.map(str::to_owned),
             ..Default::default()
-        };
+        }.with(Field::MessageId, format!("m{n}")).with(Field::AnonymousId, anon.to_owned()).with_opt(Field::UserId, user.map(str::to_owned));
         store.commit((0..6).map(|n| event(n, if n < 4 { "anon-x" } else { "anon-y" }, (n == 1).then_some("user-x"))).collect(), &[]).unwrap();
         store.flush_stats().unwrap();
         // One more after the flush: found by its own columns.
@@ -1358,7 +1347,7 @@ mod tests {
         // start over then (it grew to twice what was written).
         for commit in 0..300 {
             let events: Vec<StoredEvent> = (0..100)
-                .map(|i| StoredEvent { site: site.clone(), message_id: format!("m{commit}-{i}"), kind: Some(footprint_core::CallKind::Track), properties: Some(properties.clone()), ..Default::default() })
+                .map(|i| StoredEvent { site: site.clone(), kind: Some(footprint_core::CallKind::Track), ..Default::default() }.with(Field::MessageId, format!("m{commit}-{i}")).with(Field::Properties, properties.clone()))
                 .collect();
             store.commit(events, &[]).unwrap();
             largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));

@@ -2,7 +2,7 @@
 //! ([`record`], called from `stats_thread.rs`), and the read queries behind `/admin/v1/stats/*`,
 //! `/admin/v1/quarantine` and `/admin/v1/consent-ledger`. Design: ARCHITECTURE.md § Stats.
 
-use super::{StoreError, StoredEvent};
+use super::{Field, StoreError, StoredEvent, Texts};
 use crate::stats::sketch::{visitor_hash, Sketch};
 use crate::stats::{self, Dim, StatsQuery, Step, HOUR_MS};
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
@@ -120,11 +120,8 @@ pub fn set_watermark(conn: &Connection, table: &str, last_event_id: i64) -> Resu
     Ok(())
 }
 
-/// What [`record`] reads of a committed event: a fifth of a `StoredEvent`'s ~900 bytes, so the events waiting for
-/// the stats, and the batch the stats thread is applying, hold little memory (that is peak RSS under overload).
-/// Its texts are copied into one allocation, and the event's own strings freed at once: thousands of events wait
-/// here for up to 250 ms, and a dozen small blocks each, allocated by the request threads and freed by the stats
-/// thread, made the allocator's working set much larger than the waiting data.
+/// What [`record`] reads of a committed event: its texts, moved out of the `StoredEvent` in one allocation (see
+/// `store/texts.rs`; thousands of events wait here for up to 250 ms), and the few numbers the stats need.
 #[derive(Debug, Clone, Default)]
 pub struct StatsEvent {
     pub site: std::sync::Arc<str>,
@@ -132,82 +129,30 @@ pub struct StatsEvent {
     pub flags: i64,
     pub timestamp: i64,
     pub device: Option<&'static str>,
-    /// The [`Text`]s, one after another.
-    texts: String,
-    /// Where each [`Text`] ends in `texts`.
-    ends: [u32; TEXTS],
-    /// Which [`Text`]s are present (bit `Text as u32`); an absent one is empty in `texts`.
-    present: u16,
+    /// The event's texts; the visitor key is always there for an event with an anonymous or user ID.
+    texts: Texts,
 }
-
-/// The texts of a [`StatsEvent`], in their order in its buffer.
-#[derive(Debug, Clone, Copy)]
-enum Text {
-    Name,
-    /// The unique-visitor key (`StoredEvent::visitor`, else `a:<anonymousId>` / `u:<userId>`).
-    Visitor,
-    SessionId,
-    Path,
-    Url,
-    ReferrerHost,
-    UtmSource,
-    UtmMedium,
-    UtmCampaign,
-    Browser,
-    Os,
-    /// Kept only for engagement events (their time and scroll depth).
-    Properties,
-}
-
-const TEXTS: usize = Text::Properties as usize + 1;
 
 impl StatsEvent {
     /// Takes what the stats read from a committed event.
     pub fn of(e: StoredEvent) -> StatsEvent {
-        let engagement = e.name.as_deref() == Some(stats::ENGAGEMENT_EVENT);
-        let visitor_prefix = match (&e.visitor, &e.anonymous_id, &e.user_id) {
-            (Some(v), _, _) => Some(("", v)),
-            (None, Some(a), _) => Some(("a:", a)),
-            (None, None, Some(u)) => Some(("u:", u)),
-            (None, None, None) => None,
-        };
-        // (prefix, text): only the visitor key may have a prefix.
-        fn plain(t: &Option<String>) -> Option<(&'static str, &str)> {
-            t.as_deref().map(|t| ("", t))
-        }
-        let texts: [Option<(&str, &str)>; TEXTS] = [
-            plain(&e.name),
-            visitor_prefix.map(|(prefix, v)| (prefix, v.as_str())),
-            plain(&e.session_id),
-            plain(&e.path),
-            plain(&e.url),
-            plain(&e.referrer_host),
-            plain(&e.utm_source),
-            plain(&e.utm_medium),
-            plain(&e.utm_campaign),
-            plain(&e.browser),
-            plain(&e.os),
-            plain(&e.properties).filter(|_| engagement),
-        ];
-        let mut packed = String::with_capacity(texts.iter().flatten().map(|(p, t)| p.len() + t.len()).sum());
-        let mut ends = [0u32; TEXTS];
-        let mut present = 0u16;
-        for (i, text) in texts.iter().enumerate() {
-            if let Some((prefix, text)) = text {
-                packed.push_str(prefix);
-                packed.push_str(text);
-                present |= 1 << i;
+        let mut texts = e.texts;
+        if texts.get(Field::Visitor).is_none() {
+            // A row stored without its visitor key (as some tests make them): the same key ingest gives.
+            let key = match (texts.get(Field::AnonymousId), texts.get(Field::UserId)) {
+                (Some(a), _) => Some(["a:", a].concat()),
+                (None, Some(u)) => Some(["u:", u].concat()),
+                (None, None) => None,
+            };
+            if let Some(key) = key {
+                texts.set(Field::Visitor, Some(&key));
             }
-            // Texts are bounded by the 32 KB event limit.
-            ends[i] = packed.len() as u32;
         }
-        StatsEvent { site: e.site, kind: e.kind, flags: e.flags, timestamp: e.timestamp, device: e.device, texts: packed, ends, present }
+        StatsEvent { site: e.site, kind: e.kind, flags: e.flags, timestamp: e.timestamp, device: e.device, texts }
     }
 
-    fn text(&self, which: Text) -> Option<&str> {
-        let i = which as usize;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        (self.present & (1 << i) != 0).then(|| &self.texts[start..self.ends[i] as usize])
+    fn text(&self, field: Field) -> Option<&str> {
+        self.texts.get(field)
     }
 }
 
@@ -234,27 +179,33 @@ pub fn events_after(conn: &Connection, after_id: i64, limit: usize) -> Result<(V
         }
         let site: String = r.get(1)?;
         let site = sites.entry(site.clone()).or_insert_with(|| site.into()).clone();
-        let device: Option<String> = r.get(16)?;
+        let text = |i: usize| r.get_ref(i).and_then(|v| v.as_str_or_null().map_err(rusqlite::Error::from));
+        let mut texts = [None; Field::COUNT];
+        for (field, column) in [
+            (Field::Name, 3),
+            (Field::Visitor, 4),
+            (Field::AnonymousId, 5),
+            (Field::UserId, 6),
+            (Field::SessionId, 7),
+            (Field::Path, 10),
+            (Field::Url, 11),
+            (Field::ReferrerHost, 12),
+            (Field::UtmSource, 13),
+            (Field::UtmMedium, 14),
+            (Field::UtmCampaign, 15),
+            (Field::Browser, 17),
+            (Field::Os, 18),
+            (Field::Properties, 19),
+        ] {
+            texts[field as usize] = text(column)?;
+        }
         let event = StoredEvent {
             site,
             kind: CallKind::parse(r.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?),
-            name: r.get(3)?,
-            visitor: r.get(4)?,
-            anonymous_id: r.get(5)?,
-            user_id: r.get(6)?,
-            session_id: r.get(7)?,
             timestamp: r.get(8)?,
             flags: r.get(9)?,
-            path: r.get(10)?,
-            url: r.get(11)?,
-            referrer_host: r.get(12)?,
-            utm_source: r.get(13)?,
-            utm_medium: r.get(14)?,
-            utm_campaign: r.get(15)?,
-            device: device.map(|d| crate::enrich::device_name(&d)),
-            browser: r.get(17)?,
-            os: r.get(18)?,
-            properties: r.get(19)?,
+            device: text(16)?.map(crate::enrich::device_name),
+            texts: Texts::pack(texts),
             ..StoredEvent::default()
         };
         if profile.is_none() {
@@ -270,7 +221,7 @@ pub type UnfiledLink = (std::sync::Arc<str>, &'static str, String, i64);
 
 /// The `unfiled_events` entries of an event stored under no profile.
 pub fn unfiled_links(e: &StoredEvent, id: i64) -> impl Iterator<Item = UnfiledLink> + '_ {
-    [("anonymous_id", &e.anonymous_id), ("user_id", &e.user_id)].into_iter().filter_map(move |(kind, value)| Some((e.site.clone(), kind, value.clone()?, id)))
+    [("anonymous_id", Field::AnonymousId), ("user_id", Field::UserId)].into_iter().filter_map(move |(kind, field)| Some((e.site.clone(), kind, e.text(field)?.to_owned(), id)))
 }
 
 /// Files unfiled events by their raw IDs in `unfiled_events`, in key order (see [`link_profile_events`]).
@@ -362,23 +313,25 @@ impl<'a> Recent<'a> {
         if e.flags & 2 != 0 {
             return None;
         }
-        let visitor = e.text(Text::Visitor)?;
+        let visitor = e.text(Field::Visitor)?;
         let text = |which| e.text(which).unwrap_or("");
+        let name = e.text(Field::Name);
         Some(Recent {
             site: &e.site,
             pageview,
-            name: e.text(Text::Name),
+            name,
             visitor,
-            sdk_session: e.text(Text::SessionId),
+            sdk_session: e.text(Field::SessionId),
             ts: e.timestamp,
-            path: text(Text::Path),
-            url: text(Text::Url),
-            referrer: text(Text::ReferrerHost),
-            utm: [text(Text::UtmSource), text(Text::UtmMedium), text(Text::UtmCampaign)],
+            path: text(Field::Path),
+            url: text(Field::Url),
+            referrer: text(Field::ReferrerHost),
+            utm: [text(Field::UtmSource), text(Field::UtmMedium), text(Field::UtmCampaign)],
             device: e.device.unwrap_or(""),
-            browser: text(Text::Browser),
-            os: text(Text::Os),
-            properties: e.text(Text::Properties),
+            browser: text(Field::Browser),
+            os: text(Field::Os),
+            // Read for engagement events only (their time and scroll depth).
+            properties: e.text(Field::Properties).filter(|_| name == Some(stats::ENGAGEMENT_EVENT)),
         })
     }
 }
@@ -1835,9 +1788,11 @@ mod tests {
             )
             .unwrap();
         for e in events {
+            use Field::*;
+            let t = |field| e.text(field);
             stmt.execute(params![
-                &*e.site, e.kind.map(|k| k.as_str()), e.name, e.anonymous_id, e.user_id, e.timestamp, e.flags, e.url, e.path, e.referrer_host,
-                e.utm_source, e.utm_medium, e.utm_campaign, e.browser, e.os, e.device, e.properties, e.visitor, e.session_id
+                &*e.site, e.kind.map(|k| k.as_str()), t(Name), t(AnonymousId), t(UserId), e.timestamp, e.flags, t(Url), t(Path), t(ReferrerHost),
+                t(UtmSource), t(UtmMedium), t(UtmCampaign), t(Browser), t(Os), e.device, t(Properties), t(Visitor), t(SessionId)
             ])
             .unwrap();
         }
@@ -1907,56 +1862,53 @@ mod tests {
         let path = rng.pick(&["/", "/pricing", "/signup", "/blog/x"]);
         let host = rng.pick(&["shop.example", "blog.example"]);
         let opt = |rng: &mut Rng, of: &[&str]| (rng.below(3) > 0).then(|| rng.pick(of).to_owned());
-        StoredEvent {
-            site,
-            kind: Some(kind),
-            name,
-            anonymous_id,
-            user_id,
-            timestamp: ts,
-            flags: if rng.below(15) == 0 { 2 } else { 0 },
-            url: (rng.below(8) > 0).then(|| format!("https://{host}{path}?q=1")),
-            path: (rng.below(10) > 0).then(|| path.to_owned()),
-            referrer_host: opt(rng, &["google.com", "shop.example", "SHOP.example", "news.example"]),
-            utm_source: opt(rng, &["newsletter", "ads"]),
-            utm_medium: opt(rng, &["email"]),
-            utm_campaign: opt(rng, &["spring"]),
-            browser: opt(rng, &["Firefox", "Chrome"]),
-            os: opt(rng, &["Linux", "iOS"]),
-            device: (rng.below(3) > 0).then(|| ["desktop", "mobile"][rng.below(2) as usize]),
-            properties,
-            visitor,
-            session_id: match rng.below(4) {
-                0 => None,
-                _ => Some(format!("s{}", (who + rng.below(3)) % 50)),
-            },
-            ..StoredEvent::default()
-        }
+        let flags = if rng.below(15) == 0 { 2 } else { 0 };
+        let url = (rng.below(8) > 0).then(|| format!("https://{host}{path}?q=1"));
+        let path = (rng.below(10) > 0).then(|| path.to_owned());
+        let [referrer_host, utm_source, utm_medium, utm_campaign, browser, os] =
+            [&["google.com", "shop.example", "SHOP.example", "news.example"][..], &["newsletter", "ads"], &["email"], &["spring"], &["Firefox", "Chrome"], &["Linux", "iOS"]]
+                .map(|of| opt(rng, of));
+        let device = (rng.below(3) > 0).then(|| ["desktop", "mobile"][rng.below(2) as usize]);
+        let session_id = match rng.below(4) {
+            0 => None,
+            _ => Some(format!("s{}", (who + rng.below(3)) % 50)),
+        };
+        StoredEvent { site, kind: Some(kind), timestamp: ts, flags, device, ..StoredEvent::default() }
+            .with_opt(Field::Name, name)
+            .with_opt(Field::AnonymousId, anonymous_id)
+            .with_opt(Field::UserId, user_id)
+            .with_opt(Field::Url, url)
+            .with_opt(Field::Path, path)
+            .with_opt(Field::ReferrerHost, referrer_host)
+            .with_opt(Field::UtmSource, utm_source)
+            .with_opt(Field::UtmMedium, utm_medium)
+            .with_opt(Field::UtmCampaign, utm_campaign)
+            .with_opt(Field::Browser, browser)
+            .with_opt(Field::Os, os)
+            .with_opt(Field::Properties, properties)
+            .with_opt(Field::Visitor, visitor)
+            .with_opt(Field::SessionId, session_id)
     }
 
     #[test]
     fn a_stats_event_keeps_each_text_apart_and_absent_ones_absent() {
-        let stored = StoredEvent {
-            site: "s".into(),
-            name: Some(String::new()),
-            anonymous_id: Some("anon".into()),
-            path: Some("/a".into()),
-            url: Some("https://x.example/a".into()),
-            utm_campaign: Some("spring".into()),
-            os: Some("Linux".into()),
-            properties: Some("{\"x\":1}".into()),
-            ..StoredEvent::default()
-        };
+        let stored = StoredEvent { site: "s".into(), ..StoredEvent::default() }
+            .with(Field::Name, "").with(Field::AnonymousId, "anon").with(Field::Path, "/a").with(Field::Url, "https://x.example/a").with(Field::UtmCampaign, "spring").with(Field::Os, "Linux").with(Field::Properties, "{\"x\":1}");
         let e = StatsEvent::of(stored.clone());
-        assert_eq!(e.text(Text::Name), Some(""));
-        assert_eq!(e.text(Text::Visitor), Some("a:anon"));
-        assert_eq!((e.text(Text::SessionId), e.text(Text::ReferrerHost), e.text(Text::Browser)), (None, None, None));
-        assert_eq!((e.text(Text::Path), e.text(Text::Url)), (Some("/a"), Some("https://x.example/a")));
-        assert_eq!((e.text(Text::UtmSource), e.text(Text::UtmCampaign), e.text(Text::Os)), (None, Some("spring"), Some("Linux")));
-        // Properties are kept for engagement events only.
-        assert_eq!(e.text(Text::Properties), None);
-        let engagement = StatsEvent::of(StoredEvent { name: Some(stats::ENGAGEMENT_EVENT.into()), visitor: Some("c:v".into()), ..stored });
-        assert_eq!((engagement.text(Text::Properties), engagement.text(Text::Visitor)), (Some("{\"x\":1}"), Some("c:v")));
+        assert_eq!(e.text(Field::Name), Some(""));
+        assert_eq!(e.text(Field::Visitor), Some("a:anon"));
+        assert_eq!((e.text(Field::SessionId), e.text(Field::ReferrerHost), e.text(Field::Browser)), (None, None, None));
+        assert_eq!((e.text(Field::Path), e.text(Field::Url)), (Some("/a"), Some("https://x.example/a")));
+        assert_eq!((e.text(Field::UtmSource), e.text(Field::UtmCampaign), e.text(Field::Os)), (None, Some("spring"), Some("Linux")));
+        // Properties are read for engagement events only.
+        fn recent(e: &StatsEvent) -> Option<Option<&str>> {
+            Recent::of(e).map(|r| r.properties)
+        }
+        assert_eq!(recent(&e), None, "an identify call is not counted");
+        let page = StatsEvent::of(StoredEvent { kind: Some(CallKind::Page), ..stored.clone() });
+        assert_eq!(recent(&page), Some(None));
+        let engagement = StatsEvent::of(StoredEvent { kind: Some(CallKind::Track), ..stored }.with(Field::Name, stats::ENGAGEMENT_EVENT).with(Field::Visitor, "c:v"));
+        assert_eq!((recent(&engagement), engagement.text(Field::Visitor)), (Some(Some("{\"x\":1}")), Some("c:v")));
     }
 
     #[test]
@@ -2001,10 +1953,7 @@ mod tests {
             .map(|i| {
                 let mut e = random_event(&mut rng, &mut now);
                 e.timestamp = 1_770_000_000_000 + i * 10_000;
-                e.visitor = Some(format!("a:v{}", i % 60));
-                e.session_id = None;
-                e.message_id = format!("m{i}");
-                e
+                e.with(Field::Visitor, format!("a:v{}", i % 60)).with_opt(Field::SessionId, None::<&str>).with(Field::MessageId, format!("m{i}"))
             })
             .collect();
         for chunk in events.chunks(500) {
