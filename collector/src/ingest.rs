@@ -4,7 +4,7 @@
 use crate::enrich::{self, Campaign, UserAgentCache};
 use crate::identity::{normalize_email, normalize_phone, IdKind, Identifier};
 use crate::pseudonymise::{cookieless_visitor, redact_emails, stored_identifier, Pseudonymizer, HASH_PREFIX};
-use crate::store::{flags, ConsentChange, Field, IdentityInput, QuarantinedEvent, StoredEvent, Texts};
+use crate::store::{flags, visitor_key, ConsentChange, Field, IdentityInput, QuarantinedEvent, StoredEvent, Texts};
 use footprint_core::consent::{self, Categories};
 use footprint_core::limits::{MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_URL_BYTES};
 use footprint_core::time::corrected_timestamp;
@@ -316,7 +316,7 @@ fn event_row(
     let referrer_host = referrer.as_deref().and_then(enrich::url_host);
 
     // What consent does not allow is dropped here, before anything reaches the writer.
-    let (visitor, identity, traits) = if granted.analytics {
+    let (visitor, mut identity, traits) = if granted.analytics {
         let pseudo = privacy.pseudonymizer;
         let personal = |kind: IdKind, id: Cow<'_, str>| -> Cow<'static, str> {
             Cow::Owned(stored_identifier(kind, &id, pseudo).map_or_else(|| id.into_owned(), |i| i.value))
@@ -332,11 +332,7 @@ fn event_row(
             let reason = format!("this event carries an erased {}; nothing of it was stored", erased.kind.as_string());
             return Err((message_id.map(Cow::into_owned), Rejection::new(RejectCode::ErasedIdentity, reason)));
         }
-        let visitor = match (&event.anonymous_id, &event.user_id) {
-            (Some(a), _) => ["a:", a].concat(),
-            (None, Some(u)) => ["u:", u].concat(),
-            (None, None) => unreachable!("validation requires an identity with analytics consent"),
-        };
+        let visitor = visitor_key(event.anonymous_id.as_deref(), event.user_id.as_deref()).expect("validation requires an identity with analytics consent");
         (visitor, privacy.identity_resolution.then_some(identity), traits)
     } else {
         event.anonymous_id = None;
@@ -376,6 +372,7 @@ fn event_row(
             Cow::Owned(new_message_id())
         }
     };
+    // One value per `Field`, in its order.
     let mut texts = [
         Some(&*message_id),
         event.name.as_deref(),
@@ -417,7 +414,6 @@ fn event_row(
     for (field, clean) in &redacted {
         texts[*field as usize] = Some(clean);
     }
-    let mut identity = identity;
     if let Some(profile_traits) = identity.as_mut().and_then(|i| i.traits.as_mut()) {
         if let Cow::Owned(clean) = redact_emails(profile_traits, privacy.pseudonymizer) {
             *profile_traits = clean;

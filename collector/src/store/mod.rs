@@ -25,6 +25,15 @@ use footprint_core::{CallKind, RejectCode};
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
+/// The unique-visitor key of an event with analytics consent: `a:<anonymousId>`, else `u:<userId>`.
+pub fn visitor_key(anonymous_id: Option<&str>, user_id: Option<&str>) -> Option<String> {
+    match (anonymous_id, user_id) {
+        (Some(a), _) => Some(["a:", a].concat()),
+        (None, Some(u)) => Some(["u:", u].concat()),
+        (None, None) => None,
+    }
+}
+
 /// Flag bits of [`StoredEvent::flags`].
 pub mod flags {
     /// The corrected timestamp lay too far in the future and was set to the receive time.

@@ -139,12 +139,7 @@ impl StatsEvent {
         let mut texts = e.texts;
         if texts.get(Field::Visitor).is_none() {
             // A row stored without its visitor key (as some tests make them): the same key ingest gives.
-            let key = match (texts.get(Field::AnonymousId), texts.get(Field::UserId)) {
-                (Some(a), _) => Some(["a:", a].concat()),
-                (None, Some(u)) => Some(["u:", u].concat()),
-                (None, None) => None,
-            };
-            if let Some(key) = key {
+            if let Some(key) = super::visitor_key(texts.get(Field::AnonymousId), texts.get(Field::UserId)) {
                 texts.set(Field::Visitor, Some(&key));
             }
         }
@@ -179,7 +174,7 @@ pub fn events_after(conn: &Connection, after_id: i64, limit: usize) -> Result<(V
         }
         let site: String = r.get(1)?;
         let site = sites.entry(site.clone()).or_insert_with(|| site.into()).clone();
-        let text = |i: usize| r.get_ref(i).and_then(|v| v.as_str_or_null().map_err(rusqlite::Error::from));
+        let text = |i: usize| super::RowColumns::text(r, i);
         let mut texts = [None; Field::COUNT];
         for (field, column) in [
             (Field::Name, 3),
