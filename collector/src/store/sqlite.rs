@@ -709,6 +709,11 @@ fn open_stats_db(conn: &mut Connection, db: &Path) -> Result<(), StoreError> {
 impl SqliteStore {
     /// Commits like [`EventStore::commit`]; a replica also records its new position in the shared log.
     fn commit_at(&mut self, events: Vec<StoredEvent>, quarantine: &[QuarantinedEvent], replica_position: Option<i64>) -> Result<Vec<usize>, StoreError> {
+        // After a clear (a failed commit, an erasure, an unmerge) or at start: outside the transaction, so it reads
+        // what is committed. When it fails the cache is only incomplete, and misses are looked up as before.
+        if let Err(error) = self.identities.fill_if_due(&self.conn) {
+            tracing::warn!(%error, "reading the identities into the cache failed; unknown identifiers are looked up");
+        }
         let result = match commit_in_transaction(&mut self.conn, &mut self.insert_event, &mut self.identities, &self.limits, &events, quarantine, replica_position) {
             Ok(links) => {
                 if !events.is_empty() {
@@ -1170,6 +1175,48 @@ mod tests {
         store.commit(vec![StoredEvent { site: "shop".into(), kind: Some(footprint_core::CallKind::Page), timestamp: 1_770_000_000_000, ..Default::default() }.with(Field::MessageId, "m").with(Field::Visitor, "a:v").with(Field::Path, "/")], &[]).unwrap();
         store.flush_stats().unwrap();
         assert!(pageviews(&dir).contains(&1), "and follow this one");
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn identifiers_stored_before_a_restart_or_a_clear_are_known_after_it() {
+        use crate::identity::{IdKind, Identifier};
+        let dir = temp_dir("identity-fill");
+        let site: Arc<str> = "shop".into();
+        let event = |n: usize, anon: &str| {
+            let id = Identifier::new(IdKind::AnonymousId, anon.to_owned());
+            StoredEvent {
+                site: site.clone(),
+                kind: Some(footprint_core::CallKind::Track),
+                identity: Some(super::super::IdentityInput { identifiers: vec![id.clone()], primary: Some(id), traits: None }),
+                ..Default::default()
+            }
+            .with(Field::MessageId, format!("m{n}"))
+        };
+        let profiles = |store: &SqliteStore| -> Vec<(String, i64, i64)> {
+            let reader = SqliteReader::open(store.path()).unwrap();
+            let mut statement = reader.conn.prepare("SELECT i.value, p.id, p.root FROM identities i JOIN profiles p ON p.id = i.profile_id ORDER BY 1").unwrap();
+            statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+        };
+        let mut store = SqliteStore::open(&dir).unwrap();
+        store.commit(vec![event(0, "anon-1"), event(1, "anon-2"), event(2, "anon-1")], &[]).unwrap();
+        assert_eq!(profiles(&store), [("anon-1".into(), 1, 1), ("anon-2".into(), 2, 2)], "a new profile is its own root");
+        drop(store);
+        // At start the cache is filled from the table: a known visitor is found in it, a new one gets the next id.
+        let mut store = SqliteStore::open(&dir).unwrap();
+        store.commit(vec![event(3, "anon-2"), event(4, "anon-3")], &[]).unwrap();
+        assert_eq!(profiles(&store), [("anon-1".into(), 1, 1), ("anon-2".into(), 2, 2), ("anon-3".into(), 3, 3)]);
+        // Rows the cache does not hold (written here by another connection) are read at the first group after a clear.
+        let other = Connection::open(store.path()).unwrap();
+        other.execute("INSERT INTO profiles (id, site, root, created_at, first_seen, last_seen) VALUES (7, 'shop', 7, 0, 0, 0)", []).unwrap();
+        other.execute("INSERT INTO identities (site, kind, value, profile_id, first_seen, last_seen) VALUES ('shop', 'anonymous_id', 'anon-7', 7, 0, 0)", []).unwrap();
+        store.identities.clear();
+        store.commit(vec![event(5, "anon-7"), event(6, "anon-8")], &[]).unwrap();
+        let found = profiles(&store);
+        assert_eq!(found[3..], [("anon-7".into(), 7, 7), ("anon-8".into(), 8, 8)], "known from the table; the next id after the largest");
+        let events: i64 = other.query_row("SELECT COUNT(*) FROM events WHERE profile_id = 7", [], |r| r.get(0)).unwrap();
+        assert_eq!(events, 1);
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
