@@ -20,6 +20,8 @@ pub struct IdentityCache {
     complete: bool,
     /// Filling was tried since the last [`Self::clear`]: a table too large for it is counted once, not per group.
     fill_tried: bool,
+    /// The id of the next new profile, once read from the table.
+    next_profile: Option<i64>,
 }
 
 impl IdentityCache {
@@ -47,6 +49,7 @@ impl IdentityCache {
         self.summaries.clear();
         self.complete = false;
         self.fill_tried = false;
+        self.next_profile = None;
     }
 
     /// Reads the whole `identities` table into the cache when it is small enough, once after each clear. Call it
@@ -175,11 +178,14 @@ fn apply(conn: &Connection, cache: &mut IdentityCache, site: &str, plan: &Plan, 
             return Ok(None);
         }
         Target::New => {
-            // A new profile is its own root. Its id is the one SQLite would pick (the largest + 1), chosen in the
-            // statement so the row is written once, not inserted and then updated with its own id.
-            let id: i64 = conn
-                .prepare_cached("INSERT INTO profiles (id, site, root, created_at, first_seen, last_seen) SELECT next, ?1, next, ?2, ?2, ?2 FROM (SELECT IFNULL(MAX(id), 0) + 1 AS next FROM profiles) RETURNING id")?
-                .query_row(params![site, at], |r| r.get(0))?;
+            // A new profile is its own root. Its id is the one SQLite would pick (the largest + 1), known before
+            // the insert so the row is written once, not inserted and then updated with its own id.
+            let id = match cache.next_profile {
+                Some(id) => id,
+                None => conn.query_row("SELECT IFNULL(MAX(id), 0) + 1 FROM profiles", [], |r| r.get(0))?,
+            };
+            conn.prepare_cached("INSERT INTO profiles (id, site, root, created_at, first_seen, last_seen) VALUES (?1, ?2, ?1, ?3, ?3, ?3)")?.execute(params![id, site, at])?;
+            cache.next_profile = Some(id + 1);
             cache.roots.insert(id, id);
             cache.summaries.insert(id, ProfileSummary { root: id, ..Default::default() });
             id
