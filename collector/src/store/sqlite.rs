@@ -1179,21 +1179,24 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A track event of `site` whose only identifier is the anonymous ID `anon`, with messageId `m{n}`.
+    fn anonymous_track(site: &Arc<str>, n: usize, anon: &str) -> StoredEvent {
+        use crate::identity::{IdKind, Identifier};
+        let id = Identifier::new(IdKind::AnonymousId, anon.to_owned());
+        StoredEvent {
+            site: site.clone(),
+            kind: Some(footprint_core::CallKind::Track),
+            identity: Some(super::super::IdentityInput { identifiers: vec![id.clone()], primary: Some(id), traits: None }),
+            ..Default::default()
+        }
+        .with(Field::MessageId, format!("m{n}"))
+    }
+
     #[test]
     fn identifiers_stored_before_a_restart_or_a_clear_are_known_after_it() {
-        use crate::identity::{IdKind, Identifier};
         let dir = temp_dir("identity-fill");
         let site: Arc<str> = "shop".into();
-        let event = |n: usize, anon: &str| {
-            let id = Identifier::new(IdKind::AnonymousId, anon.to_owned());
-            StoredEvent {
-                site: site.clone(),
-                kind: Some(footprint_core::CallKind::Track),
-                identity: Some(super::super::IdentityInput { identifiers: vec![id.clone()], primary: Some(id), traits: None }),
-                ..Default::default()
-            }
-            .with(Field::MessageId, format!("m{n}"))
-        };
+        let event = |n: usize, anon: &str| anonymous_track(&site, n, anon);
         let profiles = |store: &SqliteStore| -> Vec<(String, i64, i64)> {
             let reader = SqliteReader::open(store.path()).unwrap();
             let mut statement = reader.conn.prepare("SELECT i.value, p.id, p.root FROM identities i JOIN profiles p ON p.id = i.profile_id ORDER BY 1").unwrap();
@@ -1223,19 +1226,10 @@ mod tests {
 
     #[test]
     fn a_persons_events_are_found_before_and_after_their_links_are_filed() {
-        use crate::identity::{IdKind, Identifier};
         let dir = temp_dir("person-events");
         let mut store = SqliteStore::open(&dir).unwrap();
         let site: Arc<str> = "shop".into();
-        let event = |n: usize, anon: &str| {
-            let id = Identifier::new(IdKind::AnonymousId, anon.to_owned());
-            StoredEvent {
-                site: site.clone(),
-                kind: Some(footprint_core::CallKind::Track),
-                identity: Some(super::super::IdentityInput { identifiers: vec![id.clone()], primary: Some(id), traits: None }),
-                ..Default::default()
-            }.with(Field::MessageId, format!("m{n}"))
-        };
+        let event = |n: usize, anon: &str| anonymous_track(&site, n, anon);
         let count = |store: &SqliteStore| -> (i64, i64) {
             let reader = SqliteReader::open(store.path()).unwrap();
             let root: i64 = reader.conn.query_row("SELECT p.root FROM identities i JOIN profiles p ON p.id = i.profile_id WHERE i.value = 'anon-1'", [], |r| r.get(0)).unwrap();
