@@ -38,36 +38,40 @@ impl IdentityCache {
     }
 }
 
-/// The cache's key of an identifier: site, kind and value, each but the last ended by 0xFF, a byte no UTF-8 text
+/// The cache's key of an identifier: site, kind and value, the first two each ended by 0xFF, a byte no UTF-8 text
 /// holds, so two different triples never make one key.
 fn id_key(site: &str, kind: &str, value: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(site.len() + kind.len() + value.len() + 2);
-    for (part, end) in [(site, Some(0xFF)), (kind, Some(0xFF)), (value, None)] {
-        key.extend_from_slice(part.as_bytes());
-        key.extend(end);
-    }
+    let mut key = vec![0; id_key_len(site, kind, value)];
+    write_id_key(site, kind, value, &mut key);
     key
 }
 
 /// Calls `f` with [`id_key`]`(site, kind, value)`, built on the stack when it is short (a lookup then allocates
 /// nothing).
 fn with_id_key<R>(site: &str, kind: &str, value: &str, f: impl FnOnce(&[u8]) -> R) -> R {
-    const ON_STACK: usize = 128;
-    let len = site.len() + kind.len() + value.len() + 2;
-    if len > ON_STACK {
-        return f(&id_key(site, kind, value));
-    }
-    let mut buf = [0u8; ON_STACK];
-    let mut at = 0;
-    for (part, end) in [(site, true), (kind, true), (value, false)] {
-        buf[at..at + part.len()].copy_from_slice(part.as_bytes());
-        at += part.len();
-        if end {
-            buf[at] = 0xFF;
-            at += 1;
+    let mut on_stack = [0u8; 128];
+    match on_stack.get_mut(..id_key_len(site, kind, value)) {
+        Some(key) => {
+            write_id_key(site, kind, value, key);
+            f(key)
         }
+        None => f(&id_key(site, kind, value)),
     }
-    f(&buf[..len])
+}
+
+fn id_key_len(site: &str, kind: &str, value: &str) -> usize {
+    site.len() + kind.len() + value.len() + 2
+}
+
+/// Writes the key into `out`, which is exactly [`id_key_len`] long.
+fn write_id_key(site: &str, kind: &str, value: &str, out: &mut [u8]) {
+    let (site_part, rest) = out.split_at_mut(site.len() + 1);
+    let (kind_part, value_part) = rest.split_at_mut(kind.len() + 1);
+    for (part, text) in [(site_part, site), (kind_part, kind)] {
+        part[..text.len()].copy_from_slice(text.as_bytes());
+        part[text.len()] = 0xFF;
+    }
+    value_part.copy_from_slice(value.as_bytes());
 }
 
 impl IdentityCache {
@@ -489,6 +493,24 @@ mod laws {
             prop_assert_eq!(groups(&partition(&s1).0), g1);
             std::fs::remove_dir_all(d1).unwrap();
             std::fs::remove_dir_all(d2).unwrap();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_identifier_key_tells_every_triple_apart_on_the_stack_and_off_it() {
+        let triples = [("ab", "c", "d"), ("a", "bc", "d"), ("a", "b", "cd"), ("a", "b", "c\u{ff}d")];
+        let keys: Vec<Vec<u8>> = triples.iter().map(|&(s, k, v)| id_key(s, k, v)).collect();
+        for (i, a) in keys.iter().enumerate() {
+            assert!(keys[i + 1..].iter().all(|b| a != b), "{:?} shares its key", triples[i]);
+        }
+        let long = "v".repeat(300);
+        for (site, kind, value) in triples.into_iter().chain([("shop", "anonymous_id", long.as_str())]) {
+            assert_eq!(with_id_key(site, kind, value, <[u8]>::to_vec), id_key(site, kind, value));
         }
     }
 }
