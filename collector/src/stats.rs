@@ -469,9 +469,11 @@ mod tests {
             assert_eq!(is_full(&steps), steps.matches('\n').count() - 1 >= MAX_VISIT_STEPS, "after {i}");
         }
         assert!(is_full(&steps));
-        push_visit_step(&mut steps, "");
-        push_visit_step(&mut steps, "p");
-        assert_eq!(steps.matches('\n').count() - 1, MAX_VISIT_STEPS, "too short to be steps");
+        let mut short = String::new();
+        for token in ["p:/", "", "p", "e:"] {
+            push_visit_step(&mut short, token);
+        }
+        assert_eq!(short, "\np:/\ne:\n", "tokens under 2 bytes are no steps");
     }
 
     #[test]

@@ -281,7 +281,7 @@ const OPEN_KEEP_MS: i64 = 3 * HOUR_MS;
 /// visit, it was one statement per visitor and stats update, half of what continuing visits cost (~7 % of batched
 /// ingest instructions). The lag moves the edges of what reads it (the live count's window, the pruning of idle
 /// visitors after [`OPEN_KEEP_MS`]) by under a minute.
-pub(crate) const OPEN_LAST_LAG_MS: i64 = 60_000;
+const OPEN_LAST_LAG_MS: i64 = 60_000;
 
 /// A stored event as the stats see it: borrowed from the rows the commit inserted.
 struct Recent<'a> {
@@ -577,10 +577,10 @@ const UPDATE_VISIT: &str = "UPDATE stats_visits SET sdk_session = ?2, last = ?3,
 const INSERT_VISIT: &str = "INSERT INTO stats_visits (site, visitor, sdk_session, start, last, pageviews, events, engaged_ms, engaged_n,
     scroll_sum, entry_page, exit_page, referrer, utm_source, utm_medium, utm_campaign, device, browser, os, steps)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
+/// Run only when the row is to point to another visit or lags by [`OPEN_LAST_LAG_MS`] (`record_visitor` decides on
+/// its cached copy; the reference implementation in the tests puts that into this condition).
 const UPSERT_OPEN: &str = "INSERT INTO stats_open (site, visitor, visit_id, last) VALUES (?1, ?2, ?3, ?4)
     ON CONFLICT (site, visitor) DO UPDATE SET visit_id = excluded.visit_id, last = excluded.last WHERE excluded.last >= stats_open.last";
-// (The writer runs UPSERT_OPEN only when the row points elsewhere or lags by OPEN_LAST_LAG_MS; the reference
-// implementation in the tests puts that in the statement's condition.)
 
 /// Updates visits and rollups for `events`, stored events in id order whose last id is `max_id`, not yet in the
 /// stats. The store calls it in the transaction that also moves the watermark ([`set_watermark`]). Reads no SQL for
@@ -762,8 +762,8 @@ fn record_visitor<'a>(conn: &Connection, statements: &mut VisitStatements<'_>, c
                 }
             }
         }
-        // `stats_open` and its cached copy: the newest visit wins, and the row is written when it points elsewhere
-        // or lags by OPEN_LAST_LAG_MS (UPSERT_OPEN's condition).
+        // `stats_open` and its cached copy: the newest visit wins (UPSERT_OPEN's condition), and the row is written
+        // only when it is to point to another visit or lags by OPEN_LAST_LAG_MS.
         let entry = cache.get_mut(site, visitor).expect("cached above");
         let takes_over = entry.as_ref().is_none_or(|o| visit.last >= o.last);
         if takes_over {
@@ -1850,7 +1850,8 @@ mod tests {
         }
     }
 
-    /// A random stored event. `dense`: a few visitors, seconds apart, so visits go on across stats updates.
+    /// A random stored event. `dense`: a few visitors, events under a second apart, so visits go on across stats
+    /// updates (and `stats_open.last` lags them).
     fn random_event(rng: &mut Rng, now: &mut i64, dense: bool) -> StoredEvent {
         // Time mostly moves forward, sometimes jumps hours ahead, sometimes arrives late.
         match rng.below(100) {
