@@ -187,11 +187,7 @@ pub(super) fn resolve(conn: &Connection, cache: &mut IdentityCache, limits: &Lim
             }
         }
         if all_known_together {
-            let filed_under = match (&input.primary, primary_profile) {
-                (_, Some(profile)) => profile,
-                (Some(p), None) => cache.get(site, p),
-                (None, None) => None,
-            };
+            let filed_under = primary_profile.unwrap_or_else(|| input.primary.as_ref().and_then(|p| cache.get(site, p)));
             return Ok(filed_under.or(root));
         }
     }
