@@ -194,10 +194,24 @@ fn check_object(field: &str, raw: &RawValue) -> Result<(), Rejection> {
     if !text.starts_with('{') {
         return Err(Rejection::new(RejectCode::NotAnObject, format!("{field:?} must be a JSON object")));
     }
+    check_text(field, text)
+}
+
+/// [`check_shape`] of a JSON text: its cheap [`json_shape::bound`] when that is within the limits, else (and for the
+/// reason's figures) its exact measure.
+fn check_text(field: &str, text: &str) -> Result<(), Rejection> {
+    if within_limits(field, json_shape::bound(text)) {
+        return Ok(());
+    }
     check_shape(field, json_shape::measure(text))
 }
 
 /// The limits on an object's shape: depth, top-level keys (not for the context, which libraries fill), longest string.
+fn within_limits(field: &str, shape: json_shape::Shape) -> bool {
+    shape.depth <= MAX_JSON_DEPTH && (field == "context" || shape.top_level_keys <= MAX_TOP_LEVEL_KEYS) && shape.longest_string <= MAX_STRING_BYTES
+}
+
+/// The first limit `shape` exceeds, as a rejection.
 fn check_shape(field: &str, shape: json_shape::Shape) -> Result<(), Rejection> {
     if shape.depth > MAX_JSON_DEPTH {
         return Err(Rejection::new(RejectCode::TooDeep, format!("{field:?} is nested {} levels deep; the limit is {MAX_JSON_DEPTH}", shape.depth)));
@@ -225,13 +239,19 @@ fn check_context(context: &ContextField<'_>) -> Result<(), Rejection> {
         ContextField::NotAnObject => return Err(Rejection::new(RejectCode::NotAnObject, "\"context\" must be a JSON object")),
         ContextField::Object(object) => &object.0,
     };
-    let mut shape = json_shape::Shape { depth: 1, top_level_keys: members.len(), longest_string: 0 };
-    for (key, value) in members {
-        let member = json_shape::measure(value.get());
-        shape.depth = shape.depth.max(1 + member.depth);
-        shape.longest_string = shape.longest_string.max(key.len()).max(member.longest_string);
+    let context_shape = |member_shape: fn(&str) -> json_shape::Shape| {
+        let mut shape = json_shape::Shape { depth: 1, top_level_keys: members.len(), longest_string: 0 };
+        for (key, value) in members {
+            let member = member_shape(value.get());
+            shape.depth = shape.depth.max(1 + member.depth);
+            shape.longest_string = shape.longest_string.max(key.len()).max(member.longest_string);
+        }
+        shape
+    };
+    if within_limits("context", context_shape(json_shape::bound)) {
+        return Ok(());
     }
-    check_shape("context", shape)
+    check_shape("context", context_shape(json_shape::measure))
 }
 
 /// At most `max` characters of `s`, for quoting user input in reasons.
@@ -306,6 +326,17 @@ mod tests {
         // Many keys are fine in a context (libraries fill it).
         let keys: Vec<String> = (0..301).map(|i| format!("\"k{i}\":1")).collect();
         check(&format!(r#"{{"type":"page","anonymousId":"a","context":{{{}}}}}"#, keys.join(",")), Ok(CallKind::Page));
+    }
+
+    #[test]
+    fn objects_are_measured_when_their_byte_counts_pass_a_limit() {
+        // More `{` / `[` and `:` bytes than the limits allow, in siblings and strings: the cheap bound fails, the
+        // exact measure accepts.
+        let siblings: Vec<String> = (0..12).map(|i| format!(r#""k{i}":[{{"a":1}}]"#)).collect();
+        let colons = ":".repeat(400);
+        for field in ["properties", "traits", "context"] {
+            check(&format!(r#"{{"type":"page","anonymousId":"a","{field}":{{{},"s":"{colons}[{{"}}}}"#, siblings.join(",")), Ok(CallKind::Page));
+        }
     }
 
     #[test]
