@@ -15,7 +15,7 @@ use footprint_core::limits::MAX_REQUEST_BYTES;
 use footprint_core::CallKind;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use std::io::Read;
 use std::net::SocketAddr;
@@ -157,7 +157,7 @@ async fn ingest(req: Request<Incoming>, route: Route, state: &AppState, peer: So
             return refuse_events(&decoded, &Refusal::new(StatusCode::FORBIDDEN, "origin_not_allowed", format!("origin {origin} may not send events for this site")));
         }
     }
-    let client_ip = enrich::client_ip(peer.ip(), header_str(&headers, "x-forwarded-for"), &state.config.trusted_proxies);
+    let client_ip = enrich::client_ip(peer.ip(), header_str(&headers, &X_FORWARDED_FOR), &state.config.trusted_proxies);
     let day = received_at_ms.div_euclid(86_400_000);
     let salt = state.salts.salt(&site.id, day, &mut crate::random_salt).expect("today's salt always exists");
     let is_suppressed = |id: &crate::identity::Identifier| state.is_suppressed(&site.id, id);
@@ -172,7 +172,7 @@ async fn ingest(req: Request<Incoming>, route: Route, state: &AppState, peer: So
                 crate::config::ConsentMode::Implied => consent::Mode::Implied,
             },
             channel: if origin.is_some() { consent::Channel::Browser } else { consent::Channel::Server },
-            gpc_header: header_str(&headers, "sec-gpc").is_some_and(|v| v.trim() == "1"),
+            gpc_header: header_str(&headers, &SEC_GPC).is_some_and(|v| v.trim() == "1"),
             salt,
             pseudonymizer: &state.pseudonymizer,
             pii_fields: &state.config.pii_fields,
@@ -308,6 +308,10 @@ async fn read_body(body: Incoming, headers: &HeaderMap) -> Result<Bytes, Refusal
         Ok(_) => Ok(Bytes::from(out)),
     }
 }
+
+/// Header names the standard list lacks, made once: a name given as text is parsed again on every lookup.
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static SEC_GPC: HeaderName = HeaderName::from_static("sec-gpc");
 
 fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
