@@ -5,7 +5,7 @@ pub mod copy;
 mod identity;
 mod postgres;
 mod privacy;
-mod static_insert;
+mod static_statement;
 mod texts;
 pub mod profiles;
 pub mod shared;

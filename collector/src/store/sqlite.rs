@@ -4,7 +4,7 @@
 
 use super::identity::{self, IdentityCache};
 use super::{EventStore, Field, QuarantinedEvent, StoreError, StoredEvent};
-use super::static_insert::{Param, StaticInsert};
+use super::static_statement::{Param, StaticStatement};
 use crate::identity::Limits;
 use rusqlite::{params, Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -401,7 +401,7 @@ const WAL_RESTART_BYTES: u64 = 128 * 1024 * 1024;
 
 pub struct SqliteStore {
     /// Declared before `conn`, so it is finalized before the connection closes.
-    insert_event: StaticInsert,
+    insert_event: StaticStatement,
     conn: Connection,
     path: PathBuf,
     /// Committed events not yet handed to the stats thread, as the stats read them, oldest first.
@@ -536,7 +536,7 @@ impl SqliteStore {
         let checkpointer = Some(Checkpointer::start(&path, Checkpointer::INTERVAL, WAL_RESTART_BYTES)?);
         let stats_thread = Some(super::stats_thread::StatsThread::start(&path)?);
         let mut store = SqliteStore {
-            insert_event: StaticInsert::prepare(&conn, INSERT_EVENT)?,
+            insert_event: StaticStatement::prepare(&conn, INSERT_EVENT)?,
             conn,
             path,
             stats_pending: Vec::new(),
@@ -882,7 +882,7 @@ type Links = (Vec<(i64, i64)>, Vec<super::stats::UnfiledLink>);
 /// A replica also moves its position in the shared log (`replica_position`) in the same transaction.
 fn commit_in_transaction(
     conn: &mut Connection,
-    insert_event: &mut StaticInsert,
+    insert_event: &mut StaticStatement,
     identities: &mut IdentityCache,
     limits: &Limits,
     events: &[StoredEvent],

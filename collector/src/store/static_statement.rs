@@ -1,10 +1,11 @@
-//! A prepared statement whose texts are bound without a copy (`SQLITE_STATIC`), for the events INSERT: rusqlite binds
-//! every text with `SQLITE_TRANSIENT`, so SQLite copied each event's few hundred bytes once more before storing them
-//! (the copies and their frees were ~6 % of batched ingest CPU).
+//! A prepared statement without result rows whose texts are bound without a copy (`SQLITE_STATIC`), for the
+//! statements run once per event: the events INSERT and the stats visit UPDATE. rusqlite binds every text with
+//! `SQLITE_TRANSIENT`, so SQLite copied each event's few hundred bytes once more before storing them (the copies and
+//! their frees were ~6 % of batched ingest CPU), and each visit's step list likewise.
 //!
-//! Safe to use: [`StaticInsert::execute`] binds, steps and clears the bindings before it returns, so SQLite never
-//! holds a pointer into a caller's text past the call; the statement is finalized on drop, which its owner
-//! ([`super::sqlite::SqliteStore`]) does before closing the connection.
+//! Safe to use: [`StaticStatement::execute`] binds, steps and clears the bindings before it returns, so SQLite never
+//! holds a pointer into a caller's text past the call; the statement is finalized on drop, which its owners do before
+//! the connection closes ([`super::sqlite::SqliteStore`] by field order, `stats::record` by scope).
 
 use rusqlite::{ffi, Connection};
 use std::ffi::{c_int, CStr};
@@ -36,21 +37,21 @@ impl<'a> From<&'a Option<String>> for Param<'a> {
     }
 }
 
-pub(super) struct StaticInsert {
+pub(super) struct StaticStatement {
     stmt: NonNull<ffi::sqlite3_stmt>,
     db: NonNull<ffi::sqlite3>,
-    /// How many parameters the statement has: [`StaticInsert::execute`] takes exactly these (an unbound one would
+    /// How many parameters the statement has: [`StaticStatement::execute`] takes exactly these (an unbound one would
     /// silently be NULL).
     parameters: usize,
 }
 
 // SAFETY: like rusqlite's `Connection`, which it travels with: SQLite is built thread-safe, and `&mut self` keeps
 // every use on one thread at a time.
-unsafe impl Send for StaticInsert {}
+unsafe impl Send for StaticStatement {}
 
-impl StaticInsert {
+impl StaticStatement {
     /// Prepares `sql` on `conn`. The statement must be dropped before `conn` is closed.
-    pub(super) fn prepare(conn: &Connection, sql: &str) -> rusqlite::Result<StaticInsert> {
+    pub(super) fn prepare(conn: &Connection, sql: &str) -> rusqlite::Result<StaticStatement> {
         // SAFETY: the handle is the live connection's; prepare only reads `sql` for its given length.
         unsafe {
             let db = NonNull::new(conn.handle()).expect("an open connection has a handle");
@@ -62,7 +63,7 @@ impl StaticInsert {
             }
             let stmt = NonNull::new(stmt).ok_or_else(|| rusqlite::Error::SqliteFailure(ffi::Error::new(ffi::SQLITE_MISUSE), Some("empty statement".into())))?;
             let parameters = usize::try_from(ffi::sqlite3_bind_parameter_count(stmt.as_ptr())).unwrap_or(0);
-            Ok(StaticInsert { stmt, db, parameters })
+            Ok(StaticStatement { stmt, db, parameters })
         }
     }
 
@@ -104,7 +105,7 @@ impl StaticInsert {
     }
 }
 
-impl Drop for StaticInsert {
+impl Drop for StaticStatement {
     fn drop(&mut self) {
         // SAFETY: the statement is live and never used again.
         unsafe {
@@ -128,7 +129,7 @@ mod tests {
     fn binds_texts_integers_and_nulls_and_reports_errors() {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t (a TEXT, b INTEGER, c TEXT NOT NULL)").unwrap();
-        let mut insert = StaticInsert::prepare(&conn, "INSERT INTO t (a, b, c) VALUES (?1, ?2, ?3)").unwrap();
+        let mut insert = StaticStatement::prepare(&conn, "INSERT INTO t (a, b, c) VALUES (?1, ?2, ?3)").unwrap();
         for i in 0..3 {
             let text = format!("row {i} — ünïcode");
             insert.execute(&[Param::Text(&text), Param::Int(i), Param::Text("c")]).unwrap();

@@ -2,6 +2,7 @@
 //! ([`record`], called from `stats_thread.rs`), and the read queries behind `/admin/v1/stats/*`,
 //! `/admin/v1/quarantine` and `/admin/v1/consent-ledger`. Design: ARCHITECTURE.md § Stats.
 
+use super::static_statement::{Param, StaticStatement};
 use super::{Field, StoreError, StoredEvent, Texts};
 use crate::stats::sketch::{visitor_hash, Sketch};
 use crate::stats::{self, Dim, StatsQuery, Step, HOUR_MS};
@@ -594,7 +595,8 @@ pub fn record(conn: &Connection, cache: &mut StatsCache, events: &[StatsEvent], 
     let mut deltas = Deltas::default();
     let mut statements = VisitStatements {
         select_open: conn.prepare_cached(SELECT_OPEN)?,
-        update_visit: conn.prepare_cached(UPDATE_VISIT)?,
+        // Prepared for each update (a few a second) so that it is dropped here, before the connection.
+        update_visit: StaticStatement::prepare(conn, UPDATE_VISIT)?,
         insert_visit: conn.prepare_cached(INSERT_VISIT)?,
         upsert_open: conn.prepare_cached(UPSERT_OPEN)?,
     };
@@ -635,10 +637,11 @@ fn by_visitor_and_time(recent: Vec<Recent<'_>>) -> Vec<Recent<'_>> {
 }
 
 /// The statements [`record_visitor`] runs, taken from the statement cache once per stats update rather than once
-/// per visitor (a cache lookup hashes the whole SQL text).
+/// per visitor (a cache lookup hashes the whole SQL text). The visit UPDATE, run for most events, binds its texts
+/// (the step list: up to ~1.5 kB) without copying them.
 struct VisitStatements<'c> {
     select_open: rusqlite::CachedStatement<'c>,
-    update_visit: rusqlite::CachedStatement<'c>,
+    update_visit: StaticStatement,
     insert_visit: rusqlite::CachedStatement<'c>,
     upsert_open: rusqlite::CachedStatement<'c>,
 }
@@ -748,9 +751,10 @@ fn record_visitor<'a>(conn: &Connection, statements: &mut VisitStatements<'_>, c
             match visit.id {
                 Some(id) => {
                     let v = &visit;
-                    statements
-                        .update_visit
-                        .execute(params![id, v.sdk_session, v.last, v.pageviews, v.events, v.engaged_ms, v.engaged_n, v.scroll_sum, v.exit_page, v.steps])?;
+                    let int = Param::Int;
+                    let sdk_session = (&v.sdk_session).into();
+                    let (exit_page, steps) = (Param::Text(&v.exit_page), Param::Text(&v.steps));
+                    statements.update_visit.execute(&[int(id), sdk_session, int(v.last), int(v.pageviews), int(v.events), int(v.engaged_ms), int(v.engaged_n), int(v.scroll_sum), exit_page, steps])?;
                 }
                 None => {
                     let v = &visit;
