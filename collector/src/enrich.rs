@@ -334,9 +334,9 @@ fn contains_scrub_pattern(lower: &[u8]) -> bool {
 /// Whether any of `patterns` occurs in `text`, ASCII letters compared without case: one walk over the text,
 /// comparing patterns only where one of their first bytes is (nineteen `str::contains` calls per parameter name were
 /// ~3 % of batched ingest).
-pub fn contains_any<P: AsRef<str>>(text: &str, patterns: impl IntoIterator<Item = P> + Clone) -> bool {
+pub fn contains_any(text: &str, patterns: &[impl AsRef<str>]) -> bool {
     let mut firsts = FirstBytes::default();
-    for p in patterns.clone() {
+    for p in patterns {
         match p.as_ref().as_bytes().first() {
             // An empty pattern occurs everywhere, as with `str::contains`.
             None => return true,
@@ -347,10 +347,7 @@ pub fn contains_any<P: AsRef<str>>(text: &str, patterns: impl IntoIterator<Item 
     (0..text.len()).any(|i| {
         firsts.has(text[i]) && {
             let rest = &text[i..];
-            patterns.clone().into_iter().any(|p| {
-                let p = p.as_ref().as_bytes();
-                rest.len() >= p.len() && rest[..p.len()].eq_ignore_ascii_case(p)
-            })
+            patterns.iter().map(|p| p.as_ref().as_bytes()).any(|p| rest.len() >= p.len() && rest[..p.len()].eq_ignore_ascii_case(p))
         }
     })
 }
