@@ -61,14 +61,14 @@ impl Pseudonymizer {
     }
 }
 
-/// An identifier as the store keeps it, from its raw value: e-mail addresses and phone numbers normalised and
-/// hashed; a user or anonymous ID that is an e-mail address hashed too (raw e-mails never reach the disk); an
-/// external ID hashed when its type names e-mail. `None` when the value cannot be that kind.
 /// The suppression key of an identifier (what erasure records and ingest checks): never the value itself.
 pub fn suppression_hash(pseudo: &Pseudonymizer, id: &Identifier) -> String {
     pseudo.hash(&format!("suppress:{}", id.kind.as_string()), &id.value)
 }
 
+/// An identifier as the store keeps it, from its raw value: e-mail addresses and phone numbers normalised and
+/// hashed; a user or anonymous ID that is an e-mail address hashed too (raw e-mails never reach the disk); an
+/// external ID hashed when its type names e-mail. `None` when the value cannot be that kind.
 pub fn stored_identifier(kind: IdKind, raw: &str, pseudo: &Pseudonymizer) -> Option<Identifier> {
     let trimmed = raw.trim();
     let value = match &kind {

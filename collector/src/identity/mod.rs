@@ -92,7 +92,8 @@ pub fn is_junk(value: &str) -> bool {
 
 /// Lower-cased, trimmed e-mail address; `None` when it is not one.
 pub fn normalize_email(raw: &str) -> Option<String> {
-    if !raw.contains('@') {
+    // A byte test: every anonymous ID of every event comes here, and `str`'s char searcher cost ~120 instructions.
+    if !raw.as_bytes().contains(&b'@') {
         return None;
     }
     let email = raw.trim().to_lowercase();
