@@ -513,13 +513,12 @@ impl SqliteStore {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir { path: data_dir.display().to_string(), source })?;
         let path = data_dir.join("footprint.db");
         let mut conn = Connection::open(&path)?;
-        // 16 KiB pages for a new database (an existing one keeps the size it was made with): a third of the WAL
-        // frames for the same rows, each frame two write calls. Medians of three alternating runs, collector on one
-        // core: 10.9 µs of CPU per batched event against 12.6 with the default 4 KiB; 28.2 against 30.1 µs per
-        // single-event request; p99 at 14,000 single events/s 7.7 against 8.8 ms. (A commit rewrites each page it
-        // touches whole, so small groups write more WAL bytes; an earlier trial, on a box with more steal time, had
-        // measured a worse single-event p99.) stats.db keeps 4 KiB: 16 KiB there measured no different.
-        conn.pragma_update(None, "page_size", 16_384)?;
+        // The default 4 KiB pages. 16 KiB pages take a third of the WAL frames (two write calls each): per batched
+        // event 10.9 µs of CPU against 12.6 µs, per single-event request 28.2 against 30.1 (three alternating runs).
+        // But a commit rewrites each page it touches whole, and single-event traffic at half the maximum commits
+        // ~15 rows at a time: the WAL reached the restart size within seconds, and the p99 from the scheduled send
+        // time was 100–164 ms in every run of `cargo xtask bench` against ~9 ms with 4 KiB (an earlier trial: 15–41 ms
+        // against 8–26 ms).
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: a commit is on disk before we acknowledge (kill -9 and power loss keep every 2xx'd event).
         conn.pragma_update(None, "synchronous", "FULL")?;
