@@ -200,18 +200,14 @@ fn check_object(field: &str, raw: &RawValue) -> Result<(), Rejection> {
 /// [`check_shape`] of a JSON text: its cheap [`json_shape::bound`] when that is within the limits, else (and for the
 /// reason's figures) its exact measure.
 fn check_text(field: &str, text: &str) -> Result<(), Rejection> {
-    if within_limits(field, json_shape::bound(text)) {
+    // A bound past a limit (rare) builds a reason that is thrown away: the limits stay written once, in check_shape.
+    if check_shape(field, json_shape::bound(text)).is_ok() {
         return Ok(());
     }
     check_shape(field, json_shape::measure(text))
 }
 
 /// The limits on an object's shape: depth, top-level keys (not for the context, which libraries fill), longest string.
-fn within_limits(field: &str, shape: json_shape::Shape) -> bool {
-    shape.depth <= MAX_JSON_DEPTH && (field == "context" || shape.top_level_keys <= MAX_TOP_LEVEL_KEYS) && shape.longest_string <= MAX_STRING_BYTES
-}
-
-/// The first limit `shape` exceeds, as a rejection.
 fn check_shape(field: &str, shape: json_shape::Shape) -> Result<(), Rejection> {
     if shape.depth > MAX_JSON_DEPTH {
         return Err(Rejection::new(RejectCode::TooDeep, format!("{field:?} is nested {} levels deep; the limit is {MAX_JSON_DEPTH}", shape.depth)));
@@ -248,7 +244,7 @@ fn check_context(context: &ContextField<'_>) -> Result<(), Rejection> {
         }
         shape
     };
-    if within_limits("context", context_shape(json_shape::bound)) {
+    if check_shape("context", context_shape(json_shape::bound)).is_ok() {
         return Ok(());
     }
     check_shape("context", context_shape(json_shape::measure))
