@@ -88,6 +88,9 @@ pub fn stored_identifier(kind: IdKind, raw: &str, pseudo: &Pseudonymizer) -> Opt
     (!value.is_empty()).then(|| Identifier::new(kind, value))
 }
 
+/// The bytes an `@` starts with in its spellings of [`at_sign_len`]: raw, URL-escaped, JSON-escaped.
+const AT_SIGN_STARTS: [u8; 3] = [b'@', b'%', b'\\'];
+
 /// How many bytes the `@` at the start of `rest` takes: raw (1), URL-escaped `%40` (3) or JSON-escaped `\u0040` (6)
 /// — all three are how an event's text may carry it.
 fn at_sign_len(rest: &[u8]) -> Option<usize> {
@@ -103,12 +106,14 @@ fn at_sign_len(rest: &[u8]) -> Option<usize> {
 /// test (which the compiler vectorises) is cheaper than setting up [`at_signs`]' scan, for the ~10 short texts of
 /// every event.
 fn has_at_sign_start(bytes: &[u8]) -> bool {
-    bytes.iter().fold(false, |found, &b| found | matches!(b, b'@' | b'%' | b'\\'))
+    let [raw, url, json] = AT_SIGN_STARTS;
+    bytes.iter().fold(false, |found, &b| found | (b == raw) | (b == url) | (b == json))
 }
 
 /// Every `@` in `bytes`, in any spelling, as (position, length): one fast scan for the bytes they start with.
 fn at_signs(bytes: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
-    memchr::memchr3_iter(b'@', b'%', b'\\', bytes).filter_map(|i| Some((i, at_sign_len(&bytes[i..])?)))
+    let [raw, url, json] = AT_SIGN_STARTS;
+    memchr::memchr3_iter(raw, url, json, bytes).filter_map(|i| Some((i, at_sign_len(&bytes[i..])?)))
 }
 
 /// Text with every e-mail address replaced by its keyed hash (the same as the address's `email` identifier): for
