@@ -513,12 +513,12 @@ impl SqliteStore {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir { path: data_dir.display().to_string(), source })?;
         let path = data_dir.join("footprint.db");
         let mut conn = Connection::open(&path)?;
-        // The default 4 KiB pages. 16 KiB pages take a third of the WAL frames (two write calls each): per batched
-        // event 10.9 µs of CPU against 12.6 µs, per single-event request 28.2 against 30.1 (three alternating runs).
-        // But a commit rewrites each page it touches whole, and single-event traffic at half the maximum commits
-        // ~15 rows at a time: the WAL reached the restart size within seconds, and the p99 from the scheduled send
-        // time was 100–164 ms in every run of `cargo xtask bench` against ~9 ms with 4 KiB (an earlier trial: 15–41 ms
-        // against 8–26 ms).
+        // The default 4 KiB pages. 16 KiB pages take a third of the WAL frames (two write calls each), but a commit
+        // rewrites each page it touches whole, and single events at half the maximum commit ~15 rows at a time: the
+        // WAL reached its restart size within seconds, and the p99 from the scheduled send time was 100–164 ms in
+        // every run of `cargo xtask bench` against ~9 ms (an earlier trial: 15–41 against 8–26 ms). CPU per event was
+        // mixed: batched 10.9 against 12.6 µs in one alternating trial, 11.79 against 11.87 in `cargo xtask bench`,
+        // whose single-event maximum cost 34.3 against 29.9 µs per request.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: a commit is on disk before we acknowledge (kill -9 and power loss keep every 2xx'd event).
         conn.pragma_update(None, "synchronous", "FULL")?;
