@@ -49,6 +49,26 @@ pub fn truncate_ip(ip: IpAddr, v4_prefix: u8, v6_prefix: u8) -> IpAddr {
     }
 }
 
+/// `ip` as text, as its `Display` writes it. An IPv4 address is written by hand: `Display` goes through the
+/// formatter (padding, width) and cost ~1,300 instructions, once per request and again per IP field.
+pub fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else { return ip.to_string() };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
+}
+
 /// What the user agent says about the visitor's software.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UserAgentInfo {
@@ -470,6 +490,18 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn ip_text_writes_what_display_writes() {
+        for text in ["0.0.0.0", "1.2.3.4", "9.10.99.100", "203.0.113.0", "255.255.255.255", "10.0.200.7", "::", "2001:db8:abcd::", "::ffff:1.2.3.4"] {
+            let ip = ip(text);
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+        for n in (0..=u32::MAX).step_by(65_537) {
+            let ip = IpAddr::V4(n.into());
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
     }
 
     #[test]

@@ -217,7 +217,7 @@ fn process_decoded(mut decoded: Decoded<'_>, route: Route, facts: &RequestFacts<
     let mut out = Processed { slots: Vec::with_capacity(count), events: Vec::with_capacity(count), quarantine: Vec::new() };
     // The request's stored (truncated) IP, written out once: every event of a batch shares it unless its context
     // names another.
-    let request_ip = enrich::truncate_ip(facts.client_ip, facts.privacy.ipv4_prefix, facts.privacy.ipv6_prefix).to_string();
+    let request_ip = enrich::ip_text(enrich::truncate_ip(facts.client_ip, facts.privacy.ipv4_prefix, facts.privacy.ipv6_prefix));
     let mut parsed = std::mem::take(&mut decoded.parsed).into_iter();
     let decoded = &decoded;
     for index in 0..count {
@@ -300,7 +300,7 @@ fn event_row(
     let context_ua = context.take("userAgent").and_then(json_text);
     let raw_ip = context_ip.unwrap_or(facts.client_ip);
     let ip = match context_ip {
-        Some(ip) => enrich::truncate_ip(ip, facts.privacy.ipv4_prefix, facts.privacy.ipv6_prefix).to_string(),
+        Some(ip) => enrich::ip_text(enrich::truncate_ip(ip, facts.privacy.ipv4_prefix, facts.privacy.ipv6_prefix)),
         None => request_ip.to_owned(),
     };
     let user_agent = context_ua.as_deref().or(facts.user_agent);
@@ -341,7 +341,7 @@ fn event_row(
         for key in ["traits", "externalIds", "device"] {
             context.take(key);
         }
-        let visitor = cookieless_visitor(&privacy.salt, &facts.site, &raw_ip.to_string(), user_agent.unwrap_or(""));
+        let visitor = cookieless_visitor(&privacy.salt, &facts.site, &enrich::ip_text(raw_ip), user_agent.unwrap_or(""));
         (visitor, None, None)
     };
     if !granted.marketing {
@@ -567,7 +567,7 @@ fn pseudonymise_fields<'j>(json: Cow<'j, str>, privacy: &PrivacyFacts<'_>) -> Co
             privacy.pseudonymizer.hash(&field, &normalised)
         } else if IP_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key)) {
             let ip = text.trim().parse::<IpAddr>().ok()?;
-            enrich::truncate_ip(ip, privacy.ipv4_prefix, privacy.ipv6_prefix).to_string()
+            enrich::ip_text(enrich::truncate_ip(ip, privacy.ipv4_prefix, privacy.ipv6_prefix))
         } else {
             return None;
         };

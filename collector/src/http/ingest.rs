@@ -238,9 +238,9 @@ fn answer(slots: &[Slot], stored: &[Stored], metrics: &Metrics, bots: usize) -> 
     Metrics::add(&metrics.events_bot, bots as u64);
     if accepted + duplicate == 0 {
         let message = "every event was rejected; see results (the events are kept in quarantine)";
-        return reply::json(StatusCode::BAD_REQUEST, &IngestBody { code: Some("all_events_rejected"), message: Some(message), results });
+        return reply::ingest(StatusCode::BAD_REQUEST, &IngestBody { code: Some("all_events_rejected"), message: Some(message), results });
     }
-    reply::json(StatusCode::OK, &IngestBody { code: None, message: None, results })
+    reply::ingest(StatusCode::OK, &IngestBody { code: None, message: None, results })
 }
 
 /// Refuses the whole request; each event it carried is listed as rejected with the request's code.
