@@ -249,7 +249,16 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
         suppressions.write().expect("suppressions").extend(store::sqlite::SqliteReader::open(&db_path)?.suppressions()?);
     }
     let (days, capacity, writer_metrics) = (config.dedupe_window_days, config.queue_capacity_bytes, metrics.clone());
-    let (writer, writer_thread) = tokio::task::spawn_blocking(move || writer::Writer::start(store, days, capacity, writer_metrics, now_ms)).await??;
+    let lanes_url = shared_url.clone();
+    let (writer, writer_thread) = tokio::task::spawn_blocking(move || {
+        // On the shared log, groups commit on several connections at once; SQLite has one writer.
+        let lanes = match lanes_url {
+            Some(url) => (0..store::shared::WRITE_LANES).map(|_| store::shared::LogAppender::connect(&url).map(|l| Box::new(l) as Box<dyn store::EventStore>)).collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
+        writer::Writer::start(store, lanes, days, capacity, writer_metrics, now_ms)
+    })
+    .await??;
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     let generated_token = config.admin_token.is_none();

@@ -1,5 +1,11 @@
 //! The single writer: a bounded queue in front of one thread that group-commits everything waiting, deduplicates
 //! by `messageId` within the window, and only then answers each request. 2xx therefore means "durable".
+//!
+//! On a shared PostgreSQL store, several lanes commit groups at once, each on its own connection
+//! ([`Writer::start`]): one group's transaction keeps one PostgreSQL backend, so one lane at a time left
+//! the collector idle while PostgreSQL worked and PostgreSQL idle while the collector formed the next group. The
+//! lanes take groups from one queue; the database's `messageId` key decides between two groups in flight as it
+//! does between two collectors.
 
 use crate::metrics::Metrics;
 use crate::store::{EventStore, QuarantinedEvent, StoreError, StoredEvent};
@@ -8,7 +14,7 @@ use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
@@ -62,7 +68,10 @@ struct WriteJob {
 /// The request side of the writer. Cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
+    /// Write jobs.
     tx: mpsc::UnboundedSender<Job>,
+    /// Exclusive jobs: the same queue with one lane; with several, the main lane's own.
+    exclusive_tx: mpsc::UnboundedSender<Job>,
     capacity: Arc<Semaphore>,
     metrics: Arc<Metrics>,
     /// Requests between [`Writer::arriving`] and their submission.
@@ -82,18 +91,23 @@ impl Drop for Arrival {
 
 impl Writer {
     /// Starts the writer thread. `capacity_bytes` bounds the memory of waiting jobs; past it, `submit` fails fast.
+    /// `lanes`: stores that only commit (each its own connection to the same shared log), none for SQLite. With
+    /// any, the lanes commit every write job and `main` runs the exclusive jobs and the stats; the returned thread
+    /// ends after the lanes' threads.
     pub fn start(
-        store: Box<dyn EventStore>,
+        main: Box<dyn EventStore>,
+        lanes: Vec<Box<dyn EventStore>>,
         dedupe_window_days: u32,
         capacity_bytes: usize,
         metrics: Arc<Metrics>,
         now_ms: fn() -> i64,
     ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
-        Writer::start_with_linger(store, dedupe_window_days, capacity_bytes, metrics, now_ms, LINGER)
+        Writer::start_with_linger(main, lanes, dedupe_window_days, capacity_bytes, metrics, now_ms, LINGER)
     }
 
     fn start_with_linger(
-        mut store: Box<dyn EventStore>,
+        mut main: Box<dyn EventStore>,
+        lanes: Vec<Box<dyn EventStore>>,
         dedupe_window_days: u32,
         capacity_bytes: usize,
         metrics: Arc<Metrics>,
@@ -102,20 +116,46 @@ impl Writer {
     ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
         let mut recent = RecentIds::new(dedupe_window_days);
         let since = now_ms() - i64::from(dedupe_window_days) * DAY_MS;
-        store.for_each_recent_message_id(since, &mut |site, id, received_at| {
+        main.for_each_recent_message_id(since, &mut |site, id, received_at| {
             recent.insert(received_at, recent.key(site, id));
         })?;
         metrics.dedupe_ids.store(recent.len() as i64, Relaxed);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let thread_metrics = metrics.clone();
+        let recent = Arc::new(Mutex::new(recent));
         let arriving = Arc::new(AtomicUsize::new(0));
-        let thread_arriving = arriving.clone();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (exclusive_tx, main_rx, lane_threads) = if lanes.is_empty() {
+            (tx.clone(), rx, Vec::new())
+        } else {
+            let (exclusive_tx, main_rx) = mpsc::unbounded_channel();
+            let shared_rx = Arc::new(Mutex::new(rx));
+            let threads = lanes
+                .into_iter()
+                .enumerate()
+                .map(|(i, store)| {
+                    let (rx, recent, metrics, arriving) = (shared_rx.clone(), recent.clone(), metrics.clone(), arriving.clone());
+                    std::thread::Builder::new()
+                        .name(format!("footprint-writer-{}", i + 1))
+                        .spawn(move || run_lane(store, &recent, &rx, &metrics, &arriving, now_ms, linger))
+                        .expect("spawn writer lane")
+                })
+                .collect();
+            (exclusive_tx, main_rx, threads)
+        };
+        let (thread_metrics, thread_arriving) = (metrics.clone(), arriving.clone());
         let handle = std::thread::Builder::new()
             .name("footprint-writer".into())
-            .spawn(move || run(store, recent, rx, thread_metrics, &thread_arriving, now_ms, linger))
+            .spawn(move || {
+                // The main lane's queue closes with the write queue (every Writer handle holds both).
+                let lanes_done = move || {
+                    for lane in lane_threads {
+                        let _ = lane.join();
+                    }
+                };
+                run(main, &recent, main_rx, thread_metrics, &thread_arriving, now_ms, linger, lanes_done);
+            })
             .expect("spawn writer thread");
         let capacity = Arc::new(Semaphore::new(capacity_bytes.div_ceil(1024).max(1)));
-        Ok((Writer { tx, capacity, metrics, arriving }, handle))
+        Ok((Writer { tx, exclusive_tx, capacity, metrics, arriving }, handle))
     }
 
     /// Runs `operation` on the writer thread, alone with the store, and returns its result.
@@ -124,7 +164,7 @@ impl Writer {
         let job = Job::Exclusive(Box::new(move |store| {
             let _ = reply.send(operation(store));
         }));
-        self.tx.send(job).map_err(|_| SubmitError::ShuttingDown)?;
+        self.exclusive_tx.send(job).map_err(|_| SubmitError::ShuttingDown)?;
         answer.await.map_err(|_| SubmitError::ShuttingDown)
     }
 
@@ -171,7 +211,17 @@ impl Writer {
     }
 }
 
-fn run(mut store: Box<dyn EventStore>, mut recent: RecentIds, mut rx: mpsc::UnboundedReceiver<Job>, metrics: Arc<Metrics>, arriving: &AtomicUsize, now_ms: fn() -> i64, linger: Duration) {
+#[allow(clippy::too_many_arguments)]
+fn run(
+    mut store: Box<dyn EventStore>,
+    recent: &Mutex<RecentIds>,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    metrics: Arc<Metrics>,
+    arriving: &AtomicUsize,
+    now_ms: fn() -> i64,
+    linger: Duration,
+    lanes_done: impl FnOnce(),
+) {
     // Ends when every Writer handle is dropped and the queue is drained: that is graceful shutdown.
     let mut next = rx.blocking_recv();
     while let Some(job) = next.take() {
@@ -184,35 +234,65 @@ fn run(mut store: Box<dyn EventStore>, mut recent: RecentIds, mut rx: mpsc::Unbo
             }
             Job::Write(first) => first,
         };
-        let mut jobs = vec![first];
-        let mut rows = jobs[0].events.len() + jobs[0].quarantine.len();
-        let linger_until = Instant::now() + linger;
-        while rows < MAX_ROWS_PER_COMMIT {
-            match rx.try_recv() {
-                Ok(Job::Write(job)) => {
-                    rows += job.events.len() + job.quarantine.len();
-                    jobs.push(job);
-                }
-                Ok(exclusive) => {
-                    // Runs right after this group.
-                    next = Some(exclusive);
-                    break;
-                }
-                // A small group pays a commit's fixed costs (fsync, stats sketches) for few rows: wait a moment
-                // for the requests on their way, which a single-event load sends continuously.
-                Err(_) if rows < LINGER_BELOW_ROWS && arriving.load(Relaxed) > 0 && Instant::now() < linger_until => std::thread::sleep(linger.min(LINGER) / 8),
-                Err(_) => break,
-            }
-        }
-        commit_group(&mut *store, &mut recent, jobs, &metrics, now_ms());
+        let (jobs, exclusive) = gather(first, &mut rx, arriving, linger);
+        // Runs right after this group.
+        next = exclusive;
+        commit_group(&mut *store, recent, jobs, &metrics, now_ms());
         if next.is_none() {
             next = next_job(&mut rx, &mut *store, &metrics);
         }
     }
+    lanes_done();
     // Shutdown: the stats include every stored event before the process exits.
     if let Err(error) = store.flush() {
         tracing::warn!(%error, "final stats update failed; it is caught up at the next start");
     }
+}
+
+/// A lane of [`Writer::start`]: takes the waiting write jobs from the shared queue as one group (holding
+/// the queue meanwhile, so the next lane's group starts with what comes after) and commits them.
+fn run_lane(
+    mut store: Box<dyn EventStore>,
+    recent: &Mutex<RecentIds>,
+    rx: &Mutex<mpsc::UnboundedReceiver<Job>>,
+    metrics: &Metrics,
+    arriving: &AtomicUsize,
+    now_ms: fn() -> i64,
+    linger: Duration,
+) {
+    loop {
+        let jobs = {
+            let mut rx = rx.lock().expect("the write queue");
+            match rx.blocking_recv() {
+                Some(Job::Write(first)) => gather(first, &mut rx, arriving, linger).0,
+                Some(Job::Exclusive(_)) => unreachable!("exclusive jobs go to the main lane"),
+                None => return,
+            }
+        };
+        commit_group(&mut *store, recent, jobs, metrics, now_ms());
+    }
+}
+
+/// `first` and the write jobs waiting behind it, up to [`MAX_ROWS_PER_COMMIT`] rows; stops at an exclusive job,
+/// which it returns.
+fn gather(first: WriteJob, rx: &mut mpsc::UnboundedReceiver<Job>, arriving: &AtomicUsize, linger: Duration) -> (Vec<WriteJob>, Option<Job>) {
+    let mut rows = first.events.len() + first.quarantine.len();
+    let mut jobs = vec![first];
+    let linger_until = Instant::now() + linger;
+    while rows < MAX_ROWS_PER_COMMIT {
+        match rx.try_recv() {
+            Ok(Job::Write(job)) => {
+                rows += job.events.len() + job.quarantine.len();
+                jobs.push(job);
+            }
+            Ok(exclusive) => return (jobs, Some(exclusive)),
+            // A small group pays a commit's fixed costs (fsync, stats sketches) for few rows: wait a moment
+            // for the requests on their way, which a single-event load sends continuously.
+            Err(_) if rows < LINGER_BELOW_ROWS && arriving.load(Relaxed) > 0 && Instant::now() < linger_until => std::thread::sleep(linger.min(LINGER) / 8),
+            Err(_) => break,
+        }
+    }
+    (jobs, None)
 }
 
 /// Waits for the next job. While committed events wait for the stats, it looks at the queue every millisecond
@@ -238,9 +318,12 @@ fn next_job(rx: &mut mpsc::UnboundedReceiver<Job>, store: &mut dyn EventStore, m
     rx.blocking_recv()
 }
 
-fn commit_group(store: &mut dyn EventStore, recent: &mut RecentIds, jobs: Vec<WriteJob>, metrics: &Metrics, now: i64) {
+/// Commits one group. `recent` is locked while the group is checked against it and while its new ids go in, not
+/// during the commit: another lane's group may be checked meanwhile, and an id in both is decided by the store.
+fn commit_group(store: &mut dyn EventStore, recent: &Mutex<RecentIds>, jobs: Vec<WriteJob>, metrics: &Metrics, now: i64) {
     let started = Instant::now();
-    recent.expire(now);
+    let mut guard = recent.lock().expect("the dedupe window");
+    guard.expire(now);
     // Sized once: grown event by event, the events (~800 bytes each) were copied over and over.
     let events: usize = jobs.iter().map(|job| job.events.len()).sum();
     let mut fresh_keys: HashSet<u128, IdentityHash> = HashSet::with_capacity_and_hasher(events, IdentityHash);
@@ -253,8 +336,8 @@ fn commit_group(store: &mut dyn EventStore, recent: &mut RecentIds, jobs: Vec<Wr
     for job in jobs {
         let mut statuses = Vec::with_capacity(job.events.len());
         for event in job.events {
-            let key = recent.key(&event.site, event.message_id());
-            if recent.contains(key) || !fresh_keys.insert(key) {
+            let key = guard.key(&event.site, event.message_id());
+            if guard.contains(key) || !fresh_keys.insert(key) {
                 statuses.push(Stored::Duplicate);
             } else {
                 new_ids.push((event.received_at, key));
@@ -267,6 +350,7 @@ fn commit_group(store: &mut dyn EventStore, recent: &mut RecentIds, jobs: Vec<Wr
         metrics.queue_bytes.fetch_sub(job.bytes, Relaxed);
         answers.push((job.reply, statuses, job._permit));
     }
+    drop(guard);
     let stored_rows = to_store.len() + to_quarantine.len();
     let result = store.commit(to_store, &to_quarantine);
     let micros = started.elapsed().as_micros() as u64;
@@ -280,10 +364,12 @@ fn commit_group(store: &mut dyn EventStore, recent: &mut RecentIds, jobs: Vec<Wr
                 answers[answer].1[status] = Stored::Duplicate;
             }
             Metrics::add(&metrics.commit_rows, stored_rows as u64);
+            let mut recent = recent.lock().expect("the dedupe window");
             for (received_at, key) in new_ids {
                 recent.insert(received_at, key);
             }
             metrics.dedupe_ids.store(recent.len() as i64, Relaxed);
+            drop(recent);
             for (reply, statuses, _permit) in answers {
                 let _ = reply.send(Ok(statuses));
             }
@@ -398,10 +484,16 @@ mod tests {
         fail: Arc<Mutex<bool>>,
         /// When set, a due stats update waits until the test sends on it (or 5 s pass).
         hold_flush: Arc<Mutex<Option<std::sync::mpsc::Receiver<()>>>>,
+        /// How long each commit takes (a store on another machine).
+        delay: Duration,
+        /// Set for a main store whose lanes commit: it must never commit itself.
+        never_commits: bool,
     }
 
     impl EventStore for MemoryStore {
         fn commit(&mut self, events: Vec<StoredEvent>, _q: &[QuarantinedEvent]) -> Result<Vec<usize>, StoreError> {
+            assert!(!self.never_commits, "with lanes, the main store never commits");
+            std::thread::sleep(self.delay);
             if *self.fail.lock().unwrap() {
                 return Err(StoreError::Unavailable("disk on fire".into()));
             }
@@ -445,7 +537,7 @@ mod tests {
     #[tokio::test]
     async fn duplicates_the_store_finds_are_answered_as_duplicates() {
         let store = MemoryStore::default();
-        let (writer, _thread) = Writer::start(Box::new(store.clone()), 7, 1 << 20, Default::default(), fixed_now).unwrap();
+        let (writer, _thread) = Writer::start(Box::new(store.clone()), Vec::new(), 7, 1 << 20, Default::default(), fixed_now).unwrap();
         let now = fixed_now();
         // Stored by another collector sharing the store: this writer's own set has never seen it.
         store.rows.lock().unwrap().push(event("a", "theirs", now));
@@ -457,7 +549,7 @@ mod tests {
     #[tokio::test]
     async fn dedupes_within_a_request_across_requests_and_across_restarts() {
         let store = MemoryStore::default();
-        let (writer, thread) = Writer::start(Box::new(store.clone()), 7, 1 << 20, Default::default(), fixed_now).unwrap();
+        let (writer, thread) = Writer::start(Box::new(store.clone()), Vec::new(), 7, 1 << 20, Default::default(), fixed_now).unwrap();
         let now = fixed_now();
         let first = writer.submit(vec![event("a", "m1", now), event("a", "m1", now), event("b", "m1", now)], vec![]).await.unwrap();
         assert_eq!(first, vec![Stored::Accepted, Stored::Duplicate, Stored::Accepted]);
@@ -465,16 +557,54 @@ mod tests {
         assert_eq!(again, vec![Stored::Duplicate, Stored::Accepted]);
         drop(writer);
         thread.join().unwrap();
-        let (writer, _thread) = Writer::start(Box::new(store.clone()), 7, 1 << 20, Default::default(), fixed_now).unwrap();
+        let (writer, _thread) = Writer::start(Box::new(store.clone()), Vec::new(), 7, 1 << 20, Default::default(), fixed_now).unwrap();
         let after_restart = writer.submit(vec![event("a", "m2", now), event("a", "m3", now)], vec![]).await.unwrap();
         assert_eq!(after_restart, vec![Stored::Duplicate, Stored::Accepted]);
         assert_eq!(store.rows.lock().unwrap().len(), 4);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn lanes_commit_groups_at_once_and_store_each_message_id_once() {
+        let log = MemoryStore { delay: Duration::from_millis(20), ..Default::default() };
+        // Each lane its own record of groups, one log.
+        let lanes: Vec<MemoryStore> = (0..2).map(|_| MemoryStore { groups: Default::default(), ..log.clone() }).collect();
+        let main = MemoryStore { never_commits: true, ..Default::default() };
+        let boxed = lanes.iter().map(|l| Box::new(l.clone()) as Box<dyn EventStore>).collect();
+        let (writer, thread) = Writer::start(Box::new(main), boxed, 7, 1 << 24, Default::default(), fixed_now).unwrap();
+        let now = fixed_now();
+        // 40 requests, one every 2 ms while a commit takes 20: the lanes take turns. Requests 2k and 2k + 1 share an
+        // id, so copies of one id can be in flight on both lanes.
+        let mut requests = Vec::new();
+        for i in 0..40 {
+            let writer = writer.clone();
+            requests.push(tokio::spawn(async move { writer.submit(vec![event("a", &format!("own{i}"), now), event("a", &format!("shared{}", i / 2), now)], vec![]).await.unwrap() }));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let mut answers = Vec::new();
+        for request in requests {
+            answers.push(request.await.unwrap());
+        }
+        assert!(answers.iter().all(|a| a[0] == Stored::Accepted), "{answers:?}");
+        let shared_accepted = answers.iter().filter(|a| a[1] == Stored::Accepted).count();
+        assert_eq!(shared_accepted, 20, "each shared id accepted exactly once: {answers:?}");
+        let mut ids: Vec<String> = log.rows.lock().unwrap().iter().map(|e| e.message_id().to_owned()).collect();
+        let stored = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!((stored, ids.len()), (60, 60));
+        for lane in &lanes {
+            assert!(!lane.groups.lock().unwrap().is_empty(), "both lanes committed");
+        }
+        // Exclusive jobs run on the main store, which sees no write.
+        assert!(writer.exclusive(|store| store.stats_backlog()).await.is_ok());
+        drop(writer);
+        thread.join().unwrap();
+    }
+
     #[tokio::test]
     async fn a_failed_commit_reports_an_error_and_forgets_nothing() {
         let store = MemoryStore::default();
-        let (writer, _thread) = Writer::start(Box::new(store.clone()), 7, 1 << 20, Default::default(), fixed_now).unwrap();
+        let (writer, _thread) = Writer::start(Box::new(store.clone()), Vec::new(), 7, 1 << 20, Default::default(), fixed_now).unwrap();
         *store.fail.lock().unwrap() = true;
         let failed = writer.submit(vec![event("a", "m1", fixed_now())], vec![]).await;
         assert!(matches!(failed, Err(SubmitError::Storage(_))));
@@ -489,7 +619,7 @@ mod tests {
         let store = MemoryStore::default();
         let (release, held) = std::sync::mpsc::channel();
         *store.hold_flush.lock().unwrap() = Some(held);
-        let (writer, _thread) = Writer::start(Box::new(store.clone()), 7, 1 << 20, Default::default(), fixed_now).unwrap();
+        let (writer, _thread) = Writer::start(Box::new(store.clone()), Vec::new(), 7, 1 << 20, Default::default(), fixed_now).unwrap();
         // The stats update after this group is still running (held) when the answer must already be here.
         let answer = tokio::time::timeout(Duration::from_secs(2), writer.submit(vec![event("a", "m1", fixed_now())], vec![])).await;
         release.send(()).unwrap();
@@ -498,7 +628,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_refuses_instead_of_growing() {
-        let (writer, _thread) = Writer::start(Box::new(MemoryStore::default()), 7, 1024, Default::default(), fixed_now).unwrap();
+        let (writer, _thread) = Writer::start(Box::new(MemoryStore::default()), Vec::new(), 7, 1024, Default::default(), fixed_now).unwrap();
         let big = event("a", "m", fixed_now()).with(crate::store::Field::Properties, "x".repeat(4096));
         assert!(matches!(writer.submit(vec![big], vec![]).await, Err(SubmitError::QueueFull)));
     }
@@ -507,7 +637,7 @@ mod tests {
     async fn a_small_group_waits_only_for_requests_on_their_way() {
         // A linger far longer than the test: only the rule can end a wait in time.
         let store = MemoryStore::default();
-        let (writer, _thread) = Writer::start_with_linger(Box::new(store.clone()), 7, 1 << 20, Default::default(), fixed_now, Duration::from_secs(600)).unwrap();
+        let (writer, _thread) = Writer::start_with_linger(Box::new(store.clone()), Vec::new(), 7, 1 << 20, Default::default(), fixed_now, Duration::from_secs(600)).unwrap();
         let now = fixed_now();
         // Nothing on its way: a lone request is committed at once.
         let alone = tokio::time::timeout(Duration::from_secs(5), writer.submit(vec![event("a", "m1", now)], vec![])).await;

@@ -382,6 +382,50 @@ impl EventStore for SharedStore {
 /// How often an ingest-only collector looks for new suppressions in the log.
 const SUPPRESSIONS_POLL: Duration = Duration::from_secs(1);
 
+/// Writer lanes per collector on the shared log: group commits in flight at once, each on its own connection
+/// (`writer::Writer::start`). One group's transaction is one PostgreSQL backend's work, so with one lane
+/// the collector waited while PostgreSQL worked and PostgreSQL waited while the collector formed the next group.
+pub const WRITE_LANES: usize = 2;
+
+/// A writer lane: commits groups to the shared log on a connection of its own. Everything else runs on the main
+/// store (exclusive jobs go to the main lane).
+pub struct LogAppender {
+    log: PgEventLog,
+}
+
+impl LogAppender {
+    pub fn connect(url: &str) -> Result<LogAppender, StoreError> {
+        Ok(LogAppender { log: PgEventLog::connect(url)? })
+    }
+}
+
+fn main_lane_only() -> StoreError {
+    StoreError::Unavailable("a writer lane only commits; this runs on the main writer".into())
+}
+
+impl EventStore for LogAppender {
+    fn commit(&mut self, events: Vec<StoredEvent>, quarantine: &[QuarantinedEvent]) -> Result<Vec<usize>, StoreError> {
+        self.log.commit(&events, quarantine)
+    }
+
+    fn unmerge(&mut self, _merge_id: i64, _now: i64) -> Result<Result<(i64, i64), UnmergeError>, StoreError> {
+        Err(main_lane_only())
+    }
+
+    fn erase(&mut self, _request: &ErasureRequest, _suppression_hash: &dyn Fn(&Identifier) -> String, _now: i64) -> Result<ErasureReport, StoreError> {
+        Err(main_lane_only())
+    }
+
+    fn delete_older_than(&mut self, _site: &str, _cutoff_ms: i64, _limit: usize) -> Result<RetentionPass, StoreError> {
+        Err(main_lane_only())
+    }
+
+    /// The main store gives the writer the window's messageIds.
+    fn for_each_recent_message_id(&mut self, _since_ms: i64, _each: &mut dyn FnMut(&str, &str, i64)) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
 /// The store of an ingest-only collector (`role = "ingest"`): it appends to the shared log like any collector, and
 /// keeps no replica. A thread learns erasures' suppressions from the log (the `Suppress` operations the erasing
 /// collector appends), so ingest refuses an erased person's events as everywhere else. An event that arrives
