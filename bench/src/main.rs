@@ -332,7 +332,7 @@ async fn run(opts: Options) -> Result<(), String> {
         let (pids, db_pid) = (opts.server_pids.clone(), opts.db_pid);
         let mut metrics_conns = Vec::new();
         for (addr, host) in opts.addrs.iter().zip(&plan.hosts) {
-            metrics_conns.push((connect(*addr).await.ok(), host.clone()));
+            metrics_conns.push((*addr, connect(*addr).await.ok(), host.clone()));
         }
         tokio::spawn(async move {
             let sample = || (servers_cpu_ticks(&pids), read_cpu_ticks(None), read_box(), Instant::now(), db_pid.and_then(tree_cpu_ticks));
@@ -360,10 +360,19 @@ async fn run(opts: Options) -> Result<(), String> {
 type Sample = (Option<u64>, Option<u64>, Option<(u64, u64)>, Instant, Option<u64>);
 
 /// The commit counters of every collector, summed (`None` if one did not answer).
-async fn all_commit_metrics(conns: &mut [(Option<SendRequest<Full<Bytes>>>, HeaderValue)]) -> Option<[f64; 3]> {
+///
+/// The connection opened before the run sits idle between the two samples, longer than the collector's header read
+/// timeout when the window is 10 s or more, so a request that fails is tried once more on a new connection.
+async fn all_commit_metrics(conns: &mut [(SocketAddr, Option<SendRequest<Full<Bytes>>>, HeaderValue)]) -> Option<[f64; 3]> {
     let mut sum = [0.0; 3];
-    for (conn, host) in conns.iter_mut() {
-        let m = commit_metrics(conn, host).await?;
+    for (addr, conn, host) in conns.iter_mut() {
+        let m = match commit_metrics(conn, host).await {
+            Some(m) => m,
+            None => {
+                *conn = connect(*addr).await.ok();
+                commit_metrics(conn, host).await?
+            }
+        };
         for i in 0..3 {
             sum[i] += m[i];
         }
