@@ -158,7 +158,7 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
 
 /// The collector to compare with: `rev` itself when it is a file, else the collector built from that git revision
 /// (exported with `git archive` into the target directory and built there, with its own target directory).
-fn baseline_collector(rev: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn baseline_collector(rev: &str) -> anyhow::Result<PathBuf> {
     if Path::new(rev).is_file() {
         return Ok(PathBuf::from(rev));
     }

@@ -34,7 +34,7 @@ fn main() -> std::process::ExitCode {
         Some("bench-people") => people_bench::bench(&args[1..]),
         Some("bench-pg") => pg_bench::bench(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
-            println!("usage: cargo xtask <run [serve args…] | test | bench [--quick] | demo-data [--target HOST:PORT] | bench-stats [--events N] | bench-people [--profiles N] | bench-pg [--quick] [--runs N] [--secs S] | build-sdk | bench-sdk>");
+            println!("usage: cargo xtask <run [serve args…] | test | bench [--quick] | demo-data [--target HOST:PORT] | bench-stats [--events N] | bench-people [--profiles N] | bench-pg [--quick] [--runs N] [--secs S] [--collector REV] | build-sdk | bench-sdk>");
             Ok(())
         }
         Some(other) => Err(anyhow::anyhow!("unknown command {other:?}; try `cargo xtask help`")),

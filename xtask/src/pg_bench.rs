@@ -1,5 +1,10 @@
-//! `cargo xtask bench-pg [--quick] [--runs N] [--secs S]`: batched ingest on PostgreSQL, one collector and two
-//! (issue 7: "batched ingest events/s on PostgreSQL with one and with two collector processes on this machine").
+//! `cargo xtask bench-pg [--quick] [--runs N] [--secs S] [--collector REV]`: batched ingest on PostgreSQL, one
+//! collector and two (issue 7: "batched ingest events/s on PostgreSQL with one and with two collector processes on
+//! this machine").
+//!
+//! `--collector REV` runs another collector (a git revision, built as `bench --against` builds it, or a binary) with
+//! this build's load generator and checks. The box is unpinned and drifts, so compare two collectors by alternating
+//! `--runs 1` invocations of each, not by one run each.
 //!
 //! Builds the collector and `footprint-bench` in release and starts a throwaway PostgreSQL cluster with the
 //! settings of `research/perf-baselines.md` §4.3 (`pg_cluster::PERFORMANCE_SETTINGS`; fsync and synchronous_commit
@@ -49,10 +54,24 @@ struct Scenario {
 }
 
 pub fn bench(args: &[String]) -> anyhow::Result<()> {
-    let settings = parse_settings(args, "bench-pg")?;
+    // `--collector REV` is this command's own option; the rest are every load benchmark's.
+    let (other_collector, args) = match args.iter().position(|a| a == "--collector") {
+        Some(at) => {
+            let rev = args.get(at + 1).filter(|v| !v.starts_with("--")).context("--collector takes a git revision or a collector binary")?;
+            (Some(rev.clone()), [&args[..at], &args[at + 2..]].concat())
+        }
+        None => (None, args.to_vec()),
+    };
+    let settings = parse_settings(&args, "bench-pg")?;
 
     run_step("build the collector and the load generator (release)", cargo().args(["build", "--release", "-p", "footprint-collector", "-p", "footprint-bench"]))?;
-    let collector = target_dir().join("release/footprint");
+    let collector = match &other_collector {
+        Some(rev) => crate::bench::baseline_collector(rev)?,
+        None => target_dir().join("release/footprint"),
+    };
+    if let Some(rev) = &other_collector {
+        eprintln!("==> collector of {rev}: {}", collector.display());
+    }
     let generator = target_dir().join("release/footprint-bench");
     let cluster = TestCluster::start_with(PERFORMANCE_SETTINGS)?;
     let db_pid = cluster.server_pid().context("cannot read the PostgreSQL server's pid (postmaster.pid)")?;
@@ -145,6 +164,9 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
     let log_path = target_dir().join("bench-pg-results.txt");
     let _ = std::fs::write(&log_path, &log);
 
+    if let Some(rev) = &other_collector {
+        println!("Collector of {rev} ({}), not this build:", collector.display());
+    }
     print_table(&results, &settings, cpus, &version);
     eprintln!("(every run's raw figures: {})", log_path.display());
     if !failures.is_empty() {
