@@ -64,15 +64,20 @@ pub(crate) fn parse_settings(args: &[String], command: &str) -> anyhow::Result<S
     Ok(settings)
 }
 
+/// Splits `name REV` (a git revision or a collector binary) off `args`: the value, if given, and the other arguments.
+pub(crate) fn take_revision_option(args: &[String], name: &str) -> anyhow::Result<(Option<String>, Vec<String>)> {
+    match args.iter().position(|a| a == name) {
+        Some(at) => {
+            let rev = args.get(at + 1).filter(|v| !v.starts_with("--")).with_context(|| format!("{name} takes a git revision or a collector binary"))?;
+            Ok((Some(rev.clone()), [&args[..at], &args[at + 2..]].concat()))
+        }
+        None => Ok((None, args.to_vec())),
+    }
+}
+
 pub fn bench(args: &[String]) -> anyhow::Result<()> {
     // `--against REV` is this command's own option; the rest are every load benchmark's.
-    let (against, args) = match args.iter().position(|a| a == "--against") {
-        Some(at) => {
-            let rev = args.get(at + 1).filter(|v| !v.starts_with("--")).context("--against takes a git revision or a collector binary")?;
-            (Some(rev.clone()), [&args[..at], &args[at + 2..]].concat())
-        }
-        None => (None, args.to_vec()),
-    };
+    let (against, args) = take_revision_option(args, "--against")?;
     let mut settings = parse_settings(&args, "bench")?;
 
     run_step("build the collector and the load generator (release)", cargo().args(["build", "--release", "-p", "footprint-collector", "-p", "footprint-bench"]))?;
@@ -165,7 +170,7 @@ pub(crate) fn baseline_collector(rev: &str) -> anyhow::Result<PathBuf> {
     let root = crate::root();
     let commit = Command::new("git").current_dir(&root).args(["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")]).output().context("cannot run git")?;
     if !commit.status.success() {
-        bail!("--against {rev:?} is neither a file nor a git revision of this repository");
+        bail!("{rev:?} is neither a file nor a git revision of this repository");
     }
     let commit = String::from_utf8_lossy(&commit.stdout).trim().to_owned();
     let base = target_dir().join("bench-against");

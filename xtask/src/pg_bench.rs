@@ -29,7 +29,7 @@
 //! the command (after the table is printed). Nothing is pinned: PostgreSQL, the collectors and the load generator
 //! share the machine's cores, so the figures are for the whole box, and other work on it shows in "others".
 
-use crate::bench::{field, fresh_data_root, get, median, parse_settings, rss_mb, values, wait_quiet, whole, Run, Server, Settings};
+use crate::bench::{baseline_collector, field, fresh_data_root, get, median, parse_settings, rss_mb, take_revision_option, values, wait_quiet, whole, Run, Server, Settings};
 use crate::pg_cluster::{TestCluster, PERFORMANCE_SETTINGS};
 use crate::{cargo, run_step, target_dir};
 use anyhow::{bail, Context as _};
@@ -55,23 +55,18 @@ struct Scenario {
 
 pub fn bench(args: &[String]) -> anyhow::Result<()> {
     // `--collector REV` is this command's own option; the rest are every load benchmark's.
-    let (other_collector, args) = match args.iter().position(|a| a == "--collector") {
-        Some(at) => {
-            let rev = args.get(at + 1).filter(|v| !v.starts_with("--")).context("--collector takes a git revision or a collector binary")?;
-            (Some(rev.clone()), [&args[..at], &args[at + 2..]].concat())
-        }
-        None => (None, args.to_vec()),
-    };
+    let (other_collector, args) = take_revision_option(args, "--collector")?;
     let settings = parse_settings(&args, "bench-pg")?;
 
     run_step("build the collector and the load generator (release)", cargo().args(["build", "--release", "-p", "footprint-collector", "-p", "footprint-bench"]))?;
     let collector = match &other_collector {
-        Some(rev) => crate::bench::baseline_collector(rev)?,
+        Some(rev) => {
+            let collector = baseline_collector(rev)?;
+            eprintln!("==> collector of {rev}: {}", collector.display());
+            collector
+        }
         None => target_dir().join("release/footprint"),
     };
-    if let Some(rev) = &other_collector {
-        eprintln!("==> collector of {rev}: {}", collector.display());
-    }
     let generator = target_dir().join("release/footprint-bench");
     let cluster = TestCluster::start_with(PERFORMANCE_SETTINGS)?;
     let db_pid = cluster.server_pid().context("cannot read the PostgreSQL server's pid (postmaster.pid)")?;
