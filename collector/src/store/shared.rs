@@ -149,6 +149,7 @@ impl Replica {
     fn open(url: &str, data_dir: &Path, suppression_hash: SuppressionHash, suppressions: Suppressions, dedupe_window_days: u32) -> Result<Replica, StoreError> {
         let mut log = PgEventLog::connect(url)?;
         let mut replica = SqliteStore::open(data_dir)?;
+        replica.commit_without_waiting_for_disk()?;
         let source = log.source_name()?;
         let position = match replica.replica_position()? {
             Some((followed, position)) if followed == source => position,
