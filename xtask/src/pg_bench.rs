@@ -14,6 +14,8 @@
 //! medians reported:
 //!
 //! - one collector:  `POST /v1/batch`, 30 events per request, closed loop, 32 connections (as `cargo xtask bench`);
+//! - one ingest-only collector (`FOOTPRINT_ROLE=ingest`), the same load: the shared log's own path (claim, COPY,
+//!   commit), without a replica following it on the same two cores;
 //! - two collectors: the same 32 connections split between them (16 each, one footprint-bench process), the same
 //!   load;
 //! - the same two collectors with the second one ingest-only (`FOOTPRINT_ROLE=ingest`): it appends to the log and
@@ -81,6 +83,7 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
     let data_root = fresh_data_root("bench-pg-data")?;
     let scenarios = [
         Scenario { name: "1 collector, batched (30 events/request)", collectors: 1, ingest_only: 0, overlap: 0.0 },
+        Scenario { name: "1 ingest-only collector, same load", collectors: 1, ingest_only: 1, overlap: 0.0 },
         Scenario { name: "2 collectors, same load", collectors: 2, ingest_only: 0, overlap: 0.0 },
         Scenario { name: "2 collectors (1 ingest-only), same load", collectors: 2, ingest_only: 1, overlap: 0.0 },
         Scenario { name: "2 collectors, 5% of requests to both", collectors: 2, ingest_only: 0, overlap: OVERLAP },
