@@ -221,6 +221,8 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
     let pseudonymizer = pseudonymise::Pseudonymizer::with_previous(&key, &previous);
     let suppressions: store::shared::Suppressions = Default::default();
     let shared_url = config.database_url.clone().filter(|url| config::is_postgres_url(url));
+    // The follower's hold of what this collector commits (with a replica on the shared log): the writer lanes fill it.
+    let mut own_events = None;
     let (store, db_path): (Box<dyn store::EventStore>, PathBuf) = match &shared_url {
         None => {
             let store = store::sqlite::SqliteStore::open(&config.data_dir).with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
@@ -242,6 +244,7 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
             let (url, dir, shared, days) = (url.clone(), config.data_dir.clone(), suppressions.clone(), config.dedupe_window_days);
             let store = tokio::task::spawn_blocking(move || store::shared::SharedStore::open(&url, &dir, hash, shared, days)).await?.context("cannot open the shared PostgreSQL store")?;
             let path = store.replica_path().to_path_buf();
+            own_events = Some(store.own_events());
             (Box::new(store), path)
         }
     };
@@ -253,7 +256,9 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
     let (writer, writer_thread) = tokio::task::spawn_blocking(move || {
         // On the shared log, groups commit on several connections at once; SQLite has one writer.
         let lanes = match lanes_url {
-            Some(url) => (0..store::shared::WRITE_LANES).map(|_| store::shared::LogAppender::connect(&url).map(|l| Box::new(l) as Box<dyn store::EventStore>)).collect::<Result<Vec<_>, _>>()?,
+            Some(url) => (0..store::shared::WRITE_LANES)
+                .map(|_| store::shared::LogAppender::connect(&url, own_events.clone()).map(|l| Box::new(l) as Box<dyn store::EventStore>))
+                .collect::<Result<Vec<_>, _>>()?,
             None => Vec::new(),
         };
         writer::Writer::start(store, lanes, days, capacity, writer_metrics, now_ms)

@@ -6,7 +6,7 @@
 //! in (`PgEventLog::pull`). The rules that derive the replica are deterministic, so every replica resolves the
 //! same person into the same profile, whichever collector received which event.
 
-use super::postgres::{PgEventLog, Pulled};
+use super::postgres::{OwnEvents, PgEventLog, Pulled};
 use super::sqlite::SqliteStore;
 use super::{ErasureReport, ErasureRequest, EventStore, QuarantinedEvent, RetentionPass, StoreError, StoredEvent, UnmergeError};
 use crate::identity::{IdKind, Identifier};
@@ -56,6 +56,8 @@ enum Outcome {
 /// following the log (off the path that acknowledges requests; the writer only claims messageIds and COPYs rows).
 pub struct SharedStore {
     log: PgEventLog,
+    /// What this collector committed, held for the follower (the writer lanes offer theirs too).
+    own: Arc<OwnEvents>,
     replica: Arc<Mutex<Replica>>,
     replica_path: std::path::PathBuf,
     stop: Arc<AtomicBool>,
@@ -65,6 +67,7 @@ pub struct SharedStore {
 /// This collector's replica and the connection it follows the log with.
 struct Replica {
     log: PgEventLog,
+    own: Arc<OwnEvents>,
     store: SqliteStore,
     /// Every log transaction below this one is applied to the replica.
     position: i64,
@@ -80,7 +83,8 @@ impl SharedStore {
     /// Connects (applying PostgreSQL's migrations), opens the replica in `data_dir`, brings it up to date and
     /// starts the thread that keeps it so.
     pub fn open(url: &str, data_dir: &Path, suppression_hash: SuppressionHash, suppressions: Suppressions, dedupe_window_days: u32) -> Result<SharedStore, StoreError> {
-        let replica = Replica::open(url, data_dir, suppression_hash, suppressions, dedupe_window_days)?;
+        let own = Arc::new(OwnEvents::default());
+        let replica = Replica::open(url, data_dir, own.clone(), suppression_hash, suppressions, dedupe_window_days)?;
         let replica_path = replica.store.path().to_path_buf();
         let replica = Arc::new(Mutex::new(replica));
         let stop = Arc::new(AtomicBool::new(false));
@@ -89,7 +93,12 @@ impl SharedStore {
             .name("footprint-follower".into())
             .spawn(move || follow_until_stopped(&thread_replica, &thread_stop))
             .expect("spawn the follower thread");
-        Ok(SharedStore { log: PgEventLog::connect(url)?, replica, replica_path, stop, follower: Some(follower) })
+        Ok(SharedStore { log: PgEventLog::connect(url)?, own, replica, replica_path, stop, follower: Some(follower) })
+    }
+
+    /// Where the writer lanes hold what they commit for this collector's follower.
+    pub fn own_events(&self) -> Arc<OwnEvents> {
+        self.own.clone()
     }
 
     /// The replica's database file (stats and admin reads open it).
@@ -146,7 +155,7 @@ fn repeat_until_stopped(stop: &AtomicBool, failing: &str, recovered: &str, mut s
 
 impl Replica {
     /// Connects, opens the replica in `data_dir` and brings it up to date.
-    fn open(url: &str, data_dir: &Path, suppression_hash: SuppressionHash, suppressions: Suppressions, dedupe_window_days: u32) -> Result<Replica, StoreError> {
+    fn open(url: &str, data_dir: &Path, own: Arc<OwnEvents>, suppression_hash: SuppressionHash, suppressions: Suppressions, dedupe_window_days: u32) -> Result<Replica, StoreError> {
         let mut log = PgEventLog::connect(url)?;
         let mut replica = SqliteStore::open(data_dir)?;
         replica.commit_without_waiting_for_disk()?;
@@ -172,6 +181,7 @@ impl Replica {
         };
         let mut store = Replica {
             log,
+            own,
             store: replica,
             position,
             suppression_hash,
@@ -192,7 +202,7 @@ impl Replica {
     fn follow(&mut self) -> Result<usize, StoreError> {
         let mut applied = 0;
         loop {
-            let pulled = self.log.pull(self.position, PULL_EVENTS)?;
+            let pulled = self.log.pull(self.position, PULL_EVENTS, Some(&self.own))?;
             let caught_up = pulled.next >= pulled.final_below;
             applied += self.apply(pulled)?;
             if caught_up {
@@ -333,7 +343,7 @@ impl Replica {
 impl EventStore for SharedStore {
     fn commit(&mut self, events: Vec<StoredEvent>, quarantine: &[QuarantinedEvent]) -> Result<Vec<usize>, StoreError> {
         // Only the log: the follower thread applies the rows to the replica.
-        self.log.commit(&events, quarantine)
+        commit_holding(&mut self.log, Some(&self.own), events, quarantine)
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {
@@ -392,12 +402,25 @@ pub const WRITE_LANES: usize = 2;
 /// store (exclusive jobs go to the main lane).
 pub struct LogAppender {
     log: PgEventLog,
+    /// The collector's follower's, when it has one (not ingest-only).
+    own: Option<Arc<OwnEvents>>,
 }
 
 impl LogAppender {
-    pub fn connect(url: &str) -> Result<LogAppender, StoreError> {
-        Ok(LogAppender { log: PgEventLog::connect(url)? })
+    pub fn connect(url: &str, own: Option<Arc<OwnEvents>>) -> Result<LogAppender, StoreError> {
+        Ok(LogAppender { log: PgEventLog::connect(url)?, own })
     }
+}
+
+/// Commits a group to the log and, when `own` is given, holds what it stored there for the follower.
+fn commit_holding(log: &mut PgEventLog, own: Option<&OwnEvents>, events: Vec<StoredEvent>, quarantine: &[QuarantinedEvent]) -> Result<Vec<usize>, StoreError> {
+    let committed = log.commit_group(&events, quarantine)?;
+    if let Some(own) = own.filter(|_| committed.verbatim) {
+        let mut duplicates = committed.duplicates.iter().peekable();
+        let stored = events.into_iter().enumerate().filter(|(i, _)| duplicates.next_if_eq(&i).is_none()).map(|(_, e)| e);
+        own.offer(committed.tx, stored.zip(&committed.ids).map(|(e, id)| StoredEvent { shared_id: Some(*id), ..e }).collect());
+    }
+    Ok(committed.duplicates)
 }
 
 fn main_lane_only() -> StoreError {
@@ -406,7 +429,7 @@ fn main_lane_only() -> StoreError {
 
 impl EventStore for LogAppender {
     fn commit(&mut self, events: Vec<StoredEvent>, quarantine: &[QuarantinedEvent]) -> Result<Vec<usize>, StoreError> {
-        self.log.commit(&events, quarantine)
+        commit_holding(&mut self.log, self.own.as_deref(), events, quarantine)
     }
 
     fn unmerge(&mut self, _merge_id: i64, _now: i64) -> Result<Result<(i64, i64), UnmergeError>, StoreError> {
