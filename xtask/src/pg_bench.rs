@@ -20,6 +20,7 @@
 //!   load;
 //! - the same two collectors with the second one ingest-only (`FOOTPRINT_ROLE=ingest`): it appends to the log and
 //!   keeps no replica, so the pair replays the log once, as one collector does, instead of twice;
+//! - two ingest-only collectors: the pair to set beside one ingest-only collector (the log's path alone, twice);
 //! - two collectors with 5% of the requests also sent, at the same moment and with the same body, to the other
 //!   collector (a retry that reached both), so deduplication across collectors runs under load; their `duplicate`
 //!   answers are counted apart. Such a pair costs more than its 5 %: the collector whose claim comes second waits for
@@ -86,6 +87,7 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
         Scenario { name: "1 ingest-only collector, same load", collectors: 1, ingest_only: 1, overlap: 0.0 },
         Scenario { name: "2 collectors, same load", collectors: 2, ingest_only: 0, overlap: 0.0 },
         Scenario { name: "2 collectors (1 ingest-only), same load", collectors: 2, ingest_only: 1, overlap: 0.0 },
+        Scenario { name: "2 ingest-only collectors, same load", collectors: 2, ingest_only: 2, overlap: 0.0 },
         Scenario { name: "2 collectors, 5% of requests to both", collectors: 2, ingest_only: 0, overlap: OVERLAP },
     ];
     let mut results: Vec<(&'static str, Vec<Run>)> = scenarios.iter().map(|s| (s.name, Vec::new())).collect();

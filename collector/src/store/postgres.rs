@@ -232,8 +232,8 @@ pub struct Committed {
 
 /// Events this collector committed to the log, held for its replica's follower so that it need not read them back
 /// from PostgreSQL (reading a stretch of the log back was a fifth of PostgreSQL's CPU with one collector, and
-/// decoding it a sixth of the follower's). Bounded: what does not fit is read back as any other collector's
-/// events are. Only groups stored exactly as given are held, with the ids and position the log gave them, so what
+/// decoding it a sixth of the follower's). Bounded in bytes: what does not fit is read back as any other
+/// collector's events are. Only groups stored exactly as given are held, with the ids and position the log gave them, so what
 /// the follower applies is what every other replica reads.
 #[derive(Default)]
 pub struct OwnEvents {
@@ -242,22 +242,24 @@ pub struct OwnEvents {
 
 #[derive(Default)]
 struct OwnEventsHeld {
-    by_tx: std::collections::BTreeMap<i64, Vec<StoredEvent>>,
-    events: usize,
+    by_tx: std::collections::BTreeMap<i64, (Vec<StoredEvent>, usize)>,
+    bytes: usize,
 }
 
 impl OwnEvents {
-    /// At most this many events are held (~1.5 KB each); a replica that falls further behind reads the rest back.
-    const CAPACITY: usize = 20_000;
+    /// At most this much is held (by `StoredEvent::approx_bytes`, the writer queue's measure): some tenths of a
+    /// second of the log at its fastest here. A replica that falls further behind reads the rest back.
+    const CAPACITY_BYTES: usize = 32 * 1024 * 1024;
 
     /// Holds the events that the committed transaction `tx` stored, with their ids.
     pub fn offer(&self, tx: i64, events: Vec<StoredEvent>) {
+        let bytes: usize = events.iter().map(StoredEvent::approx_bytes).sum();
         let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if held.events + events.len() > Self::CAPACITY || events.is_empty() {
+        if held.bytes + bytes > Self::CAPACITY_BYTES || events.is_empty() {
             return;
         }
-        held.events += events.len();
-        held.by_tx.insert(tx, events);
+        held.bytes += bytes;
+        held.by_tx.insert(tx, (events, bytes));
     }
 
     /// Takes the held transactions in `[from, to)`, and forgets those before `from` (the follower has read them
@@ -266,8 +268,8 @@ impl OwnEvents {
         let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let later = held.by_tx.split_off(&to);
         let taken = std::mem::replace(&mut held.by_tx, later);
-        held.events = held.by_tx.values().map(Vec::len).sum();
-        taken.into_iter().filter(|(tx, _)| *tx >= from).collect()
+        held.bytes -= taken.values().map(|(_, bytes)| bytes).sum::<usize>();
+        taken.into_iter().filter(|(tx, _)| *tx >= from).map(|(tx, (events, _))| (tx, events)).collect()
     }
 }
 
@@ -838,6 +840,25 @@ mod tests {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+    }
+
+    #[test]
+    fn held_events_are_bounded_and_taken_once_by_transaction() {
+        let site: Arc<str> = "shop".into();
+        let own = OwnEvents::default();
+        let big = event(&site, "big").with(Field::Properties, &"x".repeat(1 << 20));
+        for tx in 1..=40 {
+            own.offer(tx, vec![big.clone()]);
+        }
+        let held = own.take(0, i64::MAX);
+        assert!(held.len() < 40 && held.len() >= 30, "bounded by bytes: {} of 40 MiB held", held.len());
+        for tx in [10, 20, 30] {
+            own.offer(tx, vec![event(&site, "m")]);
+        }
+        let taken: Vec<i64> = own.take(15, 30).iter().map(|(tx, _)| *tx).collect();
+        assert_eq!(taken, [20], "only [from, to); the one before `from` is forgotten, the one at `to` kept");
+        assert_eq!(own.take(0, i64::MAX).iter().map(|(tx, _)| *tx).collect::<Vec<_>>(), [30]);
+        assert!(own.take(0, i64::MAX).is_empty());
     }
 
     #[test]
