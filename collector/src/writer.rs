@@ -390,9 +390,13 @@ fn commit_group(store: &mut dyn EventStore, recent: &Mutex<RecentIds>, jobs: Vec
 
 /// The messageIds seen within the dedupe window, as 128-bit keyed hashes in one set per day (so expiry drops whole
 /// days). The keys are random per process: the set is rebuilt from the store at start.
+///
+/// A day's set is [`SHARDS`] tables, chosen by a key's top bits. A table doubles when it fills and moves every key
+/// at once, a cache miss each, while every acknowledgement waits for the writer: one table of 14.7 million keys
+/// held one insert for 273 ms here, 16 shards for 18 ms (a scratch benchmark of 16 million random keys).
 struct RecentIds {
     window_days: u32,
-    days: VecDeque<(i64, HashSet<u128, IdentityHash>)>,
+    days: VecDeque<(i64, Vec<HashSet<u128, IdentityHash>>)>,
     hash_lo: RandomState,
     hash_hi: RandomState,
 }
@@ -414,7 +418,7 @@ impl RecentIds {
     }
 
     fn contains(&self, key: u128) -> bool {
-        self.days.iter().any(|(_, set)| set.contains(&key))
+        self.days.iter().any(|(_, shards)| shards[shard(key)].contains(&key))
     }
 
     fn insert(&mut self, received_at: i64, key: u128) {
@@ -422,12 +426,12 @@ impl RecentIds {
         let at = match self.days.iter().position(|(d, _)| *d == day) {
             Some(at) => at,
             None => {
-                self.days.push_back((day, HashSet::default()));
+                self.days.push_back((day, (0..SHARDS).map(|_| HashSet::default()).collect()));
                 self.days.make_contiguous().sort_by_key(|(d, _)| *d);
                 self.days.iter().position(|(d, _)| *d == day).expect("just inserted")
             }
         };
-        self.days[at].1.insert(key);
+        self.days[at].1[shard(key)].insert(key);
     }
 
     /// Forgets days that lie entirely before the window.
@@ -439,8 +443,16 @@ impl RecentIds {
     }
 
     fn len(&self) -> usize {
-        self.days.iter().map(|(_, s)| s.len()).sum()
+        self.days.iter().flat_map(|(_, shards)| shards).map(HashSet::len).sum()
     }
+}
+
+/// Tables per day of [`RecentIds`].
+const SHARDS: usize = 16;
+
+/// A key's table: its top bits (the tables hash by the low ones).
+fn shard(key: u128) -> usize {
+    (key >> 124) as usize
 }
 
 /// The keys are already uniform hashes: use their low bits as the table hash.
@@ -663,6 +675,20 @@ mod tests {
         drop(gone);
         let third = tokio::time::timeout(Duration::from_secs(5), third).await.expect("committed once nothing is on its way");
         assert_eq!(third.unwrap().unwrap(), vec![Stored::Accepted]);
+    }
+
+    #[test]
+    fn ids_spread_over_the_shards_are_each_found() {
+        let mut recent = RecentIds::new(7);
+        let keys: Vec<u128> = (0..2_000).map(|i| recent.key("a", &format!("m{i}"))).collect();
+        for (i, key) in keys.iter().enumerate() {
+            recent.insert(i as i64 * 300_000, *key);
+        }
+        assert_eq!(recent.len(), 2_000);
+        assert!(keys.iter().all(|k| recent.contains(*k)));
+        assert!(!recent.contains(recent.key("a", "never")));
+        let used: HashSet<usize> = keys.iter().map(|k| shard(*k)).collect();
+        assert_eq!(used.len(), SHARDS, "every shard takes keys");
     }
 
     #[test]
