@@ -173,11 +173,17 @@ fn event_columns() -> String {
 // A group's messageIds claimed all at once: fails on the primary key if any was claimed before (see `commit`).
 // It also returns the transaction's position in the log and $4 ids for its events (taken here, not by the column's
 // default, so the collector knows each stored event's id: see `OwnEvents`). A COPY writes given identity values.
-const CLAIM_ALL_IDS: &str = "WITH claimed AS (
-         INSERT INTO message_ids (site, message_id, received_at) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]))
-     SELECT pg_current_xact_id()::text::bigint, ARRAY(SELECT nextval('events_id_seq') FROM generate_series(1, $4::int))";
+macro_rules! position_and_ids {
+    ($count:literal) => {
+        concat!("SELECT pg_current_xact_id()::text::bigint, ARRAY(SELECT nextval('events_id_seq') FROM generate_series(1, ", $count, "::int))")
+    };
+}
+const CLAIM_ALL_IDS: &str = concat!(
+    "WITH claimed AS (INSERT INTO message_ids (site, message_id, received_at) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])) ",
+    position_and_ids!("$4")
+);
 // The same position and ids, after the claim that skips what was claimed before (`CLAIM_IDS`).
-const TAKE_IDS: &str = "SELECT pg_current_xact_id()::text::bigint, ARRAY(SELECT nextval('events_id_seq') FROM generate_series(1, $1::int))";
+const TAKE_IDS: &str = position_and_ids!("$1");
 // The same claim that skips what was claimed before, and returns those.
 const CLAIM_IDS: &str = "WITH claimed AS (
          INSERT INTO message_ids (site, message_id, received_at) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
@@ -233,8 +239,8 @@ pub struct Committed {
 /// Events this collector committed to the log, held for its replica's follower so that it need not read them back
 /// from PostgreSQL (reading a stretch of the log back was a fifth of PostgreSQL's CPU with one collector, and
 /// decoding it a sixth of the follower's). Bounded in bytes: what does not fit is read back as any other
-/// collector's events are. Only groups stored exactly as given are held, with the ids and position the log gave them, so what
-/// the follower applies is what every other replica reads.
+/// collector's events are. Only groups stored exactly as given are held, with the ids and position the log gave
+/// them, so what the follower applies is what every other replica reads.
 #[derive(Default)]
 pub struct OwnEvents {
     held: std::sync::Mutex<OwnEventsHeld>,
