@@ -3,6 +3,7 @@
 //! - `run [ARGS…]`   build everything and run the collector (`footprint serve ARGS…`) with the demo site.
 //! - `test`          install what the tests need, build, and run every test (what CI runs).
 //! - `bench …`       benchmarks that print numbers (see README).
+//! - `bench-instructions` the collector's instructions per event, counted by callgrind.
 //! - `demo-data`     a month of traffic for the demo site, through the ingest API.
 //! - `bench-stats`   10 million events, then every stats query timed.
 //! - `bench-pg`      batched ingest on PostgreSQL, one collector and two sharing the database.
@@ -11,6 +12,7 @@ mod bench;
 mod dashboard;
 mod demo_data;
 mod ensure;
+mod instructions;
 mod people_bench;
 mod pg_bench;
 mod pg_cluster;
@@ -29,12 +31,13 @@ fn main() -> std::process::ExitCode {
         Some("build-sdk") => sdk::build(),
         Some("bench-sdk") => sdk::bench(&args[1..]),
         Some("bench") => bench::bench(&args[1..]),
+        Some("bench-instructions") => instructions::bench(&args[1..]),
         Some("demo-data") => demo_data::command(&args[1..]),
         Some("bench-stats") => stats_bench::bench(&args[1..]),
         Some("bench-people") => people_bench::bench(&args[1..]),
         Some("bench-pg") => pg_bench::bench(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
-            println!("usage: cargo xtask <run [serve args…] | test | bench [--quick] | demo-data [--target HOST:PORT] | bench-stats [--events N] | bench-people [--profiles N] | bench-pg [--quick] [--runs N] [--secs S] [--collector REV] | build-sdk | bench-sdk>");
+            println!("usage: cargo xtask <run [serve args…] | test | bench [--quick] | bench-instructions [--against REV] [--secs S] | demo-data [--target HOST:PORT] | bench-stats [--events N] | bench-people [--profiles N] | bench-pg [--quick] [--runs N] [--secs S] [--collector REV] | build-sdk | bench-sdk>");
             Ok(())
         }
         Some(other) => Err(anyhow::anyhow!("unknown command {other:?}; try `cargo xtask help`")),
