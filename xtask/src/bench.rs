@@ -281,18 +281,8 @@ fn one_run(collector: &Path, generator: &Path, dir: &Path, scenario: &Scenario, 
         std::fs::write(&path, config)?;
         serve.arg("--config").arg(path);
     }
-    let server_log = dir.join("collector.log");
     serve.env_remove("FOOTPRINT_CONFIG").env_remove("FOOTPRINT_LISTEN").env_remove("FOOTPRINT_DATA_DIR").env_remove("FOOTPRINT_DATABASE_URL");
-    serve.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(std::fs::File::create(&server_log)?);
-    let mut server = Server(serve.spawn().context("cannot start the collector")?);
-    let mut stdout = BufReader::new(server.0.stdout.take().expect("piped"));
-    let mut first = String::new();
-    stdout.read_line(&mut first)?;
-    let url = first.trim().strip_prefix("Footprint collector listening on ").map(str::to_owned);
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    let Some(url) = url else {
-        bail!("the collector did not start (first line {:?}); its log:\n{}", first.trim(), std::fs::read_to_string(&server_log).unwrap_or_default());
-    };
+    let (mut server, url) = start_server(serve, &dir.join("collector.log"))?;
     let pid = server.0.id();
 
     let mut bench = pinned(settings.pin, "1", generator);
@@ -302,9 +292,30 @@ fn one_run(collector: &Path, generator: &Path, dir: &Path, scenario: &Scenario, 
     if !output.status.success() {
         bail!("footprint-bench failed ({})", output.status);
     }
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    parse_result(&output.stdout)
+}
+
+/// The `RESULT key=value …` line of footprint-bench's output.
+pub(crate) fn parse_result(stdout: &[u8]) -> anyhow::Result<Run> {
+    let stdout = String::from_utf8_lossy(stdout);
     let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT ")).context("footprint-bench printed no RESULT line")?;
     Ok(line.split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+}
+
+/// Starts `serve` (a collector's `serve` command with its arguments and environment) with its stderr in `log`, and
+/// returns it with the URL its first line of output gives; the rest of its output is drained.
+pub(crate) fn start_server(mut serve: Command, log: &Path) -> anyhow::Result<(Server, String)> {
+    serve.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(std::fs::File::create(log)?);
+    let program = serve.get_program().to_string_lossy().into_owned();
+    let mut server = Server(serve.spawn().with_context(|| format!("cannot start {program}"))?);
+    let mut stdout = BufReader::new(server.0.stdout.take().expect("piped"));
+    let mut first = String::new();
+    stdout.read_line(&mut first)?;
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    match first.trim().strip_prefix("Footprint collector listening on ") {
+        Some(url) => Ok((server, url.to_owned())),
+        None => bail!("the collector did not start (first line {:?}); its log:\n{}", first.trim(), std::fs::read_to_string(log).unwrap_or_default()),
+    }
 }
 
 /// The collector process; stopped gracefully (SIGTERM, which drains the queue), killed if that takes too long.

@@ -11,10 +11,9 @@
 //! builds with this, and take the mix of costs at full speed from `cargo xtask bench` and a profiler. Kernel time
 //! (system calls, page copies) is not counted.
 
-use crate::bench::{self, Server};
+use crate::bench;
 use crate::{cargo, run_step, target_dir};
 use anyhow::{bail, Context as _};
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -138,15 +137,7 @@ fn count_run(collector: &Path, generator: &Path, dir: &Path, load: &Load, secs: 
     serve.arg("--tool=callgrind").arg(format!("--callgrind-out-file={}", out_file.display())).arg(collector);
     serve.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(dir);
     serve.env_remove("FOOTPRINT_CONFIG").env_remove("FOOTPRINT_LISTEN").env_remove("FOOTPRINT_DATA_DIR").env_remove("FOOTPRINT_DATABASE_URL");
-    serve.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(std::fs::File::create(dir.join("collector.log"))?);
-    let mut server = Server(serve.spawn().context("cannot start valgrind")?);
-    let mut stdout = BufReader::new(server.0.stdout.take().expect("piped"));
-    let mut first = String::new();
-    stdout.read_line(&mut first)?;
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    let Some(url) = first.trim().strip_prefix("Footprint collector listening on ").map(str::to_owned) else {
-        bail!("the collector did not start (first line {:?}); see {}", first.trim(), dir.join("collector.log").display());
-    };
+    let (mut server, url) = bench::start_server(serve, &dir.join("collector.log"))?;
     let pid = server.0.id().to_string();
     let send = |duration: f64| -> anyhow::Result<u64> {
         let output = Command::new(generator)
@@ -154,13 +145,12 @@ fn count_run(collector: &Path, generator: &Path, dir: &Path, load: &Load, secs: 
             .stderr(Stdio::null())
             .output()
             .context("cannot start footprint-bench")?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT ")).context("footprint-bench printed no RESULT line")?;
-        let field = |key: &str| line.split_whitespace().find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse::<u64>().ok());
-        if field("errors").unwrap_or(0) > 0 || field("s503_total").unwrap_or(0) > 0 {
-            bail!("the load saw errors or 503 answers: {line}");
+        let run = bench::parse_result(&output.stdout)?;
+        let count = |key: &str| bench::get(&run, key).map(|v| v as u64);
+        if count("errors").unwrap_or(0) > 0 || count("s503_total").unwrap_or(0) > 0 {
+            bail!("the load saw errors or 503 answers: {run:?}");
         }
-        field("accepted_total").context("no accepted_total in RESULT")
+        count("accepted_total").context("no accepted_total in RESULT")
     };
     send(WARMUP_SECS)?;
     wait_idle(&pid);

@@ -32,11 +32,13 @@
 //! the command (after the table is printed). Nothing is pinned: PostgreSQL, the collectors and the load generator
 //! share the machine's cores, so the figures are for the whole box, and other work on it shows in "others".
 
-use crate::bench::{baseline_collector, field, fresh_data_root, get, median, parse_settings, rss_mb, take_revision_option, values, wait_quiet, whole, Run, Server, Settings};
+use crate::bench::{
+    baseline_collector, field, fresh_data_root, get, median, parse_result, parse_settings, rss_mb, start_server, take_revision_option, values, wait_quiet, whole, Run, Server,
+    Settings,
+};
 use crate::pg_cluster::{TestCluster, PERFORMANCE_SETTINGS};
 use crate::{cargo, run_step, target_dir};
 use anyhow::{bail, Context as _};
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -195,29 +197,17 @@ fn one_run(collector: &Path, generator: &Path, dir: &Path, database_url: &str, d
     if !output.status.success() {
         bail!("footprint-bench failed ({})", output.status);
     }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT ")).context("footprint-bench printed no RESULT line")?;
-    Ok(line.split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+    parse_result(&output.stdout)
 }
 
 /// One collector on the shared database with its own data directory; returns it and its URL.
 fn start_collector(collector: &Path, dir: &Path, database_url: &str, ingest_only: bool) -> anyhow::Result<(Server, String)> {
     std::fs::create_dir_all(dir)?;
-    let log = dir.join("collector.log");
     let mut serve = Command::new(collector);
     serve.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(dir);
     serve.env_remove("FOOTPRINT_CONFIG").env_remove("FOOTPRINT_LISTEN").env_remove("FOOTPRINT_DATA_DIR").env_remove("FOOTPRINT_HMAC_PREVIOUS_KEYS");
     serve.env("FOOTPRINT_DATABASE_URL", database_url).env("FOOTPRINT_HMAC_KEY", HMAC_KEY).env("FOOTPRINT_ROLE", if ingest_only { "ingest" } else { "full" });
-    serve.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(std::fs::File::create(&log)?);
-    let mut server = Server(serve.spawn().context("cannot start the collector")?);
-    let mut stdout = BufReader::new(server.0.stdout.take().expect("piped"));
-    let mut first = String::new();
-    stdout.read_line(&mut first)?;
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    match first.trim().strip_prefix("Footprint collector listening on ") {
-        Some(url) => Ok((server, url.to_owned())),
-        None => bail!("the collector did not start (first line {:?}); its log:\n{}", first.trim(), std::fs::read_to_string(&log).unwrap_or_default()),
-    }
+    start_server(serve, &dir.join("collector.log"))
 }
 
 /// Checks the database against what the load generator saw; adds the figures to `run`, returns what is wrong.
